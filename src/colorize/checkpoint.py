@@ -1,0 +1,93 @@
+"""Self-describing checkpoints and weight files, written atomically.
+
+A training checkpoint (``.pt``) holds weights, model name and kwargs, the run config, step, epoch,
+best metric and everything needed to resume; it is read with ``torch.load(weights_only=True)``.
+A shipped weight file (``.safetensors``) holds the weights and, in its metadata, the model name and
+kwargs, so :func:`load_model` rebuilds the model from the file alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from colorize.models import create_model
+
+# Options that only matter when a model is first built for training (its encoder's ImageNet
+# weights); a saved model carries all its weights, so they are dropped when rebuilding.
+_BUILD_ONLY = ("backbone_weights", "classifier_weights")
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def model_spec(model: nn.Module) -> tuple[str, dict]:
+    name = getattr(model, "model_name", None)
+    if name is None:
+        raise ValueError("model was not built by create_model(); its name is unknown")
+    kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.model_kwargs.items()
+              if k not in _BUILD_ONLY}
+    return name, kwargs
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **state: Any) -> None:
+    """Save weights + model spec + any extra state (optimizer, config, step, ...) atomically."""
+    name, kwargs = model_spec(model)
+    payload = {"model": name, "model_kwargs": kwargs, "state_dict": model.state_dict(), **state}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def save_weights(path: str | Path, model: nn.Module, *, metadata: dict[str, str] | None = None) -> None:
+    """Ship a model as safetensors with its name and kwargs in the metadata."""
+    from safetensors.torch import save_file
+
+    name, kwargs = model_spec(model)
+    meta = {"model": name, "model_kwargs": json.dumps(kwargs), **(metadata or {})}
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+
+
+def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from a ``.safetensors`` weight file or a ``.pt`` training checkpoint; eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if "model" not in meta:
+            raise ValueError(f"{path}: no 'model' in the safetensors metadata; not a colorize weight file")
+        name, kwargs, state = meta["model"], json.loads(meta.get("model_kwargs", "{}")), load_file(str(path))
+    else:
+        ckpt = load_checkpoint(path, map_location)
+        if "model" not in ckpt or "state_dict" not in ckpt:
+            raise ValueError(f"{path}: not a colorize checkpoint (needs 'model' and 'state_dict')")
+        name, kwargs, state = ckpt["model"], ckpt.get("model_kwargs", {}), ckpt["state_dict"]
+    kwargs = {k: v for k, v in kwargs.items() if k not in _BUILD_ONLY}
+    model = create_model(name, **kwargs)
+    model.load_state_dict(state)
+    return model.to(map_location).eval()

@@ -1,0 +1,139 @@
+"""The ``colorize`` command: thin argument parsing over library functions.
+
+``colorize PATH...`` colorizes files and folders; subcommands handle the rest. ``--help`` and
+``--version`` answer without importing torch (heavy imports live inside the commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from colorize import __version__
+
+SUBCOMMANDS = {
+    "models": "list the registered models and the shipped weights",
+    "train": "train a model from a recipe (configs/*.yaml) or options",
+    "export": "export a model or checkpoint (safetensors, onnx)",
+    "eval": "score models against the truth on color photos",
+    "serve": "run the web app",
+    "video": "colorize a video with temporally consistent colors",
+}
+OUTPUT_SUFFIX = "_color"
+
+
+def _colorize_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="colorize",
+        description="Colorize black-and-white photos. Files and folders (recursive) are accepted.",
+        epilog="subcommands:\n" + "\n".join(f"  {k:<8} {v}" for k, v in SUBCOMMANDS.items())
+        + "\n\nrun `colorize SUBCOMMAND --help` for each one's options",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="output folder (default: ./colorized); for a single file, may be a file name")
+    p.add_argument("--model", help="shipped model name or a .safetensors/.pt file (default: unet_lite0)")
+    p.add_argument("--size", type=int, help="working size (long side) the network sees; default per model")
+    p.add_argument("--temperature", type=float, default=None, help="annealed-mean temperature (default 0.38)")
+    p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier (default 1.0)")
+    p.add_argument("--format", choices=["same", "jpg", "png"], default="same", help="output format")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument("--in-place-ok", action="store_true",
+                   help="allow writing into the input folder (never over an input file)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--version", action="version", version=f"colorize {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(f"colorize.commands.{argv[0]}").main(argv[1:])
+    if not argv:
+        _colorize_parser().print_help()
+        return 2
+    args = _colorize_parser().parse_args(argv)
+    return colorize_paths(args)
+
+
+def plan_outputs(paths: list[str], output: str | None, fmt: str) -> list[tuple[Path, Path]]:
+    """Pair every input image with its output path, keeping folder structure relative to each root."""
+    from colorize.data import IMAGE_EXTENSIONS, find_images
+
+    out_root = Path(output) if output else Path("colorized")
+    pairs: list[tuple[Path, Path]] = []
+    single_file = len(paths) == 1 and Path(paths[0]).is_file()
+    for raw in paths:
+        root = Path(raw)
+        if single_file and output and Path(output).suffix.lower() in IMAGE_EXTENSIONS:
+            return [(root, Path(output))]
+        files = find_images(root)
+        for f in files:
+            rel = f.relative_to(root) if root.is_dir() else Path(f.name)
+            if root.is_dir() and len(paths) > 1:
+                rel = Path(root.name) / rel
+            suffix = f.suffix if fmt == "same" else f".{fmt}"
+            if suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"):
+                suffix = ".png"
+            pairs.append((f, out_root / rel.with_suffix(suffix)))
+    return pairs
+
+
+def colorize_paths(args: argparse.Namespace) -> int:
+    """Colorize every image; print a summary; exit 1 if any failed."""
+    from colorize.data import ImageError
+
+    try:
+        pairs = plan_outputs(args.paths, args.output, args.format)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    inputs = {p.resolve() for p, _ in pairs}
+    for src, dst in pairs:
+        if dst.resolve() in inputs:
+            print(f"error: output {dst} would overwrite an input; choose another -o", file=sys.stderr)
+            return 2
+        if not args.in_place_ok and dst.resolve().parent == src.resolve().parent:
+            print(f"error: output {dst} would be written next to its input; choose another -o "
+                  "or pass --in-place-ok", file=sys.stderr)
+            return 2
+    todo = [(s, d) for s, d in pairs if args.overwrite or not d.exists()]
+    skipped = len(pairs) - len(todo)
+    if not pairs:
+        print("no images found", file=sys.stderr)
+        return 1
+
+    from tqdm import tqdm
+
+    from colorize.pipeline import Colorizer
+
+    kwargs = {"temperature": args.temperature} if args.temperature is not None else {}
+    try:
+        colorizer = Colorizer(args.model, size=args.size, saturation=args.saturation, threads=args.threads, **kwargs)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failed: list[str] = []
+    done = 0
+    for src, dst in tqdm(todo, unit="img", disable=args.quiet or not todo, dynamic_ncols=True):
+        try:
+            colorizer.colorize_file(src, dst)
+            done += 1
+        except ImageError as e:
+            failed.append(str(e))
+        except OSError as e:  # output side: disk full, permissions
+            failed.append(f"{src}: cannot write {dst} ({e})")
+    print(f"done: {done}, skipped (exists, use --overwrite): {skipped}, failed: {len(failed)}"
+          + (f"  -> {Path(args.output or 'colorized')}" if done else ""))
+    for msg in failed:
+        print(f"  failed: {msg}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

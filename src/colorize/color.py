@@ -1,0 +1,194 @@
+"""All color math of the project: sRGB <-> CIE Lab (D65) in torch, and the model-side normalizations.
+
+Every function works on batched tensors ``(B, 3, H, W)`` or single images ``(3, H, W)`` on any device,
+is differentiable, and matches scikit-image's ``rgb2lab`` / ``lab2rgb`` (same constants) to ~1e-4.
+Models see normalized L in [-1, 1] and predict normalized ab (ab / 128, bounded by tanh).
+"""
+
+from __future__ import annotations
+
+import torch
+
+# sRGB primaries -> CIE XYZ (the matrix scikit-image uses), and its inverse.
+XYZ_FROM_RGB = torch.tensor(
+    [
+        [0.412453, 0.357580, 0.180423],
+        [0.212671, 0.715160, 0.072169],
+        [0.019334, 0.119193, 0.950227],
+    ],
+    dtype=torch.float64,
+)
+RGB_FROM_XYZ = torch.linalg.inv(XYZ_FROM_RGB)
+D65_WHITE = (0.95047, 1.0, 1.08883)  # CIE 1931 2-degree observer
+
+# CIE Lab piecewise function constants.
+LAB_EPSILON = 0.008856  # (6/29)^3: below it f(t) is linear
+LAB_KAPPA = 7.787  # slope of the linear part of f(t)
+LAB_OFFSET = 16.0 / 116.0
+LAB_DELTA = 0.2068966  # 6/29: f-space threshold for the inverse
+
+# sRGB companding.
+SRGB_THRESHOLD = 0.04045
+LINEAR_THRESHOLD = 0.0031308
+
+# Model-side scales: L in [0, 100] -> [-1, 1]; ab / 128 -> roughly [-1, 1].
+L_CENTER = 50.0
+L_SCALE = 50.0
+AB_SCALE = 128.0
+
+
+def _matmul_channels(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Apply a 3x3 color matrix over the channel dim of (..., 3, H, W)."""
+    m = matrix.to(device=x.device, dtype=x.dtype)
+    return torch.einsum("ij,...jhw->...ihw", m, x)
+
+
+def srgb_to_linear(rgb: torch.Tensor) -> torch.Tensor:
+    """Undo sRGB companding; ``rgb`` in [0, 1]."""
+    high = ((rgb.clamp(min=SRGB_THRESHOLD) + 0.055) / 1.055) ** 2.4
+    return torch.where(rgb > SRGB_THRESHOLD, high, rgb / 12.92)
+
+
+def linear_to_srgb(lin: torch.Tensor) -> torch.Tensor:
+    """Apply sRGB companding; the result is not clipped."""
+    high = 1.055 * lin.clamp(min=LINEAR_THRESHOLD) ** (1 / 2.4) - 0.055
+    return torch.where(lin > LINEAR_THRESHOLD, high, lin * 12.92)
+
+
+def _lab_f(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t > LAB_EPSILON, t.clamp(min=LAB_EPSILON) ** (1 / 3), LAB_KAPPA * t + LAB_OFFSET)
+
+
+def _lab_f_inv(f: torch.Tensor) -> torch.Tensor:
+    return torch.where(f > LAB_DELTA, f.clamp(min=LAB_DELTA) ** 3, (f - LAB_OFFSET) / LAB_KAPPA)
+
+
+def _white(x: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(D65_WHITE, device=x.device, dtype=x.dtype).view(3, 1, 1)
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1], shape (..., 3, H, W) -> Lab with L in [0, 100], a and b roughly in [-128, 127]."""
+    xyz = _matmul_channels(srgb_to_linear(rgb), XYZ_FROM_RGB) / _white(rgb)
+    fx, fy, fz = _lab_f(xyz).unbind(-3)
+    return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=-3)
+
+
+def lab_to_linear_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """Lab (..., 3, H, W) -> linear RGB, unclipped (values outside [0, 1] are out of the sRGB gamut)."""
+    L, a, b = lab.unbind(-3)
+    fy = (L + 16.0) / 116.0
+    fx = fy + a / 500.0
+    fz = (fy - b / 200.0).clamp(min=0.0)  # as scikit-image: negative z is clipped
+    xyz = _lab_f_inv(torch.stack([fx, fy, fz], dim=-3)) * _white(lab)
+    return _matmul_channels(xyz, RGB_FROM_XYZ)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """Lab (..., 3, H, W) -> sRGB in [0, 1] (clipped, as scikit-image's ``lab2rgb``)."""
+    return linear_to_srgb(lab_to_linear_rgb(lab)).clamp(0.0, 1.0)
+
+
+def rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
+    """Lightness only, (..., 3, H, W) -> (..., 1, H, W) in [0, 100]; cheaper than a full conversion."""
+    y = _matmul_channels(srgb_to_linear(rgb), XYZ_FROM_RGB[1:2])
+    return 116.0 * _lab_f(y) - 16.0
+
+
+def gray_rgb_from_l(l: torch.Tensor) -> torch.Tensor:
+    """The neutral gray RGB image (..., 3, H, W) that has lightness ``l`` (..., 1, H, W)."""
+    lab = torch.cat([l, torch.zeros_like(l), torch.zeros_like(l)], dim=-3)
+    return lab_to_rgb(lab)
+
+
+def in_gamut(lab: torch.Tensor, *, tol: float = 1e-3) -> torch.Tensor:
+    """Per-pixel mask (..., H, W): True where the Lab color is inside the sRGB gamut."""
+    lin = lab_to_linear_rgb(lab)
+    return ((lin >= -tol) & (lin <= 1.0 + tol)).all(dim=-3)
+
+
+def fit_to_gamut(l: torch.Tensor, ab: torch.Tensor, *, steps: int = 8) -> torch.Tensor:
+    """Shrink the chroma of out-of-gamut pixels (keeping L and hue) until the color fits sRGB.
+
+    Clipping RGB channels independently changes hue and makes flat color blocks; scaling ab toward
+    zero does not. Only pixels that are out of gamut are searched (bisection over the chroma scale).
+
+    Args:
+        l: (B, 1, H, W) lightness in [0, 100].
+        ab: (B, 2, H, W) chroma in Lab units.
+    Returns:
+        ab with every pixel inside the sRGB gamut, same shape.
+    """
+    lab = torch.cat([l, ab], dim=1)
+    bad = ~in_gamut(lab)  # (B, H, W)
+    if not bad.any():
+        return ab
+    lab_px = lab.permute(0, 2, 3, 1)[bad]  # (N, 3)
+    lo = torch.zeros(lab_px.shape[0], device=ab.device, dtype=ab.dtype)
+    hi = torch.ones_like(lo)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        trial = torch.cat([lab_px[:, :1], lab_px[:, 1:] * mid[:, None]], dim=1)
+        ok = in_gamut(trial.T[:, :, None])[:, 0]
+        lo = torch.where(ok, mid, lo)
+        hi = torch.where(ok, hi, mid)
+    out = ab.permute(0, 2, 3, 1).clone()
+    out[bad] = lab_px[:, 1:] * lo[:, None]
+    return out.permute(0, 3, 1, 2)
+
+
+def normalize_l(l: torch.Tensor) -> torch.Tensor:
+    """L in [0, 100] -> network input in [-1, 1]."""
+    return (l - L_CENTER) / L_SCALE
+
+
+def denormalize_l(l_norm: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`normalize_l`."""
+    return l_norm * L_SCALE + L_CENTER
+
+
+def normalize_ab(ab: torch.Tensor) -> torch.Tensor:
+    """ab in Lab units -> network target ab / 128."""
+    return ab / AB_SCALE
+
+
+def denormalize_ab(ab_norm: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`normalize_ab`."""
+    return ab_norm * AB_SCALE
+
+
+def rgb_to_model_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sRGB batch in [0, 1] -> (normalized L (B, 1, H, W), normalized ab (B, 2, H, W))."""
+    lab = rgb_to_lab(rgb)
+    return normalize_l(lab[..., :1, :, :]), normalize_ab(lab[..., 1:, :, :])
+
+
+def model_lab_to_rgb(l_norm: torch.Tensor, ab_norm: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_model_lab`: normalized L and ab -> sRGB in [0, 1]."""
+    return lab_to_rgb(torch.cat([denormalize_l(l_norm), denormalize_ab(ab_norm)], dim=-3))
+
+
+def ab_gamut_bins(*, grid: int = 10, ab_range: int = 110) -> tuple[torch.Tensor, torch.Tensor]:
+    """The in-gamut cells of a ``grid``-unit ab grid over [-ab_range, ab_range]^2.
+
+    A cell counts when any part of it (its center, edge midpoints or corners) is a displayable sRGB
+    color at some lightness L in [0, 100]; a 10-unit grid gives 262 bins (Zhang et al. keep 313,
+    the cells that ImageNet's pixels fall in).
+
+    Returns:
+        centers: (Q, 2) float ab of the in-gamut cells.
+        cell_to_bin: (G*G,) long, the nearest in-gamut bin of every grid cell (row-major over a, b).
+    """
+    axis = torch.arange(-ab_range, ab_range + 1, grid, dtype=torch.float64)
+    a, b = torch.meshgrid(axis, axis, indexing="ij")
+    ab = torch.stack([a.flatten(), b.flatten()], dim=1)  # (G*G, 2)
+    levels = torch.linspace(0, 100, 101, dtype=torch.float64)[:, None]
+    ok = torch.zeros(len(ab), dtype=torch.bool)
+    for da in (-grid / 2, 0.0, grid / 2):
+        for db in (-grid / 2, 0.0, grid / 2):
+            shifted = (ab + torch.tensor([da, db], dtype=torch.float64)).repeat(len(levels), 1)
+            lab = torch.cat([levels.repeat_interleave(len(ab), dim=0), shifted], dim=1)  # (101*G*G, 3)
+            ok |= in_gamut(lab.T[:, :, None], tol=0.0)[:, 0].view(len(levels), len(ab)).any(dim=0)
+    centers = ab[ok]
+    cell_to_bin = torch.cdist(ab, centers).argmin(dim=1)
+    return centers.float(), cell_to_bin

@@ -1,0 +1,1 @@
+"""One module per ``colorize`` subcommand, each with ``main(argv) -> exit code``."""

@@ -1,0 +1,58 @@
+"""``colorize train``: train a model from a YAML recipe and/or options; ``--resume`` continues a run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+RECIPE_DIR = Path(__file__).resolve().parents[3] / "configs"
+
+
+def _recipe_path(recipe: str) -> Path:
+    p = Path(recipe)
+    if p.is_file():
+        return p
+    named = RECIPE_DIR / f"{recipe}.yaml"
+    if named.is_file():
+        return named
+    known = sorted(f.stem for f in RECIPE_DIR.glob("*.yaml")) if RECIPE_DIR.is_dir() else []
+    raise FileNotFoundError(f"recipe '{recipe}' not found; give a YAML file or one of: {', '.join(known)}")
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="colorize train", description=__doc__)
+    p.add_argument("--recipe", help="YAML recipe: a file, or a name under configs/ (alpha, beta, unet_lite0, ...)")
+    p.add_argument("--model", help="registered model name (overrides the recipe)")
+    p.add_argument("--data", nargs="+", help="training folders, files or globs")
+    p.add_argument("--val-data", nargs="+", help="validation folders (default: a 2%% split of --data)")
+    p.add_argument("--image", help="train on this one photo (the Alpha demo)")
+    p.add_argument("--size", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--epoch-images", type=int, help="images per epoch (default: the whole set)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--out", dest="out_dir", help="run folder for checkpoints, logs and samples")
+    p.add_argument("--device", help="auto, cpu, cuda or mps")
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--max-minutes", type=float, help="stop cleanly after this long (resume later)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    args = p.parse_args(argv)
+
+    from colorize.train import TrainConfig, train
+
+    overrides = {k: getattr(args, k) for k in ("model", "data", "val_data", "image", "size", "batch_size",
+                                               "epochs", "epoch_images", "lr", "out_dir", "device",
+                                               "num_workers", "max_minutes", "seed")}
+    try:
+        if args.recipe:
+            cfg = TrainConfig.from_yaml(_recipe_path(args.recipe), **overrides)
+        else:
+            cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        print(f"error: {e}")
+        return 2
+    metrics = train(cfg, resume=args.resume)
+    print(f"finished: {metrics}")
+    print(f"checkpoints in {cfg.out_dir}: best.pt, last.pt, best.safetensors")
+    return 0

@@ -1,0 +1,209 @@
+"""Reading photos safely, and datasets over folders, file lists or globs for training.
+
+Every reader goes through :func:`load_image`: EXIF orientation applied; CMYK, palette, 16-bit, alpha
+and gray files converted to 8-bit RGB; unreadable, truncated or degenerate files raise
+:class:`ImageError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+MIN_SIDE = 8  # smaller images carry no usable content
+MAX_PIXELS = 200_000_000  # decompression-bomb guard (a 14000x14000 scan still passes)
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as a photo; ``str(e)`` names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+def find_images(paths: str | Path | Iterable[str | Path], *, recursive: bool = True) -> list[Path]:
+    """Expand files, folders (recursively) and glob patterns into a sorted, de-duplicated list of images.
+
+    A folder contributes only files with an image extension; a file named explicitly is always kept
+    (so a bad file is reported rather than silently dropped).
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    found: dict[Path, None] = {}
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            for f in sorted(p.glob(pattern)):
+                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
+                    found[f] = None
+        elif p.is_file():
+            found[p] = None
+        elif any(c in str(p) for c in "*?["):
+            for f in sorted(glob.glob(str(p), recursive=True)):
+                if Path(f).is_file():
+                    found[Path(f)] = None
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    return list(found)
+
+
+def read_file_list(path: str | Path) -> list[Path]:
+    """A text file with one image path per line (relative paths are relative to the list file)."""
+    path = Path(path)
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    return [p if p.is_absolute() else path.parent / p for p in (Path(ln) for ln in lines if ln and not ln.startswith("#"))]
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB; transparency is composited onto white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGB" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    if img.mode == "RGB":
+        return img
+    return img.convert("RGB")  # L, 1, CMYK (PIL inverts Adobe CMYK), YCbCr, LAB, HSV
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open a photo as 8-bit RGB with EXIF orientation applied. Raises :class:`ImageError`."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageError(path, f"{img.width}x{img.height} exceeds the {MAX_PIXELS:,}-pixel limit")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(img)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageError(path, "is a folder, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image file (unrecognized format)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(path, f"too many pixels ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        reason = "truncated or corrupt image data" if "truncated" in str(e).lower() or "broken" in str(e).lower() \
+            else f"cannot decode image ({e})"
+        raise ImageError(path, reason) from None
+    if min(rgb.size) < MIN_SIDE:
+        raise ImageError(path, f"too small ({rgb.width}x{rgb.height}; need at least {MIN_SIDE} px per side)")
+    return rgb
+
+
+def split_train_val(paths: Sequence[Path], val_fraction: float, *, root: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """Deterministic split by a hash of each path (relative to ``root``): stable across machines and
+    runs, and a photo stays on its side when others are added."""
+    train, val = [], []
+    for p in paths:
+        key = str(p.relative_to(root)) if root is not None and p.is_relative_to(root) else p.name
+        h = int.from_bytes(hashlib.sha1(key.encode()).digest()[:4], "big") / 2**32
+        (val if h < val_fraction else train).append(p)
+    return train, val
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Augmentation as in the write-ups (shear, zoom, rotation, flip) plus random crops."""
+
+    rotation: float = 10.0  # max degrees either way
+    shear: float = 10.0  # max degrees either way
+    zoom: float = 0.2  # zoom in by up to this fraction
+    hflip: bool = True
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # area fraction of the random crop
+    p_affine: float = 0.5  # probability of the shear/zoom/rotation step
+
+
+class PhotoDataset:
+    """Photos as uint8 RGB tensors (3, size, size); color conversion happens on the batch, on device.
+
+    Images are read lazily. A file that fails to load is replaced by the next good one; the failing
+    path is returned beside the sample (``""`` when none) so the training loop can warn once per file
+    and count, whatever process read it.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], size: int, *, augment: Augment | None = None,
+                 repeat: int = 1):
+        if not paths:
+            raise ValueError("no images to train on")
+        self.paths = [Path(p) for p in paths]
+        self.size, self.augment, self.repeat = size, augment, repeat
+        self.transform = self._build_transform()
+
+    def _build_transform(self):
+        from torchvision.transforms import v2
+
+        s = self.size
+        if self.augment is None:  # validation: deterministic resize + centre crop
+            return v2.Compose([v2.Resize(s, antialias=True), v2.CenterCrop(s)])
+        a = self.augment
+        steps = [v2.RandomApply([v2.RandomAffine(degrees=a.rotation, shear=a.shear, scale=(1.0, 1.0 + a.zoom))],
+                                p=a.p_affine),
+                 v2.RandomResizedCrop(s, scale=a.crop_scale, ratio=(3 / 4, 4 / 3), antialias=True)]
+        if a.hflip:
+            steps.append(v2.RandomHorizontalFlip())
+        return v2.Compose(steps)
+
+    def __len__(self) -> int:
+        return len(self.paths) * self.repeat
+
+    def __getitem__(self, index: int):
+        import torch
+        from torchvision.transforms.v2 import functional as TF
+
+        bad = ""
+        n = len(self.paths)
+        for attempt in range(n):
+            path = self.paths[(index + attempt) % n]
+            try:
+                img = load_image(path)
+            except ImageError as e:
+                if not bad:
+                    bad = str(e)
+                continue
+            x = TF.pil_to_tensor(img)  # (3, H, W) uint8
+            return self.transform(x).contiguous(), bad
+        raise RuntimeError(f"none of the {n} images could be read (first error: {bad})")
+
+
+def collate(batch):
+    """(uint8 images (B, 3, S, S), list of 'path: reason' strings for files that failed to load)."""
+    import torch
+
+    images = torch.stack([b[0] for b in batch])
+    return images, [b[1] for b in batch if b[1]]
+
+
+class BadFileLog:
+    """Warn once per unreadable file and count them."""
+
+    def __init__(self):
+        self.seen: set[str] = set()
+
+    def add(self, messages: Iterable[str]) -> None:
+        for msg in messages:
+            if msg not in self.seen:
+                self.seen.add(msg)
+                warnings.warn(f"skipped unreadable image {msg}", stacklevel=2)
+
+    def summary(self) -> str:
+        return f"{len(self.seen)} unreadable image(s) skipped" if self.seen else ""

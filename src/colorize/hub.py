@@ -1,0 +1,68 @@
+"""The weights that ship with colorize, described as data, and how a model name or file is resolved."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch.nn as nn
+
+DEFAULT_MODEL = "unet_lite0"
+
+
+@dataclass(frozen=True)
+class ShippedWeights:
+    """One trained model in ``weights/``."""
+
+    file: str  # file name under the weights folder
+    sha256: str | None  # checked on load when set
+    train_size: int  # crop size it was trained at
+    default_size: int  # working size (long side) the pipeline uses for it
+    license: str
+    card: str  # model card beside the weights
+
+
+SHIPPED: dict[str, ShippedWeights] = {
+    "unet_lite0": ShippedWeights("unet_lite0.safetensors", None, 160, 256, "MIT (weights); backbone Apache-2.0",
+                                 "unet_lite0.md"),
+}
+
+
+def weights_dir() -> Path:
+    """``$COLORIZE_WEIGHTS`` if set, else the repository's ``weights/`` folder."""
+    env = os.environ.get("COLORIZE_WEIGHTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "weights"
+
+
+def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = "cpu") -> nn.Module:
+    """A model ready for inference from: None (the shipped default), a shipped model's name, a
+    ``.safetensors`` / ``.pt`` file, or a module. Raises with the valid choices on a bad name."""
+    from colorize.checkpoint import load_model
+
+    if isinstance(model, nn.Module):
+        return model.to(device).eval()
+    if model is None:
+        model = DEFAULT_MODEL
+    path = Path(model)
+    if path.suffix in (".safetensors", ".pt", ".pth") or path.is_file():
+        return load_model(path, map_location=device)
+    name = str(model)
+    if name not in SHIPPED:
+        from colorize.models import list_models
+
+        hint = " (it has no trained weights yet; train it with `colorize train`)" if name in list_models() else ""
+        raise ValueError(f"no trained weights for model '{name}'{hint}; choose from: {', '.join(SHIPPED)}, "
+                         f"or give a .safetensors / .pt file")
+    spec = SHIPPED[name]
+    file = weights_dir() / spec.file
+    if not file.is_file():
+        raise FileNotFoundError(f"weights for '{name}' not found at {file}")
+    if spec.sha256 is not None:
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        if digest != spec.sha256:
+            raise ValueError(f"{file}: sha256 {digest} does not match the expected {spec.sha256}")
+    return load_model(file, map_location=device)

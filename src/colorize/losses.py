@@ -1,0 +1,60 @@
+"""Training losses: regression on ab (or RGB) and Zhang et al.'s rebalanced classification over ab bins."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from colorize.color import model_lab_to_rgb
+from colorize.models._base import AbBins, ColorNet
+
+LOSSES = ("auto", "mse", "smooth_l1", "bins")
+
+
+def regression_loss(pred: torch.Tensor, target: torch.Tensor, *, kind: str = "smooth_l1") -> torch.Tensor:
+    if kind == "mse":
+        return F.mse_loss(pred, target)
+    if kind == "smooth_l1":
+        return F.smooth_l1_loss(pred, target, beta=0.05)  # beta in normalized-ab units (~6 Lab units)
+    raise ValueError(f"unknown regression loss '{kind}'; choose from: mse, smooth_l1")
+
+
+def downsample_ab(ab_norm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Area-average the target ab to the logits' resolution."""
+    if ab_norm.shape[-2:] == tuple(size):
+        return ab_norm
+    return F.adaptive_avg_pool2d(ab_norm, size)
+
+
+def classification_loss(logits: torch.Tensor, ab_norm: torch.Tensor, bins: AbBins, *,
+                        rebalance: bool = True) -> torch.Tensor:
+    """Cross-entropy against soft-encoded ab, each pixel weighted by its bins' rarity.
+
+    The soft target has 4 non-zero bins per pixel, so CE = logsumexp(logits) - sum_k w_k logit[idx_k]
+    is computed by gathering those 4 logits instead of building a dense (B, Q, h, w) target.
+    """
+    idx, wts = bins.encode_sparse(downsample_ab(ab_norm, logits.shape[-2:]))  # (B, 4, h, w) each
+    nll = torch.logsumexp(logits, dim=1) - (wts * logits.gather(1, idx)).sum(1)  # (B, h, w)
+    if rebalance:
+        nll = nll * (wts * bins.weights[idx]).sum(1)
+    return nll.mean()
+
+
+def color_loss(model: ColorNet, out: torch.Tensor, l_norm: torch.Tensor, ab_norm: torch.Tensor, *,
+               kind: str = "auto", reg_weight: float = 0.0) -> torch.Tensor:
+    """The loss for a model's raw output, chosen by the model's output kind unless ``kind`` says otherwise.
+
+    ``bins`` models: rebalanced cross-entropy plus ``reg_weight`` x smooth-L1 between the distribution's
+    mean ab and the truth (keeps the mean calibrated, which curbs blotches). ``rgb`` models: MSE on RGB.
+    """
+    if kind not in LOSSES:
+        raise ValueError(f"unknown loss '{kind}'; choose from: {', '.join(LOSSES)}")
+    if model.output == "bins":
+        loss = classification_loss(out, ab_norm, model.bins)
+        if reg_weight > 0:
+            mean_ab = model.bins.decode(out, temperature=1.0)
+            loss = loss + reg_weight * regression_loss(mean_ab, downsample_ab(ab_norm, out.shape[-2:]))
+        return loss
+    if model.output == "rgb":
+        return F.mse_loss(out, model_lab_to_rgb(l_norm, ab_norm))
+    return regression_loss(out, downsample_ab(ab_norm, out.shape[-2:]), kind="mse" if kind == "mse" else "smooth_l1")

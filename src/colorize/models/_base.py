@@ -1,0 +1,142 @@
+"""What every colorization model shares: the output contract and the two kinds of heads.
+
+A model takes normalized L ``(B, 1, H, W)`` (H, W multiples of ``model.stride``) and
+``predict_ab`` returns normalized ab ``(B, 2, H, W)`` in [-1, 1]. ``forward`` returns what the loss
+needs: ab (``output == "ab"``), RGB in [0, 1] (``"rgb"``) or logits over ab bins (``"bins"``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from colorize.color import AB_SCALE, ab_gamut_bins, denormalize_l, gray_rgb_from_l, normalize_ab, rgb_to_lab
+
+DEFAULT_TEMPERATURE = 0.38  # Zhang et al.'s annealed-mean temperature
+
+
+class ColorNet(nn.Module):
+    """Base class: subclasses set ``output`` and ``stride`` and implement ``forward``."""
+
+    output: str = "ab"
+    stride: int = 1
+
+    def predict_ab(self, l_norm: torch.Tensor, *, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+        """Normalized L (B, 1, H, W) -> normalized ab (B, 2, H, W) at the input's size."""
+        out = self(l_norm)
+        if self.output == "rgb":
+            ab = normalize_ab(rgb_to_lab(out.clamp(0, 1))[:, 1:])
+        elif self.output == "bins":
+            ab = self.bins.decode(out, temperature=temperature)
+        else:
+            ab = out
+        if ab.shape[-2:] != l_norm.shape[-2:]:
+            ab = F.interpolate(ab, size=l_norm.shape[-2:], mode="bilinear", align_corners=False)
+        return ab
+
+
+def conv_bn_relu(cin: int, cout: int, *, stride: int = 1, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+def gray_for_classifier(l_norm: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
+    """Normalized L (B, 1, H, W) -> the gray photo as a 3-channel classifier input (B, 3, H, W)."""
+    rgb = gray_rgb_from_l(denormalize_l(l_norm)).expand(-1, 3, -1, -1)
+    m = torch.tensor(mean, device=l_norm.device, dtype=l_norm.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=l_norm.device, dtype=l_norm.dtype).view(1, 3, 1, 1)
+    return (rgb - m) / s
+
+
+class AbBins(nn.Module):
+    """Zhang et al.'s quantized ab space: in-gamut cells of a ``grid``-unit ab grid.
+
+    Buffers (saved with the model, so a checkpoint decodes on its own):
+        centers: (Q, 2) bin centers in Lab units.
+        cell_to_bin: (G*G,) nearest in-gamut bin for every grid cell, used for soft-encoding.
+        weights: (Q,) class-rebalancing weights (all ones until ``set_prior`` is called).
+    """
+
+    def __init__(self, grid: int = 10, ab_range: int = 110):
+        super().__init__()
+        self.grid, self.ab_range = grid, ab_range
+        self.side = 2 * ab_range // grid + 1  # grid points per axis
+        centers, cell_to_bin = ab_gamut_bins(grid=grid, ab_range=ab_range)
+        self.register_buffer("centers", centers)
+        self.register_buffer("cell_to_bin", cell_to_bin)
+        self.register_buffer("weights", torch.ones(len(centers)))
+
+    @property
+    def num_bins(self) -> int:
+        return self.centers.shape[0]
+
+    def encode_sparse(self, ab_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized ab (B, 2, H, W) -> the soft target as (bin indices, weights), each (B, 4, H, W):
+        bilinear weights on the 4 nearest grid points, each mapped to its in-gamut bin. Cheap, and
+        smooth like Zhang et al.'s 5-nearest-neighbour Gaussian encoding."""
+        g = ((ab_norm * AB_SCALE + self.ab_range) / self.grid).clamp(0, self.side - 1)  # grid coords
+        i0 = g.floor().clamp(max=self.side - 2)
+        frac = g - i0
+        i0 = i0.long()
+        fa, fb = frac[:, 0], frac[:, 1]
+        ia, ib = i0[:, 0], i0[:, 1]
+        idx, wts = [], []
+        for da, wa in ((0, 1 - fa), (1, fa)):
+            for db, wb in ((0, 1 - fb), (1, fb)):
+                idx.append(self.cell_to_bin[(ia + da) * self.side + (ib + db)])
+                wts.append(wa * wb)
+        return torch.stack(idx, 1), torch.stack(wts, 1)
+
+    def encode(self, ab_norm: torch.Tensor) -> torch.Tensor:
+        """Normalized ab (B, 2, H, W) -> dense soft targets (B, Q, H, W) summing to 1 per pixel."""
+        idx, wts = self.encode_sparse(ab_norm)
+        target = torch.zeros(ab_norm.shape[0], self.num_bins, *ab_norm.shape[2:],
+                             device=ab_norm.device, dtype=ab_norm.dtype)
+        return target.scatter_add_(1, idx, wts)
+
+    def decode(self, logits: torch.Tensor, *, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+        """Annealed mean: logits (B, Q, h, w) -> normalized ab (B, 2, h, w). T=1 is the mean, T->0 the mode."""
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        probs = torch.softmax(logits / temperature, dim=1)
+        return torch.einsum("bqhw,qc->bchw", probs, self.centers / AB_SCALE)
+
+    @torch.no_grad()
+    def set_prior(self, counts: torch.Tensor, *, sigma: float = 5.0, mix: float = 0.5) -> None:
+        """Class rebalancing from empirical bin counts (Q,): Gaussian-smooth the prior (sigma in ab
+        units), mix with uniform (lambda ``mix``), invert, and normalize so E_prior[w] = 1."""
+        prior = counts.double() / counts.sum()
+        d2 = torch.cdist(self.centers.double(), self.centers.double()) ** 2
+        kernel = torch.exp(-d2 / (2 * sigma**2))
+        smooth = kernel @ prior
+        smooth = smooth / smooth.sum()
+        w = 1.0 / ((1 - mix) * smooth + mix / self.num_bins)
+        w = w / (smooth * w).sum()
+        self.weights.copy_(w.float())
+
+
+class BinHead(nn.Module):
+    """1x1 conv to logits over the ab bins: (B, C, h, w) -> (B, Q, h, w)."""
+
+    def __init__(self, cin: int, bins: AbBins):
+        super().__init__()
+        self.proj = nn.Conv2d(cin, bins.num_bins, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class RegressionHead(nn.Module):
+    """3x3 conv to ``cout`` channels bounded by tanh (ab) or sigmoid (RGB)."""
+
+    def __init__(self, cin: int, cout: int = 2, *, activation: str = "tanh"):
+        super().__init__()
+        self.proj = nn.Conv2d(cin, cout, 3, padding=1)
+        self.act = torch.tanh if activation == "tanh" else torch.sigmoid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.proj(x))

@@ -1,0 +1,225 @@
+"""The ONE inference path, used by the CLI, the web app, video and evaluation.
+
+Any size in, the original size out: the network sees L at a small working size, its ab is brought
+back to full resolution by a guided (edge-aware) upsampling that follows the ORIGINAL lightness, and
+is joined to that full-resolution L. So the output has exactly the input's size and lightness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+from colorize.color import (denormalize_ab, fit_to_gamut, lab_to_rgb, normalize_ab, normalize_l, rgb_to_l)
+from colorize.models._base import DEFAULT_TEMPERATURE
+
+ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
+
+DEFAULT_SIZE = 256  # working size: the long side the network sees
+
+
+@dataclass
+class Prepared:
+    """One photo split for the network: full-size L and the working-size L it sees."""
+
+    l_full: torch.Tensor  # (1, 1, H, W) in [0, 100]
+    l_small: torch.Tensor  # (1, 1, h, w) in [0, 100], h and w multiples of the model stride
+
+
+def working_shape(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
+    """Scale so the long side is ~``size`` (never upscaling past the original), round to the stride."""
+    scale = min(1.0, size / max(height, width))
+    h = max(stride, round(height * scale / stride) * stride)
+    w = max(stride, round(width * scale / stride) * stride)
+    return h, w
+
+
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    return F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+
+
+def guided_upsample(guide_small: torch.Tensor, src_small: torch.Tensor, guide_full: torch.Tensor, *,
+                    radius: int = 2, eps: float = 1e-3) -> torch.Tensor:
+    """Fast guided filter (He & Sun 2015): fit ``src ~ A * guide + b`` locally at low resolution, then
+    apply the upsampled A, b to the full-resolution guide. Colors snap to the edges of the real L
+    instead of bleeding across them.
+
+    Args:
+        guide_small: (B, 1, h, w) normalized L at working size.
+        src_small: (B, C, h, w) normalized ab at working size.
+        guide_full: (B, 1, H, W) normalized L at full size.
+    Returns:
+        (B, C, H, W)
+    """
+    mean_i = _box(guide_small, radius)
+    mean_p = _box(src_small, radius)
+    cov_ip = _box(guide_small * src_small, radius) - mean_i * mean_p
+    var_i = _box(guide_small * guide_small, radius) - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    a, b = _box(a, radius), _box(b, radius)
+    size = guide_full.shape[-2:]
+    a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
+    b = F.interpolate(b, size=size, mode="bilinear", align_corners=False)
+    return a * guide_full + b
+
+
+class Colorizer:
+    """Colorize photos with a trained model.
+
+    >>> colorizer = Colorizer()                      # the shipped default model
+    >>> color = colorizer(Image.open("grandma.jpg"))  # PIL in, PIL out, same size
+    """
+
+    def __init__(
+        self,
+        model: str | Path | nn.Module | None = None,
+        *,
+        size: int | None = None,
+        temperature: float = DEFAULT_TEMPERATURE,
+        saturation: float = 1.0,
+        guided: bool = True,
+        device: str = "cpu",
+        threads: int | None = None,
+    ):
+        """
+        Args:
+            model: None for the shipped default, a shipped model's name, a weight/checkpoint file, or a module.
+            size: working size (long side, px) the network runs at; None: the model's default.
+            temperature: annealed-mean temperature for classification models (lower: more vivid).
+            saturation: multiplies the predicted chroma (1 = as predicted).
+            guided: edge-aware upsampling of ab guided by the full-size L (False: plain bilinear).
+            device: torch device for the network and the color math.
+            threads: torch intra-op threads (None: leave as is).
+        """
+        from colorize.hub import SHIPPED, resolve_model
+
+        if threads:
+            torch.set_num_threads(threads)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if saturation < 0:
+            raise ValueError(f"saturation must be >= 0, got {saturation}")
+        self.device = torch.device(device)
+        self.model = resolve_model(model, device=str(self.device))
+        self.model.to(memory_format=torch.channels_last)
+        name = getattr(self.model, "model_name", None)
+        default = SHIPPED[name].default_size if name in SHIPPED else DEFAULT_SIZE
+        self.size = int(size or default)
+        if self.size < self.stride:
+            raise ValueError(f"size must be >= {self.stride} for this model, got {self.size}")
+        self.temperature, self.saturation, self.guided = temperature, saturation, guided
+
+    @property
+    def stride(self) -> int:
+        return int(getattr(self.model, "stride", 32))
+
+    @property
+    def model_name(self) -> str:
+        return getattr(self.model, "model_name", type(self.model).__name__)
+
+    # -- the three stages; video and batch code call them directly -------------------------------
+    def prepare(self, rgb: torch.Tensor) -> Prepared:
+        """(1, 3, H, W) sRGB in [0, 1] -> full-size L and working-size L."""
+        l_full = rgb_to_l(rgb.to(self.device, torch.float32))
+        h, w = working_shape(*l_full.shape[-2:], self.size, self.stride)
+        l_small = F.interpolate(l_full, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        return Prepared(l_full, l_small)
+
+    @torch.inference_mode()
+    def predict(self, l_small: torch.Tensor) -> torch.Tensor:
+        """(B, 1, h, w) L in [0, 100] -> (B, 2, h, w) normalized ab, scaled by ``saturation``."""
+        x = normalize_l(l_small).contiguous(memory_format=torch.channels_last)
+        kwargs = {"temperature": self.temperature} if getattr(self.model, "output", "") == "bins" else {}
+        ab = self.model.predict_ab(x, **kwargs) if hasattr(self.model, "predict_ab") else self.model(x)
+        return ab.float() * self.saturation
+
+    @torch.inference_mode()
+    def compose(self, prepared: Prepared, ab_small: torch.Tensor) -> torch.Tensor:
+        """Working-size ab + full-size L -> (1, 3, H, W) sRGB in [0, 1], inside the sRGB gamut."""
+        l_full = prepared.l_full
+        if self.guided:
+            ab = guided_upsample(normalize_l(prepared.l_small), ab_small, normalize_l(l_full))
+        else:
+            ab = F.interpolate(ab_small, size=l_full.shape[-2:], mode="bilinear", align_corners=False)
+        ab = fit_to_gamut(l_full, denormalize_ab(ab))
+        return lab_to_rgb(torch.cat([l_full, ab], dim=1))
+
+    @torch.inference_mode()
+    def colorize_tensor(self, rgb: torch.Tensor) -> torch.Tensor:
+        """(3, H, W) or (B, 3, H, W) float sRGB in [0, 1] (or (.., 1, H, W) gray) -> colorized, same shape."""
+        single = rgb.dim() == 3
+        batch = rgb[None] if single else rgb
+        if batch.shape[1] == 1:
+            batch = batch.expand(-1, 3, -1, -1)
+        out = []
+        for item in batch:
+            prepared = self.prepare(item[None])
+            out.append(self.compose(prepared, self.predict(prepared.l_small)))
+        result = torch.cat(out).to(rgb.device)
+        return result[0] if single else result
+
+    def __call__(self, image: ImageLike) -> ImageLike:
+        """Colorize one photo; returns the type it was given (PIL, numpy HxW[xC] uint8/float, torch)."""
+        if isinstance(image, Image.Image):
+            from colorize.data import _to_rgb
+
+            rgb = _to_rgb(ImageOps.exif_transpose(image))
+            x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div(255)
+            y = self.colorize_tensor(x)
+            return Image.fromarray(to_uint8(y))
+        if isinstance(image, np.ndarray):
+            return self._call_numpy(image)
+        if isinstance(image, torch.Tensor):
+            return self.colorize_tensor(image)
+        raise TypeError(f"expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")
+
+    def _call_numpy(self, arr: np.ndarray) -> np.ndarray:
+        if arr.ndim == 2:
+            arr3 = np.repeat(arr[:, :, None], 3, axis=2)
+        elif arr.ndim == 3 and arr.shape[2] in (3, 4):
+            arr3 = arr[:, :, :3]
+        else:
+            raise ValueError(f"expected an array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+        is_int = np.issubdtype(arr.dtype, np.integer)
+        x = torch.from_numpy(np.ascontiguousarray(arr3)).permute(2, 0, 1).float()
+        if is_int:
+            x = x / float(np.iinfo(arr.dtype).max)
+        y = self.colorize_tensor(x.clamp(0, 1))
+        if is_int:
+            return (y.permute(1, 2, 0).numpy() * np.iinfo(arr.dtype).max + 0.5).astype(arr.dtype)
+        return y.permute(1, 2, 0).numpy().astype(arr.dtype)
+
+    def colorize_file(self, src: str | Path, dst: str | Path, *, quality: int = 95) -> tuple[int, int]:
+        """Read ``src``, colorize, write ``dst`` atomically (format from its extension). Returns (W, H).
+        Raises :class:`colorize.data.ImageError` naming the file on bad input."""
+        from colorize.data import load_image
+
+        img = load_image(src)
+        out = self(img)
+        save_image(out, dst, quality=quality)
+        return out.size
+
+
+def to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float [0, 1] -> (H, W, 3) uint8."""
+    return (rgb.clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+
+
+def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95) -> None:
+    """Write atomically (temp file + rename): a crash never leaves a half-written image."""
+    from colorize.checkpoint import atomic_write
+
+    dst = Path(dst)
+    fmt = Image.registered_extensions().get(dst.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{dst}: unknown image extension '{dst.suffix}'")
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options))

@@ -1,0 +1,369 @@
+"""Training, read in order: ``TrainConfig`` -> ``setup`` -> ``fit`` (``train_epoch``, ``validate``,
+``save_checkpoint``) with a pure ``get_lr``.
+
+Checkpoints are written at the end of every epoch (``last.pt``) and when validation improves
+(``best.pt``); ``resume=True`` continues from ``last.pt`` and gives the same result as an
+uninterrupted run (shuffling and augmentation are seeded per epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from colorize.checkpoint import atomic_write, load_checkpoint, save_checkpoint, save_weights
+from colorize.color import model_lab_to_rgb, rgb_to_model_lab
+from colorize.data import Augment, BadFileLog, PhotoDataset, collate, find_images, split_train_val
+from colorize.losses import LOSSES, color_loss
+from colorize.models import create_model, list_models
+
+DEFAULT_DATA = "../shared/data/train"
+
+
+@dataclass
+class TrainConfig:
+    """A training run. A YAML recipe under ``configs/`` is this dataclass written out."""
+
+    model: str = "unet_lite0"  # registered model name (``colorize models``)
+    model_kwargs: dict = field(default_factory=dict)  # options of that model's builder
+    data: list[str] = field(default_factory=lambda: [DEFAULT_DATA])  # folders, files or globs
+    val_data: list[str] = field(default_factory=list)  # held-out photos; empty: split from ``data``
+    val_fraction: float = 0.02  # share of ``data`` held out when ``val_data`` is empty
+    image: str | None = None  # train on this one photo (the write-ups' Alpha demo); overrides data
+    size: int = 160  # square training crop, a multiple of the model's stride
+    batch_size: int = 32
+    epochs: int = 10
+    epoch_images: int = 0  # images per epoch; 0 = the whole training set. steps = epoch_images // batch_size
+    val_images: int = 0  # cap on validation photos; 0 = all
+    optimizer: str = "adam"  # adam | adamw | rmsprop
+    lr: float = 1e-3
+    encoder_lr_scale: float = 0.1  # LR multiplier for a pretrained encoder's fine-tuned layers
+    weight_decay: float = 0.0
+    warmup_steps: int = 100  # linear warmup
+    plateau_patience: int = 2  # epochs without improvement before the LR is reduced
+    plateau_factor: float = 0.5
+    min_lr_scale: float = 0.01
+    early_stop_patience: int = 6  # epochs without improvement before stopping; 0 = never
+    loss: str = "auto"  # auto (by the model's output) | mse | smooth_l1 | bins
+    reg_weight: float = 0.0  # bins models: weight of the smooth-L1 term on the mean ab
+    augment: bool = True
+    prior_images: int = 2000  # photos used to estimate the ab-bin prior for class rebalancing
+    out_dir: str = "runs/default"
+    seed: int = 0
+    num_workers: int = 1  # DataLoader worker processes
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    device: str = "auto"  # auto | cpu | cuda | mps
+    channels_last: bool = True
+    samples: int = 8  # validation photos in the per-epoch sample grid
+    max_minutes: float = 0.0  # stop cleanly (with checkpoints) after this long; 0 = no limit
+
+    def __post_init__(self):
+        if self.model not in list_models():
+            raise ValueError(f"unknown model '{self.model}'; choose from: {', '.join(list_models())}")
+        if self.optimizer not in ("adam", "adamw", "rmsprop"):
+            raise ValueError(f"unknown optimizer '{self.optimizer}'; choose from: adam, adamw, rmsprop")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss '{self.loss}'; choose from: {', '.join(LOSSES)}")
+        if self.size <= 0 or self.size % 8:
+            raise ValueError(f"size must be a positive multiple of 8, got {self.size}")
+        if self.batch_size <= 0 or self.epochs <= 0 or self.lr <= 0:
+            raise ValueError("batch_size, epochs and lr must be positive")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        if isinstance(self.val_data, str):
+            self.val_data = [self.val_data]
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
+        import yaml
+
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**raw)
+
+    def to_yaml(self, path: str | Path) -> None:
+        import yaml
+
+        atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(asdict(self), sort_keys=False)))
+
+
+def get_lr(step: int, cfg: TrainConfig, plateau_scale: float = 1.0) -> float:
+    """Learning rate at ``step``: linear warmup, then the base rate times the plateau reductions."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+    return cfg.lr * warm * plateau_scale
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device '{name}'; choose from: auto, cpu, cuda, mps")
+    return torch.device(name)
+
+
+@dataclass
+class Run:
+    """Everything ``fit`` needs, built by ``setup``."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    train_set: PhotoDataset
+    val_set: PhotoDataset
+    device: torch.device
+    out_dir: Path
+    epoch: int = 0
+    step: int = 0
+    best: float = math.inf
+    bad_epochs: int = 0  # epochs since the last improvement (early stopping)
+    plateau_bad: int = 0  # epochs since the last improvement or LR reduction
+    plateau_scale: float = 1.0
+    history: list = field(default_factory=list)
+
+
+def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
+    """Build data, model and optimizer; on ``resume`` restore them from ``out_dir/last.pt``."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    out_dir = Path(cfg.out_dir)
+    torch.manual_seed(cfg.seed)
+
+    if cfg.image:
+        train_paths = val_paths = [Path(cfg.image)]
+    else:
+        paths = find_images(cfg.data)
+        if cfg.val_data:
+            train_paths, val_paths = paths, find_images(cfg.val_data)
+        else:
+            root = Path(cfg.data[0]) if len(cfg.data) == 1 and Path(cfg.data[0]).is_dir() else None
+            train_paths, val_paths = split_train_val(paths, cfg.val_fraction, root=root)
+        if not val_paths:
+            val_paths = train_paths[: max(1, cfg.samples)]
+    if cfg.val_images:
+        val_paths = val_paths[: cfg.val_images]
+    augment = Augment() if cfg.augment and not cfg.image else None
+    repeat = max(1, cfg.batch_size) if cfg.image else 1
+    train_set = PhotoDataset(train_paths, cfg.size, augment=augment, repeat=repeat)
+    val_set = PhotoDataset(val_paths, cfg.size)
+
+    model = create_model(cfg.model, **cfg.model_kwargs)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    encoder = getattr(model, "encoder", None) if cfg.model_kwargs.get("backbone_weights") else None
+    enc_ids = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+    params = [
+        {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in enc_ids], "lr_scale": 1.0},
+        {"params": [p for p in model.parameters() if p.requires_grad and id(p) in enc_ids],
+         "lr_scale": cfg.encoder_lr_scale},
+    ]
+    params = [g for g in params if g["params"]]
+    if cfg.optimizer == "rmsprop":
+        optimizer = torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    run = Run(cfg, model, optimizer, train_set, val_set, device, out_dir)
+
+    last = out_dir / "last.pt"
+    if resume and last.is_file():
+        ckpt = load_checkpoint(last, device)
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        for k in ("epoch", "step", "best", "bad_epochs", "plateau_bad", "plateau_scale", "history"):
+            setattr(run, k, ckpt[k])
+        print(f"resumed from {last} at epoch {run.epoch}, step {run.step}")
+    elif resume:
+        print(f"no checkpoint at {last}; starting fresh")
+    if not (resume and last.is_file()) and getattr(model, "output", "") == "bins":
+        estimate_prior(model, train_set, cfg)
+    return run
+
+
+@torch.no_grad()
+def estimate_prior(model: nn.Module, dataset: PhotoDataset, cfg: TrainConfig) -> None:
+    """Empirical ab-bin frequencies of (up to ``prior_images``) training photos -> rebalancing weights."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    n = min(cfg.prior_images, len(dataset.paths))
+    idx = torch.randperm(len(dataset.paths), generator=g)[:n].tolist()
+    plain = PhotoDataset([dataset.paths[i] for i in idx], cfg.size)
+    loader = torch.utils.data.DataLoader(plain, batch_size=64, num_workers=cfg.num_workers, collate_fn=collate)
+    counts = torch.zeros(model.bins.num_bins, dtype=torch.float64)
+    for images, _ in loader:
+        _, ab = rgb_to_model_lab(images.float().div(255))
+        counts += model.bins.encode(ab.float()).sum(dim=(0, 2, 3)).double().cpu()
+    model.bins.set_prior(counts.to(model.bins.weights.device))
+    print(f"ab prior from {n} photos: {int((counts > 0).sum())}/{model.bins.num_bins} bins used")
+
+
+def _loader(run: Run, epoch: int) -> torch.utils.data.DataLoader:
+    cfg = run.cfg
+    g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    n = cfg.epoch_images or len(run.train_set)
+    sampler = torch.utils.data.RandomSampler(run.train_set, num_samples=n, generator=g)
+    return torch.utils.data.DataLoader(
+        run.train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+        collate_fn=collate, drop_last=len(run.train_set) >= cfg.batch_size, generator=g,
+        pin_memory=run.device.type == "cuda", persistent_workers=False)
+
+
+def to_lab(images: torch.Tensor, run: Run) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (B, 3, S, S) -> normalized L and ab on the run's device (color math on the device)."""
+    x = images.to(run.device, non_blocking=True).float().div_(255)
+    if run.cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return rgb_to_model_lab(x)
+
+
+def train_epoch(run: Run, bad: BadFileLog) -> float:
+    from tqdm import tqdm
+
+    cfg, model = run.cfg, run.model
+    torch.manual_seed(cfg.seed * 1000 + run.epoch)  # augmentation in this process
+    model.train()
+    loader = _loader(run, run.epoch)
+    total, count, t0 = 0.0, 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {run.epoch + 1}/{cfg.epochs}", unit="batch", dynamic_ncols=True,
+               disable=os.environ.get("COLORIZE_NO_PROGRESS") == "1")
+    for images, errors in bar:
+        bad.add(errors)
+        for group in run.optimizer.param_groups:
+            group["lr"] = get_lr(run.step, cfg, run.plateau_scale) * group["lr_scale"]
+        l_norm, ab_norm = to_lab(images, run)
+        loss = color_loss(model, model(l_norm), l_norm, ab_norm, kind=cfg.loss, reg_weight=cfg.reg_weight)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.step += 1
+        total += loss.item() * len(images)
+        count += len(images)
+        bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{count / (time.perf_counter() - t0):.1f}")
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def validate(run: Run) -> dict[str, float]:
+    """Validation loss and PSNR (RGB, decoded at the default temperature) over the held-out photos."""
+    cfg, model = run.cfg, run.model
+    model.eval()
+    loader = torch.utils.data.DataLoader(run.val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                                         collate_fn=collate)
+    loss_sum, psnr_sum, n = 0.0, 0.0, 0
+    for images, _ in loader:
+        l_norm, ab_norm = to_lab(images, run)
+        out = model(l_norm)
+        loss_sum += color_loss(model, out, l_norm, ab_norm, kind=cfg.loss, reg_weight=cfg.reg_weight).item() * len(images)
+        pred = model_lab_to_rgb(l_norm, model.predict_ab(l_norm))
+        mse = (pred - model_lab_to_rgb(l_norm, ab_norm)).pow(2).flatten(1).mean(1).clamp(min=1e-10)
+        psnr_sum += (10 * torch.log10(1 / mse)).sum().item()
+        n += len(images)
+    return {"val_loss": loss_sum / n, "val_psnr": psnr_sum / n}
+
+
+@torch.no_grad()
+def save_samples(run: Run, path: Path) -> None:
+    """A PNG grid, one row per validation photo: gray | predicted | truth."""
+    from PIL import Image
+
+    model = run.model
+    model.eval()
+    k = min(run.cfg.samples, len(run.val_set))
+    if k == 0:
+        return
+    images = torch.stack([run.val_set[i][0] for i in range(k)])
+    l_norm, ab_norm = to_lab(images, run)
+    gray = model_lab_to_rgb(l_norm, torch.zeros_like(ab_norm))
+    pred = model_lab_to_rgb(l_norm, model.predict_ab(l_norm))
+    truth = model_lab_to_rgb(l_norm, ab_norm)
+    rows = torch.cat([gray, pred, truth], dim=3)  # (k, 3, S, 3S)
+    grid = torch.cat(list(rows), dim=1)  # (3, kS, 3S)
+    arr = (grid.permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
+    atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
+
+
+def _checkpoint(run: Run, path: Path) -> None:
+    save_checkpoint(path, run.model, optimizer=run.optimizer.state_dict(), config=asdict(run.cfg),
+                    epoch=run.epoch, step=run.step, best=run.best, bad_epochs=run.bad_epochs,
+                    plateau_bad=run.plateau_bad, plateau_scale=run.plateau_scale, history=run.history)
+
+
+def fit(run: Run) -> dict:
+    """Train until ``epochs``, early stopping or ``max_minutes``; returns the last metrics."""
+    cfg = run.cfg
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.to_yaml(run.out_dir / "config.yaml")
+    writer = _tensorboard(run.out_dir / "tb")
+    bad = BadFileLog()
+    start = time.perf_counter()
+    metrics: dict = run.history[-1] if run.history else {}
+    while run.epoch < cfg.epochs:
+        t0 = time.perf_counter()
+        train_loss = train_epoch(run, bad)
+        metrics = {"epoch": run.epoch + 1, "step": run.step, "train_loss": train_loss, **validate(run),
+                   "lr": get_lr(run.step, cfg, run.plateau_scale), "seconds": time.perf_counter() - t0}
+        improved = metrics["val_loss"] < run.best - 1e-6
+        if improved:
+            run.best, run.bad_epochs, run.plateau_bad = metrics["val_loss"], 0, 0
+        else:
+            run.bad_epochs += 1
+            run.plateau_bad += 1
+            if run.plateau_bad >= cfg.plateau_patience:  # reduce LR on plateau
+                run.plateau_scale = max(cfg.min_lr_scale, run.plateau_scale * cfg.plateau_factor)
+                run.plateau_bad = 0
+        run.epoch += 1
+        run.history.append(metrics)
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()),
+              "*" if improved else "", flush=True)
+        if writer is not None:
+            for k, v in metrics.items():
+                writer.add_scalar(k, v, run.step)
+            writer.flush()
+        save_samples(run, run.out_dir / "samples" / f"epoch{run.epoch:03d}.png")
+        if improved:
+            _checkpoint(run, run.out_dir / "best.pt")
+            save_weights(run.out_dir / "best.safetensors", run.model,
+                         metadata={"epoch": str(run.epoch), "val_loss": f"{run.best:.6f}"})
+        _checkpoint(run, run.out_dir / "last.pt")
+        if cfg.early_stop_patience and run.bad_epochs >= cfg.early_stop_patience:
+            print(f"early stop: no improvement for {run.bad_epochs} epochs")
+            break
+        if cfg.max_minutes and (time.perf_counter() - start) / 60 >= cfg.max_minutes:
+            print(f"time limit of {cfg.max_minutes} min reached; resume with --resume")
+            break
+    if bad.summary():
+        print(bad.summary())
+    if writer is not None:
+        writer.close()
+    return metrics
+
+
+def _tensorboard(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("tensorboard is not installed; no TensorBoard logs (pip install 'colorize[train]')")
+        return None
+    return SummaryWriter(str(path))
+
+
+def train(cfg: TrainConfig, *, resume: bool = False) -> dict:
+    """setup + fit."""
+    return fit(setup(cfg, resume=resume))
