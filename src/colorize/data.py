@@ -141,12 +141,11 @@ class PhotoDataset:
     and count, whatever process read it.
     """
 
-    def __init__(self, paths: Sequence[str | Path], size: int, *, augment: Augment | None = None,
-                 repeat: int = 1):
+    def __init__(self, paths: Sequence[str | Path], size: int, *, augment: Augment | None = None):
         if not paths:
             raise ValueError("no images to train on")
         self.paths = [Path(p) for p in paths]
-        self.size, self.augment, self.repeat = size, augment, repeat
+        self.size, self.augment = size, augment
         self.transform = self._build_transform()
 
     def _build_transform(self):
@@ -164,7 +163,7 @@ class PhotoDataset:
         return v2.Compose(steps)
 
     def __len__(self) -> int:
-        return len(self.paths) * self.repeat
+        return len(self.paths)
 
     def __getitem__(self, index: int):
         import torch

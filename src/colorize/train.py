@@ -159,8 +159,7 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
     if cfg.val_images:
         val_paths = val_paths[: cfg.val_images]
     augment = Augment() if cfg.augment and not cfg.image else None
-    repeat = max(1, cfg.batch_size) if cfg.image else 1
-    train_set = PhotoDataset(train_paths, cfg.size, augment=augment, repeat=repeat)
+    train_set = PhotoDataset(train_paths, cfg.size, augment=augment)
     val_set = PhotoDataset(val_paths, cfg.size)
 
     model = create_model(cfg.model, **cfg.model_kwargs)

@@ -75,7 +75,8 @@ class UNet(ColorNet):
         self._frozen = self._freeze(freeze_levels)
 
     def _freeze(self, levels: int) -> list[nn.Module]:
-        """Freeze the encoder's leaf modules from the input up to the end of feature level ``levels - 1``."""
+        """Freeze the encoder from the input to the end of feature level ``levels - 1``; returns the frozen
+        BatchNorm layers (kept in eval mode so they keep their ImageNet statistics)."""
         info = self.encoder.feature_info
         modules = [(n.replace(".", "_"), m) for n, m in self.encoder.named_modules() if n]
         if levels <= 0:
@@ -85,10 +86,10 @@ class UNet(ColorNet):
         else:
             key = info.module_name(levels - 1).replace(".", "_")
             cut = 1 + max(i for i, (n, _) in enumerate(modules) if n == key or n.startswith(key + "_"))
-        frozen = [m for _, m in modules[:cut] if not list(m.children())]
-        for m in frozen:
-            m.requires_grad_(False)
-        return frozen
+        for _, m in modules[:cut]:
+            for p in m.parameters(recurse=False):
+                p.requires_grad_(False)
+        return [m for _, m in modules[:cut] if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     def train(self, mode: bool = True) -> "UNet":
         super().train(mode)

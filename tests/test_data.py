@@ -1,0 +1,97 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colorize.data import (Augment, BadFileLog, ImageError, PhotoDataset, collate, find_images, load_image,
+                           read_file_list, split_train_val)
+from tests.conftest import make_photo
+
+
+def _write_odd_files(d):
+    """Every kind of file a real photo folder holds; returns {name: should_load}."""
+    make_photo(80, 60).save(d / "good.jpg")
+    data = (d / "good.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (d / "notes.jpg").write_text("this is not an image")
+    Image.new("RGB", (1, 1), "red").save(d / "tiny.png")
+    arr16 = (np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)
+    Image.fromarray(arr16).save(d / "deep16.png")  # mode I;16
+    make_photo(64, 48).convert("CMYK").save(d / "cmyk.jpg")
+    rgba = make_photo(64, 48).convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(d / "alpha.png")
+    make_photo(64, 48).convert("P").save(d / "palette.png")
+    make_photo(64, 48).convert("L").save(d / "gray.png")
+    return {"good.jpg": True, "truncated.jpg": False, "notes.jpg": False, "tiny.png": False, "deep16.png": True,
+            "cmyk.jpg": True, "alpha.png": True, "palette.png": True, "gray.png": True}
+
+
+def test_load_image_handles_every_mode_and_names_bad_files(tmp_path):
+    expected = _write_odd_files(tmp_path)
+    for name, ok in expected.items():
+        if ok:
+            img = load_image(tmp_path / name)
+            assert img.mode == "RGB" and min(img.size) >= 8
+        else:
+            with pytest.raises(ImageError) as e:
+                load_image(tmp_path / name)
+            assert name in str(e.value) and e.value.reason
+    # 16-bit data keeps its range after conversion to 8 bits
+    deep = np.asarray(load_image(tmp_path / "deep16.png"))
+    assert deep.min() < 10 and deep.max() > 245
+
+
+def test_exif_orientation_applied(tmp_path):
+    img = make_photo(80, 40)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    img.save(tmp_path / "rot.jpg", exif=exif)
+    assert load_image(tmp_path / "rot.jpg").size == (40, 80)
+
+
+def test_find_images_recursive_globs_and_lists(photo_dir, tmp_path):
+    files = find_images(photo_dir)
+    assert len(files) == 12 and any("sub" in str(f) for f in files)
+    assert len(find_images(photo_dir, recursive=False)) == 9
+    assert len(find_images(str(photo_dir / "*.jpg"))) == 9
+    lst = tmp_path / "list.txt"
+    lst.write_text("# photos\nphotos/p1.jpg\nphotos/p2.jpg\n")
+    assert [p.name for p in read_file_list(lst)] == ["p1.jpg", "p2.jpg"]
+    with pytest.raises(FileNotFoundError):
+        find_images(tmp_path / "missing")
+
+
+def test_split_is_deterministic_and_disjoint(photo_dir):
+    files = find_images(photo_dir)
+    a = split_train_val(files, 0.3, root=photo_dir)
+    b = split_train_val(list(reversed(files)), 0.3, root=photo_dir)
+    assert set(a[1]) == set(b[1]) and not set(a[0]) & set(a[1])
+    assert len(a[0]) + len(a[1]) == len(files)
+
+
+def test_dataset_skips_bad_files_and_reports_them(tmp_path):
+    _write_odd_files(tmp_path)
+    ds = PhotoDataset(find_images(tmp_path), 32, augment=Augment())
+    log = BadFileLog()
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=collate)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for images, errors in loader:
+            assert images.shape[1:] == (3, 32, 32) and images.dtype == torch.uint8
+            log.add(errors)
+        log.add(["x.jpg: again"] * 2)
+    assert len(log.seen) == 4  # truncated, text, 1x1 and the repeated one (warned once)
+    assert sum("x.jpg" in str(w.message) for w in caught) == 1
+    assert "4 unreadable" in log.summary()
+
+
+def test_augmentation_changes_crops_but_validation_is_fixed(photo_dir):
+    files = find_images(photo_dir)[:2]
+    train = PhotoDataset(files, 32, augment=Augment())
+    val = PhotoDataset(files, 32)
+    torch.manual_seed(0)
+    assert not torch.equal(train[0][0], train[0][0])
+    assert torch.equal(val[0][0], val[0][0])

@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from colorize.models import create_model, list_models
+from colorize.models._base import AbBins
+
+FAST = [m for m in list_models() if m != "fusion_irv2"]  # IRv2 is 55M parameters: checked once below
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_forward_backward_shapes_no_nans(name):
+    torch.manual_seed(0)
+    model = create_model(name)
+    s = model.stride
+    x = torch.randn(2, 1, 2 * s, 3 * s)
+    model.train()
+    out = model(x)
+    assert torch.isfinite(out).all()
+    loss = out.float().pow(2).mean()
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    model.eval()
+    with torch.no_grad():
+        ab = model.predict_ab(x)
+    assert ab.shape == (2, 2, 2 * s, 3 * s)
+    assert ab.abs().max() <= 1.0 + 1e-5
+
+
+def test_fusion_irv2_builds_and_runs():
+    model = create_model("fusion_irv2").eval()
+    with torch.no_grad():
+        ab = model.predict_ab(torch.randn(1, 1, 64, 64))
+    assert ab.shape == (1, 2, 64, 64)
+    assert model.cfg.input_size == 299
+
+
+def test_unknown_model_and_option_fail_with_choices():
+    with pytest.raises(ValueError, match="choose from: .*alpha.*beta"):
+        create_model("gamma")
+    with pytest.raises(TypeError, match="unknown option"):
+        create_model("alpha", depth=3)
+
+
+def test_models_remember_their_spec():
+    m = create_model("beta", width=16)
+    assert m.model_name == "beta" and m.model_kwargs == {"width": 16}
+
+
+def test_unet_freezing():
+    frozen = create_model("unet_lite0", freeze_levels=4)
+    tuned = create_model("unet_lite0", freeze_levels=0)
+    n_frozen = sum(p.numel() for p in frozen.encoder.parameters() if p.requires_grad)
+    n_tuned = sum(p.numel() for p in tuned.encoder.parameters() if p.requires_grad)
+    assert n_frozen == 0 and n_tuned == sum(p.numel() for p in tuned.encoder.parameters())
+    partly = create_model("unet_lite0", freeze_levels=2).train()
+    stem_bn = partly.encoder.bn1
+    assert not stem_bn.training  # frozen BatchNorm keeps ImageNet statistics
+    assert any(p.requires_grad for p in partly.encoder.blocks[-1].parameters())
+
+
+def test_bins_encode_decode_roundtrip():
+    bins = AbBins()
+    ab = torch.tensor([[[[0.0, 0.3, -0.4]], [[0.0, 0.2, 0.5]]]])  # (1, 2, 1, 3) normalized
+    target = bins.encode(ab)
+    assert torch.allclose(target.sum(1), torch.ones(1, 1, 3))
+    # the mean of the soft encoding is the color itself (bilinear weights on the grid)
+    mean = torch.einsum("bqhw,qc->bchw", target, bins.centers / 128)
+    assert (mean - ab).abs().max() < 1e-5
+    # a confident distribution decodes to its bin, whatever the temperature
+    logits = torch.full((1, bins.num_bins, 1, 1), -20.0)
+    k = int(torch.cdist(bins.centers, torch.tensor([[30.0, 20.0]])).argmin())
+    logits[0, k] = 20.0
+    assert torch.allclose(bins.decode(logits, temperature=0.38)[0, :, 0, 0] * 128, bins.centers[k], atol=1e-3)
+    with pytest.raises(ValueError):
+        bins.decode(logits, temperature=0)
+
+
+def test_annealed_mean_is_more_vivid_than_mean():
+    bins = AbBins()
+    torch.manual_seed(0)
+    logits = torch.randn(1, bins.num_bins, 4, 4) * 2
+    mean = bins.decode(logits, temperature=1.0).norm(dim=1).mean()
+    sharp = bins.decode(logits, temperature=0.1).norm(dim=1).mean()
+    assert sharp > mean
+
+
+def test_prior_rebalancing_upweights_rare_bins():
+    bins = AbBins()
+    counts = torch.ones(bins.num_bins)
+    gray = int(bins.centers.norm(dim=1).argmin())
+    counts[gray] = 1000.0
+    bins.set_prior(counts)
+    assert bins.weights[gray] < bins.weights.median()
+    prior = counts / counts.sum()
+    assert bins.weights.min() > 0
