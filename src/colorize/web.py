@@ -1,0 +1,381 @@
+"""The web app behind ``colorize serve``: a thin FastAPI layer over the one inference pipeline.
+
+The model is loaded once. Each photo's header is checked on the event loop (cheap); decoding,
+colorizing and encoding run on a small thread pool, never on the event loop. At most
+``workers + queue_size`` photos are in flight; more are refused with 503 and ``Retry-After``.
+
+Uploads live in memory (a multipart file part over 1 MB spools to an anonymous temporary file that is
+closed with the request); a client-given file name is only ever echoed, never used as a path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import io
+import math
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, TypeVar
+
+import torch.nn as nn
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.types import Message
+
+from colorize import __version__
+from colorize.data import MIN_SIDE, ImageError, _to_rgb
+from colorize.pipeline import Colorizer
+
+T = TypeVar("T")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_UPLOAD_MB = 25.0
+DEFAULT_MAX_PIXELS = 16_000_000  # the pipeline peaks near 170 bytes/pixel: ~2.7 GB per worker at this size
+MAX_WORK_SIZE = 2048  # cap on the per-request working size: compute grows with its square
+MULTIPART_SLACK = 64 * 1024  # boundaries and part headers allowed on top of the file itself
+ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM")  # no EPS/PDF-style plugins
+OUTPUT_FORMATS = {"JPEG": ("JPEG", "image/jpeg", ".jpg"), "MPO": ("JPEG", "image/jpeg", ".jpg"),
+                  "PNG": ("PNG", "image/png", ".png")}  # anything else comes back as PNG
+JPEG_QUALITY = 95
+INDEX_CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self' blob:; object-src 'none'; "
+             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")  # nothing loads from elsewhere
+
+
+class ErrorBody(BaseModel):
+    """Every refusal's JSON body."""
+
+    error: str  # short machine-readable code, e.g. "upload_too_large"
+    detail: str  # what went wrong, for people
+
+
+class ApiError(Exception):
+    """A refused request, answered as ``{"error": code, "detail": detail}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, detail: str, *, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+class UploadRejected(ImageError):
+    """An uploaded file that cannot be colorized, with the HTTP status that fits the reason."""
+
+    CODES = {413: "too_many_pixels", 415: "not_an_image", 422: "bad_image"}
+
+    def __init__(self, name: str, reason: str, status: int):
+        super().__init__(name, reason)
+        self.status, self.code = status, self.CODES[status]
+
+
+# -- images from bytes ---------------------------------------------------------------------------
+def _accepted_formats() -> list[str]:
+    Image.init()
+    return [f for f in ACCEPTED_FORMATS if f in Image.OPEN]
+
+
+def open_upload(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
+    """Identify an upload from its header alone; nothing is decoded yet.
+
+    Raises:
+        UploadRejected: 415 not an image (or a format not accepted); 413 more than ``max_pixels``
+            pixels; 422 a header that cannot be read.
+    """
+    try:
+        img = Image.open(io.BytesIO(data), formats=_accepted_formats())
+    except UnidentifiedImageError:
+        raise UploadRejected(name, "not an image file (unrecognized format)", 415) from None
+    except Image.DecompressionBombError as e:
+        raise UploadRejected(name, f"too many pixels ({e})", 413) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UploadRejected(name, f"cannot read the image header ({e})", 422) from None
+    if img.width * img.height > max_pixels:
+        raise UploadRejected(name, f"{img.width}x{img.height} exceeds the {max_pixels:,}-pixel limit", 413)
+    return img
+
+
+def decode_upload(img: Image.Image, name: str) -> Image.Image:
+    """Decode an opened upload to 8-bit RGB with EXIF orientation applied, as
+    :func:`colorize.data.load_image` does for files.
+
+    Raises:
+        UploadRejected: 422 for truncated, corrupt or too small images.
+    """
+    try:
+        with img:
+            img.load()
+            rgb = _to_rgb(ImageOps.exif_transpose(img))
+    except (OSError, SyntaxError, ValueError) as e:
+        broken = "truncated" in str(e).lower() or "broken" in str(e).lower()
+        reason = "truncated or corrupt image data" if broken else f"cannot decode image ({e})"
+        raise UploadRejected(name, reason, 422) from None
+    if min(rgb.size) < MIN_SIDE:
+        raise UploadRejected(name, f"too small ({rgb.width}x{rgb.height}; need at least {MIN_SIDE} px per side)", 422)
+    return rgb
+
+
+def load_image_bytes(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """An uploaded photo as 8-bit RGB, EXIF orientation applied. Raises :class:`UploadRejected`."""
+    return decode_upload(open_upload(data, name, max_pixels=max_pixels), name)
+
+
+def encode_image(img: Image.Image, source_format: str | None) -> tuple[bytes, str, str]:
+    """Encode as JPEG when the upload was JPEG, else PNG. Returns (bytes, media type, extension)."""
+    fmt, media_type, ext = OUTPUT_FORMATS.get(source_format or "", OUTPUT_FORMATS["PNG"])
+    buf = io.BytesIO()
+    options: dict[str, Any] = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {"compress_level": 3}
+    img.save(buf, format=fmt, **options)
+    return buf.getvalue(), media_type, ext
+
+
+def colorize_upload(colorizer: Colorizer, img: Image.Image, name: str) -> tuple[bytes, str, str]:
+    """Decode, colorize and encode one opened upload (runs on a worker thread)."""
+    source_format = img.format
+    return encode_image(colorizer(decode_upload(img, name)), source_format)
+
+
+def download_name(name: str, ext: str) -> str:
+    """``<stem>_color<ext>`` from a client-given file name, reduced to safe ASCII."""
+    stem = name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:80]
+    return f"{stem or 'photo'}_color{ext}"
+
+
+# -- the worker pool -----------------------------------------------------------------------------
+class WorkerPool:
+    """``workers`` inference threads and a bound on the photos in flight (running + waiting)."""
+
+    def __init__(self, workers: int, queue_size: int):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if queue_size < 0:
+            raise ValueError(f"queue_size must be >= 0, got {queue_size}")
+        self.workers, self.capacity = workers, workers + queue_size
+        self.in_flight = 0
+        self._seconds_per_job = 1.0  # running mean, for Retry-After
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="colorize-web")
+
+    def retry_after(self) -> int:
+        """Seconds until a full queue has likely drained."""
+        return max(1, math.ceil(self._seconds_per_job * self.capacity / self.workers))
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Run ``fn`` on a worker thread; raises :class:`ApiError` 503 when ``capacity`` jobs are in flight."""
+        with self._lock:
+            if self.in_flight >= self.capacity:
+                raise ApiError(503, "busy", f"the server is busy ({self.in_flight} photos in progress); "
+                               "retry shortly", headers={"Retry-After": str(self.retry_after())})
+            self.in_flight += 1
+
+        def timed() -> T:
+            start = time.perf_counter()
+            try:
+                return fn()
+            finally:
+                with self._lock:
+                    self._seconds_per_job = 0.8 * self._seconds_per_job + 0.2 * (time.perf_counter() - start)
+
+        def release(_: object) -> None:  # when the job ends, even if its client has gone
+            with self._lock:
+                self.in_flight -= 1
+
+        try:
+            future = self._executor.submit(timed)
+        except RuntimeError:  # shut down
+            release(None)
+            raise ApiError(503, "shutting_down", "the server is shutting down", headers={"Retry-After": "5"}) from None
+        future.add_done_callback(release)
+        return asyncio.wrap_future(future)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+# -- request helpers -----------------------------------------------------------------------------
+async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
+    """The uploaded file's bytes and client-side name, from a multipart field ``file`` or the raw body.
+
+    Reading stops as soon as the body passes the limit (413), whatever Content-Length claimed.
+    """
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    multipart = content_type == "multipart/form-data"
+    body_limit = max_bytes + (MULTIPART_SLACK if multipart else 0)
+
+    def too_large() -> ApiError:
+        return ApiError(413, "upload_too_large", f"the upload exceeds the {max_bytes / 2**20:g} MB limit")
+
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > body_limit:
+        raise too_large()
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > body_limit:
+            raise too_large()
+        return message
+
+    limited = Request(request.scope, receive)
+    if not multipart:
+        data, name = b"".join([chunk async for chunk in limited.stream()]), "upload"
+    else:
+        async with limited.form(max_files=1, max_fields=8) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ApiError(422, "missing_file", "send the photo as a multipart file field named 'file' "
+                               "or as the raw request body")
+            data, name = await upload.read(), upload.filename or "upload"
+    if len(data) > max_bytes:
+        raise too_large()
+    return data, name
+
+
+def with_options(base: Colorizer, *, size: int | None, temperature: float | None,
+                 saturation: float | None) -> Colorizer:
+    """A shallow copy of ``base`` (sharing its model) with per-request options; the base is never changed."""
+    if size is not None and size < base.stride:
+        raise ApiError(422, "bad_option", f"size must be >= {base.stride} for this model, got {size}")
+    colorizer = copy.copy(base)
+    colorizer.size = size if size is not None else base.size
+    colorizer.temperature = temperature if temperature is not None else base.temperature
+    colorizer.saturation = saturation if saturation is not None else base.saturation
+    return colorizer
+
+
+def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+UPLOAD_BODY = {  # the request body, described for /docs (the route reads it itself to bound its size)
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                           "properties": {"file": {"type": "string", "format": "binary"}}}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in [
+    (413, "upload too large, or too many pixels"), (415, "not an image"),
+    (422, "corrupt or truncated image, or a bad option"), (503, "queue full; see Retry-After")]}
+
+
+# -- the app -------------------------------------------------------------------------------------
+def create_app(
+    colorizer: Colorizer | str | Path | nn.Module | None = None,
+    *,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 1,
+    queue_size: int = 8,
+) -> FastAPI:
+    """The colorize web app.
+
+    Args:
+        colorizer: a ready :class:`Colorizer`, or what ``Colorizer(model)`` accepts (loaded once, here).
+        max_upload_mb: largest upload accepted (413 beyond).
+        max_pixels: largest image accepted, judged from its header before decoding (413 beyond).
+        workers: inference threads.
+        queue_size: photos allowed to wait beyond those running (503 with Retry-After beyond).
+    Returns:
+        A FastAPI app; run it with uvicorn. Its lifespan shuts the pool down.
+    """
+    if max_upload_mb <= 0:
+        raise ValueError(f"max_upload_mb must be > 0, got {max_upload_mb}")
+    if max_pixels <= 0:
+        raise ValueError(f"max_pixels must be > 0, got {max_pixels}")
+    base = colorizer if isinstance(colorizer, Colorizer) else Colorizer(colorizer)
+    pool = WorkerPool(workers, queue_size)
+    max_bytes = int(max_upload_mb * 2**20)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        pool.shutdown()
+
+    app = FastAPI(title="colorize", version=__version__, lifespan=lifespan,
+                  description="Colorize black-and-white photos. The page at / works offline.")
+    app.state.colorizer, app.state.pool = base, pool
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.detail, exc.headers)
+
+    @app.exception_handler(UploadRejected)
+    async def upload_rejected(_: Request, exc: UploadRejected) -> JSONResponse:
+        return _error(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_option(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
+        return _error(422, "bad_option", detail)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        return _error(exc.status_code, code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:  # the traceback goes to the log
+        return _error(500, "internal_error", "the server failed on this photo; see its log")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={
+            "Content-Security-Policy": INDEX_CSP, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """Liveness and load: photos in flight against capacity."""
+        return {"status": "ok", "model": base.model_name, "workers": pool.workers,
+                "in_flight": pool.in_flight, "capacity": pool.capacity}
+
+    @app.get("/api/models")
+    async def models() -> dict[str, Any]:
+        """The loaded model (one per server), the options a request may set, and the upload limits."""
+        return {
+            "models": [{"name": base.model_name, "loaded": True, "stride": base.stride,
+                        "output": getattr(base.model, "output", "ab")}],
+            "default": base.model_name,
+            "options": {
+                "size": {"default": base.size, "min": base.stride, "max": MAX_WORK_SIZE},
+                "saturation": {"default": base.saturation, "min": 0.0, "max": 4.0},
+                "temperature": {"default": base.temperature, "min": 0.01, "max": 4.0},
+            },
+            "limits": {"max_upload_bytes": max_bytes, "max_pixels": max_pixels},
+        }
+
+    @app.post("/api/colorize", response_class=Response, openapi_extra={"requestBody": UPLOAD_BODY},
+              responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
+                               "description": "the colorized photo, original size; JPEG for JPEG, else PNG"},
+                         **ERRORS})
+    async def colorize(
+        request: Request,
+        size: int | None = Query(None, ge=1, le=MAX_WORK_SIZE, description="working size (long side, px)"),
+        saturation: float | None = Query(None, ge=0, le=4, description="chroma multiplier"),
+        temperature: float | None = Query(None, gt=0, le=4, description="annealed-mean temperature"),
+    ) -> Response:
+        """Colorize one photo sent as multipart field ``file`` or as the raw body."""
+        job = with_options(base, size=size, temperature=temperature, saturation=saturation)
+        data, name = await read_upload(request, max_bytes)
+        img = open_upload(data, name, max_pixels=max_pixels)
+        body, media_type, ext = await pool.submit(lambda: colorize_upload(job, img, name))
+        return Response(body, media_type=media_type, headers={
+            "Content-Disposition": f'inline; filename="{download_name(name, ext)}"',
+            "X-Content-Type-Options": "nosniff"})
+
+    return app

@@ -1,0 +1,273 @@
+"""The web app (colorize.web) through FastAPI's TestClient: results, every refusal, the offline page."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import threading
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from conftest import make_photo
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from colorize.data import load_image  # noqa: E402
+from colorize.pipeline import Colorizer  # noqa: E402
+from colorize.web import create_app, download_name, load_image_bytes  # noqa: E402
+
+MAX_UPLOAD_MB = 0.5
+MAX_PIXELS = 200_000
+
+
+def encode(img: Image.Image, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def chroma(img: Image.Image) -> float:
+    """Mean spread between an image's RGB channels: ~0 for gray."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32)
+    return float((arr.max(axis=2) - arr.min(axis=2)).mean())
+
+
+def gray_jpeg(width: int = 96, height: int = 64, **options) -> bytes:
+    return encode(make_photo(width, height).convert("L"), "JPEG", quality=90, **options)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A tiny PNG that declares ``width`` x ``height`` gray pixels but carries almost no data: a
+    decompression-bomb probe that must be refused from its header."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def client(tiny_model_file):
+    app = create_app(str(tiny_model_file), max_upload_mb=MAX_UPLOAD_MB, max_pixels=MAX_PIXELS, workers=1,
+                     queue_size=4)
+    with TestClient(app) as c:
+        yield c
+
+
+def post_file(client: TestClient, data: bytes, name: str = "photo.jpg", mime: str = "image/jpeg", **params):
+    return client.post("/api/colorize", params=params, files={"file": (name, data, mime)})
+
+
+# -- results -------------------------------------------------------------------------------------
+def test_jpeg_in_jpeg_out(client):
+    r = post_file(client, gray_jpeg(), name="old photo.jpg")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg"
+    assert 'filename="old_photo_color.jpg"' in r.headers["content-disposition"]
+    out = Image.open(io.BytesIO(r.content))
+    assert out.format == "JPEG" and out.size == (96, 64)
+    assert chroma(out) > 10
+
+
+def test_png_in_png_out_as_raw_body(client):
+    gray = make_photo(80, 56, seed=3).convert("LA")  # gray with alpha: composited onto white
+    r = client.post("/api/colorize", content=encode(gray, "PNG"), headers={"content-type": "image/png"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png"
+    out = Image.open(io.BytesIO(r.content))
+    assert out.format == "PNG" and out.size == (80, 56)
+    assert chroma(out) > 10
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "GIF", "TIFF"])
+def test_other_formats_come_back_as_png(client, fmt):
+    r = post_file(client, encode(make_photo(72, 48).convert("L"), fmt), name=f"x.{fmt.lower()}", mime="image/x")
+    assert r.status_code == 200, r.text
+    out = Image.open(io.BytesIO(r.content))
+    assert out.format == "PNG" and out.size == (72, 48)
+
+
+def test_exif_orientation_applied(client):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    r = post_file(client, gray_jpeg(96, 64, exif=exif))
+    assert r.status_code == 200
+    assert Image.open(io.BytesIO(r.content)).size == (64, 96)
+
+
+def test_request_options(client):
+    gray = post_file(client, gray_jpeg(), saturation=0)
+    assert gray.status_code == 200
+    assert chroma(Image.open(io.BytesIO(gray.content))) < 3  # no chroma: the gray photo back
+    small = post_file(client, gray_jpeg(), size=16, temperature=0.5)
+    assert small.status_code == 200
+    assert Image.open(io.BytesIO(small.content)).size == (96, 64)
+    assert client.app.state.colorizer.saturation == 1.0  # per-request options never touch the shared one
+
+
+def test_load_image_bytes_matches_load_image(tmp_path):
+    img = make_photo(64, 48, seed=5).convert("RGBA")
+    img.putalpha(128)
+    path = tmp_path / "a.png"
+    img.save(path)
+    from_bytes = load_image_bytes(path.read_bytes(), "a.png")
+    assert np.array_equal(np.asarray(from_bytes), np.asarray(load_image(path)))
+
+
+def test_download_name_never_keeps_a_path():
+    assert download_name("../../etc/passwd", ".png") == "passwd_color.png"
+    assert download_name("C:\\photos\\Grand mère.JPG", ".jpg") == "Grand_m_re_color.jpg"
+    assert download_name("", ".png") == "photo_color.png"
+
+
+# -- refusals ------------------------------------------------------------------------------------
+def too_big() -> bytes:
+    return b"\xff" * (int(MAX_UPLOAD_MB * 2**20) + 1)
+
+
+@pytest.mark.parametrize("how", ["multipart", "raw", "chunked"])
+def test_upload_too_large_413(client, how):
+    data = too_big()
+    if how == "multipart":
+        r = post_file(client, data)
+    elif how == "raw":
+        r = client.post("/api/colorize", content=data)
+    else:  # no Content-Length: the limit is enforced while reading
+        r = client.post("/api/colorize", content=iter([data[: len(data) // 2], data[len(data) // 2:]]))
+    assert r.status_code == 413
+    assert r.json()["error"] == "upload_too_large" and "MB" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("data", [pytest.param(lambda: gray_jpeg(600, 400), id="over-limit"),
+                                  pytest.param(lambda: png_header(100_000, 100_000), id="bomb-header"),
+                                  pytest.param(lambda: png_header(1000, 1000), id="header-only")])
+def test_too_many_pixels_413(client, data):
+    r = post_file(client, data(), name="big.png")
+    assert r.status_code == 413
+    assert r.json()["error"] == "too_many_pixels"
+
+
+@pytest.mark.parametrize("data", [b"hello, not an image", b"", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n"],
+                         ids=["text", "empty", "eps"])
+def test_not_an_image_415(client, data):
+    r = post_file(client, data, name="notes.txt", mime="text/plain")
+    assert r.status_code == 415
+    assert r.json() == {"error": "not_an_image", "detail": "notes.txt: not an image file (unrecognized format)"}
+
+
+def noisy(width: int = 96, height: int = 64) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("data", [pytest.param(lambda: encode(noisy(), "JPEG")[:1500], id="truncated-jpeg"),
+                                  pytest.param(lambda: encode(noisy(), "PNG")[:2000], id="truncated-png"),
+                                  pytest.param(lambda: encode(noisy(4, 4), "PNG"), id="too-small")])
+def test_corrupt_or_unusable_422(client, data):
+    r = post_file(client, data(), name="broken.png", mime="image/png")
+    assert r.status_code == 422
+    assert r.json()["error"] == "bad_image"
+    assert r.json()["detail"].startswith("broken.png: ")
+
+
+@pytest.mark.parametrize("params, code", [({"saturation": -1}, "bad_option"), ({"size": 4}, "bad_option"),
+                                          ({"size": 100_000}, "bad_option"), ({"temperature": 0}, "bad_option")])
+def test_bad_options_422(client, params, code):
+    r = post_file(client, gray_jpeg(), **params)
+    assert r.status_code == 422
+    assert r.json()["error"] == code
+
+
+def test_missing_file_field_422(client):
+    r = client.post("/api/colorize", files={"image": ("a.jpg", gray_jpeg(), "image/jpeg")})
+    assert r.status_code == 422
+    assert r.json()["error"] == "missing_file"
+
+
+class Gate(nn.Module):
+    """Wraps a model so every forward waits until the test opens the gate."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner, self.stride = inner, inner.stride
+        self.entered, self.opened = threading.Event(), threading.Event()
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        self.entered.set()
+        assert self.opened.wait(20), "the test never opened the gate"
+        return self.inner.predict_ab(l_norm)
+
+
+def test_queue_full_503_then_recovers(tiny_model_file):
+    from colorize.checkpoint import load_model
+
+    gate = Gate(load_model(tiny_model_file))
+    app = create_app(Colorizer(gate), workers=1, queue_size=0)
+    data = gray_jpeg()
+    with TestClient(app) as client, ThreadPoolExecutor(1) as background:
+        try:
+            first = background.submit(client.post, "/api/colorize", content=data)
+            assert gate.entered.wait(20)
+            assert client.get("/healthz").json()["in_flight"] == 1
+            r = client.post("/api/colorize", content=data)
+            assert r.status_code == 503
+            assert r.json()["error"] == "busy"
+            assert int(r.headers["Retry-After"]) >= 1
+        finally:
+            gate.opened.set()
+        assert first.result(timeout=20).status_code == 200
+        assert client.get("/healthz").json()["in_flight"] == 0
+        assert client.post("/api/colorize", content=data).status_code == 200
+
+
+# -- the rest of the API and the page ----------------------------------------------------------------
+def test_models_and_healthz(client):
+    info = client.get("/api/models").json()
+    assert info["default"] == "alpha"
+    assert [m["name"] for m in info["models"]] == ["alpha"]
+    assert info["options"]["size"]["min"] == 8
+    assert info["limits"] == {"max_upload_bytes": int(MAX_UPLOAD_MB * 2**20), "max_pixels": MAX_PIXELS}
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["model"] == "alpha" and health["capacity"] == 5
+
+
+def test_openapi_documents_the_upload(client):
+    op = client.get("/openapi.json").json()["paths"]["/api/colorize"]["post"]
+    assert "multipart/form-data" in op["requestBody"]["content"]
+    assert {"413", "415", "422", "503"} <= set(op["responses"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_page_is_offline(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    html = r.text
+    assert 'type="file"' in html and "multiple" in html
+    assets = [a for a in re.findall(r'(?:src|href)="([^"]+)"', html) if not a.startswith("data:")]
+    assert {"/static/app.js", "/static/zip.js", "/static/app.css"} <= set(assets)
+    texts = [html]
+    for asset in assets:
+        res = client.get(asset)
+        assert res.status_code == 200, asset
+        texts.append(res.text)
+    for text in texts:
+        assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", text, re.I)
+        assert "@import" not in text and "url(" not in text  # no fonts or images from anywhere
+
+
+def test_serve_command_fails_cleanly_on_a_missing_model(tmp_path, capsys):
+    from colorize.commands import serve
+
+    assert serve.main(["--model", str(tmp_path / "missing.safetensors")]) == 2
+    assert "missing.safetensors" in capsys.readouterr().err
+    assert serve._is_loopback("127.0.0.1") and serve._is_loopback("::1") and not serve._is_loopback("0.0.0.0")
