@@ -1,0 +1,99 @@
+"""``colorize video``: colorize a film with colors that hold still from frame to frame."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="colorize video", description=__doc__)
+    p.add_argument("input", metavar="IN", help="input video (any format FFmpeg reads)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="output video; its extension picks the container (default: IN_color.mp4 beside IN)")
+    p.add_argument("--model", help="shipped model name or a .safetensors/.pt file (default: unet_lite0)")
+    p.add_argument("--size", type=int, help="working size (long side) the network sees; default per model")
+    p.add_argument("--no-temporal", action="store_true",
+                   help="colorize every frame on its own (no color propagation along the motion)")
+    p.add_argument("--report", action="store_true",
+                   help="print speed, scene cuts and flicker (temporal vs per-frame)")
+    p.add_argument("--report-json", metavar="FILE", help="also write the report as JSON (implies --report)")
+    p.add_argument("--batch-size", type=int, default=8, help="frames per network call (default 8)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    return p
+
+
+def _default_output(src: Path) -> Path:
+    from colorize.cli import OUTPUT_SUFFIX
+
+    return src.with_name(f"{src.stem}{OUTPUT_SUFFIX}.mp4")
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """The human-readable report of :func:`colorize.video.colorize_video`'s summary."""
+
+    def num(x: float | None, fmt: str = ".2f") -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    lines = [
+        f"{r['input']} -> {r['output']}",
+        f"  frames:  {r['frames']} ({r['width']}x{r['height']} @ {num(r['fps'], '.3g')} fps, "
+        f"{num(r['duration'])} s), audio: {r['audio']}",
+        f"  model:   {r['model']} at working size {r['working_size']}, temporal: {'on' if r['temporal'] else 'off'}",
+        f"  speed:   {num(r['frames_per_second'], '.1f')} frames/s ({num(r['seconds'], '.1f')} s)",
+        f"  cuts:    {', '.join(map(str, r['cuts'])) or 'none'}",
+    ]
+    if r["flicker_per_frame"] is not None:
+        shown = f"temporal {num(r['flicker'])}, " if r["temporal"] else ""
+        ratio = f", ratio {num(r['flicker_ratio'])}" if r["temporal"] else ""
+        lines.append(f"  flicker: {shown}per-frame {num(r['flicker_per_frame'])}{ratio} "
+                     "(mean Lab ab change after following the motion; lower is steadier)")
+        chroma = f"temporal {num(r['chroma'], '.1f')}, " if r["temporal"] else ""
+        lines.append(f"  chroma:  {chroma}per-frame {num(r['chroma_per_frame'], '.1f')} (mean |ab|)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    src = Path(args.input)
+    dst = Path(args.output) if args.output else _default_output(src)
+    report = args.report or bool(args.report_json)
+    if dst.exists() and not args.overwrite:
+        print(f"error: {dst} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    if args.batch_size < 1:
+        print(f"error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
+        return 2
+
+    from colorize.pipeline import Colorizer
+    from colorize.video import VideoError, colorize_video
+
+    try:
+        colorizer = Colorizer(args.model, size=args.size, threads=args.threads)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        result = colorize_video(src, dst, colorizer, temporal=not args.no_temporal, batch_size=args.batch_size,
+                                report=report, progress=False if args.quiet else None)
+    except VideoError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # output side: disk full, permissions, a folder in the way
+        print(f"error: cannot write {dst} ({e})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted; {dst} was not written", file=sys.stderr)
+        return 130
+    if report:
+        print(format_report(result))
+        if args.report_json:
+            Path(args.report_json).write_text(json.dumps(result, indent=2) + "\n")
+    else:
+        print(f"wrote {dst} ({result['frames']} frames, {result['frames_per_second']:.1f} frames/s)")
+    return 0

@@ -1,0 +1,582 @@
+"""Video colorization with colors that hold still from frame to frame: a thin layer over pipeline.py.
+
+Each frame goes through the one pipeline (prepare -> predict -> compose). Between predict and
+compose, at the small working size, the previous frame's ab is carried along the optical flow of
+the gray frames and blended with the new prediction::
+
+    ab_t = a * c * warp(ab_{t-1}) + (1 - a * c) * pred_t
+
+where ``c`` in [0, 1] is the per-pixel reliability of the flow (forward-backward agreement and the
+lightness error after warping) and the blend restarts from ``pred_t`` at scene cuts. Flicker is
+measured the same way: the mean ab change between consecutive frames after warping by the flow.
+
+The temporal pieces are plain functions on numpy arrays at working size (L in [0, 100] as (h, w),
+normalized ab as (h, w, 2)); :func:`colorize_video` wires them to PyAV decoding and encoding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from colorize.color import AB_SCALE, normalize_ab, rgb_to_lab
+from colorize.pipeline import Colorizer, to_uint8, working_shape
+
+if TYPE_CHECKING:
+    import av
+
+# Encoders tried in order for an output extension; the first one FFmpeg has and the container takes.
+ENCODERS: dict[str, tuple[str, ...]] = {
+    ".webm": ("libvpx-vp9", "libvpx"),
+    ".avi": ("mpeg4",),
+}
+DEFAULT_ENCODERS = ("libx264", "h264", "mpeg4")
+ENCODER_OPTIONS: dict[str, dict[str, str]] = {
+    "libx264": {"crf": "18", "preset": "fast"},
+    "libvpx-vp9": {"crf": "30", "b": "0", "row-mt": "1"},
+    "libvpx": {"crf": "10", "b": "2M"},
+}
+FALLBACK_AUDIO_CODECS = ("aac", "libopus", "libvorbis")  # when the container cannot hold the audio as is
+L_TO_U8 = 255.0 / 100.0  # L in [0, 100] -> 8-bit gray for OpenCV's flow
+
+
+class VideoError(ValueError):
+    """A video that cannot be read or written; the message names the file and the reason."""
+
+
+# -- temporal consistency: pure functions at working size -----------------------------------------
+@dataclass(frozen=True)
+class TemporalConfig:
+    """How strongly ab is carried along the motion, and when it is not."""
+
+    alpha: float = 0.8  # weight of the propagated ab where the flow is fully reliable
+    fb_tolerance: float = 0.75  # px: forward-backward mismatch where reliability falls to 1/e
+    l_tolerance: float = 6.0  # L units: lightness error after warping where reliability falls to 1/e
+    cut_threshold: float = 0.3  # histogram distance (0..1) between gray frames that marks a scene cut
+    min_reliable: float = 0.15  # mean reliability below this also counts as a cut (the flow failed)
+
+    def __post_init__(self):
+        if not 0.0 <= self.alpha < 1.0:
+            raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
+        for name in ("fb_tolerance", "l_tolerance"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("cut_threshold", "min_reliable"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@lru_cache(maxsize=1)
+def _dis():
+    import cv2
+
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+
+def gray_u8(l: np.ndarray) -> np.ndarray:
+    """(h, w) L in [0, 100] -> (h, w) uint8, the input OpenCV's flow wants."""
+    return np.clip(l * L_TO_U8 + 0.5, 0, 255).astype(np.uint8)
+
+
+def optical_flow(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Dense flow on ``src``'s grid (DIS, medium preset): ``src(x) ~ dst(x + flow(x))``.
+
+    Args:
+        src, dst: (h, w) L in [0, 100].
+    Returns:
+        (h, w, 2) float32 displacements (dx, dy) in pixels.
+    """
+    return _dis().calc(gray_u8(src), gray_u8(dst), None)
+
+
+def _sample_grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h, w = flow.shape[:2]
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return gx + flow[..., 0], gy + flow[..., 1]
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Backward warp: ``out(x) = image(x + flow(x))``, bilinear, edges repeated.
+
+    Args:
+        image: (h, w) or (h, w, C) float32.
+        flow: (h, w, 2) on the output grid.
+    """
+    import cv2
+
+    map_x, map_y = _sample_grid(flow)
+    return cv2.remap(np.ascontiguousarray(image, np.float32), map_x, map_y, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+@dataclass
+class Motion:
+    """How the current frame came from the previous one."""
+
+    flow: np.ndarray  # (h, w, 2) on the current grid: current(x) ~ previous(x + flow(x))
+    confidence: np.ndarray  # (h, w) in [0, 1]: how far the flow can be trusted at each pixel
+
+
+def flow_confidence(flow_back: np.ndarray, flow_fwd: np.ndarray, l_cur: np.ndarray, l_prev: np.ndarray,
+                    cfg: TemporalConfig = TemporalConfig()) -> np.ndarray:
+    """Per-pixel reliability of ``flow_back`` (current -> previous) in [0, 1].
+
+    Low where going back then forward again does not return to the start (occlusions, bad matches;
+    tolerance grows with the motion as in Sundaram et al. 2010), where the warped previous lightness
+    does not match the current one, and where the flow points outside the previous frame.
+
+    Args:
+        flow_back: (h, w, 2) flow from the current frame to the previous one.
+        flow_fwd: (h, w, 2) flow from the previous frame to the current one.
+        l_cur, l_prev: (h, w) L in [0, 100].
+    """
+    h, w = l_cur.shape
+    fwd_at_target = warp(flow_fwd, flow_back)  # (h, w, 2): forward flow where each pixel lands
+    round_trip = np.sum((flow_back + fwd_at_target) ** 2, axis=-1)
+    scale = cfg.fb_tolerance**2 + 0.01 * (np.sum(flow_back**2, -1) + np.sum(fwd_at_target**2, -1))
+    l_err = np.abs(l_cur - warp(l_prev, flow_back))
+    map_x, map_y = _sample_grid(flow_back)
+    inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
+    conf = np.exp(-round_trip / scale) * np.exp(-((l_err / cfg.l_tolerance) ** 2))
+    return (conf * inside).astype(np.float32)
+
+
+def estimate_motion(l_prev: np.ndarray, l_cur: np.ndarray, cfg: TemporalConfig = TemporalConfig()) -> Motion:
+    """Flow from the current frame back to the previous one, with its per-pixel reliability.
+
+    Args:
+        l_prev, l_cur: (h, w) L in [0, 100] at working size.
+    """
+    back = optical_flow(l_cur, l_prev)
+    fwd = optical_flow(l_prev, l_cur)
+    return Motion(back, flow_confidence(back, fwd, l_cur, l_prev, cfg))
+
+
+def histogram_distance(l_a: np.ndarray, l_b: np.ndarray, *, bins: int = 32) -> float:
+    """Half the L1 distance between the lightness histograms: 0 (same) .. 1 (disjoint)."""
+    ha = np.histogram(l_a, bins=bins, range=(0.0, 100.0))[0] / l_a.size
+    hb = np.histogram(l_b, bins=bins, range=(0.0, 100.0))[0] / l_b.size
+    return 0.5 * float(np.abs(ha - hb).sum())
+
+
+def is_scene_cut(l_prev: np.ndarray, l_cur: np.ndarray, *, threshold: float = TemporalConfig.cut_threshold) -> bool:
+    """True when the gray frames' histograms differ by more than ``threshold`` (a different shot)."""
+    return histogram_distance(l_prev, l_cur) > threshold
+
+
+def blend(pred: np.ndarray, propagated: np.ndarray, confidence: np.ndarray, *, alpha: float) -> np.ndarray:
+    """``alpha * c * propagated + (1 - alpha * c) * pred``: trust the past where the flow is reliable.
+
+    Args:
+        pred, propagated: (h, w, 2) normalized ab.
+        confidence: (h, w) in [0, 1].
+    """
+    weight = (alpha * confidence)[..., None]
+    return (weight * propagated + (1.0 - weight) * pred).astype(np.float32)
+
+
+def flicker(ab: np.ndarray, ab_prev: np.ndarray, motion: Motion) -> float:
+    """Mean ab change (Lab units) between consecutive frames after following the motion, weighted
+    by the flow's reliability. Lower is steadier; 0 means colors move exactly with the content.
+
+    Args:
+        ab, ab_prev: (h, w, 2) normalized ab of the current and previous frame.
+        motion: from :func:`estimate_motion` (previous -> current).
+    """
+    diff = np.linalg.norm(ab - warp(ab_prev, motion.flow), axis=-1) * AB_SCALE
+    weight = motion.confidence
+    total = float(weight.sum())
+    return float((diff * weight).sum() / total) if total > 0 else float("nan")
+
+
+def chroma(ab: np.ndarray) -> float:
+    """Mean chroma ``|ab|`` in Lab units of (h, w, 2) normalized ab."""
+    return float(np.linalg.norm(ab, axis=-1).mean() * AB_SCALE)
+
+
+@dataclass
+class TemporalStats:
+    """Running measurements of one video: cuts, flicker and chroma of the output and of the raw predictions."""
+
+    frames: int = 0
+    cuts: list[int] = field(default_factory=list)  # indices of frames that start a new shot
+    flicker: list[float] = field(default_factory=list)  # per frame pair, of what is composed
+    flicker_per_frame: list[float] = field(default_factory=list)  # per frame pair, of the raw predictions
+    chroma: list[float] = field(default_factory=list)
+    chroma_per_frame: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Means over the video (None where nothing was measured) and the ratio output / per-frame."""
+
+        def mean(values: list[float]) -> float | None:
+            finite = [v for v in values if np.isfinite(v)]
+            return float(np.mean(finite)) if finite else None
+
+        out = {"cuts": list(self.cuts), "flicker": mean(self.flicker),
+               "flicker_per_frame": mean(self.flicker_per_frame),
+               "chroma": mean(self.chroma), "chroma_per_frame": mean(self.chroma_per_frame)}
+        f, f0 = out["flicker"], out["flicker_per_frame"]
+        out["flicker_ratio"] = f / f0 if f is not None and f0 else None
+        return out
+
+
+class TemporalSmoother:
+    """Carries ab along the motion from frame to frame and measures flicker; one instance per video.
+
+    >>> smoother = TemporalSmoother()
+    >>> for l, pred in frames:          # (h, w) L and (h, w, 2) normalized ab at working size
+    ...     ab = smoother(l, pred)     # what to compose
+    """
+
+    def __init__(self, cfg: TemporalConfig = TemporalConfig(), *, enabled: bool = True, measure: bool = True):
+        """
+        Args:
+            cfg: blending strength, flow reliability tolerances and cut thresholds.
+            enabled: False passes predictions through unchanged (per-frame colorization).
+            measure: estimate the motion even when disabled, to measure flicker.
+        """
+        self.cfg, self.enabled, self.measure = cfg, enabled, measure
+        self.stats = TemporalStats()
+        self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (L, pred, output)
+
+    def __call__(self, l: np.ndarray, pred: np.ndarray) -> np.ndarray:
+        """One frame: (h, w) L in [0, 100] and (h, w, 2) predicted normalized ab -> (h, w, 2) ab to compose."""
+        index = self.stats.frames
+        self.stats.frames += 1
+        out, motion = pred, None
+        if self._prev is not None and self._prev[0].shape != l.shape:
+            self._prev = None  # the frame size changed: nothing to follow
+        if self._prev is not None:
+            l_prev, pred_prev, out_prev = self._prev
+            cut = is_scene_cut(l_prev, l, threshold=self.cfg.cut_threshold)
+            if not cut and (self.enabled or self.measure):
+                motion = estimate_motion(l_prev, l, self.cfg)
+                if float(motion.confidence.mean()) < self.cfg.min_reliable:
+                    cut, motion = True, None
+            if cut:
+                self.stats.cuts.append(index)
+            if motion is not None:
+                if self.enabled:
+                    out = blend(pred, warp(out_prev, motion.flow), motion.confidence, alpha=self.cfg.alpha)
+                if self.measure:
+                    self.stats.flicker.append(flicker(out, out_prev, motion))
+                    self.stats.flicker_per_frame.append(flicker(pred, pred_prev, motion))
+        if self.measure:
+            self.stats.chroma.append(chroma(out))
+            self.stats.chroma_per_frame.append(chroma(pred))
+        self._prev = (l, pred, out)
+        return out
+
+
+# -- decoding and encoding ------------------------------------------------------------------------
+def open_video(src: str | Path) -> tuple[av.container.InputContainer, av.VideoStream, av.AudioStream | None]:
+    """Open ``src`` for reading. Returns (container, its first video stream, its first audio stream or None).
+    Raises :class:`VideoError` naming the file when it is missing, not a video, or cannot be decoded."""
+    import av
+
+    src = Path(src)
+    if not src.is_file():
+        raise VideoError(f"{src}: no such file")
+    try:
+        container = av.open(str(src), metadata_errors="ignore")
+    except av.FFmpegError as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise VideoError(f"{src}: not a readable video ({reason}); not a video file, or truncated") from e
+    if not container.streams.video:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
+        container.close()
+        raise VideoError(f"{src}: no video stream (streams found: {kinds})")
+    video = container.streams.video[0]
+    if video.codec_context is None:
+        container.close()
+        raise VideoError(f"{src}: unsupported video codec (this FFmpeg build has no decoder for it)")
+    video.thread_type = "AUTO"
+    audio = container.streams.audio[0] if container.streams.audio else None
+    if audio is not None and audio.codec_context is None:
+        audio = None  # undecodable audio: remuxing may still be possible, but keep it simple and drop it
+    return container, video, audio
+
+
+def _stream_end(video: av.VideoStream) -> float | None:
+    """When the video stream should end (seconds), from its header, or None if the header does not say."""
+    start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
+    if video.duration:
+        return start + float(video.duration * video.time_base)
+    tag = video.metadata.get("DURATION", "")  # Matroska keeps it as a tag: "00:01:02.500000000"
+    try:
+        h, m, sec = tag.split(":")
+        return start + int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
+
+
+def _demux(src: Path, container: av.container.InputContainer, video: av.VideoStream,
+           audio: av.AudioStream | None) -> Iterator[av.VideoFrame | av.Packet]:
+    """Decoded video frames and raw audio packets in file order. Decoding errors, and a stream that
+    ends well before its header says it should (a truncated file), raise :class:`VideoError`."""
+    import av
+
+    streams = [video] + ([audio] if audio is not None else [])
+    frames, end = 0, 0.0
+    try:
+        for packet in container.demux(streams):
+            if packet.stream.type == "video":
+                for frame in packet.decode():
+                    frames += 1
+                    if frame.pts is not None:
+                        end = max(end, float((frame.pts + (frame.duration or 0)) * frame.time_base))
+                    yield frame
+            elif packet.dts is not None:
+                yield packet
+    except av.FFmpegError as e:
+        raise VideoError(f"{src}: cannot decode past frame {frames}: {e.strerror}; "
+                         "the file is truncated or corrupt") from e
+    if frames == 0:
+        raise VideoError(f"{src}: no decodable video frames; the file is truncated or corrupt")
+    expected = _stream_end(video)
+    rate = video.average_rate or video.guessed_rate or Fraction(25)
+    if expected is not None and end < expected - 2 / float(rate):
+        raise VideoError(f"{src}: the video stops at {end:.2f} s of {expected:.2f} s; the file is truncated")
+
+
+def _add_video_stream(out: av.container.OutputContainer, dst: Path, video: av.VideoStream,
+                      width: int, height: int) -> av.VideoStream:
+    """An encoder stream with the input's size, frame rate, time base and color tags."""
+    import av
+
+    rate = video.average_rate or video.guessed_rate or Fraction(25)
+    errors = []
+    for name in ENCODERS.get(dst.suffix.lower(), DEFAULT_ENCODERS):
+        try:
+            codec = av.Codec(name, "w")
+            stream = out.add_stream(name, rate=rate)
+        except (av.FFmpegError, ValueError) as e:  # unknown encoder, or the container refuses it
+            errors.append(f"{name}: {e}")
+            continue
+        formats = [f.name for f in codec.video_formats or []]
+        even = width % 2 == 0 and height % 2 == 0
+        candidates = (["yuv420p"] if even else []) + ["yuv444p"]
+        pix_fmt = next((f for f in candidates if f in formats), formats[0] if formats else "yuv420p")
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.options = dict(ENCODER_OPTIONS.get(name, {}))
+        ctx = stream.codec_context
+        if name == "mpeg4":  # MPEG-4 part 2 allows no time base finer than 1/65535: use 1/rate
+            stream.bit_rate = max(1_000_000, int(width * height * float(rate) * 0.2))
+        else:
+            ctx.time_base = video.time_base
+            stream.time_base = video.time_base
+        src_ctx = video.codec_context
+        if src_ctx.sample_aspect_ratio:
+            ctx.sample_aspect_ratio = src_ctx.sample_aspect_ratio
+        ctx.colorspace, ctx.color_primaries, ctx.color_trc = (
+            src_ctx.colorspace, src_ctx.color_primaries, src_ctx.color_trc)
+        return stream
+    raise VideoError(f"{dst}: no video encoder for '{dst.suffix}' files ({'; '.join(errors)})")
+
+
+def _add_audio_stream(out: av.container.OutputContainer, dst: Path,
+                      audio: av.AudioStream) -> tuple[av.AudioStream, bool]:
+    """Copy the audio as is if the container accepts its codec, else re-encode it. Returns (stream, copied)."""
+    import av
+
+    try:
+        return out.add_stream_from_template(audio), True
+    except ValueError:  # "'mp4' format does not support 'pcm_mulaw' codec"
+        pass
+    layout = audio.layout.name if audio.layout else "stereo"
+    for name in FALLBACK_AUDIO_CODECS:
+        try:
+            return out.add_stream(name, rate=audio.rate or 48000, layout=layout), False
+        except (av.FFmpegError, ValueError):
+            continue
+    raise VideoError(f"{dst}: '{dst.suffix}' files take none of the audio codecs {', '.join(FALLBACK_AUDIO_CODECS)}")
+
+
+@contextlib.contextmanager
+def _temp_output(dst: Path) -> Iterator[Path]:
+    """A temp file beside ``dst`` (same extension, so the container format is the same), renamed onto
+    ``dst`` on success and removed on any exception, KeyboardInterrupt included."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.{uuid.uuid4().hex[:8]}.tmp{dst.suffix}")  # FFmpeg creates it, umask applies
+    try:
+        yield tmp
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _frame_rgb(frame: av.VideoFrame, width: int, height: int) -> torch.Tensor:
+    """Decoded frame -> (1, 3, H, W) float sRGB in [0, 1] at the stream's size."""
+    arr = frame.to_ndarray(format="rgb24", width=width, height=height)
+    return torch.from_numpy(arr).permute(2, 0, 1)[None].float().div_(255)
+
+
+def _show_progress(progress: bool | None) -> bool:
+    return os.environ.get("COLORIZE_NO_PROGRESS") != "1" if progress is None else progress
+
+
+def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, temporal: bool = True,
+                   batch_size: int = 8, report: bool = False, config: TemporalConfig | None = None,
+                   progress: bool | None = None) -> dict[str, Any]:
+    """Colorize a video: same frame count, size, rate and timestamps; audio copied (or re-encoded to AAC).
+
+    The output is written to a temp file beside ``dst`` and renamed at the end, so an error or an
+    interrupt never leaves a broken ``dst``.
+
+    Args:
+        src: input video.
+        dst: output video; its extension picks the container (.mp4, .mkv, .mov, .webm, .avi).
+        colorizer: the pipeline to run every frame through.
+        temporal: carry colors along the motion (False: every frame on its own).
+        batch_size: frames per network call.
+        report: also measure flicker when ``temporal`` is off (costs the optical flow).
+        config: temporal blending settings (default: :class:`TemporalConfig`).
+        progress: show a progress bar (None: unless ``COLORIZE_NO_PROGRESS=1``).
+    Returns:
+        A summary: frames, width, height, fps, duration, audio, speed, cuts, flicker, flicker_per_frame,
+        flicker_ratio, chroma, chroma_per_frame (flicker in Lab ab units; None when not measured).
+    Raises:
+        VideoError: naming the file and the reason, for unreadable input or unwritable output.
+    """
+    import av
+    from tqdm import tqdm
+
+    src, dst = Path(src), Path(dst)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise VideoError(f"{dst}: the output would overwrite the input")
+    cfg = config or TemporalConfig()
+    smoother = TemporalSmoother(cfg, enabled=temporal, measure=temporal or report)
+    inp, vin, ain = open_video(src)
+    width, height = vin.codec_context.width, vin.codec_context.height
+    audio_mode = "none"
+    start = time.perf_counter()
+    try:
+        with _temp_output(dst) as tmp:
+            try:
+                out = av.open(str(tmp), "w")
+            except (av.FFmpegError, ValueError) as e:
+                raise VideoError(f"{dst}: cannot write a video with extension '{dst.suffix}' ({e})") from e
+            try:
+                vout = _add_video_stream(out, dst, vin, width, height)
+                aout, copied = _add_audio_stream(out, dst, ain) if ain is not None else (None, False)
+                if aout is not None:
+                    audio_mode = f"copied ({ain.codec_context.name})" if copied else f"re-encoded to {aout.name}"
+                bar = tqdm(total=vin.frames or None, unit="frame", dynamic_ncols=True,
+                           disable=not _show_progress(progress))
+                batch: list[av.VideoFrame] = []
+
+                def flush() -> None:
+                    for packet in _colorize_batch(batch, colorizer, smoother, vout, width, height):
+                        out.mux(packet)
+                    bar.update(len(batch))
+                    batch.clear()
+
+                with bar:
+                    for item in _demux(src, inp, vin, ain):
+                        if isinstance(item, av.VideoFrame):
+                            batch.append(item)
+                            if len(batch) == batch_size:
+                                flush()
+                        elif copied:
+                            item.stream = aout
+                            out.mux(item)
+                        else:
+                            for frame in item.decode():
+                                out.mux(aout.encode(frame))
+                    if batch:
+                        flush()
+                out.mux(vout.encode(None))
+                if aout is not None and not copied:
+                    out.mux(aout.encode(None))
+            except BaseException:
+                with contextlib.suppress(Exception):  # the first error is the one worth reporting
+                    out.close()
+                raise
+            out.close()
+    finally:
+        inp.close()
+    seconds = time.perf_counter() - start
+    frames = smoother.stats.frames
+    rate = vin.average_rate or vin.guessed_rate
+    result: dict[str, Any] = {
+        "input": str(src), "output": str(dst), "model": colorizer.model_name, "working_size": colorizer.size,
+        "frames": frames, "width": width, "height": height, "fps": float(rate) if rate else None,
+        "duration": float(vin.duration * vin.time_base) if vin.duration else None,
+        "audio": audio_mode, "temporal": temporal, "seconds": seconds,
+        "frames_per_second": frames / seconds if seconds > 0 else None,
+        "temporal_config": asdict(cfg),
+    }
+    result.update(smoother.stats.summary())  # measurements are None when nothing was measured
+    return result
+
+
+def _colorize_batch(frames: list[av.VideoFrame], colorizer: Colorizer, smoother: TemporalSmoother,
+                    vout: av.VideoStream, width: int, height: int) -> Iterator[av.Packet]:
+    """prepare -> one batched predict -> temporal blend -> compose -> encode, for a list of frames."""
+    import av
+
+    prepared = [colorizer.prepare(_frame_rgb(f, width, height)) for f in frames]
+    ab_small = colorizer.predict(torch.cat([p.l_small for p in prepared]))  # (B, 2, h, w)
+    for frame, prep, pred in zip(frames, prepared, ab_small, strict=True):
+        l = prep.l_small[0, 0].cpu().numpy()
+        ab = smoother(l, pred.permute(1, 2, 0).cpu().numpy())
+        ab_t = torch.from_numpy(np.ascontiguousarray(ab)).permute(2, 0, 1)[None].to(colorizer.device)
+        rgb = colorizer.compose(prep, ab_t)
+        new = av.VideoFrame.from_ndarray(to_uint8(rgb[0]), format="rgb24")
+        new.pts, new.time_base, new.duration = frame.pts, frame.time_base, frame.duration
+        new.colorspace = frame.colorspace  # encode with the input's YUV matrix
+        yield from vout.encode(new)
+
+
+def _lab_frames(path: Path, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(L (h, w), normalized ab (h, w, 2)) of every frame of a video, at working size ``size``."""
+    container, video, _ = open_video(path)
+    width, height = video.codec_context.width, video.codec_context.height
+    h, w = working_shape(height, width, size, 1)
+    try:
+        for frame in _demux(path, container, video, None):
+            rgb = F.interpolate(_frame_rgb(frame, width, height), size=(h, w), mode="area")
+            lab = rgb_to_lab(rgb)[0]  # (3, h, w)
+            yield lab[0].numpy(), normalize_ab(lab[1:]).permute(1, 2, 0).numpy()
+    finally:
+        container.close()
+
+
+def video_flicker(path: str | Path, *, gray: str | Path | None = None, size: int = 256) -> dict[str, Any]:
+    """Measure a finished video's flicker: the mean ab change (Lab units) between consecutive frames
+    after following the optical flow of the gray frames, at working size ``size`` (long side).
+
+    Args:
+        path: the colorized video.
+        gray: the video it was made from, whose lightness gives the flow (default: ``path``'s own
+            lightness, which chroma subsampling and compression disturb a little).
+        size: working size for the flow.
+    Returns:
+        frames, cuts, flicker (lower is steadier) and chroma (mean |ab|).
+    """
+    meter = TemporalSmoother(enabled=False, measure=True)
+    frames = _lab_frames(Path(path), size)
+    if gray is None:
+        for l, ab in frames:
+            meter(l, ab)
+    else:
+        for (l, _), (_, ab) in zip(_lab_frames(Path(gray), size), frames, strict=True):
+            meter(l, ab)
+    stats = meter.stats.summary()
+    return {"frames": meter.stats.frames, "cuts": stats["cuts"], "flicker": stats["flicker_per_frame"],
+            "chroma": stats["chroma_per_frame"]}

@@ -1,0 +1,330 @@
+"""colorize video: format preservation, audio, temporal consistency, scene cuts, bad input, interrupts.
+
+Clips are generated here with PyAV: 96x64, 24 frames at 24 fps, a camera pan over one synthetic
+photo, then a cut to a zoom into another one.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from conftest import make_photo
+from PIL import Image
+
+from colorize.cli import main as cli_main
+from colorize.pipeline import Colorizer
+from colorize.video import (Motion, TemporalConfig, TemporalSmoother, VideoError, blend, colorize_video,
+                            estimate_motion, flicker, histogram_distance, is_scene_cut, optical_flow,
+                            video_flicker, warp)
+
+av = pytest.importorskip("av")
+pytest.importorskip("cv2")
+
+W, H, FRAMES, FPS, CUT = 96, 64, 24, 24, 12
+
+
+def clip_frames(width: int = W, height: int = H, frames: int = FRAMES) -> list[np.ndarray]:
+    """(H, W, 3) uint8 frames: a pan over one photo, then (from frame CUT) a zoom into another."""
+    pan_src = np.block([[[np.asarray(make_photo(width, height, seed=3 * r + c))] for c in range(3)]
+                        for r in range(3)])  # (3H, 3W, 3): a 3x3 mosaic of photos, structure everywhere
+    zoom_src = make_photo(2 * width, 2 * height, seed=5)
+    out = []
+    for i in range(frames):
+        if i < CUT:
+            x, y = 10 + 3 * i, 20 + i
+            out.append(np.ascontiguousarray(pan_src[y:y + height, x:x + width]))
+        else:
+            s = 1.0 - 0.025 * (i - CUT)  # crop shrinks: zooming in
+            cw, ch = 2 * width * s, 2 * height * s
+            box = (width - cw / 2, height - ch / 2, width + cw / 2, height + ch / 2)
+            out.append(np.asarray(zoom_src.resize((width, height), Image.BILINEAR, box=box)))
+    return out
+
+
+def write_clip(path: Path, *, audio: str | None = None, frames: int = FRAMES) -> Path:
+    """Encode the test clip (H.264) with an optional 1 s sine audio track in codec ``audio``."""
+    container = av.open(str(path), "w")
+    video = container.add_stream("libx264", rate=FPS)
+    video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+    video.options = {"crf": "10"}
+    sound = None
+    if audio is not None:
+        sound = container.add_stream(audio, rate=16000, layout="mono")
+    for arr in clip_frames(frames=frames):
+        container.mux(video.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+    container.mux(video.encode(None))
+    if sound is not None:
+        t = np.arange(16000) / 16000
+        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+        for k in range(0, 16000, 1024):
+            frame = av.AudioFrame.from_ndarray(samples[:, k:k + 1024], format="flt", layout="mono")
+            frame.sample_rate, frame.pts = 16000, k
+            container.mux(sound.encode(frame))
+        container.mux(sound.encode(None))
+    container.close()
+    return path
+
+
+def probe(path: Path) -> dict:
+    """What matters about a video file: frames, size, rate, durations, audio codec."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        a = c.streams.audio[0] if c.streams.audio else None
+        info = {"size": (v.codec_context.width, v.codec_context.height), "rate": v.average_rate,
+                "video_seconds": float(v.duration * v.time_base) if v.duration else c.duration / 1e6,
+                "audio": a.codec_context.name if a else None,
+                "audio_seconds": float(a.duration * a.time_base) if a and a.duration else None}
+        info["frames"] = sum(1 for _ in c.decode(video=0))
+    return info
+
+
+class FlickeryNet(nn.Module):
+    """Colors that follow the content, plus a fresh low-frequency color cast every frame: an
+    unstable model, so that flicker is large and measurable."""
+
+    stride = 8
+
+    def __init__(self, cast: float = 0.12, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(1, 2, 5, padding=2)
+        self.cast = cast
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = l_norm.shape
+        base = 0.35 * torch.tanh(3 * self.conv(l_norm))  # (B, 2, h, w) normalized ab
+        noise = torch.randn(b, 2, max(1, h // 16), max(1, w // 16), generator=self.generator) * self.cast
+        return base + F.interpolate(noise, size=(h, w), mode="bilinear", align_corners=False)
+
+
+class FailingNet(nn.Module):
+    """Raises ``error`` on its second call: a crash (or Ctrl-C) in the middle of a video."""
+
+    stride = 8
+
+    def __init__(self, error: type[BaseException]):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.error, self.calls = error, 0
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 2:
+            raise self.error("boom")
+        return torch.tanh(self.conv(l_norm))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: tiny tensors, and a CPU shared with other work."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def clip(tmp_path) -> Path:
+    return write_clip(tmp_path / "clip.mp4", audio="aac")
+
+
+# -- pure functions --------------------------------------------------------------------------------
+def _texture(h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
+    """(h, w) L in [0, 100] with structure at several scales."""
+    rgb = np.asarray(make_photo(w, h, seed=seed)).astype(np.float32) / 255
+    return (rgb.mean(-1) * 100).astype(np.float32)
+
+
+def test_optical_flow_recovers_a_shift_and_warp_follows_it():
+    big = _texture(96, 144)
+    prev, cur = big[10:74, 10:106], big[12:76, 15:111]  # content moves 5 px left, 2 px up
+    flow = optical_flow(cur, prev)  # cur(x) ~ prev(x + flow)
+    inner = flow[12:-12, 12:-12].reshape(-1, 2)
+    assert np.allclose(np.median(inner, axis=0), [5, 2], atol=0.5)
+    warped = warp(prev, flow)
+    assert np.abs(warped - cur)[12:-12, 12:-12].mean() < 2.0
+
+
+def test_flow_confidence_high_for_motion_low_for_unrelated_frames():
+    big = _texture(96, 144)
+    moved = estimate_motion(big[10:74, 10:106], big[12:76, 15:111])
+    unrelated = estimate_motion(big[10:74, 10:106], _texture(seed=9))
+    assert moved.confidence[12:-12, 12:-12].mean() > 0.6
+    assert unrelated.confidence.mean() < 0.3
+    assert moved.confidence[:, -3:].mean() < 0.2  # content entering at the right edge has no past
+
+
+def test_blend_and_flicker():
+    pred, past = np.full((8, 8, 2), 0.2, np.float32), np.full((8, 8, 2), -0.2, np.float32)
+    assert np.allclose(blend(pred, past, np.zeros((8, 8)), alpha=0.8), pred)
+    assert np.allclose(blend(pred, past, np.ones((8, 8)), alpha=0.5), 0.0)
+    still = Motion(np.zeros((8, 8, 2), np.float32), np.ones((8, 8), np.float32))
+    assert flicker(pred, pred, still) == 0.0
+    assert flicker(pred, past, still) == pytest.approx(0.4 * np.sqrt(2) * 128, rel=1e-5)
+
+
+def test_scene_cut_detection_on_the_clip():
+    l = [(f.astype(np.float32).mean(-1) / 2.55) for f in clip_frames()]
+    dist = [histogram_distance(a, b) for a, b in zip(l[:-1], l[1:], strict=True)]
+    cuts = [i + 1 for i, (a, b) in enumerate(zip(l[:-1], l[1:], strict=True)) if is_scene_cut(a, b)]
+    within = max(dist[:CUT - 1] + dist[CUT:])
+    print(f"histogram distances: max within shots {within:.3f}, at the cut {dist[CUT - 1]:.3f}")
+    assert cuts == [CUT]
+
+
+def test_temporal_config_validation():
+    with pytest.raises(ValueError, match="alpha"):
+        TemporalConfig(alpha=1.0)
+    with pytest.raises(ValueError, match="cut_threshold"):
+        TemporalConfig(cut_threshold=2)
+
+
+# -- whole videos ----------------------------------------------------------------------------------
+def test_video_keeps_frames_size_rate_duration_and_audio(clip, tmp_path, tiny_model_file):
+    out = tmp_path / "out" / "color.mp4"
+    summary = colorize_video(clip, out, Colorizer(tiny_model_file), batch_size=5)
+    src, dst = probe(clip), probe(out)
+    assert dst["frames"] == src["frames"] == FRAMES
+    assert dst["size"] == (W, H) and dst["rate"] == src["rate"] == FPS
+    assert dst["video_seconds"] == pytest.approx(src["video_seconds"], abs=1e-3)
+    assert dst["audio"] == "aac" and summary["audio"] == "copied (aac)"
+    assert dst["audio_seconds"] == pytest.approx(src["audio_seconds"], abs=0.01)
+    assert summary["frames"] == FRAMES and summary["cuts"] == [CUT]
+    assert [p.name for p in out.parent.iterdir()] == ["color.mp4"]  # no temp file left behind
+    with av.open(str(out)) as c:
+        frame = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(np.float32)
+    assert np.abs(frame[..., 0] - frame[..., 1]).mean() > 5  # colorized, not gray
+
+
+def test_audio_the_container_cannot_hold_is_reencoded(tmp_path, tiny_model_file):
+    clip = write_clip(tmp_path / "clip.mov", audio="pcm_mulaw")
+    out = tmp_path / "color.mp4"
+    summary = colorize_video(clip, out, Colorizer(tiny_model_file), temporal=False)
+    info = probe(out)
+    assert summary["audio"] == "re-encoded to aac" and info["audio"] == "aac"
+    assert info["audio_seconds"] == pytest.approx(1.0, abs=0.1)
+    assert info["frames"] == FRAMES and summary["flicker"] is None  # nothing measured without temporal/report
+
+
+def test_temporal_consistency_reduces_flicker_and_keeps_color(clip, tmp_path):
+    colorizer = Colorizer(FlickeryNet())
+    steady = colorize_video(clip, tmp_path / "steady.mp4", colorizer)
+    per_frame = colorize_video(clip, tmp_path / "per_frame.mp4", colorizer, temporal=False, report=True)
+    measured_steady = video_flicker(tmp_path / "steady.mp4", gray=clip)
+    measured_per_frame = video_flicker(tmp_path / "per_frame.mp4", gray=clip)
+    ratio = measured_steady["flicker"] / measured_per_frame["flicker"]
+    chroma_ratio = measured_steady["chroma"] / measured_per_frame["chroma"]
+    print(f"flicker on the output files: temporal {measured_steady['flicker']:.2f}, per-frame "
+          f"{measured_per_frame['flicker']:.2f}, ratio {ratio:.2f}; chroma ratio {chroma_ratio:.2f}; "
+          f"in-run ratio {steady['flicker_ratio']:.2f}")
+    assert ratio < 0.7
+    assert steady["flicker_ratio"] < 0.7
+    assert chroma_ratio > 0.8 and steady["chroma"] > 0.8 * steady["chroma_per_frame"]
+    assert per_frame["flicker_ratio"] == pytest.approx(1.0)
+    assert steady["cuts"] == per_frame["cuts"] == measured_steady["cuts"] == [CUT]
+
+
+def test_smoother_restarts_at_a_cut():
+    smoother = TemporalSmoother()
+    a, b = _texture(seed=1), _texture(seed=5) * 0.3  # a darker, different shot
+    red, blue = np.full((64, 96, 2), 0.3, np.float32), np.full((64, 96, 2), -0.3, np.float32)
+    smoother(a, red)
+    assert np.allclose(smoother(a, red), red)
+    assert np.allclose(smoother(b, blue), blue)  # nothing of the previous shot leaks in
+    assert smoother.stats.cuts == [2]
+
+
+# -- bad input, interrupts and the command ---------------------------------------------------------
+def _truncated(tmp_path: Path) -> Path:
+    full = write_clip(tmp_path / "full.mkv")
+    data = full.read_bytes()
+    bad = tmp_path / "truncated.mkv"
+    bad.write_bytes(data[: len(data) // 2])
+    return bad
+
+
+def _no_moov(tmp_path: Path) -> Path:
+    data = write_clip(tmp_path / "full.mp4").read_bytes()
+    bad = tmp_path / "cut_short.mp4"
+    bad.write_bytes(data[: len(data) // 2])  # the index is written last: it is gone
+    return bad
+
+
+def _audio_only(tmp_path: Path) -> Path:
+    path = tmp_path / "sound.m4a"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("aac", rate=16000, layout="mono")
+        for k in range(0, 8192, 1024):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
+            frame.sample_rate, frame.pts = 16000, k
+            c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+    return path
+
+
+def _text(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.mp4"
+    path.write_text("not a video\n")
+    return path
+
+
+@pytest.mark.parametrize("make_bad, reason", [
+    (_text, "not a readable video"),
+    (_no_moov, "not a readable video"),
+    (_truncated, "truncated"),
+    (_audio_only, "no video stream"),
+    (lambda tmp: tmp / "missing.mp4", "no such file"),
+])
+def test_bad_input_raises_a_clear_error(make_bad, reason, tmp_path, tiny_model_file, capsys):
+    bad = make_bad(tmp_path)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(VideoError, match=reason) as err:
+        colorize_video(bad, out, Colorizer(tiny_model_file))
+    assert str(bad) in str(err.value)
+    assert cli_main(["video", str(bad), "-o", str(out), "--model", str(tiny_model_file), "-q"]) == 1
+    assert str(bad) in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_interrupted_run_leaves_no_output(clip, tmp_path, error):
+    out = tmp_path / "out.mp4"
+    with pytest.raises(error):
+        colorize_video(clip, out, Colorizer(FailingNet(error)), batch_size=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_command_report_and_json(clip, tmp_path, tiny_model_file, capsys):
+    out, report = tmp_path / "out.mkv", tmp_path / "report.json"
+    args = ["video", str(clip), "-o", str(out), "--model", str(tiny_model_file), "-q", "--report-json", str(report)]
+    assert cli_main(args) == 0
+    printed = capsys.readouterr().out
+    assert "flicker:" in printed and "per-frame" in printed and f"cuts:    {CUT}" in printed
+    data = json.loads(report.read_text())
+    assert data["frames"] == FRAMES and data["temporal"] and data["flicker_per_frame"] > 0
+    assert probe(out)["frames"] == FRAMES
+    assert cli_main(args) == 2  # exists: not overwritten without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_rate_and_odd_size_are_kept(tmp_path, tiny_model_file):
+    src = tmp_path / "odd.mp4"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(30000, 1001))
+        s.width, s.height, s.pix_fmt = 33, 25, "yuv444p"
+        for i in range(6):
+            arr = np.full((25, 33, 3), 20 * i, np.uint8)
+            c.mux(s.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+        c.mux(s.encode(None))
+    out = tmp_path / "odd_color.mp4"
+    colorize_video(src, out, Colorizer(tiny_model_file))
+    info = probe(out)
+    assert info["size"] == (33, 25) and info["frames"] == 6 and info["rate"] == Fraction(30000, 1001)
