@@ -103,15 +103,33 @@ def gray_rgb_from_l(l: torch.Tensor) -> torch.Tensor:
 
 def in_gamut(lab: torch.Tensor, *, tol: float = 1e-3) -> torch.Tensor:
     """Per-pixel mask (..., H, W): True where the Lab color is inside the sRGB gamut."""
-    lin = lab_to_linear_rgb(lab)
-    return ((lin >= -tol) & (lin <= 1.0 + tol)).all(dim=-3)
+    return ~_out_of_gamut(lab_to_linear_rgb(lab), tol)
 
 
-def fit_to_gamut(l: torch.Tensor, ab: torch.Tensor, *, steps: int = 8) -> torch.Tensor:
+def _out_of_gamut(lin: torch.Tensor, tol: float) -> torch.Tensor:
+    return ((lin < -tol) | (lin > 1.0 + tol)).any(dim=-3)
+
+
+def _fit_pixels(lab_px: torch.Tensor, steps: int, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bisection over the chroma scale for (N, 3) out-of-gamut Lab pixels -> (fitted ab (N, 2), linear RGB (N, 3))."""
+    lo = torch.zeros(lab_px.shape[0], device=lab_px.device, dtype=lab_px.dtype)
+    hi = torch.ones_like(lo)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        trial = torch.cat([lab_px[:, :1], lab_px[:, 1:] * mid[:, None]], dim=1)
+        ok = ~_out_of_gamut(lab_to_linear_rgb(trial.T[:, :, None]), tol)[:, 0]
+        lo = torch.where(ok, mid, lo)
+        hi = torch.where(ok, hi, mid)
+    ab = lab_px[:, 1:] * lo[:, None]
+    lin = lab_to_linear_rgb(torch.cat([lab_px[:, :1], ab], dim=1).T[:, :, None])[:, :, 0].T
+    return ab, lin
+
+
+def fit_to_gamut(l: torch.Tensor, ab: torch.Tensor, *, steps: int = 8, tol: float = 1e-3) -> torch.Tensor:
     """Shrink the chroma of out-of-gamut pixels (keeping L and hue) until the color fits sRGB.
 
-    Clipping RGB channels independently changes hue and makes flat color blocks; scaling ab toward
-    zero does not. Only pixels that are out of gamut are searched (bisection over the chroma scale).
+    Clipping RGB channels independently changes hue and lightness and makes flat color blocks;
+    scaling ab toward zero does not. Only out-of-gamut pixels are searched (bisection).
 
     Args:
         l: (B, 1, H, W) lightness in [0, 100].
@@ -120,21 +138,25 @@ def fit_to_gamut(l: torch.Tensor, ab: torch.Tensor, *, steps: int = 8) -> torch.
         ab with every pixel inside the sRGB gamut, same shape.
     """
     lab = torch.cat([l, ab], dim=1)
-    bad = ~in_gamut(lab)  # (B, H, W)
+    bad = _out_of_gamut(lab_to_linear_rgb(lab), tol)  # (B, H, W)
     if not bad.any():
         return ab
-    lab_px = lab.permute(0, 2, 3, 1)[bad]  # (N, 3)
-    lo = torch.zeros(lab_px.shape[0], device=ab.device, dtype=ab.dtype)
-    hi = torch.ones_like(lo)
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        trial = torch.cat([lab_px[:, :1], lab_px[:, 1:] * mid[:, None]], dim=1)
-        ok = in_gamut(trial.T[:, :, None])[:, 0]
-        lo = torch.where(ok, mid, lo)
-        hi = torch.where(ok, hi, mid)
     out = ab.permute(0, 2, 3, 1).clone()
-    out[bad] = lab_px[:, 1:] * lo[:, None]
+    out[bad] = _fit_pixels(lab.permute(0, 2, 3, 1)[bad], steps, tol)[0]
     return out.permute(0, 3, 1, 2)
+
+
+def lab_to_rgb_in_gamut(l: torch.Tensor, ab: torch.Tensor, *, steps: int = 8, tol: float = 1e-3) -> torch.Tensor:
+    """``lab_to_rgb`` after :func:`fit_to_gamut`, converting the image only once: (B, 1, H, W) L and
+    (B, 2, H, W) ab -> (B, 3, H, W) sRGB in [0, 1] whose lightness is exactly ``l``."""
+    lab = torch.cat([l, ab], dim=1)
+    lin = lab_to_linear_rgb(lab)
+    bad = _out_of_gamut(lin, tol)
+    if bad.any():
+        lin = lin.permute(0, 2, 3, 1).clone()
+        lin[bad] = _fit_pixels(lab.permute(0, 2, 3, 1)[bad], steps, tol)[1]
+        lin = lin.permute(0, 3, 1, 2)
+    return linear_to_srgb(lin).clamp(0.0, 1.0)
 
 
 def normalize_l(l: torch.Tensor) -> torch.Tensor:

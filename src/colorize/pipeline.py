@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from colorize.color import (denormalize_ab, fit_to_gamut, lab_to_rgb, normalize_ab, normalize_l, rgb_to_l)
+from colorize.color import denormalize_ab, lab_to_rgb_in_gamut, normalize_l, rgb_to_l
 from colorize.models._base import DEFAULT_TEMPERATURE
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
@@ -149,8 +149,7 @@ class Colorizer:
             ab = guided_upsample(normalize_l(prepared.l_small), ab_small, normalize_l(l_full))
         else:
             ab = F.interpolate(ab_small, size=l_full.shape[-2:], mode="bilinear", align_corners=False)
-        ab = fit_to_gamut(l_full, denormalize_ab(ab))
-        return lab_to_rgb(torch.cat([l_full, ab], dim=1))
+        return lab_to_rgb_in_gamut(l_full, denormalize_ab(ab))
 
     @torch.inference_mode()
     def colorize_tensor(self, rgb: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,28 @@
+# make demo : set everything up on a fresh machine and colorize examples/ into out/
+# make test : set everything up and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch is pinned: this machine ships these wheels; never let pip pick an unpinned torch
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[train,web,video,eval,onnx,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/colorize examples -o out --overwrite
+	@echo "colorized photos are in out/"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) out colorized .pytest_cache
