@@ -32,10 +32,17 @@ def atomic_write(path: str | Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def model_spec(model: nn.Module) -> tuple[str, dict]:
@@ -77,14 +84,20 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception as e:  # not a safetensors file at all
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
         if "model" not in meta:
             raise ValueError(f"{path}: no 'model' in the safetensors metadata; not a colorize weight file")
         name, kwargs, state = meta["model"], json.loads(meta.get("model_kwargs", "{}")), load_file(str(path))
     else:
-        ckpt = load_checkpoint(path, map_location)
-        if "model" not in ckpt or "state_dict" not in ckpt:
+        try:
+            ckpt = load_checkpoint(path, map_location)
+        except Exception as e:  # unpickling errors, foreign objects refused by weights_only, ...
+            raise ValueError(f"{path}: not a readable colorize checkpoint ({type(e).__name__}: {e})") from None
+        if not isinstance(ckpt, dict) or "model" not in ckpt or "state_dict" not in ckpt:
             raise ValueError(f"{path}: not a colorize checkpoint (needs 'model' and 'state_dict')")
         name, kwargs, state = ckpt["model"], ckpt.get("model_kwargs", {}), ckpt["state_dict"]
     kwargs = {k: v for k, v in kwargs.items() if k not in _BUILD_ONLY}

@@ -9,6 +9,7 @@ from colorize.color import model_lab_to_rgb
 from colorize.models._base import AbBins, ColorNet
 
 LOSSES = ("auto", "mse", "smooth_l1", "bins")
+LOSSES_FOR_OUTPUT = {"ab": ("auto", "mse", "smooth_l1"), "rgb": ("auto", "mse"), "bins": ("auto", "bins")}
 
 
 def regression_loss(pred: torch.Tensor, target: torch.Tensor, *, kind: str = "smooth_l1") -> torch.Tensor:
@@ -49,6 +50,10 @@ def color_loss(model: ColorNet, out: torch.Tensor, l_norm: torch.Tensor, ab_norm
     """
     if kind not in LOSSES:
         raise ValueError(f"unknown loss '{kind}'; choose from: {', '.join(LOSSES)}")
+    fits = LOSSES_FOR_OUTPUT.get(model.output, LOSSES)
+    if kind not in fits:
+        raise ValueError(f"loss '{kind}' does not fit a model with '{model.output}' output; "
+                         f"choose from: {', '.join(fits)}")
     if model.output == "bins":
         loss = classification_loss(out, ab_norm, model.bins)
         if reg_weight > 0:

@@ -188,7 +188,7 @@ class Colorizer:
         else:
             raise ValueError(f"expected an array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
         is_int = np.issubdtype(arr.dtype, np.integer)
-        x = torch.from_numpy(np.ascontiguousarray(arr3)).permute(2, 0, 1).float()
+        x = torch.from_numpy(np.array(arr3)).permute(2, 0, 1).float()  # a copy: input arrays may be read-only
         if is_int:
             x = x / float(np.iinfo(arr.dtype).max)
         y = self.colorize_tensor(x.clamp(0, 1))

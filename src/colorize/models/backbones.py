@@ -89,18 +89,23 @@ def create_backbone(
     if pretrained is True and cfg.package is not None:
         _load_into(model, packaged_state_dict(name))
     elif pretrained not in (False, True):
-        _load_into(model, load_state_dict_file(pretrained))
+        _load_into(model, load_state_dict_file(pretrained), source=f"{pretrained} ({name})")
     return model
 
 
-def _load_into(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+def _load_into(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "weights") -> None:
     """Strict load; a features_only model simply has no classifier head to fill."""
     own = model.state_dict()
     if hasattr(model, "feature_info") and not hasattr(model, "num_classes"):
+        # timm's feature wrappers flatten first-level Sequentials: 'features.0.weight' -> 'features_0.weight'
+        state = {k if k in own else k.replace(".", "_", 1): v for k, v in state.items()}
         state = {k: v for k, v in state.items() if k in own}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"{source}: weights do not fit: {e}") from None
     if missing or unexpected:
-        raise ValueError(f"weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(f"{source}: weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -108,13 +113,18 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone weight file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors header errors, unpickling errors, ...: name the file
+        raise ValueError(f"{path}: not a readable weight file ({type(e).__name__}: {e})") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: holds a {type(state).__name__}, not a state dict")
     return state
 
 

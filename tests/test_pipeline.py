@@ -1,0 +1,200 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from colorize.color import gray_rgb_from_l, lab_to_rgb, normalize_ab, normalize_l, rgb_to_l, rgb_to_lab
+from colorize.pipeline import Colorizer, guided_upsample, working_shape
+from tests.conftest import make_photo
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny workloads on a shared CPU: one intra-op thread avoids oversubscription (and is restored)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def colorizer(tiny_model_file):
+    return Colorizer(tiny_model_file)
+
+
+def _lab(img) -> torch.Tensor:
+    """PIL / (H, W, 3) uint8 array -> (3, H, W) float64 Lab."""
+    arr = np.array(img, dtype=np.float64) / 255.0
+    return rgb_to_lab(torch.from_numpy(arr).permute(2, 0, 1))
+
+
+def _hue_error_deg(lab: torch.Tensor, ab: torch.Tensor, min_chroma: float = 5.0) -> torch.Tensor:
+    """Hue difference (degrees) between every colored pixel of ``lab`` (3, H, W) and the ab direction ``ab`` (2,)."""
+    chroma = lab[1:].norm(dim=0)
+    hue = torch.atan2(lab[2], lab[1])[chroma > min_chroma]
+    diff = torch.remainder(hue - torch.atan2(ab[1], ab[0]) + torch.pi, 2 * torch.pi) - torch.pi
+    return diff.abs().rad2deg()
+
+
+def test_large_photo_keeps_size_and_lightness_and_gets_color(colorizer):
+    photo = make_photo(1000, 667)
+    out = colorizer(photo)
+    assert isinstance(out, Image.Image) and out.size == (1000, 667) and out.mode == "RGB"
+    lab_in, lab_out = _lab(photo), _lab(out)
+    assert (lab_in[0] - lab_out[0]).abs().mean() < 1.0  # L in [0, 100]
+    assert lab_out[1:].norm(dim=0).mean() > 10  # clearly not gray
+
+
+@pytest.mark.parametrize("size", [(33, 17), (17, 33), (9, 9), (8, 100), (1, 1), (3, 2)])
+def test_odd_and_tiny_sizes(colorizer, size):
+    photo = make_photo(64, 64).resize(size, Image.Resampling.BILINEAR)
+    out = colorizer(photo)
+    assert out.size == size
+    assert (_lab(photo)[0] - _lab(out)[0]).abs().max() < 1.5
+
+
+def test_returns_the_type_it_was_given(colorizer):
+    photo = make_photo(40, 24)
+    rgb = np.asarray(photo)
+    gray = np.asarray(photo.convert("L"))
+
+    out = colorizer(photo.convert("L"))
+    assert isinstance(out, Image.Image) and out.size == (40, 24) and out.mode == "RGB"
+
+    for arr in (rgb, gray):
+        out = colorizer(arr)
+        assert isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == (24, 40, 3)
+    for dtype in (np.float32, np.float64):
+        out = colorizer(rgb.astype(dtype) / 255)
+        assert out.dtype == dtype and out.shape == (24, 40, 3) and 0 <= out.min() and out.max() <= 1
+    deep = colorizer(rgb.astype(np.uint16) * 257)
+    assert deep.dtype == np.uint16 and deep.max() > 255  # the full 16-bit range is used
+    assert np.abs(deep.astype(np.float64) / 257 - colorizer(rgb)).max() <= 1.0
+
+    t = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255
+    assert colorizer(t).shape == (3, 24, 40)
+    batch = torch.stack([t, t.flip(-1)])
+    out = colorizer(batch)
+    assert out.shape == (2, 3, 24, 40) and out.dtype == torch.float32
+    assert torch.allclose(out[0], colorizer(t), atol=1e-5)  # batch items are independent
+
+    with pytest.raises(TypeError, match="PIL image, numpy array or torch tensor"):
+        colorizer([[0, 1]])
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        colorizer(np.zeros((4, 8, 8), np.uint8))
+
+
+def test_color_input_is_treated_as_gray(colorizer):
+    """Only L reaches the network: photos with the same L and different colors give the same result."""
+    x = torch.from_numpy(np.asarray(make_photo(64, 48), dtype=np.float32) / 255).permute(2, 0, 1)
+    gray = gray_rgb_from_l(rgb_to_l(x))
+    assert (x - gray).abs().max() > 0.3  # the inputs do differ
+    assert torch.allclose(colorizer(x), colorizer(gray), atol=2e-3)
+
+
+def test_exif_orientation_is_honored(colorizer, tmp_path):
+    photo = make_photo(80, 40)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated by 90 degrees
+    photo.save(tmp_path / "rot.jpg", exif=exif, quality=95)
+    with Image.open(tmp_path / "rot.jpg") as img:
+        out = colorizer(img)
+    assert out.size == (40, 80)
+    upright = photo.transpose(Image.Transpose.ROTATE_270)
+    assert (_lab(upright)[0] - _lab(out)[0]).abs().mean() < 2.0  # JPEG error only
+
+    colorizer.colorize_file(tmp_path / "rot.jpg", tmp_path / "out.png")
+    assert Image.open(tmp_path / "out.png").size == (40, 80)
+
+
+@pytest.mark.parametrize("ab", [(60.0, -80.0), (100.0, 100.0), (-90.0, 60.0)])
+def test_output_keeps_lightness_and_hue_of_out_of_gamut_predictions(colorizer, ab):
+    """Colors sRGB cannot show lose chroma, not lightness or hue (clipping channels changes both)."""
+    x = torch.from_numpy(np.asarray(make_photo(64, 48), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    target = torch.tensor(ab)
+    prepared = colorizer.prepare(x)
+    ab_small = normalize_ab(target).view(1, 2, 1, 1).expand(1, 2, *prepared.l_small.shape[-2:]).contiguous()
+    lab = rgb_to_lab(colorizer.compose(prepared, ab_small))[0]
+    l_in = prepared.l_full[0, 0]
+    assert (lab[0] - l_in).abs().max() < 0.2
+    assert _hue_error_deg(lab, target).max() < 2.0
+
+    # the naive way (convert, then clip RGB) is visibly wrong on the same input: the check can fail
+    clipped = rgb_to_lab(lab_to_rgb(torch.cat([prepared.l_full[0], target.view(2, 1, 1).expand(2, *l_in.shape)])))
+    assert (clipped[0] - l_in).abs().mean() > 1.0 and _hue_error_deg(clipped, target).max() > 4.0
+
+
+def test_saturation_zero_gives_gray_and_scales_chroma(tiny_model_file):
+    photo = make_photo(48, 32)
+    chroma = {s: _lab(Colorizer(tiny_model_file, saturation=s)(photo))[1:].norm(dim=0).mean().item()
+              for s in (0.0, 0.5, 1.0)}
+    assert chroma[0.0] < 1.0  # uint8 rounding only
+    assert chroma[0.0] < chroma[0.5] < chroma[1.0]
+
+
+def test_bad_settings_raise(tiny_model_file):
+    for kwargs, pattern in [({"temperature": 0}, "temperature"), ({"temperature": -1.0}, "temperature"),
+                            ({"saturation": -0.5}, "saturation"), ({"size": 4}, "size")]:
+        with pytest.raises(ValueError, match=pattern):
+            Colorizer(tiny_model_file, **kwargs)
+    with pytest.raises(FileNotFoundError):
+        Colorizer(tiny_model_file.parent / "missing.safetensors")
+
+
+def test_guided_upsample_keeps_a_step_edge_sharp():
+    """ab that follows an L edge at low resolution comes back sharp at full resolution."""
+    full = 64
+    guide_full = torch.full((1, 1, full, full), -0.6)
+    guide_full[..., 27:] = 0.7  # the edge does not fall on the 4x downsampling grid
+    ab_full = 0.1 - 0.5 * guide_full  # truth: the color follows the lightness
+    guide_small = F.avg_pool2d(guide_full, 4)
+    ab_small = F.avg_pool2d(ab_full, 4)
+
+    guided = guided_upsample(guide_small, ab_small, guide_full)
+    bilinear = F.interpolate(ab_small, size=(full, full), mode="bilinear", align_corners=False)
+    err_guided = (guided - ab_full).abs().mean()
+    err_bilinear = (bilinear - ab_full).abs().mean()
+    assert err_guided < 0.2 * err_bilinear
+    # the edge is one pixel wide: no intermediate values either side of it
+    row = guided[0, 0, 32]
+    assert torch.allclose(row[:27], ab_full[0, 0, 32, :27], atol=0.02)
+    assert torch.allclose(row[27:], ab_full[0, 0, 32, 27:], atol=0.02)
+
+
+def test_guided_upsample_of_flat_color_is_flat():
+    guide_full = torch.rand(1, 1, 40, 60) * 2 - 1
+    guide_small = F.interpolate(guide_full, size=(10, 15), mode="area")
+    out = guided_upsample(guide_small, torch.full((1, 2, 10, 15), 0.3), guide_full)
+    assert out.shape == (1, 2, 40, 60) and torch.allclose(out, torch.full_like(out, 0.3), atol=1e-4)
+
+
+@pytest.mark.parametrize("h, w, size, stride", [(667, 1000, 256, 8), (1000, 667, 256, 32), (100, 60, 256, 8),
+                                                (9, 9, 256, 8), (1, 1, 256, 32), (4000, 37, 512, 16)])
+def test_working_shape(h, w, size, stride):
+    wh, ww = working_shape(h, w, size, stride)
+    assert wh % stride == 0 and ww % stride == 0 and wh >= stride and ww >= stride
+    scale = min(1.0, size / max(h, w))  # long side ~size, never upscaled
+    assert abs(wh - h * scale) <= stride / 2 or wh == stride
+    assert abs(ww - w * scale) <= stride / 2 or ww == stride
+    assert max(wh, ww) <= max(size, stride) + stride / 2
+
+
+def test_working_size_follows_the_size_setting(tiny_model_file):
+    seen = []
+    colorizer = Colorizer(tiny_model_file, size=64)
+    model = colorizer.model
+    hook = model.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape[-2:])))
+    colorizer(make_photo(300, 200))
+    hook.remove()
+    assert seen == [working_shape(200, 300, 64, model.stride)] == [(40, 64)]
+
+
+def test_predict_normalizes_l_for_the_model(colorizer):
+    """The network sees normalized L in [-1, 1], not L in [0, 100]."""
+    seen = []
+    hook = colorizer.model.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    prepared = colorizer.prepare(torch.rand(1, 3, 32, 32))
+    colorizer.predict(prepared.l_small)
+    hook.remove()
+    assert torch.allclose(seen[0], normalize_l(prepared.l_small))
