@@ -1,0 +1,122 @@
+"""Training speed per model: images/s of a full optimizer step (Lab conversion, forward, loss,
+backward, Adam) at batch 16 and 160 px, and the peak memory of the process doing it.
+
+Each model runs in a fresh process so its peak RSS (ru_maxrss) is its own. Batches are random
+photos already in memory: data loading and augmentation (done by worker processes in training) are
+not included. Random weights; the frozen encoder levels are those of each model's defaults.
+
+    python benchmarks/train_speed.py                      # every registered model, 5 timed steps
+    python benchmarks/train_speed.py --quick --steps 1    # smoke run: alpha and the default model
+
+Writes benchmarks/results/train_speed.json and the "train_speed" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import (current_rss_mb, fmt_params, machine_info, machine_line, peak_rss_mb, run_child,
+                     update_doc_section, write_results)
+
+QUICK_MODELS = ("alpha", "unet_lite0")
+
+
+def child(name: str, *, steps: int, batch_size: int, size: int) -> dict[str, Any]:
+    """In this (fresh) process: time ``steps`` training steps of ``name`` after one warm-up step."""
+    import torch
+
+    from colorize.color import rgb_to_model_lab
+    from colorize.losses import color_loss
+    from colorize.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name).to(memory_format=torch.channels_last).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
+    rss_before = current_rss_mb() or peak_rss_mb()
+
+    def step() -> None:
+        x = images.float().div(255).contiguous(memory_format=torch.channels_last)
+        l_norm, ab_norm = rgb_to_model_lab(x)
+        loss = color_loss(model, model(l_norm), l_norm, ab_norm)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: allocator and kernel selection
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = time.perf_counter() - t0
+    return {"model": name, "trainable_params": sum(p.numel() for p in params),
+            "params": sum(p.numel() for p in model.parameters()), "steps": steps, "batch_size": batch_size,
+            "size": size, "seconds_per_step": seconds / steps, "images_per_second": steps * batch_size / seconds,
+            "rss_before_mb": rss_before, "peak_rss_mb": peak_rss_mb()}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    quick = " (quick smoke run: not representative)" if s["quick"] else ""
+    lines = [f"## Training speed{quick}", "", machine_line(result["machine"]),
+             f"Batch {s['batch_size']}, {s['size']}x{s['size']} px, {s['steps']} timed steps after a warm-up; "
+             "model step only (no data loading). Peak RSS of a fresh process per model.", "",
+             "| model | params (trainable) | s / step | images / s | peak memory (MB) |", "|---|---|---|---|---|"]
+    for r in result["models"]:
+        lines.append(f"| {r['model']} | {fmt_params(r['params'])} ({fmt_params(r['trainable_params'])}) | "
+                     f"{r['seconds_per_step']:.2f} | {r['images_per_second']:.1f} | {r['peak_rss_mb']:.0f} |")
+    for m in result["skipped"]:
+        lines.append(f"\nSkipped {m['model']}: {m['reason']}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", help="registered models (default: all)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per model (default 5)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--size", type=int, default=160)
+    p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_MODELS)}")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.child:
+        print(json.dumps(child(args.child, steps=args.steps, batch_size=args.batch_size, size=args.size)))
+        return 0
+
+    from colorize.models import list_models
+
+    models = args.models or (list(QUICK_MODELS) if args.quick else list_models())
+    result: dict[str, Any] = {"machine": machine_info(),
+                              "settings": {"steps": args.steps, "batch_size": args.batch_size, "size": args.size,
+                                           "quick": args.quick},
+                              "models": [], "skipped": []}
+    settings = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--size", str(args.size)]
+    if args.threads:
+        settings += ["--threads", str(args.threads)]
+    for name in models:
+        print(name, flush=True)
+        try:
+            result["models"].append(run_child(Path(__file__), ["--child", name, *settings]))
+        except RuntimeError as e:  # e.g. out of memory, or a model that cannot be built here
+            result["skipped"].append({"model": name, "reason": str(e).strip().splitlines()[-1]})
+    path = write_results("train_speed", result)
+    text = markdown(result)
+    doc = update_doc_section("train_speed", text)
+    print(text)
+    print(f"\nwrote {path} and {doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""``colorize eval``: colorize the gray versions of color photos and score them against the truth.
+
+The gray baseline (ab = 0) is always scored beside the models. Writes per_image.csv, summary.json,
+report.md and side-by-side grids (gray | each model | truth) to the report folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="colorize eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", nargs="+", metavar="DATA", help="folders, files or globs of COLOR photos (the truth)")
+    p.add_argument("--model", action="append", default=[], metavar="MODEL",
+                   help="shipped model name, .safetensors/.pt file, or .onnx file; repeat to compare "
+                        "(default: the shipped default model, if its weights are present)")
+    p.add_argument("-o", "--output", default="eval_report", metavar="REPORT_DIR",
+                   help="report folder (default: ./eval_report)")
+    p.add_argument("--protocol", choices=["crop256", "original", "both"], default="crop256",
+                   help="crop256: short side to 256 + centre crop; original: as is (default: crop256)")
+    p.add_argument("--limit", type=int, default=0, metavar="N",
+                   help="score at most N photos, spread evenly over the set (default: all)")
+    p.add_argument("--size", type=int, default=None, help="working size of the pipeline (default: per model)")
+    p.add_argument("--no-semantic", action="store_true",
+                   help="skip the ImageNet-classifier metrics (top-1 agreement, Frechet distance)")
+    p.add_argument("--grid-rows", type=int, default=8, help="photos per side-by-side grid (0: no grid)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.limit < 0:
+        p.error(f"--limit must be >= 0, got {args.limit}")
+
+    import torch
+
+    from colorize.evaluate import PROTOCOLS, evaluate
+    from colorize.hub import DEFAULT_MODEL, SHIPPED, weights_dir
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    specs: list[str] = list(args.model)
+    if not specs:
+        if (weights_dir() / SHIPPED[DEFAULT_MODEL].file).is_file():
+            specs = [DEFAULT_MODEL]
+        else:
+            print(f"note: no weights for the default model '{DEFAULT_MODEL}' yet; scoring the gray baseline only",
+                  file=sys.stderr)
+    try:
+        summary = evaluate(args.data, specs, out_dir=args.output,
+                           protocols=PROTOCOLS if args.protocol == "both" else (args.protocol,),
+                           limit=args.limit, semantic=not args.no_semantic, size=args.size,
+                           grid_rows=args.grid_rows, progress=not args.quiet)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print((Path(args.output) / "report.md").read_text(), end="")
+    print(f"report: {args.output} (per_image.csv, summary.json, report.md, grid_*.png); "
+          f"{summary['images']} photos")
+    return 0
+

@@ -1,0 +1,162 @@
+"""ONNX export of a model's ``predict_ab`` and an onnxruntime-backed model for the same pipeline.
+
+The exported graph is ``l_norm (B, 1, H, W) -> ab_norm (B, 2, H, W)``: the model plus its decoding
+(annealed mean at the default temperature for classification models), with dynamic batch, height
+and width (H and W multiples of the model's stride). The model's name, stride and temperature are
+stored in the file's metadata, so ``Colorizer(OnnxModel("model.onnx"))`` works like the torch model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from colorize.models._base import DEFAULT_TEMPERATURE
+
+OPSET = 17
+INPUT, OUTPUT = "l_norm", "ab_norm"
+
+
+class PredictAb(nn.Module):
+    """``forward(l_norm) -> ab_norm``: a model's ``predict_ab`` at a fixed temperature, for export."""
+
+    def __init__(self, model: nn.Module, *, temperature: float = DEFAULT_TEMPERATURE):
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        if getattr(self.model, "output", "ab") == "bins":
+            return self.model.predict_ab(l_norm, temperature=self.temperature)
+        if hasattr(self.model, "predict_ab"):
+            return self.model.predict_ab(l_norm)
+        return self.model(l_norm)
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, size: int = 256,
+                temperature: float = DEFAULT_TEMPERATURE, opset: int = OPSET) -> Path:
+    """Export ``model.predict_ab`` to ONNX with dynamic batch, height and width.
+
+    Args:
+        model: a colorization model (``create_model`` / ``resolve_model``).
+        path: the ``.onnx`` file to write (atomically).
+        size: side of the square example input used for tracing (rounded to the model's stride).
+        temperature: annealed-mean temperature baked into classification models.
+        opset: ONNX opset version (>= 17).
+    Returns:
+        The written path.
+    """
+    import onnx
+
+    from colorize.checkpoint import atomic_write
+
+    stride = int(getattr(model, "stride", 1))
+    side = max(stride, round(size / stride) * stride)
+    wrapper = PredictAb(model, temperature=temperature).eval()  # export restores this (eval) mode
+    example = torch.zeros(1, 1, side, side, device=next(model.parameters()).device)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    path = Path(path)
+
+    def write(tmp: str) -> None:
+        # The TorchScript exporter keeps H and W symbolic (the torch.export one needs minutes on these
+        # backbones). Its tracer warnings are about Python-side shape checks that are constant per model.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.onnx.export(wrapper, (example,), tmp, dynamo=False, opset_version=opset,
+                              input_names=[INPUT], output_names=[OUTPUT],
+                              dynamic_axes={INPUT: axes, OUTPUT: axes})
+        proto = onnx.load(tmp)
+        meta = {"model": getattr(model, "model_name", type(model).__name__), "stride": str(stride),
+                "temperature": str(temperature), "producer": "colorize"}
+        onnx.helper.set_model_props(proto, meta)
+        onnx.save(proto, tmp)
+
+    atomic_write(path, write)
+    return path
+
+
+def cache_dir() -> Path:
+    """Where :func:`cached_onnx` keeps exported models: ``$XDG_CACHE_HOME/colorize/onnx`` (~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "colorize" / "onnx"
+
+
+def cached_onnx(spec: str | Path | None = None, *, temperature: float = DEFAULT_TEMPERATURE,
+                folder: str | Path | None = None) -> Path:
+    """The ``.onnx`` file for a model spec: the spec itself if it is one; otherwise the model (None: the
+    shipped default, a shipped name, or a weight/checkpoint file) exported once and reused, keyed by
+    the weight file's sha256 and the temperature.
+
+    Args:
+        spec: as :func:`colorize.hub.resolve_model` takes it, or an ``.onnx`` file.
+        temperature: annealed-mean temperature baked into classification models.
+        folder: the cache folder (default: :func:`cache_dir`).
+    """
+    from colorize.hub import DEFAULT_MODEL, SHIPPED, resolve_model, weights_dir
+
+    spec = DEFAULT_MODEL if spec is None else spec
+    if Path(spec).suffix.lower() == ".onnx":
+        if not Path(spec).is_file():
+            raise FileNotFoundError(f"ONNX model not found: {spec}")
+        return Path(spec)
+    weights = weights_dir() / SHIPPED[str(spec)].file if str(spec) in SHIPPED else Path(spec)
+    if not weights.is_file():
+        resolve_model(spec)  # raises the usual error naming the valid choices
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    out = Path(folder or cache_dir()) / f"{weights.stem}-{digest}-t{temperature:g}.onnx"
+    if not out.is_file():
+        export_onnx(resolve_model(spec), out, temperature=temperature)
+    return out
+
+
+class OnnxModel(nn.Module):
+    """An exported ``.onnx`` file run by onnxruntime, usable wherever a model is: ``Colorizer(OnnxModel(p))``.
+
+    It has no parameters; ``predict_ab`` moves the input to the CPU, runs the session and returns ab on
+    the input's device. The temperature was fixed at export, so ``output`` is ``"ab"``.
+    """
+
+    output = "ab"
+
+    def __init__(self, path: str | Path, *, threads: int | None = None):
+        """
+        Args:
+            path: a file written by :func:`export_onnx`.
+            threads: onnxruntime intra-op threads (None: onnxruntime's default).
+        """
+        super().__init__()
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ImportError("the ONNX runtime needs onnxruntime: pip install 'colorize[onnx]'") from e
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.path = path
+        self.model_name: str = meta.get("model", path.stem)
+        self.stride: int = int(meta.get("stride", 32))
+        self.temperature: float = float(meta.get("temperature", DEFAULT_TEMPERATURE))
+        self.input_name: str = self.session.get_inputs()[0].name
+
+    def predict_ab(self, l_norm: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Normalized L (B, 1, H, W) -> normalized ab (B, 2, H, W). Extra keywords (a temperature) are
+        ignored: the exported graph has its own."""
+        x = l_norm.detach().to("cpu", torch.float32).contiguous().numpy()
+        (ab,) = self.session.run(None, {self.input_name: x})
+        return torch.from_numpy(ab).to(l_norm.device)
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        return self.predict_ab(l_norm)
+
+    def extra_repr(self) -> str:
+        return f"path={str(self.path)!r}, model_name={self.model_name!r}, stride={self.stride}"

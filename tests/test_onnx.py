@@ -1,0 +1,75 @@
+"""ONNX export matches PyTorch, and the exported file runs through the one pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from colorize.models import create_model  # noqa: E402
+from colorize.onnx import OnnxModel, cached_onnx, export_onnx  # noqa: E402
+from colorize.pipeline import Colorizer  # noqa: E402
+
+MAX_AB_ERROR = 1e-4  # normalized ab (x128 in Lab units: ~0.01)
+
+
+@pytest.fixture(scope="module")
+def unet_onnx(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("unet_lite0").eval()
+    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "unet_lite0.onnx", size=128)
+    return model, path
+
+
+def test_export_matches_torch_at_other_sizes(unet_onnx):
+    model, path = unet_onnx
+    onnx_model = OnnxModel(path, threads=1)
+    assert (onnx_model.model_name, onnx_model.stride, onnx_model.output) == ("unet_lite0", 32, "ab")
+    for shape in [(1, 1, 128, 128), (2, 1, 96, 160)]:  # dynamic batch, height and width
+        x = torch.rand(*shape) * 2 - 1
+        with torch.no_grad():
+            ref = model.predict_ab(x)
+        out = onnx_model.predict_ab(x)
+        assert out.shape == ref.shape == (shape[0], 2, *shape[2:])
+        assert (out - ref).abs().max().item() < MAX_AB_ERROR
+
+
+def test_pipeline_runs_with_onnx(unet_onnx, photo):
+    model, path = unet_onnx
+    out_onnx = Colorizer(OnnxModel(path))(photo)
+    out_torch = Colorizer(model)(photo)
+    assert out_onnx.size == photo.size
+    diff = np.abs(np.asarray(out_onnx, dtype=np.int16) - np.asarray(out_torch, dtype=np.int16))
+    assert diff.max() <= 1  # uint8 rounding at most
+
+
+def test_cli_export_regression_model(tmp_path, tiny_model_file):
+    from colorize.cli import main
+    from colorize.hub import resolve_model
+
+    path = tmp_path / "alpha.onnx"
+    assert main(["export", str(tiny_model_file), "-o", str(path), "--format", "onnx", "--size", "64"]) == 0
+    model = resolve_model(tiny_model_file)
+    x = torch.rand(1, 1, 48, 72) * 2 - 1
+    with torch.no_grad():
+        ref = model.predict_ab(x)
+    assert (OnnxModel(path).predict_ab(x) - ref).abs().max().item() < MAX_AB_ERROR
+
+
+def test_cached_onnx_exports_once(tmp_path, tiny_model_file):
+    path = cached_onnx(tiny_model_file, folder=tmp_path)
+    assert path.parent == tmp_path and path.suffix == ".onnx"
+    mtime = path.stat().st_mtime_ns
+    assert cached_onnx(tiny_model_file, folder=tmp_path) == path and path.stat().st_mtime_ns == mtime
+    assert cached_onnx(tiny_model_file, folder=tmp_path, temperature=0.5) != path
+    assert cached_onnx(path) == path  # an .onnx file is used as is
+    with pytest.raises(ValueError, match="choose from"):
+        cached_onnx("no_such_model", folder=tmp_path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        OnnxModel(tmp_path / "nope.onnx")
