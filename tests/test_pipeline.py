@@ -198,3 +198,30 @@ def test_predict_normalizes_l_for_the_model(colorizer):
     colorizer.predict(prepared.l_small)
     hook.remove()
     assert torch.allclose(seen[0], normalize_l(prepared.l_small))
+
+
+def test_strip_compose_equals_whole_image_compose(tiny_model_file, monkeypatch):
+    """Full-resolution work in row strips (flat memory) gives the same image as doing it at once."""
+    import colorize.pipeline as pipeline
+    from colorize.color import denormalize_ab, lab_to_rgb_in_gamut, normalize_l
+
+    torch.manual_seed(0)
+    colorizer = pipeline.Colorizer(tiny_model_file, size=64)
+    rgb = torch.rand(1, 3, 157, 203)
+    prepared = colorizer.prepare(rgb)
+    ab_small = colorizer.predict(prepared.l_small)
+    ab = pipeline.guided_upsample(normalize_l(prepared.l_small), ab_small, normalize_l(prepared.l_full))
+    whole = lab_to_rgb_in_gamut(prepared.l_full, denormalize_ab(ab))
+    monkeypatch.setattr(pipeline, "STRIP_PIXELS", 203 * 10)  # 16 strips, the last one partial
+    strips = colorizer.compose(prepared, ab_small)
+    assert (strips - whole).abs().max() < 1e-4
+    as_uint8 = colorizer.compose(prepared, ab_small, uint8=True)
+    assert as_uint8.dtype == torch.uint8
+    assert (as_uint8.float() - whole * 255).abs().max() <= 1.0
+
+
+def test_uint8_lightness_matches_float_path():
+    from colorize.color import rgb_to_l, uint8_rgb_to_l
+
+    x = torch.randint(0, 256, (2, 3, 9, 7), dtype=torch.uint8)
+    assert (uint8_rgb_to_l(x) - rgb_to_l(x.double() / 255).float()).abs().max() < 1e-3

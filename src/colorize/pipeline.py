@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from colorize.color import denormalize_ab, lab_to_rgb_in_gamut, normalize_l, rgb_to_l
+from colorize.color import denormalize_ab, lab_to_rgb_in_gamut, normalize_l, rgb_to_l, uint8_rgb_to_l
 from colorize.models._base import DEFAULT_TEMPERATURE
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
@@ -45,30 +45,65 @@ def _box(x: torch.Tensor, r: int) -> torch.Tensor:
     return F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
 
 
-def guided_upsample(guide_small: torch.Tensor, src_small: torch.Tensor, guide_full: torch.Tensor, *,
-                    radius: int = 2, eps: float = 1e-3) -> torch.Tensor:
-    """Fast guided filter (He & Sun 2015): fit ``src ~ A * guide + b`` locally at low resolution, then
-    apply the upsampled A, b to the full-resolution guide. Colors snap to the edges of the real L
-    instead of bleeding across them.
+def guided_coefficients(guide: torch.Tensor, src: torch.Tensor, *, radius: int = 2,
+                        eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fast guided filter (He & Sun 2015) at low resolution: the local linear model ``src ~ A * guide + B``.
 
     Args:
-        guide_small: (B, 1, h, w) normalized L at working size.
-        src_small: (B, C, h, w) normalized ab at working size.
-        guide_full: (B, 1, H, W) normalized L at full size.
+        guide: (B, 1, h, w) normalized L at working size.
+        src: (B, C, h, w) normalized ab at working size.
     Returns:
-        (B, C, H, W)
+        A, B: (B, C, h, w) each, box-smoothed.
     """
-    mean_i = _box(guide_small, radius)
-    mean_p = _box(src_small, radius)
-    cov_ip = _box(guide_small * src_small, radius) - mean_i * mean_p
-    var_i = _box(guide_small * guide_small, radius) - mean_i * mean_i
+    mean_i = _box(guide, radius)
+    mean_p = _box(src, radius)
+    cov_ip = _box(guide * src, radius) - mean_i * mean_p
+    var_i = _box(guide * guide, radius) - mean_i * mean_i
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
-    a, b = _box(a, radius), _box(b, radius)
+    return _box(a, radius), _box(b, radius)
+
+
+def guided_upsample(guide_small: torch.Tensor, src_small: torch.Tensor, guide_full: torch.Tensor, *,
+                    radius: int = 2, eps: float = 1e-3) -> torch.Tensor:
+    """Edge-aware upsampling: A, B fitted at low resolution, bilinearly upsampled, applied to the
+    full-resolution guide. Colors snap to the edges of the real L instead of bleeding across them.
+
+    Returns:
+        (B, C, H, W) for ``guide_full`` (B, 1, H, W).
+    """
+    a, b = guided_coefficients(guide_small, src_small, radius=radius, eps=eps)
     size = guide_full.shape[-2:]
     a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
     b = F.interpolate(b, size=size, mode="bilinear", align_corners=False)
     return a * guide_full + b
+
+
+def _bilinear_taps(n_out: int, n_in: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices and weights of 1-D bilinear resizing, exactly as F.interpolate(align_corners=False)."""
+    src = ((torch.arange(n_out, device=device, dtype=torch.float32) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    return i0, i1, (src - i0).clamp(0, 1)
+
+
+class _RowResizer:
+    """Bilinear upsampling of a small map (B, C, h, w) to (H, W), produced a strip of rows at a time."""
+
+    def __init__(self, small: torch.Tensor, height: int, width: int):
+        self.small = small
+        self.rows = _bilinear_taps(height, small.shape[-2], small.device)
+        x0, x1, wx = _bilinear_taps(width, small.shape[-1], small.device)
+        self.x0, self.x1, self.wx = x0, x1, wx
+
+    def __call__(self, r0: int, r1: int) -> torch.Tensor:
+        y0, y1, wy = (t[r0:r1] for t in self.rows)
+        s = self.small
+        rows = s[:, :, y0] * (1 - wy)[:, None] + s[:, :, y1] * wy[:, None]  # (B, C, r, w)
+        return rows[..., self.x0] * (1 - self.wx) + rows[..., self.x1] * self.wx  # (B, C, r, W)
+
+
+STRIP_PIXELS = 1 << 20  # full-resolution work is done ~1 megapixel at a time: flat memory for any size
 
 
 class Colorizer:
@@ -127,8 +162,9 @@ class Colorizer:
 
     # -- the three stages; video and batch code call them directly -------------------------------
     def prepare(self, rgb: torch.Tensor) -> Prepared:
-        """(1, 3, H, W) sRGB in [0, 1] -> full-size L and working-size L."""
-        l_full = rgb_to_l(rgb.to(self.device, torch.float32))
+        """(1, 3, H, W) sRGB, float in [0, 1] or uint8 -> full-size L and working-size L."""
+        rgb = rgb.to(self.device)
+        l_full = uint8_rgb_to_l(rgb) if rgb.dtype == torch.uint8 else rgb_to_l(rgb.float())
         h, w = working_shape(*l_full.shape[-2:], self.size, self.stride)
         l_small = F.interpolate(l_full, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         return Prepared(l_full, l_small)
@@ -142,14 +178,26 @@ class Colorizer:
         return ab.float() * self.saturation
 
     @torch.inference_mode()
-    def compose(self, prepared: Prepared, ab_small: torch.Tensor) -> torch.Tensor:
-        """Working-size ab + full-size L -> (1, 3, H, W) sRGB in [0, 1], inside the sRGB gamut."""
+    def compose(self, prepared: Prepared, ab_small: torch.Tensor, *, uint8: bool = False) -> torch.Tensor:
+        """Working-size ab + full-size L -> (1, 3, H, W) sRGB inside the sRGB gamut: float in [0, 1],
+        or uint8 with ``uint8=True``. Full-resolution work goes a strip of rows at a time."""
         l_full = prepared.l_full
+        height, width = l_full.shape[-2:]
         if self.guided:
-            ab = guided_upsample(normalize_l(prepared.l_small), ab_small, normalize_l(l_full))
+            coeffs = torch.cat(guided_coefficients(normalize_l(prepared.l_small), ab_small), dim=1)
         else:
-            ab = F.interpolate(ab_small, size=l_full.shape[-2:], mode="bilinear", align_corners=False)
-        return lab_to_rgb_in_gamut(l_full, denormalize_ab(ab))
+            coeffs = ab_small
+        resize = _RowResizer(coeffs, height, width)
+        out = torch.empty(1, 3, height, width, device=l_full.device, dtype=torch.uint8 if uint8 else torch.float32)
+        step = max(1, STRIP_PIXELS // width)
+        for r0 in range(0, height, step):
+            r1 = min(height, r0 + step)
+            l = l_full[:, :, r0:r1]
+            c = resize(r0, r1)
+            ab = c[:, :2] * normalize_l(l) + c[:, 2:] if self.guided else c
+            rgb = lab_to_rgb_in_gamut(l, denormalize_ab(ab))
+            out[:, :, r0:r1] = rgb.mul_(255).add_(0.5).to(torch.uint8) if uint8 else rgb
+        return out
 
     @torch.inference_mode()
     def colorize_tensor(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -171,14 +219,21 @@ class Colorizer:
             from colorize.data import _to_rgb
 
             rgb = _to_rgb(ImageOps.exif_transpose(image))
-            x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div(255)
-            y = self.colorize_tensor(x)
-            return Image.fromarray(to_uint8(y))
+            return Image.fromarray(self.colorize_uint8(np.array(rgb)))
         if isinstance(image, np.ndarray):
             return self._call_numpy(image)
         if isinstance(image, torch.Tensor):
             return self.colorize_tensor(image)
         raise TypeError(f"expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")
+
+    @torch.inference_mode()
+    def colorize_uint8(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 sRGB -> (H, W, 3) uint8 colorized: the fast path for 8-bit photos, whose
+        memory stays flat (~10 bytes per pixel) however large the photo."""
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # (1, 3, H, W) uint8 view
+        prepared = self.prepare(x)
+        out = self.compose(prepared, self.predict(prepared.l_small), uint8=True)
+        return np.ascontiguousarray(out[0].permute(1, 2, 0).cpu().numpy())
 
     def _call_numpy(self, arr: np.ndarray) -> np.ndarray:
         if arr.ndim == 2:
@@ -187,6 +242,8 @@ class Colorizer:
             arr3 = arr[:, :, :3]
         else:
             raise ValueError(f"expected an array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+        if arr.dtype == np.uint8:
+            return self.colorize_uint8(np.array(arr3))  # a copy: input arrays may be read-only
         is_int = np.issubdtype(arr.dtype, np.integer)
         x = torch.from_numpy(np.array(arr3)).permute(2, 0, 1).float()  # a copy: input arrays may be read-only
         if is_int:
