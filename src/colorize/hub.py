@@ -40,7 +40,7 @@ def weights_dir() -> Path:
 
 def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = "cpu") -> nn.Module:
     """A model ready for inference from: None (the shipped default), a shipped model's name, a
-    ``.safetensors`` / ``.pt`` file, or a module. Raises with the valid choices on a bad name."""
+    ``.safetensors`` / ``.pt`` file, an exported ``.onnx`` file (run by onnxruntime), or a module. Raises with the valid choices on a bad name."""
     from colorize.checkpoint import load_model
 
     if isinstance(model, nn.Module):
@@ -48,6 +48,10 @@ def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = 
     if model is None:
         model = DEFAULT_MODEL
     path = Path(model)
+    if path.suffix == ".onnx":
+        from colorize.onnx import OnnxModel
+
+        return OnnxModel(path)
     if path.suffix in (".safetensors", ".pt", ".pth") or path.is_file():
         return load_model(path, map_location=device)
     name = str(model)
