@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "eval": "score models against the truth on color photos",
     "serve": "run the web app",
     "video": "colorize a video with temporally consistent colors",
+    "shards": "pack a photo folder into tar shards for training",
 }
 OUTPUT_SUFFIX = "_color"
 
@@ -43,9 +44,25 @@ def _colorize_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-place-ok", action="store_true",
                    help="allow writing into the input folder (never over an input file)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
+    p.add_argument("--record", action="store_true",
+                   help="keep a record of finished files in OUT/.colorize-done*.sqlite; a rerun after a crash "
+                        "skips them (even with --overwrite)")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="process only part K of N (1 <= K <= N) of the files, split by a hash of their "
+                        "relative path: run N of these on N machines or GPUs; implies --record")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--version", action="version", version=f"colorize {__version__}")
     return p
+
+
+def _shard(spec: str) -> tuple[int, int]:
+    from colorize.archive import parse_shard
+
+    try:
+        return parse_shard(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,15 +103,31 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> list[tuple[P
 
 def colorize_paths(args: argparse.Namespace) -> int:
     """Colorize every image; print a summary; exit 1 if any failed."""
-    from colorize.data import ImageError
+    from colorize import archive
+    from colorize.data import IMAGE_EXTENSIONS, ImageError
 
     try:
         pairs = plan_outputs(args.paths, args.output, args.format)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    out_dir = Path(args.output or "colorized")
+    if out_dir.suffix.lower() in IMAGE_EXTENSIONS:
+        out_dir = out_dir.parent
+    shard = getattr(args, "shard", None)
+    if shard:
+        found = len(pairs)
+        pairs = archive.select_shard(pairs, out_dir, shard)
+        if found and not pairs:
+            print(f"shard {shard[0]}/{shard[1]}: none of the {found} images")
+            return 0
     inputs = {p.resolve() for p, _ in pairs}
+    writers: dict[Path, Path] = {}  # output -> the input that writes it
     for src, dst in pairs:
+        if writers.setdefault(dst.resolve(), src) != src:
+            print(f"error: {writers[dst.resolve()]} and {src} would both be written to {dst}; "
+                  "rename one of them", file=sys.stderr)
+            return 2
         if dst.resolve() in inputs:
             print(f"error: output {dst} would overwrite an input; choose another -o", file=sys.stderr)
             return 2
@@ -102,19 +135,35 @@ def colorize_paths(args: argparse.Namespace) -> int:
             print(f"error: output {dst} would be written next to its input; choose another -o "
                   "or pass --in-place-ok", file=sys.stderr)
             return 2
-    todo = [(s, d) for s, d in pairs if args.overwrite or not d.exists()]
-    skipped = len(pairs) - len(todo)
     if not pairs:
         print("no images found", file=sys.stderr)
         return 1
+    record, recorded = None, 0
+    if shard or getattr(args, "record", False):
+        settings = {k: getattr(args, k) for k in ("model", "size", "temperature", "saturation", "format")}
+        try:
+            record = archive.DoneRecord(archive.record_path(out_dir, shard), settings)
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if record.reset:
+            print(f"settings changed since {record.path} was made; starting a new record")
+        planned = len(pairs)
+        pairs = record.pending(pairs, out_dir)
+        recorded = planned - len(pairs)
+    todo = [(s, d) for s, d in pairs if args.overwrite or not d.exists()]
+    skipped = len(pairs) - len(todo)
 
     from tqdm import tqdm
 
+    from colorize.distributed import pick_device
     from colorize.pipeline import Colorizer
 
     kwargs = {"temperature": args.temperature} if args.temperature is not None else {}
     try:
-        colorizer = Colorizer(args.model, size=args.size, saturation=args.saturation, threads=args.threads, **kwargs)
+        device = str(pick_device(getattr(args, "device", "cpu")))
+        colorizer = Colorizer(args.model, size=args.size, saturation=args.saturation, threads=args.threads,
+                              device=device, **kwargs)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -124,11 +173,16 @@ def colorize_paths(args: argparse.Namespace) -> int:
         try:
             colorizer.colorize_file(src, dst)
             done += 1
+            if record is not None:
+                record.mark_done(src)
         except ImageError as e:
             failed.append(str(e))
         except OSError as e:  # output side: disk full, permissions
             failed.append(f"{src}: cannot write {dst} ({e})")
+    if record is not None:
+        record.close()
     print(f"done: {done}, skipped (exists, use --overwrite): {skipped}, failed: {len(failed)}"
+          + (f", done before (record): {recorded}" if record is not None else "")
           + (f"  -> {Path(args.output or 'colorized')}" if done else ""))
     for msg in failed:
         print(f"  failed: {msg}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +82,13 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK (PIL inverts Adobe CMYK), YCbCr, LAB, HSV
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open a photo as 8-bit RGB with EXIF orientation applied. Raises :class:`ImageError`."""
-    path = Path(path)
+def load_image(path: str | Path, *, data: bytes | None = None) -> Image.Image:
+    """Open a photo as 8-bit RGB with EXIF orientation applied. Raises :class:`ImageError`.
+
+    ``data``: the file's bytes (e.g. a member of a tar shard); ``path`` then only names it in errors.
+    """
     try:
-        with Image.open(path) as img:
+        with Image.open(Path(path) if data is None else io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise ImageError(path, f"{img.width}x{img.height} exceeds the {MAX_PIXELS:,}-pixel limit")
             img.load()
@@ -133,6 +136,22 @@ class Augment:
     p_affine: float = 0.5  # probability of the shear/zoom/rotation step
 
 
+def photo_transform(size: int, augment: Augment | None):
+    """uint8 (3, H, W) -> (3, size, size): ``augment``'s random crop and distortions, or (``None``, for
+    validation) a deterministic resize and centre crop."""
+    from torchvision.transforms import v2
+
+    if augment is None:
+        return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+    a = augment
+    steps = [v2.RandomApply([v2.RandomAffine(degrees=a.rotation, shear=a.shear, scale=(1.0, 1.0 + a.zoom))],
+                            p=a.p_affine),
+             v2.RandomResizedCrop(size, scale=a.crop_scale, ratio=(3 / 4, 4 / 3), antialias=True)]
+    if a.hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps)
+
+
 class PhotoDataset:
     """Photos as uint8 RGB tensors (3, size, size); color conversion happens on the batch, on device.
 
@@ -146,21 +165,7 @@ class PhotoDataset:
             raise ValueError("no images to train on")
         self.paths = [Path(p) for p in paths]
         self.size, self.augment = size, augment
-        self.transform = self._build_transform()
-
-    def _build_transform(self):
-        from torchvision.transforms import v2
-
-        s = self.size
-        if self.augment is None:  # validation: deterministic resize + centre crop
-            return v2.Compose([v2.Resize(s, antialias=True), v2.CenterCrop(s)])
-        a = self.augment
-        steps = [v2.RandomApply([v2.RandomAffine(degrees=a.rotation, shear=a.shear, scale=(1.0, 1.0 + a.zoom))],
-                                p=a.p_affine),
-                 v2.RandomResizedCrop(s, scale=a.crop_scale, ratio=(3 / 4, 4 / 3), antialias=True)]
-        if a.hflip:
-            steps.append(v2.RandomHorizontalFlip())
-        return v2.Compose(steps)
+        self.transform = photo_transform(size, augment)
 
     def __len__(self) -> int:
         return len(self.paths)

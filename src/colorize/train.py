@@ -4,26 +4,40 @@
 Checkpoints are written at the end of every epoch (``last.pt``) and when validation improves
 (``best.pt``); ``resume=True`` continues from ``last.pt`` and gives the same result as an
 uninterrupted run (shuffling and augmentation are seeded per epoch).
+
+Under ``torchrun --nproc_per_node N`` the same code trains data-parallel (:mod:`colorize.distributed`):
+``batch_size`` is per process, so a step sees ``batch_size x N`` photos, exactly the photos one
+process with ``batch_size x N`` would see at that step; metrics are summed over all processes, and
+rank 0 alone writes the run folder. Checkpoints hold the plain model and resume at any process count.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
+import itertools
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Iterable
 
 import torch
 import torch.nn as nn
 
+from colorize import distributed
 from colorize.checkpoint import atomic_write, load_checkpoint, save_checkpoint, save_weights
 from colorize.color import model_lab_to_rgb, rgb_to_model_lab
 from colorize.data import Augment, BadFileLog, PhotoDataset, collate, find_images, split_train_val
+from colorize.distributed import Dist, EpochSampler, pick_device  # noqa: F401 (pick_device: public here too)
 from colorize.losses import LOSSES, color_loss
 from colorize.models import create_model, list_models
+from colorize.shards import ShardDataset, is_shard_spec, resolve_shards
 
 DEFAULT_DATA = "../shared/data/train"
+AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
 @dataclass
@@ -32,14 +46,15 @@ class TrainConfig:
 
     model: str = "unet_lite0"  # registered model name (``colorize models``)
     model_kwargs: dict = field(default_factory=dict)  # options of that model's builder
-    data: list[str] = field(default_factory=lambda: [DEFAULT_DATA])  # folders, files or globs
+    data: list[str] = field(default_factory=lambda: [DEFAULT_DATA])  # folders, files, globs; or tar shards
     val_data: list[str] = field(default_factory=list)  # held-out photos; empty: split from ``data``
     val_fraction: float = 0.02  # share of ``data`` held out when ``val_data`` is empty
     image: str | None = None  # train on this one photo (the write-ups' Alpha demo); overrides data
     size: int = 160  # square training crop, a multiple of the model's stride
-    batch_size: int = 32
+    batch_size: int = 32  # per process: the global batch is batch_size x processes under torchrun
     epochs: int = 10
-    epoch_images: int = 0  # images per epoch; 0 = the whole training set. steps = epoch_images // batch_size
+    epoch_images: int = 0  # images per epoch (all processes); 0 = the whole set (required for tar shards).
+    # steps per epoch = epoch_images // (batch_size x processes)
     val_images: int = 0  # cap on validation photos; 0 = all
     optimizer: str = "adam"  # adam | adamw | rmsprop
     lr: float = 1e-3
@@ -58,7 +73,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 1  # DataLoader worker processes
     threads: int = 0  # torch intra-op threads; 0 = torch's default
-    device: str = "auto"  # auto | cpu | cuda | mps
+    device: str = "auto"  # auto | cpu | cuda | mps (under torchrun, cuda is the process's LOCAL_RANK GPU)
+    amp: str = "auto"  # mixed precision, CUDA only: auto (bf16 if supported, else fp16) | bf16 | fp16 | off
+    shuffle_buffer: int = 1000  # tar shards: photos in each loader worker's shuffle buffer
     channels_last: bool = True
     samples: int = 8  # validation photos in the per-epoch sample grid
     max_minutes: float = 0.0  # stop cleanly (with checkpoints) after this long; 0 = no limit
@@ -80,6 +97,16 @@ class TrainConfig:
             self.data = [self.data]
         if isinstance(self.val_data, str):
             self.val_data = [self.val_data]
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"unknown amp '{self.amp}'; choose from: {', '.join(AMP_MODES)}")
+        shards = [is_shard_spec(d) for d in self.data]
+        if any(shards) and not self.image:
+            if not all(shards):
+                raise ValueError(f"data mixes tar shards and image folders/files: {self.data}")
+            if not self.val_data or any(is_shard_spec(d) for d in self.val_data):
+                raise ValueError("training from tar shards needs val_data: image folders, files or globs")
+            if self.epoch_images <= 0:
+                raise ValueError("training from tar shards needs epoch_images > 0 (a stream has no length)")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
@@ -105,16 +132,13 @@ def get_lr(step: int, cfg: TrainConfig, plateau_scale: float = 1.0) -> float:
     return cfg.lr * warm * plateau_scale
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unknown device '{name}'; choose from: auto, cpu, cuda, mps")
-    return torch.device(name)
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``mode`` on ``device``; None (float32) off CUDA or when ``mode`` is off."""
+    if mode == "off" or device.type != "cuda":
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
 @dataclass
@@ -122,9 +146,9 @@ class Run:
     """Everything ``fit`` needs, built by ``setup``."""
 
     cfg: TrainConfig
-    model: nn.Module
+    model: nn.Module  # the plain model: checkpoints, validation, samples
     optimizer: torch.optim.Optimizer
-    train_set: PhotoDataset
+    train_set: PhotoDataset | ShardDataset
     val_set: PhotoDataset
     device: torch.device
     out_dir: Path
@@ -135,18 +159,25 @@ class Run:
     plateau_bad: int = 0  # epochs since the last improvement or LR reduction
     plateau_scale: float = 1.0
     history: list = field(default_factory=list)
+    dist: Dist = field(default_factory=Dist)
+    wrapped: nn.Module | None = None  # what training steps call: DistributedDataParallel(model), or model
+    amp: torch.dtype | None = None  # autocast dtype; None: float32
+    scaler: torch.amp.GradScaler | None = None  # loss scaling, enabled for fp16 only
+
+    def __post_init__(self):
+        if self.wrapped is None:
+            self.wrapped = self.model
+        if self.scaler is None:
+            self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
 
 
-def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
-    """Build data, model and optimizer; on ``resume`` restore them from ``out_dir/last.pt``."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    out_dir = Path(cfg.out_dir)
-    torch.manual_seed(cfg.seed)
-
+def build_datasets(cfg: TrainConfig, dist: Dist) -> tuple[PhotoDataset | ShardDataset, PhotoDataset]:
+    """The training set (photos, or a stream of tar shards split across ranks) and the validation photos."""
+    augment = Augment() if cfg.augment and not cfg.image else None
     if cfg.image:
         train_paths = val_paths = [Path(cfg.image)]
+    elif is_shard_spec(cfg.data[0]):
+        train_paths, val_paths = [], find_images(cfg.val_data)
     else:
         paths = find_images(cfg.data)
         if cfg.val_data:
@@ -158,9 +189,27 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
             val_paths = train_paths[: max(1, cfg.samples)]
     if cfg.val_images:
         val_paths = val_paths[: cfg.val_images]
-    augment = Augment() if cfg.augment and not cfg.image else None
-    train_set = PhotoDataset(train_paths, cfg.size, augment=augment)
-    val_set = PhotoDataset(val_paths, cfg.size)
+    if train_paths:
+        train_set = PhotoDataset(train_paths, cfg.size, augment=augment)
+    else:
+        train_set = ShardDataset(resolve_shards(cfg.data), cfg.size, augment=augment, rank=dist.rank,
+                                 world_size=dist.world_size, seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
+                                 repeat=True)
+    return train_set, PhotoDataset(val_paths, cfg.size)
+
+
+def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
+    """Build data, model and optimizer (joining the process group under ``torchrun``); on ``resume``
+    restore them from ``out_dir/last.pt``."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dist, device = distributed.init(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels
+        torch.backends.cuda.matmul.allow_tf32 = True
+    out_dir = Path(cfg.out_dir)
+    torch.manual_seed(cfg.seed)
+    train_set, val_set = build_datasets(cfg, dist)
 
     model = create_model(cfg.model, **cfg.model_kwargs)
     model.to(device)
@@ -180,48 +229,105 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    run = Run(cfg, model, optimizer, train_set, val_set, device, out_dir)
+    run = Run(cfg, model, optimizer, train_set, val_set, device, out_dir, dist=dist, amp=amp_dtype(cfg.amp, device))
 
     last = out_dir / "last.pt"
-    if resume and last.is_file():
-        ckpt = load_checkpoint(last, device)
+    ckpt = None
+    if resume:
+        if dist.is_main and last.is_file():
+            ckpt = load_checkpoint(last, "cpu" if dist.enabled else device)
+        ckpt = distributed.broadcast_object(ckpt)  # other nodes need not see the run folder
+    if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
         for k in ("epoch", "step", "best", "bad_epochs", "plateau_bad", "plateau_scale", "history"):
             setattr(run, k, ckpt[k])
-        print(f"resumed from {last} at epoch {run.epoch}, step {run.step}")
+        if run.scaler.is_enabled() and "scaler" in ckpt:
+            run.scaler.load_state_dict(ckpt["scaler"])
+        _print(run, f"resumed from {last} at epoch {run.epoch}, step {run.step}")
     elif resume:
-        print(f"no checkpoint at {last}; starting fresh")
-    if not (resume and last.is_file()) and getattr(model, "output", "") == "bins":
-        estimate_prior(model, train_set, cfg)
+        _print(run, f"no checkpoint at {last}; starting fresh")
+    if ckpt is None and getattr(model, "output", "") == "bins":
+        estimate_prior(model, train_set, cfg, dist=dist)
+    run.wrapped = distributed.wrap(model, dist, device)  # DDP starts from rank 0's weights and buffers
     return run
 
 
+def _print(run: Run, *args) -> None:
+    if run.dist.is_main:
+        print(*args, flush=True)
+
+
 @torch.no_grad()
-def estimate_prior(model: nn.Module, dataset: PhotoDataset, cfg: TrainConfig) -> None:
-    """Empirical ab-bin frequencies of (up to ``prior_images``) training photos -> rebalancing weights."""
-    g = torch.Generator().manual_seed(cfg.seed)
-    n = min(cfg.prior_images, len(dataset.paths))
-    idx = torch.randperm(len(dataset.paths), generator=g)[:n].tolist()
-    plain = PhotoDataset([dataset.paths[i] for i in idx], cfg.size)
+def count_ab_bins(model: nn.Module, dataset: PhotoDataset | ShardDataset, cfg: TrainConfig, *,
+                  dist: Dist = Dist()) -> tuple[torch.Tensor, int]:
+    """This rank's share of the ab-bin counts over (up to ``prior_images``) training photos: a seeded
+    subset of a photo set, split across ranks, or the first photos of a stream.
+
+    Returns:
+        (Q,) float64 counts and the number of photos counted.
+    """
+    if isinstance(dataset, ShardDataset):
+        plain, quota = dataset.plain(), cfg.prior_images // dist.world_size
+    else:
+        g = torch.Generator().manual_seed(cfg.seed)
+        n = min(cfg.prior_images, len(dataset.paths))
+        idx = torch.randperm(len(dataset.paths), generator=g)[:n].tolist()[dist.rank:: dist.world_size]
+        plain, quota = PhotoDataset([dataset.paths[i] for i in idx], cfg.size), len(idx)
     loader = torch.utils.data.DataLoader(plain, batch_size=64, num_workers=cfg.num_workers, collate_fn=collate)
     counts = torch.zeros(model.bins.num_bins, dtype=torch.float64)
+    seen = 0
     for images, _ in loader:
+        images = images[: quota - seen]
         _, ab = rgb_to_model_lab(images.float().div(255))
         counts += model.bins.encode(ab.float()).sum(dim=(0, 2, 3)).double().cpu()
-    model.bins.set_prior(counts.to(model.bins.weights.device))
-    print(f"ab prior from {n} photos: {int((counts > 0).sum())}/{model.bins.num_bins} bins used")
+        seen += len(images)
+        if seen >= quota:
+            break
+    return counts, seen
 
 
-def _loader(run: Run, epoch: int) -> torch.utils.data.DataLoader:
-    cfg = run.cfg
+def estimate_prior(model: nn.Module, dataset: PhotoDataset | ShardDataset, cfg: TrainConfig, *,
+                   dist: Dist = Dist()) -> None:
+    """Empirical ab-bin frequencies of (up to ``prior_images``) training photos -> rebalancing weights.
+    Every rank counts its share and the counts are summed, so all ranks get the same weights."""
+    device = model.bins.weights.device
+    counts, seen = count_ab_bins(model, dataset, cfg, dist=dist)
+    *counts_list, seen = distributed.all_sum([*counts.tolist(), seen], device)
+    counts = torch.tensor(counts_list, dtype=torch.float64)
+    model.bins.set_prior(counts.to(device))
+    if dist.is_main:
+        print(f"ab prior from {int(seen)} photos: {int((counts > 0).sum())}/{model.bins.num_bins} bins used")
+
+
+def _seed_worker(rank: int, worker_id: int) -> None:
+    """Decorrelate augmentation across ranks (workers are seeded alike from the shared loader generator)."""
+    if rank:
+        torch.manual_seed((torch.initial_seed() + rank * 1_000_003) % 2**63)
+
+
+def _loader(run: Run, epoch: int) -> tuple[Iterable, int]:
+    """This rank's batches of the epoch and their number."""
+    cfg, dist = run.cfg, run.dist
     g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    common = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate, generator=g,
+                  pin_memory=run.device.type == "cuda", persistent_workers=False,
+                  worker_init_fn=functools.partial(_seed_worker, dist.rank))
+    if isinstance(run.train_set, ShardDataset):
+        run.train_set.set_epoch(epoch)
+        steps = max(1, cfg.epoch_images // dist.world_size // cfg.batch_size)
+        return itertools.islice(torch.utils.data.DataLoader(run.train_set, **common), steps), steps
     n = cfg.epoch_images or len(run.train_set)
-    sampler = torch.utils.data.RandomSampler(run.train_set, num_samples=n, generator=g)
-    return torch.utils.data.DataLoader(
-        run.train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-        collate_fn=collate, drop_last=len(run.train_set) >= cfg.batch_size, generator=g,
-        pin_memory=run.device.type == "cuda", persistent_workers=False)
+    sampler = EpochSampler(len(run.train_set), n, g, rank=dist.rank, world_size=dist.world_size)
+    loader = torch.utils.data.DataLoader(run.train_set, sampler=sampler, drop_last=len(sampler) >= cfg.batch_size,
+                                         **common)
+    return loader, len(loader)
+
+
+def _autocast(run: Run):
+    if run.amp is None:
+        return contextlib.nullcontext()
+    return torch.autocast(run.device.type, dtype=run.amp)
 
 
 def to_lab(images: torch.Tensor, run: Run) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,47 +339,60 @@ def to_lab(images: torch.Tensor, run: Run) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train_epoch(run: Run, bad: BadFileLog) -> float:
+    """One epoch of optimizer steps; returns the mean training loss over all ranks' photos."""
     from tqdm import tqdm
 
     cfg, model = run.cfg, run.model
-    torch.manual_seed(cfg.seed * 1000 + run.epoch)  # augmentation in this process
-    model.train()
-    loader = _loader(run, run.epoch)
+    torch.manual_seed(cfg.seed * 1000 + run.epoch + run.dist.rank * 1_000_003)  # augmentation in this process
+    run.wrapped.train()
+    loader, steps = _loader(run, run.epoch)
     total, count, t0 = 0.0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {run.epoch + 1}/{cfg.epochs}", unit="batch", dynamic_ncols=True,
-               disable=os.environ.get("COLORIZE_NO_PROGRESS") == "1")
+    bar = tqdm(loader, total=steps, desc=f"epoch {run.epoch + 1}/{cfg.epochs}", unit="batch", dynamic_ncols=True,
+               disable=os.environ.get("COLORIZE_NO_PROGRESS") == "1" or not run.dist.is_main)
     for images, errors in bar:
         bad.add(errors)
         for group in run.optimizer.param_groups:
             group["lr"] = get_lr(run.step, cfg, run.plateau_scale) * group["lr_scale"]
         l_norm, ab_norm = to_lab(images, run)
-        loss = color_loss(model, model(l_norm), l_norm, ab_norm, kind=cfg.loss, reg_weight=cfg.reg_weight)
+        with _autocast(run):
+            out = run.wrapped(l_norm)
+        loss = color_loss(model, out.float(), l_norm, ab_norm, kind=cfg.loss, reg_weight=cfg.reg_weight)
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
         run.step += 1
         total += loss.item() * len(images)
         count += len(images)
         bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{count / (time.perf_counter() - t0):.1f}")
+    total, count = distributed.all_sum([total, count], run.device)
     return total / max(count, 1)
 
 
 @torch.no_grad()
 def validate(run: Run) -> dict[str, float]:
-    """Validation loss and PSNR (RGB, decoded at the default temperature) over the held-out photos."""
-    cfg, model = run.cfg, run.model
+    """Validation loss and PSNR (RGB, decoded at the default temperature) over the held-out photos,
+    each rank scoring every ``world_size``-th photo."""
+    cfg, model, dist = run.cfg, run.model, run.dist
     model.eval()
-    loader = torch.utils.data.DataLoader(run.val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+    part = run.val_set
+    if dist.enabled:
+        part = torch.utils.data.Subset(run.val_set, range(dist.rank, len(run.val_set), dist.world_size))
+    loader = torch.utils.data.DataLoader(part, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                                          collate_fn=collate)
     loss_sum, psnr_sum, n = 0.0, 0.0, 0
     for images, _ in loader:
         l_norm, ab_norm = to_lab(images, run)
-        out = model(l_norm)
-        loss_sum += color_loss(model, out, l_norm, ab_norm, kind=cfg.loss, reg_weight=cfg.reg_weight).item() * len(images)
-        pred = model_lab_to_rgb(l_norm, model.predict_ab(l_norm))
+        with _autocast(run):
+            out = model(l_norm).float()
+            ab = model.predict_ab(l_norm).float()
+        loss = color_loss(model, out, l_norm, ab_norm, kind=cfg.loss, reg_weight=cfg.reg_weight)
+        loss_sum += loss.item() * len(images)
+        pred = model_lab_to_rgb(l_norm, ab)
         mse = (pred - model_lab_to_rgb(l_norm, ab_norm)).pow(2).flatten(1).mean(1).clamp(min=1e-10)
         psnr_sum += (10 * torch.log10(1 / mse)).sum().item()
         n += len(images)
+    loss_sum, psnr_sum, n = distributed.all_sum([loss_sum, psnr_sum, n], run.device)
     return {"val_loss": loss_sum / n, "val_psnr": psnr_sum / n}
 
 
@@ -299,17 +418,21 @@ def save_samples(run: Run, path: Path) -> None:
 
 
 def _checkpoint(run: Run, path: Path) -> None:
+    scaler = {"scaler": run.scaler.state_dict()} if run.scaler.is_enabled() else {}
     save_checkpoint(path, run.model, optimizer=run.optimizer.state_dict(), config=asdict(run.cfg),
                     epoch=run.epoch, step=run.step, best=run.best, bad_epochs=run.bad_epochs,
-                    plateau_bad=run.plateau_bad, plateau_scale=run.plateau_scale, history=run.history)
+                    plateau_bad=run.plateau_bad, plateau_scale=run.plateau_scale, history=run.history, **scaler)
 
 
 def fit(run: Run) -> dict:
-    """Train until ``epochs``, early stopping or ``max_minutes``; returns the last metrics."""
-    cfg = run.cfg
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    cfg.to_yaml(run.out_dir / "config.yaml")
-    writer = _tensorboard(run.out_dir / "tb")
+    """Train until ``epochs``, early stopping or ``max_minutes``; returns the last metrics (the same
+    on every rank; rank 0 alone writes the run folder)."""
+    cfg, main = run.cfg, run.dist.is_main
+    writer = None
+    if main:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+        cfg.to_yaml(run.out_dir / "config.yaml")
+        writer = _tensorboard(run.out_dir / "tb")
     bad = BadFileLog()
     start = time.perf_counter()
     metrics: dict = run.history[-1] if run.history else {}
@@ -329,28 +452,32 @@ def fit(run: Run) -> dict:
                 run.plateau_bad = 0
         run.epoch += 1
         run.history.append(metrics)
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()),
-              "*" if improved else "", flush=True)
-        if writer is not None:
-            for k, v in metrics.items():
-                writer.add_scalar(k, v, run.step)
-            writer.flush()
-        save_samples(run, run.out_dir / "samples" / f"epoch{run.epoch:03d}.png")
-        if improved:
-            _checkpoint(run, run.out_dir / "best.pt")
-            save_weights(run.out_dir / "best.safetensors", run.model,
-                         metadata={"epoch": str(run.epoch), "val_loss": f"{run.best:.6f}"})
-        _checkpoint(run, run.out_dir / "last.pt")
+        _print(run, " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()),
+               "*" if improved else "")
+        if main:
+            if writer is not None:
+                for k, v in metrics.items():
+                    writer.add_scalar(k, v, run.step)
+                writer.flush()
+            save_samples(run, run.out_dir / "samples" / f"epoch{run.epoch:03d}.png")
+            if improved:
+                _checkpoint(run, run.out_dir / "best.pt")
+                save_weights(run.out_dir / "best.safetensors", run.model,
+                             metadata={"epoch": str(run.epoch), "val_loss": f"{run.best:.6f}"})
+            _checkpoint(run, run.out_dir / "last.pt")
         if cfg.early_stop_patience and run.bad_epochs >= cfg.early_stop_patience:
-            print(f"early stop: no improvement for {run.bad_epochs} epochs")
+            _print(run, f"early stop: no improvement for {run.bad_epochs} epochs")
             break
-        if cfg.max_minutes and (time.perf_counter() - start) / 60 >= cfg.max_minutes:
-            print(f"time limit of {cfg.max_minutes} min reached; resume with --resume")
+        timed_out = bool(cfg.max_minutes) and (time.perf_counter() - start) / 60 >= cfg.max_minutes
+        if cfg.max_minutes and distributed.any_rank(timed_out, run.device):
+            _print(run, f"time limit of {cfg.max_minutes} min reached; resume with --resume")
             break
-    if bad.summary():
-        print(bad.summary())
+    skipped = int(distributed.all_sum([len(bad.seen)], run.device)[0])
+    if skipped:
+        _print(run, f"{skipped} unreadable image(s) skipped")
     if writer is not None:
         writer.close()
+    distributed.barrier()  # the checkpoints are complete when fit returns on any rank
     return metrics
 
 
@@ -364,5 +491,11 @@ def _tensorboard(path: Path):
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> dict:
-    """setup + fit."""
-    return fit(setup(cfg, resume=resume))
+    """setup + fit (then, under ``torchrun``, leave the process group)."""
+    run = setup(cfg, resume=resume)
+    metrics = fit(run)
+    if run.dist.enabled:  # after a success only: a rank that failed must not wait on its peers
+        del run  # DDP holds the process group: free it first, so no Gloo/NCCL thread outlives the interpreter
+        gc.collect()
+        distributed.cleanup()
+    return metrics

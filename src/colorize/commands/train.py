@@ -1,4 +1,8 @@
-"""``colorize train``: train a model from a YAML recipe and/or options; ``--resume`` continues a run."""
+"""``colorize train``: train a model from a YAML recipe and/or options; ``--resume`` continues a run.
+
+Data-parallel on N GPUs or CPU processes: ``torchrun --nproc_per_node N -m colorize.cli train ...``
+(``--batch-size`` is per process). See docs/scaling.md.
+"""
 
 from __future__ import annotations
 
@@ -23,27 +27,31 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="colorize train", description=__doc__)
     p.add_argument("--recipe", help="YAML recipe: a file, or a name under configs/ (alpha, beta, unet_lite0, ...)")
     p.add_argument("--model", help="registered model name (overrides the recipe)")
-    p.add_argument("--data", nargs="+", help="training folders, files or globs")
+    p.add_argument("--data", nargs="+", help="training folders, files or globs; or tar shards (.tar paths, "
+                   "globs, {000..009} ranges, http(s) URLs)")
     p.add_argument("--val-data", nargs="+", help="validation folders (default: a 2%% split of --data)")
     p.add_argument("--image", help="train on this one photo (the Alpha demo)")
     p.add_argument("--size", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="photos per step and process")
     p.add_argument("--epochs", type=int)
     p.add_argument("--epoch-images", type=int, help="images per epoch (default: the whole set)")
     p.add_argument("--lr", type=float)
     p.add_argument("--out", dest="out_dir", help="run folder for checkpoints, logs and samples")
     p.add_argument("--device", help="auto, cpu, cuda or mps")
-    p.add_argument("--num-workers", type=int)
+    p.add_argument("--amp", help="mixed precision on CUDA: auto, bf16, fp16 or off")
+    p.add_argument("--num-workers", type=int, help="DataLoader worker processes (per training process)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process")
     p.add_argument("--max-minutes", type=float, help="stop cleanly after this long (resume later)")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     args = p.parse_args(argv)
 
+    from colorize.distributed import from_env
     from colorize.train import TrainConfig, train
 
     overrides = {k: getattr(args, k) for k in ("model", "data", "val_data", "image", "size", "batch_size",
-                                               "epochs", "epoch_images", "lr", "out_dir", "device",
-                                               "num_workers", "max_minutes", "seed")}
+                                               "epochs", "epoch_images", "lr", "out_dir", "device", "amp",
+                                               "num_workers", "threads", "max_minutes", "seed")}
     try:
         if args.recipe:
             cfg = TrainConfig.from_yaml(_recipe_path(args.recipe), **overrides)
@@ -53,6 +61,7 @@ def main(argv: list[str]) -> int:
         print(f"error: {e}")
         return 2
     metrics = train(cfg, resume=args.resume)
-    print(f"finished: {metrics}")
-    print(f"checkpoints in {cfg.out_dir}: best.pt, last.pt, best.safetensors")
+    if from_env().is_main:
+        print(f"finished: {metrics}")
+        print(f"checkpoints in {cfg.out_dir}: best.pt, last.pt, best.safetensors")
     return 0

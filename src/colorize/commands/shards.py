@@ -1,0 +1,33 @@
+"""``colorize shards``: pack a folder of photos (recursive) into WebDataset-format tar shards for training."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="colorize shards", description=__doc__,
+        epilog="train from them: colorize train --data 'OUTDIR/shard-{000000..000009}.tar' --val-data VALFOLDER "
+               "--epoch-images N")
+    p.add_argument("folder", metavar="FOLDER", help="folder of photos (searched recursively)")
+    p.add_argument("-o", "--output", metavar="OUTDIR", required=True, help="folder for shard-000000.tar, ...")
+    p.add_argument("--max-count", type=int, default=10_000, help="photos per shard at most (default 10000)")
+    p.add_argument("--max-size", type=float, default=1000.0, metavar="MB", help="shard size at most (default 1000 MB)")
+    p.add_argument("--no-shuffle", action="store_true", help="pack in path order instead of a seeded random order")
+    p.add_argument("--seed", type=int, default=0, help="seed of the packing order (default 0)")
+    args = p.parse_args(argv)
+
+    from colorize.shards import write_shards
+
+    try:
+        result = write_shards(args.folder, args.output, max_count=args.max_count, max_size_mb=args.max_size,
+                              shuffle=not args.no_shuffle, seed=args.seed)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}")
+        return 2
+    for msg in result.skipped:
+        print(f"  skipped: {msg}")
+    print(f"wrote {len(result.shards)} shard(s), {result.images} photos, {result.bytes / 1e6:.1f} MB -> {args.output}"
+          + (f"; skipped {len(result.skipped)} unreadable file(s)" if result.skipped else ""))
+    return 0

@@ -1,0 +1,132 @@
+"""Archive batches: a crash and a rerun colorize every file exactly once; ``--shard K/N`` partitions
+the files exactly; the record follows input changes and job settings."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from colorize.archive import DoneRecord, parse_shard, record_path, shard_of
+from colorize.cli import main
+from colorize.pipeline import Colorizer
+
+# Runs the CLI with Colorizer.colorize_file logged to LOG; dies hard (no cleanup) when asked to start
+# file number CRASH_AT, i.e. in the middle of the job.
+CRASHING_RUN = """
+import os, sys
+from colorize import cli
+from colorize.pipeline import Colorizer
+
+log, crash_at = sys.argv[1], int(sys.argv[2])
+real = Colorizer.colorize_file
+calls = 0
+
+def colorize_file(self, src, dst, **kwargs):
+    global calls
+    calls += 1
+    if calls == crash_at:
+        os._exit(9)
+    out = real(self, src, dst, **kwargs)
+    with open(log, "a") as f:
+        f.write(f"{src}\\n")
+    return out
+
+Colorizer.colorize_file = colorize_file
+sys.exit(cli.main(sys.argv[3:]))
+"""
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts, per input, the files the colorizer finished in this process."""
+    done: Counter = Counter()
+    real = Colorizer.colorize_file
+
+    def colorize_file(self, src, dst, **kwargs):
+        out = real(self, src, dst, **kwargs)
+        done[Path(src).name] += 1
+        return out
+
+    monkeypatch.setattr(Colorizer, "colorize_file", colorize_file)
+    return done
+
+
+def _rows(db: Path) -> list[str]:
+    with closing(sqlite3.connect(db)) as con:
+        return sorted(r[0] for r in con.execute("SELECT path FROM done"))
+
+
+def test_parse_shard_and_split():
+    assert parse_shard("2/5") == (2, 5)
+    for bad in ("0/3", "4/3", "1", "a/b"):
+        with pytest.raises(ValueError, match="K/N"):
+            parse_shard(bad)
+    counts = Counter(shard_of(f"folder/{i}.jpg", 4) for i in range(2000))
+    assert set(counts) == {1, 2, 3, 4} and min(counts.values()) > 400
+    assert shard_of("a/b.jpg", 7) == shard_of("a/b.jpg", 7)
+
+
+def test_crash_and_rerun_colorize_each_file_once(photo_dir, tmp_path, tiny_model_file):
+    out, log = tmp_path / "out", tmp_path / "log.txt"
+    script = tmp_path / "crashing_run.py"
+    script.write_text(CRASHING_RUN)
+    # --overwrite: only the record, not the outputs already there, keeps finished files from being redone
+    args = [str(photo_dir), "-o", str(out), "--model", str(tiny_model_file), "--record", "--overwrite", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run([sys.executable, str(script), str(log), "6", *args], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 9, first.stderr[-2000:]
+    finished = log.read_text().split()
+    assert len(finished) == 5
+    db = record_path(out)
+    assert len(_rows(db)) == 5
+
+    second = subprocess.run([sys.executable, str(script), str(log), "0", *args], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "done: 7," in second.stdout and "done before (record): 5" in second.stdout
+    processed = Counter(log.read_text().split())
+    assert len(processed) == 12 and set(processed.values()) == {1}
+    assert _rows(db) == sorted(p.relative_to(photo_dir).as_posix() for p in photo_dir.rglob("*.jpg"))
+    assert len(list(out.rglob("*.jpg"))) == 12
+
+
+def test_shards_partition_the_files(photo_dir, tmp_path, tiny_model_file, counted, capsys):
+    out = tmp_path / "out"
+    for k in (1, 2, 3):
+        assert main([str(photo_dir), "-o", str(out), "--model", str(tiny_model_file), "--shard", f"{k}/3", "-q"]) == 0
+    assert len(counted) == 12 and set(counted.values()) == {1}
+    rows = [_rows(record_path(out, (k, 3))) for k in (1, 2, 3)]
+    assert sum(map(len, rows)) == 12 and len(set().union(*rows)) == 12
+    assert all(shard_of(r, 3) == k for k, part in zip((1, 2, 3), rows) for r in part)
+    with pytest.raises(SystemExit):
+        main([str(photo_dir), "--shard", "4/3"])
+    assert "1 <= K <= N" in capsys.readouterr().err
+
+
+def test_record_follows_inputs_and_settings(photo_dir, tmp_path, tiny_model_file, counted, capsys):
+    out = tmp_path / "out"
+    args = [str(photo_dir), "-o", str(out), "--model", str(tiny_model_file), "--record", "--overwrite", "-q"]
+    assert main(args) == 0 and sum(counted.values()) == 12
+    assert main(args) == 0 and sum(counted.values()) == 12  # all recorded: nothing to do
+    changed = photo_dir / "p1.jpg"
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    assert main(args) == 0 and sum(counted.values()) == 13 and counted["p1.jpg"] == 2
+    assert main([*args, "--saturation", "0.5"]) == 0 and sum(counted.values()) == 25  # new settings: redo all
+    assert "starting a new record" in capsys.readouterr().out
+
+
+def test_one_writer_per_record(tmp_path):
+    path = tmp_path / ".colorize-done.sqlite"
+    with DoneRecord(path, {"model": None}):
+        with pytest.raises(RuntimeError, match="already running"):
+            DoneRecord(path, {"model": None})
+    with DoneRecord(path, {"model": None}) as record:  # free again once closed
+        assert len(record) == 0

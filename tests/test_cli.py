@@ -1,0 +1,188 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colorize import __version__
+from colorize.cli import main
+from colorize.color import rgb_to_lab
+from colorize.models import list_models
+from tests.conftest import make_photo
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny workloads on a shared CPU: one intra-op thread avoids oversubscription (and is restored)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _colorize(tiny_model_file, *args: str) -> int:
+    return main([*map(str, args), "--model", str(tiny_model_file), "-q"])
+
+
+def _files(folder: Path) -> set[str]:
+    """Every file under ``folder`` (hidden temp files included), relative."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def _write_mixed_folder(d: Path) -> tuple[list[str], dict[str, str]]:
+    """Good photos in every awkward format plus broken files; returns (good names, {bad name: reason})."""
+    d.mkdir(parents=True, exist_ok=True)
+    make_photo(80, 60, seed=1).save(d / "good.jpg", quality=92)
+    make_photo(64, 48, seed=2).save(d / "good.png")
+    arr16 = np.linspace(0, 65535, 64 * 48).reshape(48, 64).astype(np.uint16)
+    Image.fromarray(arr16).save(d / "deep16.png")
+    make_photo(64, 48, seed=3).convert("CMYK").save(d / "cmyk.jpg")
+    rgba = make_photo(64, 48, seed=4).convert("RGBA")
+    rgba.putalpha(160)
+    rgba.save(d / "alpha.png")
+    data = (d / "good.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (d / "notes.jpg").write_text("this is not an image")
+    Image.new("RGB", (1, 1), "red").save(d / "tiny.png")
+    good = ["good.jpg", "good.png", "deep16.png", "cmyk.jpg", "alpha.png"]
+    bad = {"truncated.jpg": "truncated", "notes.jpg": "not an image", "tiny.png": "too small"}
+    return good, bad
+
+
+def test_folder_with_bad_files(tiny_model_file, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    good, bad = _write_mixed_folder(src)
+    code = _colorize(tiny_model_file, src, "-o", out)
+    captured = capsys.readouterr()
+    assert code != 0
+    assert _files(out) == set(good)  # nothing for the bad files, no temp files left behind
+    for name in good:
+        with Image.open(out / name) as img:
+            assert img.mode == "RGB" and img.size == Image.open(src / name).size
+            lab = rgb_to_lab(torch.from_numpy(np.asarray(img) / 255.0).permute(2, 0, 1))
+            assert lab[1:].norm(dim=0).mean() > 10  # colorized
+    failures = [ln for ln in captured.err.splitlines() if "failed:" in ln]
+    assert len(failures) == len(bad)
+    for name, reason in bad.items():
+        assert any(name in ln and reason in ln for ln in failures), (name, captured.err)
+    assert f"done: {len(good)}" in captured.out and f"failed: {len(bad)}" in captured.out
+
+
+def test_all_good_exits_zero_and_keeps_relative_paths(tiny_model_file, photo_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _colorize(tiny_model_file, photo_dir, "-o", out) == 0
+    expected = {str(p.relative_to(photo_dir)) for p in photo_dir.rglob("*.jpg")}
+    assert _files(out) == expected and any(name.startswith("sub/") for name in expected)
+
+    # several folders: each keeps its own name under the output root
+    other = tmp_path / "more"
+    other.mkdir()
+    make_photo(48, 32).save(other / "x.png")
+    out2 = tmp_path / "out2"
+    assert _colorize(tiny_model_file, photo_dir, other, "-o", out2, "--format", "png") == 0
+    assert _files(out2) == {f"photos/{Path(n).with_suffix('.png')}" for n in expected} | {"more/x.png"}
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(tiny_model_file, photo_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _colorize(tiny_model_file, photo_dir, "-o", out) == 0
+    marker = out / "p1.jpg"
+    marker.write_bytes(b"keep me")
+    capsys.readouterr()
+    assert _colorize(tiny_model_file, photo_dir, "-o", out) == 0
+    assert marker.read_bytes() == b"keep me"
+    assert "done: 0, skipped (exists, use --overwrite): 12" in capsys.readouterr().out
+    assert _colorize(tiny_model_file, photo_dir, "-o", out, "--overwrite") == 0
+    assert Image.open(marker).size == Image.open(photo_dir / "p1.jpg").size
+
+
+def test_refuses_to_write_next_to_or_over_inputs(tiny_model_file, photo_dir, capsys):
+    before = {p: p.read_bytes() for p in photo_dir.rglob("*") if p.is_file()}
+    assert _colorize(tiny_model_file, photo_dir, "-o", photo_dir, "--format", "png") == 2
+    assert "next to its input" in capsys.readouterr().err
+    for extra in ([], ["--in-place-ok"]):
+        assert _colorize(tiny_model_file, photo_dir, "-o", photo_dir, *extra) == 2
+        assert "overwrite an input" in capsys.readouterr().err
+    one = photo_dir / "p1.jpg"
+    assert _colorize(tiny_model_file, one, "-o", one, "--in-place-ok") == 2
+    assert _colorize(tiny_model_file, one, "-o", photo_dir / "p1_color.png") == 2
+    assert {p: p.read_bytes() for p in photo_dir.rglob("*") if p.is_file()} == before  # nothing touched
+
+    assert _colorize(tiny_model_file, one, "-o", photo_dir / "p1_color.png", "--in-place-ok") == 0
+    assert Image.open(photo_dir / "p1_color.png").size == Image.open(one).size
+
+
+def test_two_inputs_for_one_output_are_refused(tiny_model_file, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    make_photo(48, 32, seed=1).save(src / "x.jpg")
+    make_photo(48, 32, seed=2).save(src / "x.png")
+    assert _colorize(tiny_model_file, src, "-o", tmp_path / "out", "--format", "png") == 2
+    assert "x.jpg and" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert _colorize(tiny_model_file, src, "-o", tmp_path / "out") == 0  # distinct names: fine
+    assert _files(tmp_path / "out") == {"x.jpg", "x.png"}
+
+
+def test_single_file_to_named_output_and_default_folder(tiny_model_file, photo_dir, tmp_path, monkeypatch):
+    one = photo_dir / "p2.jpg"
+    target = tmp_path / "result" / "colored.png"
+    assert _colorize(tiny_model_file, one, "-o", target) == 0
+    with Image.open(target) as img:
+        assert img.format == "PNG" and img.size == Image.open(one).size
+
+    monkeypatch.chdir(tmp_path)
+    assert _colorize(tiny_model_file, one) == 0
+    assert (tmp_path / "colorized" / "p2.jpg").is_file()
+
+
+def test_missing_input_and_bad_model(tiny_model_file, tmp_path, photo_dir, capsys):
+    assert _colorize(tiny_model_file, tmp_path / "nope.jpg", "-o", tmp_path / "out") == 2
+    assert "nope.jpg" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a model")
+    assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(junk), "-q"]) == 2
+    assert "junk.pt" in capsys.readouterr().err
+    assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--model", "gamma", "-q"]) == 2
+    assert "gamma" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_models_lists_every_model(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in list_models():
+        assert any(line.split()[0] == name for line in out.splitlines())
+    assert "(default)" in out
+
+
+def test_export_to_safetensors(tiny_model_file, tmp_path):
+    from colorize.checkpoint import load_model
+
+    target = tmp_path / "exported.safetensors"
+    assert main(["export", str(tiny_model_file), "-o", str(target)]) == 0
+    assert load_model(target).model_name == "alpha"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["train", "--help"]])
+def test_help_and_version_answer_without_torch(args):
+    script = (f"import sys\nfrom colorize.cli import main\ntry:\n    main({args!r})\n"
+              "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+              "print('torch imported:', 'torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "torch imported: False" in res.stdout
+    assert ("usage: colorize" in res.stdout) if "--help" in args else (f"colorize {__version__}" in res.stdout)
+
+
+def test_console_script():
+    res = subprocess.run([str(BIN / "colorize"), "--version"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == f"colorize {__version__}"
+    res = subprocess.run([str(BIN / "colorize"), "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "models" in res.stdout and "--overwrite" in res.stdout
+    res = subprocess.run([str(BIN / "colorize")], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "usage" in res.stdout

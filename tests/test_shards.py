@@ -1,0 +1,131 @@
+"""Tar shards: names and patterns, packing a folder, streaming every photo once per pass across ranks
+and workers, skipping corrupt members, and training from shards."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import tarfile
+import threading
+import warnings
+from collections import Counter
+
+import pytest
+import torch
+
+from colorize.cli import main
+from colorize.data import PhotoDataset, collate, find_images
+from colorize.shards import (ShardDataset, expand_braces, is_shard_spec, iter_samples, resolve_shards, split_key,
+                             write_shards)
+from colorize.train import TrainConfig, train
+from tests.conftest import make_photo
+
+
+def test_names_and_patterns(tmp_path):
+    assert expand_braces("s-{08..11}.tar") == ["s-08.tar", "s-09.tar", "s-10.tar", "s-11.tar"]
+    assert expand_braces("{a,b}/x{0..1}.tar") == ["a/x0.tar", "a/x1.tar", "b/x0.tar", "b/x1.tar"]
+    assert split_key("dir.v1/abc.seg.png") == ("dir.v1/abc", "seg.png")
+    assert all(map(is_shard_spec, ["a.tar", "d/*.tar", "s-{0..3}.tar", "https://host/data/x"]))
+    assert not any(map(is_shard_spec, ["photos", "photos/*.jpg"]))
+    for i in range(3):
+        (tmp_path / f"shard-{i:06d}.tar").write_bytes(b"")
+    assert resolve_shards([str(tmp_path / "shard-{000000..000001}.tar"), str(tmp_path / "*.tar")]) == [
+        str(tmp_path / f"shard-{i:06d}.tar") for i in range(3)]
+    with pytest.raises(FileNotFoundError, match="no such shard"):
+        resolve_shards([str(tmp_path / "missing.tar")])
+
+
+def test_pack_folder(photo_dir, tmp_path):
+    make_photo(40, 32, seed=50).save(photo_dir / "sub" / "odd.name.bmp")  # re-encoded as PNG
+    (photo_dir / "broken.bmp").write_bytes(b"not an image")
+    out = tmp_path / "shards"
+    result = write_shards(photo_dir, out, max_count=5)
+    assert [p.name for p in result.shards] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    assert result.images == 13 and len(result.skipped) == 1 and "broken.bmp" in result.skipped[0]
+    assert sorted(p.name for p in out.iterdir()) == [p.name for p in result.shards]  # no temp files left
+    keys = Counter()
+    for shard in result.shards:
+        with open(shard, "rb") as f:
+            samples = list(iter_samples(f))
+        assert len(samples) <= 5
+        keys.update(k for k, _ in samples)
+    assert max(keys.values()) == 1 and len(keys) == 13 and "sub/odd_name" in keys and "sub/p0" in keys
+    with pytest.raises(FileExistsError):
+        write_shards(photo_dir, out)
+    # size limit: every photo is bigger than 1 kB, so each gets a shard of its own
+    assert len(write_shards(photo_dir, tmp_path / "small", max_size_mb=0.001).shards) == 13
+
+
+def _tensor_key(x: torch.Tensor) -> bytes:
+    return x.numpy().tobytes()
+
+
+def test_every_photo_once_per_pass_across_ranks_and_workers(photo_dir, tmp_path):
+    shards = [str(p) for p in write_shards(photo_dir, tmp_path / "s", max_count=2).shards]  # 6 shards
+    photos = PhotoDataset(find_images(photo_dir), 32)
+    want = Counter(_tensor_key(photos[i][0]) for i in range(len(photos)))
+    for epoch in (0, 1):
+        got: Counter = Counter()
+        for rank in range(2):
+            ds = ShardDataset(shards, 32, rank=rank, world_size=2, shuffle_buffer=3)
+            ds.set_epoch(epoch)
+            for images, errors in torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate):
+                assert not errors
+                got.update(_tensor_key(x) for x in images)
+        assert got == want
+    with pytest.raises(ValueError, match="cannot feed 7 processes"):
+        ShardDataset(shards, 32, world_size=7)
+
+
+def test_stream_over_http(photo_dir, tmp_path):
+    shards = write_shards(photo_dir, tmp_path / "s", max_count=5).shards
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "s"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        urls = resolve_shards([f"{base}/shard-{{000000..{len(shards) - 1:06d}}}.tar"])
+        assert len(urls) == 3 and all(u.startswith(base) for u in urls)
+        assert len(list(ShardDataset(urls, 32))) == 12
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _tar_with_corrupt_member(path, photo_dir):
+    with tarfile.open(path, "w") as tar:
+        for name, data in [("good.jpg", (photo_dir / "p1.jpg").read_bytes()), ("bad.jpg", b"\xff\xd8 garbage")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_corrupt_member_is_skipped_with_a_warning(photo_dir, tmp_path):
+    """The reason travels with the next photo (as with PhotoDataset), or is warned at the end of a pass."""
+    _tar_with_corrupt_member(tmp_path / "x.tar", photo_dir)
+    for buffer in (1, 2):  # bad.jpg last, then (by the seeded shuffle) first
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            items = list(ShardDataset([str(tmp_path / "x.tar")], 32, shuffle_buffer=buffer))
+        assert len(items) == 1 and items[0][0].shape == (3, 32, 32)
+        reports = [e for _, e in items if e] + [str(w.message) for w in caught]
+        assert len(reports) == 1 and "x.tar:bad.jpg" in reports[0]
+
+
+def test_train_from_shards(photo_dir, tmp_path):
+    assert main(["shards", str(photo_dir), "-o", str(tmp_path / "s"), "--max-count", "4"]) == 0
+    _tar_with_corrupt_member(tmp_path / "s" / "shard-000003.tar", photo_dir)
+    cfg = TrainConfig(model="alpha", data=[str(tmp_path / "s" / "shard-{000000..000003}.tar")],
+                      val_data=[str(photo_dir / "sub")], size=32, batch_size=4, epochs=1, epoch_images=16,
+                      num_workers=0, augment=False, out_dir=str(tmp_path / "run"), samples=1)
+    with pytest.warns(UserWarning, match="skipped unreadable image .*bad.jpg"):
+        metrics = train(cfg)
+    assert metrics["step"] == 4 and (tmp_path / "run" / "last.pt").is_file()
+    with pytest.raises(ValueError, match="needs val_data"):
+        TrainConfig(model="alpha", data=[str(tmp_path / "s" / "*.tar")], epoch_images=8)
+    with pytest.raises(ValueError, match="needs epoch_images"):
+        TrainConfig(model="alpha", data=[str(tmp_path / "s" / "*.tar")], val_data=[str(photo_dir)])
+    with pytest.raises(ValueError, match="mixes"):
+        TrainConfig(model="alpha", data=[str(tmp_path / "s" / "*.tar"), str(photo_dir)], val_data=[str(photo_dir)],
+                    epoch_images=8)

@@ -1,0 +1,197 @@
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from colorize.checkpoint import load_checkpoint, load_model
+from colorize.color import gray_rgb_from_l, rgb_to_l
+from colorize.pipeline import Colorizer
+from colorize.train import TrainConfig, fit, get_lr, setup, train
+from tests.conftest import make_photo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny workloads on a shared CPU: one intra-op thread avoids oversubscription (and is restored)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _cfg(data: Path, out_dir: Path, **overrides) -> TrainConfig:
+    """A tiny CPU run over ``data``: a few steps per epoch, one thread (the tests share the CPU)."""
+    base = dict(model="alpha", data=[str(data)], out_dir=str(out_dir), size=32, batch_size=4, epoch_images=8,
+                epochs=1, warmup_steps=2, num_workers=0, threads=1, device="cpu", samples=2, prior_images=8)
+    return TrainConfig(**{**base, **overrides})
+
+
+def _leftover_temp_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("model, size", [("alpha", 32), ("unet_lite0", 64)])
+def test_smoke_run_writes_every_artifact(photo_dir, tmp_path, model, size):
+    out = tmp_path / "run"
+    cfg = _cfg(photo_dir, out, model=model, size=size, epochs=1)
+    run = setup(cfg)
+    metrics = fit(run)
+    assert metrics["epoch"] == 1 and metrics["step"] == cfg.epoch_images // cfg.batch_size
+    assert np.isfinite([metrics["train_loss"], metrics["val_loss"], metrics["val_psnr"]]).all()
+    for name in ("best.pt", "last.pt", "best.safetensors", "config.yaml"):
+        assert (out / name).is_file(), name
+    with Image.open(out / "samples" / "epoch001.png") as grid:  # gray | predicted | truth per row
+        assert grid.size == (3 * size, min(cfg.samples, len(run.val_set)) * size)
+    assert not _leftover_temp_files(out)
+    assert TrainConfig.from_yaml(out / "config.yaml") == cfg  # the run's recipe, written out
+
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["model"] == model and ckpt["epoch"] == 1 and ckpt["config"] == asdict(cfg)
+    shipped = load_model(out / "best.safetensors")
+    assert shipped.model_name == model
+    if model == "unet_lite0":  # classification path: the rebalancing prior was estimated and saved
+        weights = shipped.bins.weights
+        assert not torch.allclose(weights, torch.ones_like(weights))
+
+
+def _history(run_dir: Path) -> list[dict]:
+    """Per-epoch metrics without the wall-clock time."""
+    return [{k: v for k, v in m.items() if k != "seconds"} for m in load_checkpoint(run_dir / "last.pt")["history"]]
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(photo_dir, tmp_path, num_workers, capsys):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(_cfg(photo_dir, straight, epochs=2, num_workers=num_workers))
+    train(_cfg(photo_dir, resumed, epochs=1, num_workers=num_workers))
+    first_half = load_checkpoint(resumed / "last.pt")["state_dict"]
+    capsys.readouterr()
+    train(_cfg(photo_dir, resumed, epochs=2, num_workers=num_workers), resume=True)
+    printed = capsys.readouterr().out
+    assert "resumed from" in printed and "epoch=1 " not in printed and "epoch=2 " in printed  # one more epoch only
+
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(resumed / "last.pt")
+    assert a["step"] == b["step"] == 2 * 8 // 4
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.allclose(a["state_dict"][k], b["state_dict"][k]), k
+    assert not all(torch.equal(first_half[k], b["state_dict"][k]) for k in first_half)  # it did train on
+    ha, hb = _history(straight), _history(resumed)
+    assert len(ha) == 2 and [m["epoch"] for m in hb] == [1, 2]
+    for ma, mb in zip(ha, hb):
+        assert ma.keys() == mb.keys()
+        assert all(ma[k] == pytest.approx(mb[k], rel=1e-5) for k in ma)
+
+
+def test_resume_without_checkpoint_starts_fresh(photo_dir, tmp_path, capsys):
+    run = setup(_cfg(photo_dir, tmp_path / "new"), resume=True)
+    assert run.epoch == 0 and run.step == 0 and "starting fresh" in capsys.readouterr().out
+
+
+def test_killed_run_resumes_to_the_end(photo_dir, tmp_path):
+    out = tmp_path / "run"
+    recipe = tmp_path / "recipe.yaml"
+    epochs = 5
+    cfg = _cfg(photo_dir, out, epochs=epochs)
+    recipe.write_text(yaml.safe_dump(asdict(cfg)))
+    command = [sys.executable, "-m", "colorize.cli", "train", "--recipe", str(recipe)]
+
+    log = tmp_path / "first_run.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    try:
+        while not (out / "last.pt").exists():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run finished before it could be killed; make epochs longer"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(out / "last.pt")["epoch"]
+    assert 1 <= killed_at < epochs
+
+    res = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"resumed from {out / 'last.pt'} at epoch {killed_at}" in res.stdout
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == epochs and ckpt["step"] == epochs * cfg.epoch_images // cfg.batch_size
+    assert [m["epoch"] for m in ckpt["history"]] == list(range(1, epochs + 1))
+
+
+def test_alpha_demo_learns_the_colors_of_one_photo(tmp_path):
+    """``colorize train --recipe alpha --image photo.png``: afterwards the net gives the photo's colors back."""
+    photo = make_photo(64, 64, seed=5)
+    photo.save(tmp_path / "photo.png")
+    cfg = TrainConfig.from_yaml(REPO / "configs" / "alpha.yaml", image=str(tmp_path / "photo.png"),
+                                out_dir=str(tmp_path / "alpha"), size=64, epochs=3, threads=1)
+    assert cfg.model == "alpha" and cfg.batch_size == 1 and cfg.epoch_images == 100  # the recipe itself
+    train(cfg)
+
+    def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(10 * torch.log10(1 / (a - b).pow(2).mean()))
+
+    truth = torch.from_numpy(np.asarray(photo, dtype=np.float32) / 255).permute(2, 0, 1)
+    gray = gray_rgb_from_l(rgb_to_l(truth))
+    recolored = Colorizer(tmp_path / "alpha" / "best.safetensors", size=64)(truth)
+    assert psnr(recolored, truth) > psnr(gray, truth) + 8.0  # dB; about 10-11 dB in practice
+
+
+def test_config_validation():
+    for kwargs, pattern in [({"model": "gamma"}, "unknown model 'gamma'; choose from: .*alpha"),
+                            ({"optimizer": "sgd"}, "unknown optimizer 'sgd'"),
+                            ({"loss": "l1"}, "unknown loss 'l1'"),
+                            ({"size": 0}, "size"), ({"size": 100}, "size"), ({"size": -64}, "size"),
+                            ({"batch_size": 0}, "batch_size"), ({"epochs": 0}, "epochs"), ({"lr": 0.0}, "lr"),
+                            ({"val_fraction": 1.0}, "val_fraction"), ({"amp": "fp8"}, "amp")]:
+        with pytest.raises(ValueError, match=pattern):
+            TrainConfig(**kwargs)
+    assert TrainConfig(data="photos").data == ["photos"]  # a single folder is accepted as a string
+
+
+def test_yaml_recipes_load_and_unknown_keys_fail(tmp_path):
+    for recipe in sorted((REPO / "configs").glob("*.yaml")):
+        cfg = TrainConfig.from_yaml(recipe)
+        assert cfg.model == yaml.safe_load(recipe.read_text())["model"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: alpha\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig.from_yaml(bad)
+    # None overrides keep the recipe's value; others replace it
+    alpha = REPO / "configs" / "alpha.yaml"
+    cfg = TrainConfig.from_yaml(alpha, size=None, epochs=2)
+    assert cfg.size == yaml.safe_load(alpha.read_text())["size"] and cfg.epochs == 2
+    round_trip = tmp_path / "cfg.yaml"
+    cfg = TrainConfig(model="beta", size=64, model_kwargs={"width": 16})
+    cfg.to_yaml(round_trip)
+    assert TrainConfig.from_yaml(round_trip) == cfg
+
+
+def test_get_lr_warmup_and_plateau():
+    cfg = TrainConfig(lr=0.01, warmup_steps=4)
+    lrs = [get_lr(step, cfg) for step in range(8)]
+    assert lrs[:4] == pytest.approx([0.0025, 0.005, 0.0075, 0.01])  # linear warmup, then the base rate
+    assert lrs[4:] == pytest.approx([0.01] * 4)
+    assert get_lr(100, cfg, plateau_scale=0.25) == pytest.approx(0.0025)
+    assert get_lr(0, TrainConfig(lr=0.01, warmup_steps=0)) == pytest.approx(0.01)
+
+
+def test_fit_applies_warmup_to_the_optimizer(photo_dir, tmp_path):
+    cfg = _cfg(photo_dir, tmp_path / "run", warmup_steps=100)
+    run = setup(cfg)
+    fit(run)
+    last_step = run.step - 1
+    for group in run.optimizer.param_groups:
+        assert group["lr"] == pytest.approx(get_lr(last_step, cfg) * group["lr_scale"])
