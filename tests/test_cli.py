@@ -186,3 +186,13 @@ def test_console_script():
     assert res.returncode == 0 and "models" in res.stdout and "--overwrite" in res.stdout
     res = subprocess.run([str(BIN / "colorize")], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "usage" in res.stdout
+
+
+def test_output_folder_inside_input_folder_is_not_read_back(photo_dir, tiny_model_file):
+    out = photo_dir / "colorized_out"
+    args = [str(photo_dir), "-o", str(out), "--model", str(tiny_model_file), "-q"]
+    assert main(args) == 0
+    first = sorted(p.relative_to(out) for p in out.rglob("*.jpg"))
+    assert main(args) == 0  # a second run skips everything and does not colorize its own outputs
+    assert sorted(p.relative_to(out) for p in out.rglob("*.jpg")) == first
+    assert not (out / "colorized_out").exists()

@@ -44,6 +44,9 @@ def _colorize_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-place-ok", action="store_true",
                    help="allow writing into the input folder (never over an input file)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                   help="inference engine: torch, or onnx (onnxruntime; the model is exported to ONNX once "
+                        "and cached, or give --model FILE.onnx)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
     p.add_argument("--record", action="store_true",
                    help="keep a record of finished files in OUT/.colorize-done*.sqlite; a rerun after a crash "
@@ -90,6 +93,8 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> list[tuple[P
         if single_file and output and Path(output).suffix.lower() in IMAGE_EXTENSIONS:
             return [(root, Path(output))]
         files = find_images(root)
+        if root.is_dir() and out_root.resolve() != root.resolve() and out_root.resolve().is_relative_to(root.resolve()):
+            files = [f for f in files if not f.resolve().is_relative_to(out_root.resolve())]  # earlier outputs
         for f in files:
             rel = f.relative_to(root) if root.is_dir() else Path(f.name)
             if root.is_dir() and len(paths) > 1:
@@ -162,9 +167,16 @@ def colorize_paths(args: argparse.Namespace) -> int:
     kwargs = {"temperature": args.temperature} if args.temperature is not None else {}
     try:
         device = str(pick_device(getattr(args, "device", "cpu")))
-        colorizer = Colorizer(args.model, size=args.size, saturation=args.saturation, threads=args.threads,
+        model = args.model
+        if args.runtime == "onnx":
+            from colorize.models._base import DEFAULT_TEMPERATURE
+            from colorize.onnx import OnnxModel, cached_onnx
+
+            temperature = kwargs.pop("temperature", DEFAULT_TEMPERATURE)  # baked into the exported graph
+            model = OnnxModel(cached_onnx(model, temperature=temperature), threads=args.threads)
+        colorizer = Colorizer(model, size=args.size, saturation=args.saturation, threads=args.threads,
                               device=device, **kwargs)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     failed: list[str] = []
