@@ -26,6 +26,17 @@ def make_photo(width: int = 96, height: int = 64, seed: int = 0) -> Image.Image:
     return Image.fromarray((img.clip(0, 1) * 255).astype(np.uint8))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny workloads on a shared CPU: one intra-op thread avoids oversubscription (and is restored)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def photo() -> Image.Image:
     return make_photo()

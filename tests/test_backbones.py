@@ -12,15 +12,6 @@ from colorize.models.backbones import (BACKBONES, _stage_depths, create_backbone
 CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny workloads on a shared CPU: one intra-op thread avoids oversubscription (and is restored)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _chelsea(size: int) -> torch.Tensor:
     """scikit-image's cat photo as (1, 3, size, size) RGB in [0, 1]."""
     from skimage import data

@@ -20,15 +20,6 @@ ROUNDTRIP.update(alpha={"width": 4}, beta={"width": 8}, beta_rgb={"width": 8},
                  unet_lite0={"decoder_channels": (64, 32, 24), "freeze_levels": 1})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny workloads on a shared CPU: one intra-op thread avoids oversubscription (and is restored)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _scrambled(model: torch.nn.Module) -> torch.nn.Module:
     """Make every parameter and buffer differ from a fresh build, so a weight that is not loaded shows."""
     with torch.no_grad():

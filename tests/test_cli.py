@@ -16,15 +16,6 @@ from tests.conftest import make_photo
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny workloads on a shared CPU: one intra-op thread avoids oversubscription (and is restored)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _colorize(tiny_model_file, *args: str) -> int:
     return main([*map(str, args), "--model", str(tiny_model_file), "-q"])
 

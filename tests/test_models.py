@@ -92,5 +92,6 @@ def test_prior_rebalancing_upweights_rare_bins():
     counts[gray] = 1000.0
     bins.set_prior(counts)
     assert bins.weights[gray] < bins.weights.median()
-    prior = counts / counts.sum()
     assert bins.weights.min() > 0
+    # mixing with uniform (lambda 0.5) bounds the weights: max/min <= Q + 1
+    assert bins.weights.max() / bins.weights.min() <= bins.num_bins + 1

@@ -9,15 +9,6 @@ from colorize.pipeline import Colorizer, guided_upsample, working_shape
 from tests.conftest import make_photo
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny workloads on a shared CPU: one intra-op thread avoids oversubscription (and is restored)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def colorizer(tiny_model_file):
     return Colorizer(tiny_model_file)

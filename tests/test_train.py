@@ -20,15 +20,6 @@ from tests.conftest import make_photo
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny workloads on a shared CPU: one intra-op thread avoids oversubscription (and is restored)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _cfg(data: Path, out_dir: Path, **overrides) -> TrainConfig:
     """A tiny CPU run over ``data``: a few steps per epoch, one thread (the tests share the CPU)."""
     base = dict(model="alpha", data=[str(data)], out_dir=str(out_dir), size=32, batch_size=4, epoch_images=8,

@@ -171,7 +171,6 @@ class PhotoDataset:
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        import torch
         from torchvision.transforms.v2 import functional as TF
 
         bad = ""
