@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Honest comparison on ../shared/data/val, same metrics for all (issue: regression vs classification,
-# the write-ups' Beta and Full vs our U-Net). Every compared model gets the SAME short training budget
-# (IMAGES photos seen, 128 px, from ImageNet-initialised backbones where they have one); the shipped
-# model's long run is scored beside them. The gray baseline is always in the table.
-#   benchmarks/compare_models.sh [IMAGES]      -> runs/compare/report/report.md
+# Honest comparison on ../shared/data/val, the same metrics for all, the gray baseline always in the
+# table: the write-ups' Beta and Full (fusion) against our U-Net, and regression vs classification on
+# the same U-Net. Each model trains at 128 px from ImageNet-initialised backbones where it has one,
+# for the photo budget given beside it (Beta and Full cost 5-10x more per photo on these 2 cores, so
+# they get less); the shipped model's long run is scored beside them.
+#   benchmarks/compare_models.sh [recipe:photos ...]      -> runs/compare/report/report.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
-IMAGES=${1:-6144}
 BIN=.venv/bin
 OUT=runs/compare
-for recipe in beta fusion unet_lite0_reg unet_lite0; do
-    $BIN/colorize train --recipe "$recipe" --out "$OUT/$recipe" --size 128 --epoch-images 2048 \
-        --epochs $((IMAGES / 2048)) --resume > "$OUT.$recipe.log" 2>&1 || { echo "training $recipe failed"; exit 1; }
-done
+PLAN=("$@")
+[ ${#PLAN[@]} -gt 0 ] || PLAN=(beta:2048 fusion:2048 unet_lite0_reg:8192 unet_lite0:8192)
 models=()
-for recipe in beta fusion unet_lite0_reg unet_lite0; do  # label each by its recipe and budget
-    cp "$OUT/$recipe/best.safetensors" "$OUT/${recipe}_$((IMAGES / 1000))k.safetensors"
-    models+=(--model "$OUT/${recipe}_$((IMAGES / 1000))k.safetensors")
+for item in "${PLAN[@]}"; do
+    recipe=${item%%:*}
+    photos=${item##*:}
+    $BIN/colorize train --recipe "$recipe" --out "$OUT/$recipe" --size 128 --epoch-images 2048 \
+        --epochs $((photos / 2048)) --resume >> "$OUT.$recipe.log" 2>&1 || { echo "training $recipe failed"; exit 1; }
+    label="$OUT/${recipe}_$((photos / 1024))k.safetensors"  # the report labels a model by its file name
+    cp "$OUT/$recipe/best.safetensors" "$label"
+    models+=(--model "$label")
 done
 [ -f weights/unet_lite0.safetensors ] && models+=(--model weights/unet_lite0.safetensors)
 $BIN/colorize eval ../shared/data/val "${models[@]}" -o "$OUT/report" --protocol crop256 -q
