@@ -25,7 +25,8 @@ class ShippedWeights:
 
 
 SHIPPED: dict[str, ShippedWeights] = {
-    "unet_lite0": ShippedWeights("unet_lite0.safetensors", None, 160, 256, "MIT (weights); backbone Apache-2.0",
+    "unet_lite0": ShippedWeights("unet_lite0.safetensors",
+                                 "f1dc72080a6a4a2d3db7fc92e41092afef5d40aef2b903d62cf06b4d305ee460", 160, 256, "MIT (weights); backbone Apache-2.0",
                                  "unet_lite0.md"),
 }
 
