@@ -103,4 +103,9 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     kwargs = {k: v for k, v in kwargs.items() if k not in _BUILD_ONLY}
     model = create_model(name, **kwargs)
     model.load_state_dict(state)
+    if path.suffix == ".safetensors":  # inference defaults tuned for these weights, if recorded
+        if "temperature" in meta:
+            model.default_temperature = float(meta["temperature"])
+        if "working_size" in meta:
+            model.default_size = int(meta["working_size"])
     return model.to(map_location).eval()

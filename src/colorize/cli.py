@@ -172,7 +172,11 @@ def colorize_paths(args: argparse.Namespace) -> int:
             from colorize.models._base import DEFAULT_TEMPERATURE
             from colorize.onnx import OnnxModel, cached_onnx
 
-            temperature = kwargs.pop("temperature", DEFAULT_TEMPERATURE)  # baked into the exported graph
+            temperature = kwargs.pop("temperature", None)  # baked into the exported graph
+            if temperature is None and not str(model).endswith(".onnx"):
+                from colorize.hub import resolve_model
+
+                temperature = getattr(resolve_model(model), "default_temperature", DEFAULT_TEMPERATURE)
             model = OnnxModel(cached_onnx(model, temperature=temperature), threads=args.threads)
         colorizer = Colorizer(model, size=args.size, saturation=args.saturation, threads=args.threads,
                               device=device, **kwargs)

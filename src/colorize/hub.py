@@ -26,7 +26,7 @@ class ShippedWeights:
 
 SHIPPED: dict[str, ShippedWeights] = {
     "unet_lite0": ShippedWeights("unet_lite0.safetensors",
-                                 "f1dc72080a6a4a2d3db7fc92e41092afef5d40aef2b903d62cf06b4d305ee460", 160, 256, "MIT (weights); backbone Apache-2.0",
+                                 "4f3c0ae73ed65a00b0fed754a2feae0bc416210c8b261dc05efb193cc07713f9", 160, 256, "MIT (weights); backbone Apache-2.0",
                                  "unet_lite0.md"),
 }
 

@@ -118,7 +118,7 @@ class Colorizer:
         model: str | Path | nn.Module | None = None,
         *,
         size: int | None = None,
-        temperature: float = DEFAULT_TEMPERATURE,
+        temperature: float | None = None,
         saturation: float = 1.0,
         guided: bool = True,
         device: str = "cpu",
@@ -128,7 +128,8 @@ class Colorizer:
         Args:
             model: None for the shipped default, a shipped model's name, a weight/checkpoint file, or a module.
             size: working size (long side, px) the network runs at; None: the model's default.
-            temperature: annealed-mean temperature for classification models (lower: more vivid).
+            temperature: annealed-mean temperature for classification models (lower: more vivid);
+                None: the one tuned for the model (recorded in its weight file), else 0.38.
             saturation: multiplies the predicted chroma (1 = as predicted).
             guided: edge-aware upsampling of ab guided by the full-size L (False: plain bilinear).
             device: torch device for the network and the color math.
@@ -138,7 +139,7 @@ class Colorizer:
 
         if threads:
             torch.set_num_threads(threads)
-        if temperature <= 0:
+        if temperature is not None and temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if saturation < 0:
             raise ValueError(f"saturation must be >= 0, got {saturation}")
@@ -147,7 +148,9 @@ class Colorizer:
         self.model.to(memory_format=torch.channels_last)
         name = getattr(self.model, "model_name", None)
         default = SHIPPED[name].default_size if name in SHIPPED else DEFAULT_SIZE
-        self.size = int(size or default)
+        self.size = int(size or getattr(self.model, "default_size", None) or default)
+        if temperature is None:
+            temperature = getattr(self.model, "default_temperature", DEFAULT_TEMPERATURE)
         if self.size < self.stride:
             raise ValueError(f"size must be >= {self.stride} for this model, got {self.size}")
         self.temperature, self.saturation, self.guided = temperature, saturation, guided
