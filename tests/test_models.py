@@ -95,3 +95,22 @@ def test_prior_rebalancing_upweights_rare_bins():
     assert bins.weights.min() > 0
     # mixing with uniform (lambda 0.5) bounds the weights: max/min <= Q + 1
     assert bins.weights.max() / bins.weights.min() <= bins.num_bins + 1
+
+
+@pytest.mark.parametrize("name", ["unet_lite0", "beta", "unet_vgg16"])
+def test_fusing_batchnorm_keeps_outputs(name):
+    import copy
+
+    from colorize.models._base import fuse_conv_bn
+
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    x = torch.randn(2, 1, 64, 64)
+    model(x)  # one training pass so BatchNorm statistics are not the identity
+    model.eval()
+    fused = fuse_conv_bn(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())  # all folded
+    with torch.no_grad():
+        assert torch.allclose(model.predict_ab(x), fused.predict_ab(x), atol=1e-5)
+    with pytest.raises(ValueError, match="inference"):
+        fuse_conv_bn(create_model(name).train())

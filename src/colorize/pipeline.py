@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from colorize.color import denormalize_ab, lab_to_rgb_in_gamut, normalize_l, rgb_to_l, uint8_rgb_to_l
-from colorize.models._base import DEFAULT_TEMPERATURE
+from colorize.models._base import DEFAULT_TEMPERATURE, fuse_conv_bn
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
@@ -145,6 +145,8 @@ class Colorizer:
             raise ValueError(f"saturation must be >= 0, got {saturation}")
         self.device = torch.device(device)
         self.model = resolve_model(model, device=str(self.device))
+        if not isinstance(model, nn.Module):  # a model we loaded ourselves: fold BatchNorms for speed
+            fuse_conv_bn(self.model)
         self.model.to(memory_format=torch.channels_last)
         name = getattr(self.model, "model_name", None)
         default = SHIPPED[name].default_size if name in SHIPPED else DEFAULT_SIZE
