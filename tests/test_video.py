@@ -122,15 +122,6 @@ class FailingNet(nn.Module):
         return torch.tanh(self.conv(l_norm))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: tiny tensors, and a CPU shared with other work."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def clip(tmp_path) -> Path:
     return write_clip(tmp_path / "clip.mp4", audio="aac")
