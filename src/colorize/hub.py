@@ -18,15 +18,14 @@ class ShippedWeights:
 
     file: str  # file name under the weights folder
     sha256: str | None  # checked on load when set
-    train_size: int  # crop size it was trained at
-    default_size: int  # working size (long side) the pipeline uses for it
+    train_size: int  # crop size it was trained at (its inference defaults live in the file's metadata)
     license: str
     card: str  # model card beside the weights
 
 
 SHIPPED: dict[str, ShippedWeights] = {
     "unet_lite0": ShippedWeights("unet_lite0.safetensors",
-                                 "4f3c0ae73ed65a00b0fed754a2feae0bc416210c8b261dc05efb193cc07713f9", 160, 256, "MIT (weights); backbone Apache-2.0",
+                                 "4f3c0ae73ed65a00b0fed754a2feae0bc416210c8b261dc05efb193cc07713f9", 160, "MIT (weights); backbone Apache-2.0",
                                  "unet_lite0.md"),
 }
 

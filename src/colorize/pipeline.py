@@ -127,7 +127,8 @@ class Colorizer:
         """
         Args:
             model: None for the shipped default, a shipped model's name, a weight/checkpoint file, or a module.
-            size: working size (long side, px) the network runs at; None: the model's default.
+            size: working size (long side, px) the network runs at; None: the one recorded in the
+                model's weight file, else 256.
             temperature: annealed-mean temperature for classification models (lower: more vivid);
                 None: the one tuned for the model (recorded in its weight file), else 0.38.
             saturation: multiplies the predicted chroma (1 = as predicted).
@@ -135,7 +136,7 @@ class Colorizer:
             device: torch device for the network and the color math.
             threads: torch intra-op threads (None: leave as is).
         """
-        from colorize.hub import SHIPPED, resolve_model
+        from colorize.hub import resolve_model
 
         if threads:
             torch.set_num_threads(threads)
@@ -148,9 +149,7 @@ class Colorizer:
         if not isinstance(model, nn.Module):  # a model we loaded ourselves: fold BatchNorms for speed
             fuse_conv_bn(self.model)
         self.model.to(memory_format=torch.channels_last)
-        name = getattr(self.model, "model_name", None)
-        default = SHIPPED[name].default_size if name in SHIPPED else DEFAULT_SIZE
-        self.size = int(size or getattr(self.model, "default_size", None) or default)
+        self.size = int(size or getattr(self.model, "default_size", None) or DEFAULT_SIZE)
         if temperature is None:
             temperature = getattr(self.model, "default_temperature", DEFAULT_TEMPERATURE)
         if self.size < self.stride:
