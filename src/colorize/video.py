@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from colorize.color import AB_SCALE, normalize_ab, rgb_to_lab
-from colorize.pipeline import Colorizer, to_uint8, working_shape
+from colorize.pipeline import Colorizer, working_shape
 
 if TYPE_CHECKING:
     import av
@@ -419,9 +419,9 @@ def _temp_output(dst: Path) -> Iterator[Path]:
 
 
 def _frame_rgb(frame: av.VideoFrame, width: int, height: int) -> torch.Tensor:
-    """Decoded frame -> (1, 3, H, W) float sRGB in [0, 1] at the stream's size."""
+    """Decoded frame -> (1, 3, H, W) uint8 sRGB at the stream's size (the pipeline's 8-bit path)."""
     arr = frame.to_ndarray(format="rgb24", width=width, height=height)
-    return torch.from_numpy(arr).permute(2, 0, 1)[None].float().div_(255)
+    return torch.from_numpy(arr).permute(2, 0, 1)[None]
 
 
 def _show_progress(progress: bool | None) -> bool:
@@ -536,8 +536,8 @@ def _colorize_batch(frames: list[av.VideoFrame], colorizer: Colorizer, smoother:
         l = prep.l_small[0, 0].cpu().numpy()
         ab = smoother(l, pred.permute(1, 2, 0).cpu().numpy())
         ab_t = torch.from_numpy(np.ascontiguousarray(ab)).permute(2, 0, 1)[None].to(colorizer.device)
-        rgb = colorizer.compose(prep, ab_t)
-        new = av.VideoFrame.from_ndarray(to_uint8(rgb[0]), format="rgb24")
+        rgb = colorizer.compose(prep, ab_t, uint8=True)  # (1, 3, H, W) uint8
+        new = av.VideoFrame.from_ndarray(rgb[0].permute(1, 2, 0).contiguous().cpu().numpy(), format="rgb24")
         new.pts, new.time_base, new.duration = frame.pts, frame.time_base, frame.duration
         new.colorspace = frame.colorspace  # encode with the input's YUV matrix
         yield from vout.encode(new)
@@ -550,7 +550,7 @@ def _lab_frames(path: Path, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]
     h, w = working_shape(height, width, size, 1)
     try:
         for frame in _demux(path, container, video, None):
-            rgb = F.interpolate(_frame_rgb(frame, width, height), size=(h, w), mode="area")
+            rgb = F.interpolate(_frame_rgb(frame, width, height).float().div_(255), size=(h, w), mode="area")
             lab = rgb_to_lab(rgb)[0]  # (3, h, w)
             yield lab[0].numpy(), normalize_ab(lab[1:]).permute(1, 2, 0).numpy()
     finally:
