@@ -148,6 +148,14 @@ def update_doc_section(section: str, markdown: str) -> Path:
     return DOC
 
 
+def publish(name: str, result: dict[str, Any], markdown: str) -> None:
+    """Write benchmarks/results/<name>.json and the <name> section of docs/benchmarks.md; print both."""
+    path = write_results(name, result)
+    doc = update_doc_section(name, markdown)
+    print(markdown)
+    print(f"\nwrote {path} and {doc}")
+
+
 def fmt_params(n: int) -> str:
     """12345 -> '12k', 3_800_000 -> '3.8M'."""
     return f"{n / 1e6:.1f}M" if n >= 100_000 else f"{n / 1e3:.0f}k"

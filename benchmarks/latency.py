@@ -23,8 +23,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _common import (current_rss_mb, machine_info, machine_line, peak_rss_mb, percentiles, run_child,
-                     synthetic_photo, time_calls, update_doc_section, write_results)
+from _common import (current_rss_mb, machine_info, machine_line, peak_rss_mb, percentiles, publish,
+                     run_child, synthetic_photo, time_calls)
 
 SIZES: dict[str, tuple[int, int]] = {"256x256": (256, 256), "512x512": (512, 512), "1024x768": (1024, 768),
                                      "6000x4000": (6000, 4000)}
@@ -218,11 +218,7 @@ def main() -> int:
             print(f"CLI folder run: {n} photos of {w}x{h}", flush=True)
             result["folder"] = folder_throughput(spec, images=n, width=w, height=h)
 
-    path = write_results("latency", result)
-    text = markdown(result)
-    doc = update_doc_section("latency", text)
-    print(text)
-    print(f"\nwrote {path} and {doc}")
+    publish("latency", result, markdown(result))
     return 0
 
 

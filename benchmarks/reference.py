@@ -20,8 +20,7 @@ import sys
 import time
 from typing import Any
 
-from _common import (fmt_params, machine_info, machine_line, percentiles, synthetic_photo, update_doc_section,
-                     write_results)
+from _common import (fmt_params, machine_info, machine_line, percentiles, publish, synthetic_photo)
 from latency import build_model
 from reference_models import ECCV16, NativeSize
 
@@ -137,11 +136,7 @@ def main() -> int:
     result = {"machine": machine_info(), "settings": {"repeats": args.repeats, "sizes": list(sizes),
                                                       "quick": args.quick, "native": NATIVE},
               "ours": ours, "models": results, "ratios": ratios}
-    path = write_results("reference", result)
-    text = markdown(result)
-    doc = update_doc_section("reference", text)
-    print(text)
-    print(f"\nwrote {path} and {doc}")
+    publish("reference", result, markdown(result))
     return 0
 
 

@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (current_rss_mb, fmt_params, machine_info, machine_line, peak_rss_mb, run_child,
-                     update_doc_section, write_results)
+from _common import (current_rss_mb, fmt_params, machine_info, machine_line, peak_rss_mb, publish, run_child)
 
 QUICK_MODELS = ("alpha", "unet_lite0")
 
@@ -110,11 +109,7 @@ def main() -> int:
             result["models"].append(run_child(Path(__file__), ["--child", name, *settings]))
         except RuntimeError as e:  # e.g. out of memory, or a model that cannot be built here
             result["skipped"].append({"model": name, "reason": str(e).strip().splitlines()[-1]})
-    path = write_results("train_speed", result)
-    text = markdown(result)
-    doc = update_doc_section("train_speed", text)
-    print(text)
-    print(f"\nwrote {path} and {doc}")
+    publish("train_speed", result, markdown(result))
     return 0
 
 
