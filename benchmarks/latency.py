@@ -48,9 +48,10 @@ def time_model(label: str, model, sizes: dict[str, tuple[int, int]], *, repeats:
     import torch
     from PIL import Image
 
+    from colorize.models._base import optimize_for_inference
     from colorize.pipeline import Colorizer
 
-    colorizer = Colorizer(model)
+    colorizer = Colorizer(optimize_for_inference(model))  # as the pipeline does for the models it loads
     row: dict[str, Any] = {"model": label, "weights": note, "stride": colorizer.stride,
                            "working_size": colorizer.size, "sizes": {}}
     for key, (w, h) in sizes.items():
@@ -69,6 +70,7 @@ def memory_child(model_name: str, onnx: str | None, width: int, height: int) -> 
     import torch
     from PIL import Image
 
+    from colorize.models._base import optimize_for_inference
     from colorize.pipeline import Colorizer
 
     if onnx:
@@ -76,7 +78,7 @@ def memory_child(model_name: str, onnx: str | None, width: int, height: int) -> 
 
         colorizer = Colorizer(OnnxModel(onnx, threads=torch.get_num_threads()))
     else:
-        colorizer = Colorizer(build_model(model_name)[0])
+        colorizer = Colorizer(optimize_for_inference(build_model(model_name)[0]))
     photo = Image.fromarray(synthetic_photo(width, height))
     before = current_rss_mb() or peak_rss_mb()
     t0 = time.perf_counter()

@@ -35,11 +35,13 @@ def build_models() -> dict[str, Any]:
 
     from colorize.hub import DEFAULT_MODEL
     from colorize.models import create_model
+    from colorize.models._base import optimize_for_inference
 
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # every network gets the pipeline's inference rewrites (BatchNorms folded, ...)
     ours, note = build_model(DEFAULT_MODEL)
-    eccv16 = ECCV16().eval()
-    full = create_model("fusion_irv2").eval()
+    ours = optimize_for_inference(ours)
+    eccv16 = optimize_for_inference(ECCV16())
+    full = optimize_for_inference(create_model("fusion_irv2"))
     return {
         f"{DEFAULT_MODEL} (ours)": (ours, note),
         "Zhang et al. ECCV16": (NativeSize(eccv16, size=NATIVE, name="eccv16"), "random weights"),

@@ -102,3 +102,19 @@ def test_gamut_bins():
     grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2).float()
     own = (grid[:, None] == centers[None]).all(-1).any(1)
     assert torch.equal(centers[cell_to_bin[own]], grid[own])
+
+
+def test_linear_to_srgb_uint8_matches_the_float_path():
+    from colorize.color import linear_to_srgb, linear_to_srgb_uint8
+
+    torch.manual_seed(0)
+    lin = torch.cat([torch.rand(1, 3, 64, 64) * 1.2 - 0.1,  # includes out-of-range values to clip
+                     torch.linspace(0, 1, 3 * 64 * 64).view(1, 3, 64, 64)], dim=2)
+    want = (linear_to_srgb(lin.double()).clamp(0, 1) * 255).round()
+    before = lin.clone()
+    got = linear_to_srgb_uint8(lin)
+    assert got.dtype == torch.uint8 and got.shape == lin.shape
+    diff = (got.double() - want).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 0.01  # one level at most, rarely
+    assert got[lin <= 0].eq(0).all() and got[lin >= 1].eq(255).all()
+    assert torch.equal(lin, before)  # the input is left alone

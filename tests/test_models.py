@@ -76,6 +76,20 @@ def test_bins_encode_decode_roundtrip():
         bins.decode(logits, temperature=0)
 
 
+def test_decoding_is_the_annealed_mean_in_any_memory_layout():
+    bins = AbBins()
+    torch.manual_seed(0)
+    logits = torch.randn(2, bins.num_bins, 5, 3) * 3
+    for temperature in (1.0, 0.38):
+        # Zhang et al.: softmax of logits / T over the bins, then the expectation of the bin centres
+        probs = torch.softmax(logits.double() / temperature, dim=1)
+        expected = torch.einsum("bqhw,qc->bchw", probs, bins.centers.double() / 128).float()
+        for layout in (torch.contiguous_format, torch.channels_last):
+            got = bins.decode(logits.contiguous(memory_format=layout), temperature=temperature)
+            assert got.shape == (2, 2, 5, 3)
+            assert torch.allclose(got, expected, atol=1e-5)
+
+
 def test_annealed_mean_is_more_vivid_than_mean():
     bins = AbBins()
     torch.manual_seed(0)
@@ -95,6 +109,41 @@ def test_prior_rebalancing_upweights_rare_bins():
     assert bins.weights.min() > 0
     # mixing with uniform (lambda 0.5) bounds the weights: max/min <= Q + 1
     assert bins.weights.max() / bins.weights.min() <= bins.num_bins + 1
+
+
+@pytest.mark.parametrize("name, folds_stem", [("unet_lite0", True), ("beta", False), ("unet_vgg16", False)])
+def test_optimize_for_inference_keeps_outputs(name, folds_stem):
+    import copy
+
+    from colorize.models._base import optimize_for_inference
+
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    x = torch.rand(2, 1, 64, 96) * 2 - 1
+    model(x)  # one training pass so BatchNorm statistics are not the identity
+    model.eval()
+    fast = optimize_for_inference(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    # U-Nets on EfficientNet (mean = std for R, G, B) read one gray channel; VGG's per-channel
+    # ImageNet normalization makes the three channels differ, so its stem stays as it is
+    stem = getattr(getattr(fast, "encoder", None), "conv_stem", None)
+    assert (stem is not None and stem.in_channels == 1) == folds_stem
+    with torch.no_grad():
+        assert torch.allclose(model.predict_ab(x), fast.predict_ab(x), atol=1e-5)
+        assert torch.allclose(model.predict_ab(x, temperature=0.38), fast.predict_ab(x, temperature=0.38), atol=1e-5)
+    assert optimize_for_inference(fast) is fast  # idempotent
+
+
+def test_gray_from_l_is_each_channel_of_the_gray_rgb():
+    from colorize.color import gray_from_l, gray_rgb_from_l
+
+    l = torch.linspace(0, 100, 101).view(1, 1, 1, 101)
+    one = gray_from_l(l)
+    three = gray_rgb_from_l(l)
+    assert one.shape == (1, 1, 1, 101)
+    assert (three - one).abs().max() < 2e-4
+    assert one.min() == 0 and one.max() == pytest.approx(1.0, abs=1e-4)
+    assert (one.diff(dim=-1) > 0).all()  # lighter L, lighter gray
 
 
 @pytest.mark.parametrize("name", ["unet_lite0", "beta", "unet_vgg16"])

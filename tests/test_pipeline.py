@@ -153,6 +153,22 @@ def test_guided_upsample_keeps_a_step_edge_sharp():
     assert torch.allclose(row[27:], ab_full[0, 0, 32, 27:], atol=0.02)
 
 
+@pytest.mark.parametrize("shape, radius", [((1, 2, 17, 9), 2), ((2, 1, 3, 4), 2), ((1, 3, 6, 6), 1)])
+def test_box_filter_is_the_border_clipped_window_mean(shape, radius):
+    from colorize.pipeline import _box
+
+    torch.manual_seed(0)
+    x = torch.rand(shape)
+    want = torch.empty_like(x)  # the definition, one window at a time
+    h, w = shape[-2:]
+    for i in range(h):
+        for j in range(w):
+            win = x[..., max(0, i - radius): i + radius + 1, max(0, j - radius): j + radius + 1]
+            want[..., i, j] = win.mean(dim=(-2, -1))
+    assert torch.allclose(_box(x, radius), want, atol=1e-6)
+    assert torch.allclose(_box(x.contiguous(memory_format=torch.channels_last), radius), want, atol=1e-6)
+
+
 def test_guided_upsample_of_flat_color_is_flat():
     guide_full = torch.rand(1, 1, 40, 60) * 2 - 1
     guide_small = F.interpolate(guide_full, size=(10, 15), mode="area")

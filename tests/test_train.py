@@ -179,6 +179,35 @@ def test_get_lr_warmup_and_plateau():
     assert get_lr(0, TrainConfig(lr=0.01, warmup_steps=0)) == pytest.approx(0.01)
 
 
+def test_get_lr_decays_over_the_last_epochs():
+    cfg = TrainConfig(lr=0.01, warmup_steps=0, epochs=4, decay_epochs=2, min_lr_scale=0.01)
+    lrs = [get_lr(step, cfg, steps_per_epoch=10) for step in range(50)]
+    assert lrs[:21] == pytest.approx([0.01] * 21)  # stable until the decay starts at epoch 3
+    assert lrs[30] == pytest.approx(0.01 * (0.01 + 0.99 * 0.5))  # half way: the cosine's midpoint
+    assert lrs[40:] == pytest.approx([0.0001] * 10)  # lr x min_lr_scale at the end, and after
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert get_lr(30, cfg) == pytest.approx(0.01)  # without the epoch length there is nothing to decay over
+    with pytest.raises(ValueError, match="decay_epochs"):
+        TrainConfig(epochs=3, decay_epochs=4)
+
+
+def test_fit_decays_the_lr_and_resumes_on_the_same_schedule(photo_dir, tmp_path):
+    cfg = _cfg(photo_dir, tmp_path / "run", epochs=4, decay_epochs=2, warmup_steps=0, max_minutes=1e-6)
+    run = setup(cfg)
+    fit(run)  # the time limit stops it after one epoch
+    assert run.epoch == 1
+    resumed = setup(cfg, resume=True)
+    fit(resumed)
+    resumed = setup(_cfg(photo_dir, tmp_path / "run", epochs=4, decay_epochs=2, warmup_steps=0), resume=True)
+    fit(resumed)
+    lrs = [m["lr"] for m in resumed.history]
+    steps = cfg.epoch_images // cfg.batch_size
+    assert len(lrs) == 4
+    assert lrs[:2] == pytest.approx([cfg.lr] * 2)
+    assert lrs[3] < lrs[2] < cfg.lr
+    assert lrs[3] == pytest.approx(get_lr(4 * steps - 1, cfg, steps_per_epoch=steps))
+
+
 def test_fit_applies_warmup_to_the_optimizer(photo_dir, tmp_path):
     cfg = _cfg(photo_dir, tmp_path / "run", warmup_steps=100)
     run = setup(cfg)

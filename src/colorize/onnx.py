@@ -98,6 +98,7 @@ def cached_onnx(spec: str | Path | None = None, *, temperature: float = DEFAULT_
         folder: the cache folder (default: :func:`cache_dir`).
     """
     from colorize.hub import DEFAULT_MODEL, SHIPPED, resolve_model, weights_dir
+    from colorize.models._base import optimize_for_inference
 
     spec = DEFAULT_MODEL if spec is None else spec
     if Path(spec).suffix.lower() == ".onnx":
@@ -110,7 +111,7 @@ def cached_onnx(spec: str | Path | None = None, *, temperature: float = DEFAULT_
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
     out = Path(folder or cache_dir()) / f"{weights.stem}-{digest}-t{temperature:g}.onnx"
     if not out.is_file():
-        export_onnx(resolve_model(spec), out, temperature=temperature)
+        export_onnx(optimize_for_inference(resolve_model(spec)), out, temperature=temperature)
     return out
 
 

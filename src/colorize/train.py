@@ -63,7 +63,8 @@ class TrainConfig:
     warmup_steps: int = 100  # linear warmup
     plateau_patience: int = 2  # epochs without improvement before the LR is reduced
     plateau_factor: float = 0.5
-    min_lr_scale: float = 0.01
+    min_lr_scale: float = 0.01  # floor of the plateau reductions; end point of the decay
+    decay_epochs: int = 0  # cosine decay of the LR to lr x min_lr_scale over the last N epochs; 0 = none
     early_stop_patience: int = 6  # epochs without improvement before stopping; 0 = never
     loss: str = "auto"  # auto (by the model's output) | mse | smooth_l1 | bins
     reg_weight: float = 0.0  # bins models: weight of the smooth-L1 term on the mean ab
@@ -91,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"size must be a positive multiple of 8, got {self.size}")
         if self.batch_size <= 0 or self.epochs <= 0 or self.lr <= 0:
             raise ValueError("batch_size, epochs and lr must be positive")
+        if not 0 <= self.decay_epochs <= self.epochs:
+            raise ValueError(f"decay_epochs must be in [0, epochs={self.epochs}], got {self.decay_epochs}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if isinstance(self.data, str):
@@ -126,10 +129,17 @@ class TrainConfig:
         atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(asdict(self), sort_keys=False)))
 
 
-def get_lr(step: int, cfg: TrainConfig, plateau_scale: float = 1.0) -> float:
-    """Learning rate at ``step``: linear warmup, then the base rate times the plateau reductions."""
+def get_lr(step: int, cfg: TrainConfig, plateau_scale: float = 1.0, steps_per_epoch: int = 0) -> float:
+    """Learning rate at ``step``: linear warmup, then the base rate times the plateau reductions, and
+    over the last ``cfg.decay_epochs`` epochs a cosine decay to ``lr x min_lr_scale`` (warmup-stable-decay:
+    a run can be extended or resumed without touching the schedule of the epochs already done)."""
     warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
-    return cfg.lr * warm * plateau_scale
+    decay = 1.0
+    if cfg.decay_epochs and steps_per_epoch:
+        span = cfg.decay_epochs * steps_per_epoch
+        t = min(1.0, max(0.0, (step - (cfg.epochs - cfg.decay_epochs) * steps_per_epoch) / span))
+        decay = cfg.min_lr_scale + (1 - cfg.min_lr_scale) * 0.5 * (1 + math.cos(math.pi * t))
+    return cfg.lr * warm * plateau_scale * decay
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
@@ -352,7 +362,7 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
     for images, errors in bar:
         bad.add(errors)
         for group in run.optimizer.param_groups:
-            group["lr"] = get_lr(run.step, cfg, run.plateau_scale) * group["lr_scale"]
+            group["lr"] = get_lr(run.step, cfg, run.plateau_scale, steps) * group["lr_scale"]
         l_norm, ab_norm = to_lab(images, run)
         with _autocast(run):
             out = run.wrapped(l_norm)
@@ -440,7 +450,7 @@ def fit(run: Run) -> dict:
         t0 = time.perf_counter()
         train_loss = train_epoch(run, bad)
         metrics = {"epoch": run.epoch + 1, "step": run.step, "train_loss": train_loss, **validate(run),
-                   "lr": get_lr(run.step, cfg, run.plateau_scale), "seconds": time.perf_counter() - t0}
+                   "lr": run.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         improved = metrics["val_loss"] < run.best - 1e-6
         if improved:
             run.best, run.bad_epochs, run.plateau_bad = metrics["val_loss"], 0, 0

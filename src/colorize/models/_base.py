@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from colorize.color import AB_SCALE, ab_gamut_bins, denormalize_l, gray_rgb_from_l, normalize_ab, rgb_to_lab
+from colorize.color import AB_SCALE, ab_gamut_bins, denormalize_l, gray_from_l, normalize_ab, rgb_to_lab
 
 DEFAULT_TEMPERATURE = 0.38  # Zhang et al.'s annealed-mean temperature
 
@@ -21,6 +21,11 @@ class ColorNet(nn.Module):
 
     output: str = "ab"
     stride: int = 1
+
+    def optimize_for_inference(self) -> "ColorNet":
+        """Rewrite the model for inference with the same outputs (BatchNorms folded into convolutions;
+        subclasses add their own folds). Afterwards it can no longer be trained. Returns ``self``."""
+        return fuse_conv_bn(self.eval())
 
     def predict_ab(self, l_norm: torch.Tensor, *, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
         """Normalized L (B, 1, H, W) -> normalized ab (B, 2, H, W) at the input's size."""
@@ -44,12 +49,31 @@ def conv_bn_relu(cin: int, cout: int, *, stride: int = 1, kernel: int = 3) -> nn
     )
 
 
-def gray_for_classifier(l_norm: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
-    """Normalized L (B, 1, H, W) -> the gray photo as a 3-channel classifier input (B, 3, H, W)."""
-    rgb = gray_rgb_from_l(denormalize_l(l_norm)).expand(-1, 3, -1, -1)
+def gray_for_classifier(l_norm: torch.Tensor, mean: tuple, std: tuple, *, channels: int = 3) -> torch.Tensor:
+    """Normalized L (B, 1, H, W) -> the gray photo as a classifier input (B, 3, H, W), normalized with the
+    classifier's ``mean``/``std``. ``channels=1`` returns one of those (identical) channels; only for a
+    per-channel-uniform mean and std (see :func:`fold_gray_stem`)."""
+    gray = gray_from_l(denormalize_l(l_norm))
+    if channels == 1:
+        if len(set(mean)) != 1 or len(set(std)) != 1:
+            raise ValueError(f"one gray channel needs the same mean and std for R, G, B, got {mean}, {std}")
+        return (gray - mean[0]) / std[0]
     m = torch.tensor(mean, device=l_norm.device, dtype=l_norm.dtype).view(1, 3, 1, 1)
     s = torch.tensor(std, device=l_norm.device, dtype=l_norm.dtype).view(1, 3, 1, 1)
-    return (rgb - m) / s
+    return (gray - m) / s
+
+
+@torch.no_grad()
+def fold_gray_stem(conv: nn.Conv2d) -> None:
+    """Inference: a classifier fed the same gray in R, G and B computes the same first convolution
+    from one channel with its weights summed over the three. The output is unchanged (zero padding
+    included), the input is a third the size. Call only when the three normalized channels are equal."""
+    if conv.in_channels == 1:
+        return
+    if conv.in_channels != 3 or conv.groups != 1:
+        raise ValueError(f"expected a 3-channel stem convolution, got {conv}")
+    conv.weight = nn.Parameter(conv.weight.sum(dim=1, keepdim=True), requires_grad=False)
+    conv.in_channels = 1
 
 
 class AbBins(nn.Module):
@@ -102,8 +126,9 @@ class AbBins(nn.Module):
         """Annealed mean: logits (B, Q, h, w) -> normalized ab (B, 2, h, w). T=1 is the mean, T->0 the mode."""
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        probs = torch.softmax(logits / temperature, dim=1)
-        return torch.einsum("bqhw,qc->bchw", probs, self.centers / AB_SCALE)
+        z = logits.permute(0, 2, 3, 1)  # (B, h, w, Q): a free view of channels_last logits (our convs' output)
+        probs = torch.softmax(z if temperature == 1.0 else z / temperature, dim=-1)
+        return (probs @ (self.centers / AB_SCALE)).permute(0, 3, 1, 2)
 
     @torch.no_grad()
     def set_prior(self, counts: torch.Tensor, *, sigma: float = 5.0, mix: float = 0.5) -> None:
@@ -140,6 +165,14 @@ class RegressionHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.proj(x))
+
+
+def optimize_for_inference(model: nn.Module) -> nn.Module:
+    """Inference rewrites that keep the outputs: a ColorNet's own (:meth:`ColorNet.optimize_for_inference`),
+    BatchNorm folding for any other module. Returns the model, in eval mode."""
+    if isinstance(model, ColorNet):
+        return model.optimize_for_inference()
+    return fuse_conv_bn(model.eval())
 
 
 @torch.no_grad()

@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from colorize.models._base import AbBins, BinHead, ColorNet, RegressionHead, conv_bn_relu, gray_for_classifier
+from colorize.models._base import (AbBins, BinHead, ColorNet, RegressionHead, conv_bn_relu, fold_gray_stem,
+                                   gray_for_classifier)
 from colorize.models._registry import register_model
 from colorize.models.backbones import backbone_cfg, create_backbone
 
@@ -73,6 +74,7 @@ class UNet(ColorNet):
         else:
             self.head = RegressionHead(cin, 2)
         self._frozen = self._freeze(freeze_levels)
+        self.gray_channels = 3  # 1 after optimize_for_inference folds the stem
 
     def _freeze(self, levels: int) -> list[nn.Module]:
         """Freeze the encoder from the input to the end of feature level ``levels - 1``; returns the frozen
@@ -97,8 +99,17 @@ class UNet(ColorNet):
             m.eval()
         return self
 
+    def optimize_for_inference(self) -> "UNet":
+        super().optimize_for_inference()
+        stem = getattr(self.encoder, "conv_stem", None)
+        if isinstance(stem, nn.Conv2d) and len(set(self.cfg.mean)) == 1 and len(set(self.cfg.std)) == 1:
+            fold_gray_stem(stem)  # the encoder reads one gray channel instead of three equal ones
+            self.gray_channels = 1
+        return self
+
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
-        feats = self.encoder(gray_for_classifier(l_norm, self.cfg.mean, self.cfg.std))
+        gray = gray_for_classifier(l_norm, self.cfg.mean, self.cfg.std, channels=self.gray_channels)
+        feats = self.encoder(gray)
         x = feats[-1]
         for up, skip in zip(self.decoder, reversed(feats[:-1])):
             x = up(x, skip)
