@@ -263,7 +263,7 @@ def ab_gamut_bins(*, grid: int = 10, ab_range: int = 110) -> tuple[torch.Tensor,
         for db in (-grid / 2, 0.0, grid / 2):
             shifted = (ab + torch.tensor([da, db], dtype=torch.float64)).repeat(len(levels), 1)
             lab = torch.cat([levels.repeat_interleave(len(ab), dim=0), shifted], dim=1)  # (101*G*G, 3)
-            ok |= in_gamut(lab.T[:, :, None], tol=0.0)[:, 0].view(len(levels), len(ab)).any(dim=0)
+            ok |= in_gamut(lab.T[:, None, :], tol=0.0)[0].view(len(levels), len(ab)).any(dim=0)  # one long row
     centers = ab[ok]
     cell_to_bin = torch.cdist(ab, centers).argmin(dim=1)
     return centers.float(), cell_to_bin
