@@ -1,5 +1,5 @@
 """Choose the inference knobs of a classification model on held-out photos: annealed-mean temperature,
-working size and guided upsampling, scored by PSNR, AuC and delta-colorfulness (crop256 protocol).
+prior correction, working size and guided upsampling, scored by PSNR, AuC and delta-colorfulness (crop256 protocol).
 
     python benchmarks/tune_decoding.py runs/unet_lite0/best.safetensors ../shared/data/val --limit 200
 """
@@ -7,6 +7,7 @@ working size and guided upsampling, scored by PSNR, AuC and delta-colorfulness (
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import json
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from colorize import metrics
 from colorize.data import find_images
 from colorize.evaluate import gray_baseline, load_truth, select
+from colorize.models._base import correct_prior
 from colorize.pipeline import Colorizer
 
 
@@ -27,6 +29,8 @@ def main() -> None:
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.25, 0.38, 0.5, 0.7, 1.0])
     p.add_argument("--sizes", type=int, nargs="+", default=[256])
     p.add_argument("--guided", choices=["on", "off", "both"], default="on")
+    p.add_argument("--prior-corrections", type=float, nargs="+", default=[0.0],
+                   help="shares of class rebalancing undone at inference (models._base.correct_prior)")
     p.add_argument("-o", "--output", default="benchmarks/results/tune_decoding.json")
     args = p.parse_args()
 
@@ -36,10 +40,12 @@ def main() -> None:
     gray = torch.stack([gray_baseline(t) for t in truths])
     rows = [{"setting": "gray", **_scores(gray, truths, truth_cf)}]
     guided = {"on": [True], "off": [False], "both": [True, False]}[args.guided]
-    for t, size, g in itertools.product(args.temperatures, args.sizes, guided):
-        c = Colorizer(base.model, temperature=t, size=size, guided=g)
+    for beta, t, size, g in itertools.product(args.prior_corrections, args.temperatures, args.sizes, guided):
+        model = correct_prior(copy.deepcopy(base.model), beta) if beta else base.model
+        c = Colorizer(model, temperature=t, size=size, guided=g)
         preds = torch.stack([c.colorize_tensor(x) for x in truths])
-        rows.append({"setting": f"T={t} size={size} guided={g}", **_scores(preds, truths, truth_cf)})
+        rows.append({"setting": f"prior-correction={beta} T={t} size={size} guided={g}",
+                     **_scores(preds, truths, truth_cf)})
         print(rows[-1], flush=True)
     print("\n| setting | PSNR | AuC | CF | delta-CF |\n|---|---|---|---|---|")
     for r in rows:

@@ -159,6 +159,28 @@ def test_export_to_safetensors(tiny_model_file, tmp_path):
     assert load_model(target).model_name == "alpha"
 
 
+def test_export_folds_a_prior_correction_into_the_weights(tmp_path):
+    from colorize.checkpoint import load_model, save_weights
+    from colorize.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet_lite0").eval()
+    counts = torch.ones(model.bins.num_bins)
+    counts[int(model.bins.centers.norm(dim=1).argmin())] = 500.0  # gray is common: non-uniform weights
+    model.bins.set_prior(counts)
+    source, target = tmp_path / "m.safetensors", tmp_path / "corrected.safetensors"
+    save_weights(source, model, metadata={"temperature": "0.7"})
+    assert main(["export", str(source), "-o", str(target), "--prior-correction", "0.5"]) == 0
+    corrected = load_model(target)
+    assert corrected.prior_correction == 0.5 and corrected.default_temperature == 0.7
+    shift = corrected.head.proj.bias - model.head.proj.bias
+    assert torch.allclose(shift, -0.5 * model.bins.weights.log(), atol=1e-6)
+    with pytest.raises(ValueError, match="classification"):
+        from colorize.models._base import correct_prior
+
+        correct_prior(create_model("unet_lite0_reg"), 0.5)
+
+
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["train", "--help"]])
 def test_help_and_version_answer_without_torch(args):
     script = (f"import sys\nfrom colorize.cli import main\ntry:\n    main({args!r})\n"

@@ -99,6 +99,28 @@ def test_annealed_mean_is_more_vivid_than_mean():
     assert sharp > mean
 
 
+def test_prior_correction_divides_the_rebalancing_tilt_back_out():
+    from colorize.models._base import correct_prior
+
+    model = create_model("unet_lite0").eval()
+    counts = torch.exp(-model.bins.centers.norm(dim=1) / 20)  # muted colors common, vivid ones rare
+    model.bins.set_prior(counts)
+    with torch.no_grad():
+        model.head.proj.weight.zero_()
+        model.head.proj.bias.zero_()  # uniform logits: the tilted distribution p x w with p = w^-1 x const
+    x = torch.zeros(1, 1, 64, 64)
+    with torch.no_grad():
+        before = model.predict_ab(x, temperature=1.0).norm(dim=1).mean()
+        correct_prior(model, 1.0)
+        probs = torch.softmax(model(x), dim=1)[0, :, 0, 0]
+        after = model.predict_ab(x, temperature=1.0).norm(dim=1).mean()
+    # fully corrected, the probabilities are proportional to 1 / w: the prior itself
+    expected = 1 / model.bins.weights
+    assert torch.allclose(probs, expected / expected.sum(), atol=1e-6)
+    assert after < 0.8 * before  # common (muted) colors gain where the net has no preference
+    assert model.prior_correction == 1.0
+
+
 def test_prior_rebalancing_upweights_rare_bins():
     bins = AbBins()
     counts = torch.ones(bins.num_bins)

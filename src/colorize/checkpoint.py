@@ -111,4 +111,6 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
             model.default_temperature = float(meta["temperature"])
         if "working_size" in meta:
             model.default_size = int(meta["working_size"])
+        if "prior_correction" in meta:  # already folded into the weights; kept to describe them
+            model.prior_correction = float(meta["prior_correction"])
     return model.to(map_location).eval()

@@ -14,18 +14,25 @@ def main(argv: list[str]) -> int:
     p.add_argument("--temperature", type=float, help="record the tuned annealed-mean temperature as this "
                    "model's default (safetensors), or bake it into the graph (onnx)")
     p.add_argument("--working-size", type=int, help="record the working size the pipeline should use by default")
+    p.add_argument("--prior-correction", type=float, default=0.0,
+                   help="classification models: undo this share (0..1) of class rebalancing's pull toward rare, "
+                        "saturated colors, folded into the weights (see models._base.correct_prior)")
     args = p.parse_args(argv)
 
     from colorize.hub import resolve_model
 
     model = resolve_model(args.model)
+    if args.prior_correction:
+        from colorize.models._base import correct_prior
+
+        correct_prior(model, args.prior_correction)
     if args.format == "safetensors":
         from colorize.checkpoint import save_weights
 
-        temperature = args.temperature or getattr(model, "default_temperature", None)  # keep recorded defaults
-        working_size = args.working_size or getattr(model, "default_size", None)
-        meta = {k: str(v) for k, v in (("temperature", temperature), ("working_size", working_size)) if v is not None}
-        save_weights(args.output, model, metadata=meta)
+        recorded = {"temperature": args.temperature or getattr(model, "default_temperature", None),  # keep defaults
+                    "working_size": args.working_size or getattr(model, "default_size", None),
+                    "prior_correction": getattr(model, "prior_correction", None)}
+        save_weights(args.output, model, metadata={k: str(v) for k, v in recorded.items() if v is not None})
     else:
         from colorize.models._base import DEFAULT_TEMPERATURE
         from colorize.onnx import export_onnx

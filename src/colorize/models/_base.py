@@ -167,6 +167,24 @@ class RegressionHead(nn.Module):
         return self.act(self.proj(x))
 
 
+@torch.no_grad()
+def correct_prior(model: nn.Module, strength: float) -> nn.Module:
+    """Undo part of class rebalancing at inference, in a classification model's weights.
+
+    Training with rebalancing weights ``w`` makes the net predict ``p(q) x w_q`` (normalized) instead of
+    the colors' probability ``p(q)``: vivid, but where it is unsure (clothes, cars) the mean leans to rare,
+    saturated colors. Shifting the logits by ``-strength x log w`` (folded into the head's bias: free at
+    run time) divides that tilt back out, fully at ``strength=1`` (Menon et al. 2021's logit adjustment).
+    Returns the model; ``model.prior_correction`` accumulates the strengths applied.
+    """
+    head = getattr(model, "head", None)
+    if getattr(model, "output", "") != "bins" or not isinstance(head, BinHead) or head.proj.bias is None:
+        raise ValueError(f"prior correction needs a classification (bins) model, got {type(model).__name__}")
+    head.proj.bias -= strength * model.bins.weights.log()
+    model.prior_correction = getattr(model, "prior_correction", 0.0) + strength
+    return model
+
+
 def optimize_for_inference(model: nn.Module) -> nn.Module:
     """Inference rewrites that keep the outputs: a ColorNet's own (:meth:`ColorNet.optimize_for_inference`),
     BatchNorm folding for any other module. Returns the model, in eval mode."""
