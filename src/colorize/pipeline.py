@@ -17,8 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from colorize.color import (denormalize_ab, lab_to_linear_rgb_in_gamut, linear_to_srgb, linear_to_srgb_uint8, normalize_l,
-                            rgb_to_l, uint8_rgb_to_l)
+from colorize.color import (denormalize_ab, lab_to_linear_rgb_in_gamut, linear_to_srgb, linear_to_srgb_uint8,
+                            normalize_l, rgb_to_l, uint8_rgb_to_l)
 from colorize.models._base import DEFAULT_TEMPERATURE, optimize_for_inference
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
