@@ -25,7 +25,7 @@ class ShippedWeights:
 
 SHIPPED: dict[str, ShippedWeights] = {
     "unet_lite0": ShippedWeights("unet_lite0.safetensors",
-                                 "4f3c0ae73ed65a00b0fed754a2feae0bc416210c8b261dc05efb193cc07713f9", 160, "MIT (weights); backbone Apache-2.0",
+                                 "60b3ea783823fe2cb77330cc6902dfab2724377fca89f30fb128ffc0bb92e707", 160, "MIT (weights); backbone Apache-2.0",
                                  "unet_lite0.md"),
 }
 
