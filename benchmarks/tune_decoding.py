@@ -40,9 +40,10 @@ def main() -> None:
     gray = torch.stack([gray_baseline(t) for t in truths])
     rows = [{"setting": "gray", **_scores(gray, truths, truth_cf)}]
     guided = {"on": [True], "off": [False], "both": [True, False]}[args.guided]
+    models = {beta: correct_prior(copy.deepcopy(base.model), beta) if beta else base.model
+              for beta in args.prior_corrections}  # one corrected copy per strength
     for beta, t, size, g in itertools.product(args.prior_corrections, args.temperatures, args.sizes, guided):
-        model = correct_prior(copy.deepcopy(base.model), beta) if beta else base.model
-        c = Colorizer(model, temperature=t, size=size, guided=g)
+        c = Colorizer(models[beta], temperature=t, size=size, guided=g)
         preds = torch.stack([c.colorize_tensor(x) for x in truths])
         rows.append({"setting": f"prior-correction={beta} T={t} size={size} guided={g}",
                      **_scores(preds, truths, truth_cf)})
