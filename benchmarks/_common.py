@@ -45,6 +45,14 @@ def machine_info() -> dict[str, Any]:
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
+    # OpenMP settings change small-op latency a lot: OMP_WAIT_POLICY=PASSIVE (good for training beside
+    # other work) puts idle threads to sleep, and waking them costs every small layer; measured here it
+    # doubled our network's latency while barely moving the big reference networks
+    info["env"] = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")
+                   if k in os.environ}
+    if info["env"].get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        print("warning: OMP_WAIT_POLICY=PASSIVE slows small layers (thread wake-ups); "
+              "latency results are not what a user's default environment gives", file=sys.stderr)
     return info
 
 
@@ -164,5 +172,6 @@ def fmt_params(n: int) -> str:
 def machine_line(info: dict[str, Any]) -> str:
     """One markdown line naming the machine and versions."""
     ort = f", onnxruntime {info['onnxruntime']}" if "onnxruntime" in info else ""
+    env = ", ".join(f"{k}={v}" for k, v in info.get("env", {}).items()) or "default OpenMP settings"
     return (f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} "
-            f"({info['torch_threads']} threads){ort}, Python {info['python']}.")
+            f"({info['torch_threads']} threads){ort}, Python {info['python']}; {env}.")

@@ -58,6 +58,7 @@ def run(models: dict[str, Any], sizes: dict[str, tuple[int, int]], *, repeats: i
     from PIL import Image
     from torch.utils.flop_counter import FlopCounterMode
 
+    from colorize.models._inference import plain_operators
     from colorize.pipeline import Colorizer
 
     colorizers = {name: Colorizer(module) for name, (module, _) in models.items()}
@@ -74,7 +75,7 @@ def run(models: dict[str, Any], sizes: dict[str, tuple[int, int]], *, repeats: i
         for name, c in colorizers.items():  # warm-up, and the network's FLOPs at the first size
             c(photo)
             if "gflops" not in results[name]:
-                with FlopCounterMode(display=False) as counter:
+                with FlopCounterMode(display=False) as counter, plain_operators():  # ops it can count
                     c.predict(smalls[name])
                 results[name]["gflops"] = counter.get_total_flops() / 1e9
         for _ in range(repeats):

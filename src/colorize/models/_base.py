@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from colorize.color import AB_SCALE, ab_gamut_bins, denormalize_l, gray_from_l, normalize_ab, rgb_to_lab
+from colorize.models._inference import fuse_conv_act, fuse_conv_bn
 
 DEFAULT_TEMPERATURE = 0.38  # Zhang et al.'s annealed-mean temperature
 
@@ -23,9 +24,15 @@ class ColorNet(nn.Module):
     stride: int = 1
 
     def optimize_for_inference(self) -> "ColorNet":
-        """Rewrite the model for inference with the same outputs (BatchNorms folded into convolutions;
-        subclasses add their own folds). Afterwards it can no longer be trained. Returns ``self``."""
-        return fuse_conv_bn(self.eval())
+        """Rewrite the model for inference with the same outputs: BatchNorms folded into convolutions,
+        the subclass's own folds (:meth:`fold_for_inference`), then each convolution fused with its
+        activation. Afterwards it can no longer be trained. Returns ``self``."""
+        fuse_conv_bn(self.eval())
+        self.fold_for_inference()
+        return fuse_conv_act(self)
+
+    def fold_for_inference(self) -> None:
+        """Subclasses: inference-only rewrites of plain convolutions, run before they are fused."""
 
     def predict_ab(self, l_norm: torch.Tensor, *, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
         """Normalized L (B, 1, H, W) -> normalized ab (B, 2, H, W) at the input's size."""
@@ -190,25 +197,4 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     BatchNorm folding for any other module. Returns the model, in eval mode."""
     if isinstance(model, ColorNet):
         return model.optimize_for_inference()
-    return fuse_conv_bn(model.eval())
-
-
-@torch.no_grad()
-def fuse_conv_bn(model: nn.Module) -> nn.Module:
-    """Fold every BatchNorm that directly follows a convolution into that convolution (inference only).
-
-    Works on our blocks (Conv, BN, ReLU) and timm's (``conv_*`` then ``bn*``; timm's BatchNormAct2d
-    keeps its activation). Cuts a memory-bound pass per layer; outputs are unchanged up to float error.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    if model.training:
-        raise ValueError("fuse_conv_bn is for inference: call model.eval() first")
-    for parent in model.modules():
-        children = list(parent.named_children())
-        for (conv_name, conv), (bn_name, bn) in zip(children, children[1:]):
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
-                setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
-                rest = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if m is not None]
-                setattr(parent, bn_name, nn.Sequential(*rest) if rest else nn.Identity())
-    return model
+    return fuse_conv_act(fuse_conv_bn(model.eval()))

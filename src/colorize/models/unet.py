@@ -99,13 +99,11 @@ class UNet(ColorNet):
             m.eval()
         return self
 
-    def optimize_for_inference(self) -> "UNet":
-        super().optimize_for_inference()
+    def fold_for_inference(self) -> None:
         stem = getattr(self.encoder, "conv_stem", None)
         if isinstance(stem, nn.Conv2d) and len(set(self.cfg.mean)) == 1 and len(set(self.cfg.std)) == 1:
             fold_gray_stem(stem)  # the encoder reads one gray channel instead of three equal ones
             self.gray_channels = 1
-        return self
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
         gray = gray_for_classifier(l_norm, self.cfg.mean, self.cfg.std, channels=self.gray_channels)
