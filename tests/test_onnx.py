@@ -16,11 +16,18 @@ from colorize.pipeline import Colorizer  # noqa: E402
 MAX_AB_ERROR = 1e-4  # normalized ab (x128 in Lab units: ~0.01)
 
 
-@pytest.fixture(scope="module")
-def unet_onnx(tmp_path_factory):
+@pytest.fixture(scope="module", params=["as trained", "optimized"])
+def unet_onnx(request, tmp_path_factory):
+    """The model, and its export: as it is, or after the pipeline's inference rewrites (BatchNorms folded,
+    the gray stem folded, convolutions fused with their activations), which cached_onnx exports."""
+    import copy
+
+    from colorize.models._base import optimize_for_inference
+
     torch.manual_seed(0)
     model = create_model("unet_lite0").eval()
-    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "unet_lite0.onnx", size=128)
+    exported = optimize_for_inference(copy.deepcopy(model)) if request.param == "optimized" else model
+    path = export_onnx(exported, tmp_path_factory.mktemp("onnx") / "unet_lite0.onnx", size=128)
     return model, path
 
 

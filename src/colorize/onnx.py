@@ -19,6 +19,7 @@ import torch.nn as nn
 from colorize.models._base import DEFAULT_TEMPERATURE
 
 OPSET = 17
+EXPORT_VERSION = 2  # part of cached file names: bump when the export of the same weights changes
 INPUT, OUTPUT = "l_norm", "ab_norm"
 
 
@@ -109,7 +110,7 @@ def cached_onnx(spec: str | Path | None = None, *, temperature: float = DEFAULT_
     if not weights.is_file():
         resolve_model(spec)  # raises the usual error naming the valid choices
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    out = Path(folder or cache_dir()) / f"{weights.stem}-{digest}-t{temperature:g}.onnx"
+    out = Path(folder or cache_dir()) / f"{weights.stem}-{digest}-t{temperature:g}-e{EXPORT_VERSION}.onnx"
     if not out.is_file():
         export_onnx(optimize_for_inference(resolve_model(spec)), out, temperature=temperature)
     return out
@@ -141,6 +142,9 @@ class OnnxModel(nn.Module):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # idle onnxruntime threads spin by default: they would take the cores from the torch work around
+        # the network (upsampling, Lab to RGB) that runs right after each call
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
         self.path = path

@@ -133,13 +133,15 @@ class FusedConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padding, weight = list(self.padding), self.weight
         if self.same:
-            pads = self.same_padding(x.shape[-2:])
             fast = _use_onednn(x, weight) and self.dilation == (1, 1)
-            if not fast:  # the plain way, as timm does: pad a copy (what tracing and ONNX see)
-                x = F.pad(x, [pads[1][0], pads[1][1], pads[0][0], pads[0][1]])
+            if not fast:  # timm's way: pad a copy. Its arithmetic traces sizes as tensors, so an ONNX
+                from timm.layers.padding import pad_same  # export stays right at every input size
+
+                x = pad_same(x, self.kernel_size, self.stride, self.dilation)
                 y = F.conv2d(x, weight, self.bias, self.stride, 0, self.dilation, self.groups)
                 return y if self.act is None else self.act(y)
             # after - before is 0 or 1; a 1 becomes a leading zero tap and symmetric padding `after`
+            pads = self.same_padding(x.shape[-2:])
             padding = [after for _, after in pads]
             weight = self._kernel((pads[0][1] - pads[0][0], pads[1][1] - pads[1][0]))
         if _use_onednn(x, weight):
