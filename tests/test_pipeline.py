@@ -227,6 +227,34 @@ def test_strip_compose_equals_whole_image_compose(tiny_model_file, monkeypatch):
     assert (as_uint8.float() - whole * 255).abs().max() <= 1.0
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_strip_prepare_equals_whole_image_lightness(tiny_model_file, monkeypatch, dtype):
+    import colorize.pipeline as pipeline
+    from colorize.color import rgb_to_l, uint8_rgb_to_l
+
+    torch.manual_seed(0)
+    colorizer = pipeline.Colorizer(tiny_model_file, size=64)
+    rgb = torch.randint(0, 256, (1, 3, 157, 203), dtype=torch.uint8)
+    rgb = rgb if dtype == torch.uint8 else rgb.float() / 255
+    whole = uint8_rgb_to_l(rgb) if dtype == torch.uint8 else rgb_to_l(rgb)
+    monkeypatch.setattr(pipeline, "STRIP_PIXELS", 203 * 10)  # 16 strips, the last one partial
+    prepared = colorizer.prepare(rgb)
+    assert prepared.l_full.shape == (1, 1, 157, 203)
+    assert (prepared.l_full - whole).abs().max() < 1e-4  # the same up to vectorized float rounding
+
+
+def test_allocator_tuning_respects_the_users_settings(monkeypatch):
+    import colorize.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_allocator_tuned", False)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")  # the user tunes glibc malloc themselves: hands off
+    assert pipeline.tune_allocator() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setenv("COLORIZE_NO_MALLOC_TUNING", "1")
+    assert pipeline.tune_allocator() is False
+    assert pipeline._allocator_tuned is False
+
+
 def test_uint8_lightness_matches_float_path():
     from colorize.color import rgb_to_l, uint8_rgb_to_l
 
