@@ -94,6 +94,21 @@ def test_fit_to_gamut_keeps_l_and_hue_and_fits():
     assert fitted[:, 0, 0].abs().max() < 120
 
 
+def test_in_gamut_conversion_equals_fitting_then_converting_for_a_batch():
+    from colorize.color import lab_to_linear_rgb, lab_to_linear_rgb_in_gamut
+
+    torch.manual_seed(0)
+    l = torch.rand(2, 1, 5, 7) * 100
+    ab = (torch.rand(2, 2, 5, 7) * 2 - 1) * 120  # many out-of-gamut pixels, in both images
+    ab[1, :, :2] = 0  # neutral rows: already in gamut
+    want = lab_to_linear_rgb(torch.cat([l, fit_to_gamut(l, ab)], 1))
+    got = lab_to_linear_rgb_in_gamut(l, ab)
+    assert got.shape == (2, 3, 5, 7)
+    assert (got - want).abs().max() < 1e-5
+    assert got.min() > -2e-3 and got.max() < 1 + 2e-3
+    assert torch.equal(got[1, :, :2], lab_to_linear_rgb(torch.cat([l, ab], 1))[1, :, :2])
+
+
 def test_gamut_bins():
     centers, cell_to_bin = ab_gamut_bins()
     assert 200 < len(centers) < 313

@@ -181,11 +181,13 @@ def lab_to_linear_rgb_in_gamut(l: torch.Tensor, ab: torch.Tensor, *, steps: int 
     and (B, 2, H, W) ab -> (B, 3, H, W) linear RGB inside [0, 1] (up to ``tol``), lightness exactly ``l``."""
     lab = torch.cat([l, ab], dim=1)
     lin = lab_to_linear_rgb(lab)
-    bad = _out_of_gamut(lin, tol)
-    if bad.any():
-        lin = lin.permute(0, 2, 3, 1).clone()
-        lin[bad] = _fit_pixels(lab.permute(0, 2, 3, 1)[bad], steps, tol)[1]
-        lin = lin.permute(0, 3, 1, 2)
+    idx = _out_of_gamut(lin, tol).view(-1).nonzero().squeeze(1)  # the few pixels to fit, batch-major
+    if idx.numel():
+        b, _, h, w = lin.shape
+        lab_c = lab.transpose(0, 1).reshape(3, -1)  # channel-major (3, B*H*W): a view for one image
+        lin_c = lin.transpose(0, 1).reshape(3, -1)
+        fitted = _fit_pixels(lab_c.index_select(1, idx).T, steps, tol)[1]  # (N, 3)
+        lin = lin_c.index_copy(1, idx, fitted.T).view(3, b, h, w).transpose(0, 1)
     return lin
 
 

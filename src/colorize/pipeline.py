@@ -110,15 +110,14 @@ class _RowResizer:
     """Bilinear upsampling of a small map (B, C, h, w) to (H, W), produced a strip of rows at a time."""
 
     def __init__(self, small: torch.Tensor, height: int, width: int):
-        x0, x1, wx = _bilinear_taps(width, small.shape[-1], small.device)
-        # widen the few small rows once; each strip then only blends whole rows
-        self.wide = small.index_select(-1, x0) * (1 - wx) + small.index_select(-1, x1) * wx  # (B, C, h, W)
+        # widen the few small rows once (bilinear with the height kept: only the width is interpolated);
+        # each strip then only blends whole rows
+        self.wide = F.interpolate(small, size=(small.shape[-2], width), mode="bilinear", align_corners=False)
         self.rows = _bilinear_taps(height, small.shape[-2], small.device)
 
     def __call__(self, r0: int, r1: int) -> torch.Tensor:
         y0, y1, wy = (t[r0:r1] for t in self.rows)
-        w = self.wide
-        return w.index_select(2, y0) * (1 - wy)[:, None] + w.index_select(2, y1) * wy[:, None]  # (B, C, r, W)
+        return torch.lerp(self.wide.index_select(2, y0), self.wide.index_select(2, y1), wy[:, None])  # (B, C, r, W)
 
 
 STRIP_PIXELS = 1 << 20  # full-resolution work is done ~1 megapixel at a time: flat memory for any size
