@@ -25,7 +25,7 @@ class ShippedWeights:
 
 SHIPPED: dict[str, ShippedWeights] = {
     "unet_lite0": ShippedWeights("unet_lite0.safetensors",
-                                 "60b3ea783823fe2cb77330cc6902dfab2724377fca89f30fb128ffc0bb92e707", 160, "MIT (weights); backbone Apache-2.0",
+                                 "4a46eeb1e4b5deda0be66214e0a6673e6db0022cc1f86d3f3044598b28394235", 160, "MIT (weights); backbone Apache-2.0",
                                  "unet_lite0.md"),
 }
 
