@@ -147,3 +147,22 @@ def test_atomic_write_creates_folders_and_replaces(tmp_path):
     checkpoint.atomic_write(target, lambda tmp: Path(tmp).write_text("one"))
     checkpoint.atomic_write(target, lambda tmp: Path(tmp).write_text("two"))
     assert target.read_text() == "two" and [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+
+def test_recorded_defaults_come_from_the_header_without_building_the_model(tmp_path, monkeypatch):
+    import colorize.checkpoint as checkpoint
+    from colorize.checkpoint import save_weights
+    from colorize.hub import recorded_defaults
+    from colorize.models import create_model
+
+    path = tmp_path / "tuned.safetensors"
+    save_weights(path, create_model("alpha"), metadata={"temperature": "0.45", "working_size": "320"})
+    monkeypatch.setattr(checkpoint, "create_model", None)  # building a model here would fail loudly
+    assert recorded_defaults(path) == {"temperature": 0.45, "working_size": 320.0}
+    plain = tmp_path / "plain.safetensors"
+    monkeypatch.undo()
+    save_weights(plain, create_model("alpha"))
+    assert recorded_defaults(plain) == {}
+    assert recorded_defaults(tmp_path / "run.pt") == {}  # checkpoints are built to be read
+    (tmp_path / "junk.safetensors").write_bytes(b"not a weight file")
+    assert recorded_defaults(tmp_path / "junk.safetensors") == {}

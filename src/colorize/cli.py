@@ -174,9 +174,12 @@ def colorize_paths(args: argparse.Namespace) -> int:
 
             temperature = kwargs.pop("temperature", None)  # baked into the exported graph
             if temperature is None and not str(model).endswith(".onnx"):
-                from colorize.hub import resolve_model
+                from colorize.hub import recorded_defaults, resolve_model
 
-                temperature = getattr(resolve_model(model), "default_temperature", DEFAULT_TEMPERATURE)
+                # the weight file's header is enough: building the model costs the import of timm
+                temperature = recorded_defaults(model).get("temperature")
+                if temperature is None:
+                    temperature = getattr(resolve_model(model), "default_temperature", DEFAULT_TEMPERATURE)
             model = OnnxModel(cached_onnx(model, temperature=temperature), threads=args.threads)
         colorizer = Colorizer(model, size=args.size, saturation=args.saturation, threads=args.threads,
                               device=device, **kwargs)

@@ -38,6 +38,24 @@ def weights_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "weights"
 
 
+def recorded_defaults(model: str | Path | None = None) -> dict[str, float]:
+    """The inference defaults recorded in a ``.safetensors`` weight file (``temperature``, ``working_size``),
+    read from its header without building the model (which would import timm: ~1.5 s). A shipped name
+    reads its file; anything else (a ``.pt`` checkpoint, an ``.onnx`` file) gives {}."""
+    name = DEFAULT_MODEL if model is None else str(model)
+    path = weights_dir() / SHIPPED[name].file if name in SHIPPED else Path(name)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # not a safetensors file: resolve_model names the problem
+        return {}
+    return {k: float(meta[k]) for k in ("temperature", "working_size") if k in meta}
+
+
 def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = "cpu") -> nn.Module:
     """A model ready for inference from: None (the shipped default), a shipped model's name, a
     ``.safetensors`` / ``.pt`` file, an exported ``.onnx`` file (run by onnxruntime), or a module. Raises with the valid choices on a bad name."""
