@@ -140,18 +140,30 @@ def _out_of_gamut(lin: torch.Tensor, tol: float) -> torch.Tensor:
 
 
 def _fit_pixels(lab_px: torch.Tensor, steps: int, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bisection over the chroma scale for (N, 3) out-of-gamut Lab pixels -> (fitted ab (N, 2), linear RGB (N, 3))."""
+    """Bisection over the chroma scale for (N, 3) out-of-gamut Lab pixels -> (fitted ab (N, 2), linear RGB (N, 3)).
+
+    :func:`lab_to_linear_rgb` unrolled for a scale ``s`` of ab: f = f0 + s * df (f0 and df fixed per pixel),
+    then the cube and one matrix with the white point folded in, so a step costs a few passes over N."""
+    L, a, b = lab_px.T
+    fy = (L + 16.0) / 116.0
+    f0 = torch.stack([fy, fy, fy])  # (3, N): fx, fy, fz at s = 0
+    df = torch.stack([a / 500.0, torch.zeros_like(a), -b / 200.0])
+    matrix = (RGB_FROM_XYZ * torch.tensor(D65_WHITE, dtype=torch.float64)).to(lab_px.device, lab_px.dtype)
+
+    def linear(scale: torch.Tensor) -> torch.Tensor:  # (N,) -> (3, N)
+        f = torch.addcmul(f0, df, scale)
+        f[2].clamp_(min=0.0)  # as lab_to_linear_rgb (scikit-image): negative z is clipped
+        return matrix @ _lab_f_inv(f)
+
     lo = torch.zeros(lab_px.shape[0], device=lab_px.device, dtype=lab_px.dtype)
     hi = torch.ones_like(lo)
     for _ in range(steps):
         mid = (lo + hi) / 2
-        trial = torch.cat([lab_px[:, :1], lab_px[:, 1:] * mid[:, None]], dim=1)
-        ok = ~_out_of_gamut(lab_to_linear_rgb(trial.T[:, :, None]), tol)[:, 0]
+        lin = linear(mid)
+        ok = ((lin >= -tol) & (lin <= 1.0 + tol)).all(dim=0)
         lo = torch.where(ok, mid, lo)
         hi = torch.where(ok, hi, mid)
-    ab = lab_px[:, 1:] * lo[:, None]
-    lin = lab_to_linear_rgb(torch.cat([lab_px[:, :1], ab], dim=1).T[:, :, None])[:, :, 0].T
-    return ab, lin
+    return lab_px[:, 1:] * lo[:, None], linear(lo).T
 
 
 def fit_to_gamut(l: torch.Tensor, ab: torch.Tensor, *, steps: int = 8, tol: float = 1e-3) -> torch.Tensor:
