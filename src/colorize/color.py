@@ -193,7 +193,7 @@ def lab_to_linear_rgb_in_gamut(l: torch.Tensor, ab: torch.Tensor, *, steps: int 
     and (B, 2, H, W) ab -> (B, 3, H, W) linear RGB inside [0, 1] (up to ``tol``), lightness exactly ``l``."""
     lab = torch.cat([l, ab], dim=1)
     lin = lab_to_linear_rgb(lab)
-    idx = _out_of_gamut(lin, tol).view(-1).nonzero().squeeze(1)  # the few pixels to fit, batch-major
+    idx = _out_of_gamut(lin, tol).reshape(-1).nonzero().squeeze(1)  # the few pixels to fit, batch-major
     if idx.numel():
         b, _, h, w = lin.shape
         lab_c = lab.transpose(0, 1).reshape(3, -1)  # channel-major (3, B*H*W): a view for one image

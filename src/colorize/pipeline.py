@@ -216,9 +216,9 @@ class Colorizer:
         height, width = rgb.shape[-2:]
         l_full = torch.empty(rgb.shape[0], 1, height, width, device=self.device)
         step = max(1, STRIP_PIXELS // width)
+        to_l = uint8_rgb_to_l if rgb.dtype == torch.uint8 else (lambda x: rgb_to_l(x.float()))
         for r0 in range(0, height, step):  # a strip at a time: small temporaries, reused by the allocator
-            strip = rgb[..., r0:r0 + step, :]
-            l_full[..., r0:r0 + step, :] = uint8_rgb_to_l(strip) if strip.dtype == torch.uint8 else rgb_to_l(strip.float())
+            l_full[..., r0:r0 + step, :] = to_l(rgb[..., r0:r0 + step, :])
         h, w = working_shape(*l_full.shape[-2:], self.size, self.stride)
         l_small = F.interpolate(l_full, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         return Prepared(l_full, l_small)
