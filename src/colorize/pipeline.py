@@ -287,7 +287,7 @@ class Colorizer:
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # (1, 3, H, W) uint8 view
         prepared = self.prepare(x)
         out = self.compose(prepared, self.predict(prepared.l_small), uint8=True)
-        return np.ascontiguousarray(out[0].permute(1, 2, 0).cpu().numpy())
+        return out[0].permute(1, 2, 0).contiguous().cpu().numpy()  # torch's copy: faster than numpy's here
 
     def _call_numpy(self, arr: np.ndarray) -> np.ndarray:
         if arr.ndim == 2:
