@@ -78,20 +78,26 @@ def save_weights(path: str | Path, model: nn.Module, *, metadata: dict[str, str]
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a ``.safetensors`` file, from its header only (no tensors are read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception as e:  # not a safetensors file at all
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+
+
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from a ``.safetensors`` weight file or a ``.pt`` training checkpoint; eval mode."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
         from safetensors.torch import load_file
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-        except Exception as e:  # not a safetensors file at all
-            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+        meta = read_metadata(path)
         if "model" not in meta:
             raise ValueError(f"{path}: no 'model' in the safetensors metadata; not a colorize weight file")
         name, kwargs, state = meta["model"], json.loads(meta.get("model_kwargs", "{}")), load_file(str(path))

@@ -42,18 +42,22 @@ def recorded_defaults(model: str | Path | None = None) -> dict[str, float]:
     """The inference defaults recorded in a ``.safetensors`` weight file (``temperature``, ``working_size``),
     read from its header without building the model (which would import timm: ~1.5 s). A shipped name
     reads its file; anything else (a ``.pt`` checkpoint, an ``.onnx`` file) gives {}."""
-    name = DEFAULT_MODEL if model is None else str(model)
-    path = weights_dir() / SHIPPED[name].file if name in SHIPPED else Path(name)
+    from colorize.checkpoint import read_metadata
+
+    path = weight_file(model)
     if path.suffix != ".safetensors" or not path.is_file():
         return {}
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception:  # not a safetensors file: resolve_model names the problem
+        meta = read_metadata(path)
+    except ValueError:  # not a safetensors file: resolve_model names the problem
         return {}
     return {k: float(meta[k]) for k in ("temperature", "working_size") if k in meta}
+
+
+def weight_file(model: str | Path | None = None) -> Path:
+    """The file behind a model spec: a shipped name's file in :func:`weights_dir`, else the spec as a path."""
+    name = DEFAULT_MODEL if model is None else str(model)
+    return weights_dir() / SHIPPED[name].file if name in SHIPPED else Path(name)
 
 
 def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = "cpu") -> nn.Module:

@@ -98,7 +98,7 @@ def cached_onnx(spec: str | Path | None = None, *, temperature: float = DEFAULT_
         temperature: annealed-mean temperature baked into classification models.
         folder: the cache folder (default: :func:`cache_dir`).
     """
-    from colorize.hub import DEFAULT_MODEL, SHIPPED, resolve_model, weights_dir
+    from colorize.hub import DEFAULT_MODEL, resolve_model, weight_file
     from colorize.models._base import optimize_for_inference
 
     spec = DEFAULT_MODEL if spec is None else spec
@@ -106,7 +106,7 @@ def cached_onnx(spec: str | Path | None = None, *, temperature: float = DEFAULT_
         if not Path(spec).is_file():
             raise FileNotFoundError(f"ONNX model not found: {spec}")
         return Path(spec)
-    weights = weights_dir() / SHIPPED[str(spec)].file if str(spec) in SHIPPED else Path(spec)
+    weights = weight_file(spec)
     if not weights.is_file():
         resolve_model(spec)  # raises the usual error naming the valid choices
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]

@@ -10,7 +10,6 @@ network can go through them; a layer they do not know stays as it is.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 
 import torch
@@ -112,12 +111,11 @@ class FusedConv2d(nn.Module):
                 f"activation={self.attr}")
 
     def same_padding(self, size: tuple[int, int]) -> list[tuple[int, int]]:
-        """TF 'same' padding (before, after) per dimension for an input of ``size``."""
-        pads = []
-        for n, k, s, d in zip(size, self.weight.shape[-2:], self.stride, self.dilation):
-            total = max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
-            pads.append((total // 2, total - total // 2))
-        return pads
+        """TF 'same' padding (before, after) per dimension for an input of ``size`` (timm's arithmetic)."""
+        from timm.layers.padding import get_same_padding
+
+        totals = (get_same_padding(n, k, s, d) for n, k, s, d in zip(size, self.kernel_size, self.stride, self.dilation))
+        return [(total // 2, total - total // 2) for total in totals]
 
     def _kernel(self, lead: tuple[int, int]) -> torch.Tensor:
         """The kernel with ``lead`` zero taps before it in each dimension (cached for the last ``lead``)."""
