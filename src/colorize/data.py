@@ -170,6 +170,11 @@ class PhotoDataset:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def set_size(self, size: int) -> None:
+        """Change the crop size (progressive resizing); takes effect in loaders created afterwards."""
+        if size != self.size:
+            self.size, self.transform = size, photo_transform(size, self.augment)
+
     def __getitem__(self, index: int):
         from torchvision.transforms.v2 import functional as TF
 

@@ -126,15 +126,22 @@ class EpochSampler(torch.utils.data.Sampler[int]):
     """
 
     def __init__(self, size: int, num_samples: int, generator: torch.Generator, *, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, weights: torch.Tensor | None = None):
+        """``weights`` (size,): draw with replacement in proportion to them instead (per-source balance)."""
         self.size, self.num_samples, self.generator = size, num_samples, generator
         self.rank, self.world_size = rank, world_size
+        if weights is not None and len(weights) != size:
+            raise ValueError(f"weights: expected {size} values, got {len(weights)}")
+        self.weights = weights
 
     def __len__(self) -> int:
         return self.num_samples // self.world_size
 
     def _draw(self) -> Iterator[int]:
         n, g = self.size, self.generator
+        if self.weights is not None:
+            yield from torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g).tolist()
+            return
         for _ in range(self.num_samples // n):
             yield from torch.randperm(n, generator=g).tolist()
         yield from torch.randperm(n, generator=g).tolist()[: self.num_samples % n]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from colorize.color import model_lab_to_rgb
+from colorize.color import AB_SCALE, model_lab_to_rgb
 from colorize.models._base import AbBins, ColorNet
 
 LOSSES = ("auto", "mse", "smooth_l1", "bins")
@@ -28,17 +28,27 @@ def downsample_ab(ab_norm: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def classification_loss(logits: torch.Tensor, ab_norm: torch.Tensor, bins: AbBins, *,
-                        rebalance: bool = True) -> torch.Tensor:
-    """Cross-entropy against soft-encoded ab, each pixel weighted by its bins' rarity.
+                        rebalance: bool = True, reg_weight: float = 0.0) -> torch.Tensor:
+    """Cross-entropy against soft-encoded ab, each pixel weighted by its bins' rarity; plus, with
+    ``reg_weight``, that times smooth-L1 between the distribution's mean ab (T = 1) and the truth.
 
-    The soft target has 4 non-zero bins per pixel, so CE = logsumexp(logits) - sum_k w_k logit[idx_k]
-    is computed by gathering those 4 logits instead of building a dense (B, Q, h, w) target.
+    One log-softmax over the bins serves both terms, in (pixels, Q) layout (a free view of the
+    channels_last logits our convolutions produce). The soft target has 4 non-zero bins per pixel, so
+    the CE gathers those 4 log-probabilities instead of building a dense (B, Q, h, w) target.
     """
-    idx, wts = bins.encode_sparse(downsample_ab(ab_norm, logits.shape[-2:]))  # (B, 4, h, w) each
-    nll = torch.logsumexp(logits, dim=1) - (wts * logits.gather(1, idx)).sum(1)  # (B, h, w)
+    target = downsample_ab(ab_norm, logits.shape[-2:])
+    idx, wts = bins.encode_sparse(target)  # (B, 4, h, w) each
+    q = logits.shape[1]
+    logp = F.log_softmax(logits.permute(0, 2, 3, 1).reshape(-1, q), dim=1)  # (N, Q)
+    idx, wts = idx.permute(0, 2, 3, 1).reshape(-1, 4), wts.permute(0, 2, 3, 1).reshape(-1, 4)
+    nll = -(wts * logp.gather(1, idx)).sum(1)  # (N,)
     if rebalance:
         nll = nll * (wts * bins.weights[idx]).sum(1)
-    return nll.mean()
+    loss = nll.mean()
+    if reg_weight > 0:
+        mean_ab = logp.exp() @ (bins.centers / AB_SCALE)  # (N, 2): the annealed mean at T = 1
+        loss = loss + reg_weight * regression_loss(mean_ab, target.permute(0, 2, 3, 1).reshape(-1, 2))
+    return loss
 
 
 def color_loss(model: ColorNet, out: torch.Tensor, l_norm: torch.Tensor, ab_norm: torch.Tensor, *,
@@ -55,11 +65,7 @@ def color_loss(model: ColorNet, out: torch.Tensor, l_norm: torch.Tensor, ab_norm
         raise ValueError(f"loss '{kind}' does not fit a model with '{model.output}' output; "
                          f"choose from: {', '.join(fits)}")
     if model.output == "bins":
-        loss = classification_loss(out, ab_norm, model.bins)
-        if reg_weight > 0:
-            mean_ab = model.bins.decode(out, temperature=1.0)
-            loss = loss + reg_weight * regression_loss(mean_ab, downsample_ab(ab_norm, out.shape[-2:]))
-        return loss
+        return classification_loss(out, ab_norm, model.bins, reg_weight=reg_weight)
     if model.output == "rgb":
         return F.mse_loss(out, model_lab_to_rgb(l_norm, ab_norm))
     return regression_loss(out, downsample_ab(ab_norm, out.shape[-2:]), kind="mse" if kind == "mse" else "smooth_l1")

@@ -139,6 +139,11 @@ class ShardDataset(torch.utils.data.IterableDataset):
         self.epoch = 0
         self.transform = photo_transform(size, augment)
 
+    def set_size(self, size: int) -> None:
+        """Change the crop size (progressive resizing); takes effect in loaders created afterwards."""
+        if size != self.size:
+            self.size, self.transform = size, photo_transform(size, self.augment)
+
     def set_epoch(self, epoch: int) -> None:
         """Seed the shard order and the shuffle buffer for this epoch (call before building a loader)."""
         self.epoch = epoch

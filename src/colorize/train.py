@@ -51,6 +51,8 @@ class TrainConfig:
     val_fraction: float = 0.02  # share of ``data`` held out when ``val_data`` is empty
     image: str | None = None  # train on this one photo (the write-ups' Alpha demo); overrides data
     size: int = 160  # square training crop, a multiple of the model's stride
+    early_size: int = 0  # progressive resizing: train the first ``early_epochs`` epochs at this crop
+    early_epochs: int = 0  # (smaller is cheaper: 128 px costs ~0.6x of 160), then at ``size``
     batch_size: int = 32  # per process: the global batch is batch_size x processes under torchrun
     epochs: int = 10
     epoch_images: int = 0  # images per epoch (all processes); 0 = the whole set (required for tar shards).
@@ -69,6 +71,8 @@ class TrainConfig:
     loss: str = "auto"  # auto (by the model's output) | mse | smooth_l1 | bins
     reg_weight: float = 0.0  # bins models: weight of the smooth-L1 term on the mean ab
     augment: bool = True
+    source_balance: float = 1.0  # photo sets in subfolders (sources) drawn in proportion to size ** this:
+    # 1 = every photo alike, 0.5 = square root (large sources count less), 0 = every source alike
     prior_images: int = 2000  # photos used to estimate the ab-bin prior for class rebalancing
     out_dir: str = "runs/default"
     seed: int = 0
@@ -80,6 +84,7 @@ class TrainConfig:
     channels_last: bool = True
     samples: int = 8  # validation photos in the per-epoch sample grid
     max_minutes: float = 0.0  # stop cleanly (with checkpoints) after this long; 0 = no limit
+    snapshot_every: int = 0  # also keep the weights of every N-th epoch (epochNNN.safetensors): learning curves
 
     def __post_init__(self):
         if self.model not in list_models():
@@ -94,6 +99,10 @@ class TrainConfig:
             raise ValueError("batch_size, epochs and lr must be positive")
         if not 0 <= self.decay_epochs <= self.epochs:
             raise ValueError(f"decay_epochs must be in [0, epochs={self.epochs}], got {self.decay_epochs}")
+        if self.early_epochs and (self.early_size <= 0 or self.early_size % 8):
+            raise ValueError(f"early_size must be a positive multiple of 8, got {self.early_size}")
+        if not 0 <= self.source_balance <= 1:
+            raise ValueError(f"source_balance must be in [0, 1], got {self.source_balance}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if isinstance(self.data, str):
@@ -328,10 +337,35 @@ def _loader(run: Run, epoch: int) -> tuple[Iterable, int]:
         steps = max(1, cfg.epoch_images // dist.world_size // cfg.batch_size)
         return itertools.islice(torch.utils.data.DataLoader(run.train_set, **common), steps), steps
     n = cfg.epoch_images or len(run.train_set)
-    sampler = EpochSampler(len(run.train_set), n, g, rank=dist.rank, world_size=dist.world_size)
+    weights = None
+    if cfg.source_balance != 1.0 and not cfg.image:
+        weights = source_weights(run.train_set.paths, cfg.data, cfg.source_balance)
+    sampler = EpochSampler(len(run.train_set), n, g, rank=dist.rank, world_size=dist.world_size, weights=weights)
     loader = torch.utils.data.DataLoader(run.train_set, sampler=sampler, drop_last=len(sampler) >= cfg.batch_size,
                                          **common)
     return loader, len(loader)
+
+
+def source_of(path: Path, roots: list[Path]) -> str:
+    """A photo's source: its first folder below the data root that holds it ("" directly in a root)."""
+    for root in roots:
+        try:
+            parts = path.relative_to(root).parts
+        except ValueError:
+            continue
+        return parts[0] if len(parts) > 1 else ""
+    return ""
+
+
+def source_weights(paths: list[Path], data: list[str], balance: float) -> torch.Tensor:
+    """Per-photo sampling weights that draw each source (subfolder of a data root) in proportion to
+    its size ** ``balance``: 1 leaves photos equal, 0.5 gives large sources the square root of their share."""
+    roots = [Path(d) for d in data if Path(d).is_dir()]
+    sources = [source_of(p, roots) for p in paths]
+    counts: dict[str, int] = {}
+    for s in sources:
+        counts[s] = counts.get(s, 0) + 1
+    return torch.tensor([counts[s] ** balance / counts[s] for s in sources], dtype=torch.float64)
 
 
 def _autocast(run: Run):
@@ -348,11 +382,17 @@ def to_lab(images: torch.Tensor, run: Run) -> tuple[torch.Tensor, torch.Tensor]:
     return rgb_to_model_lab(x)
 
 
+def crop_size(cfg: TrainConfig, epoch: int) -> int:
+    """The training crop of ``epoch`` (0-based): progressive resizing."""
+    return cfg.early_size if cfg.early_epochs and epoch < cfg.early_epochs else cfg.size
+
+
 def train_epoch(run: Run, bad: BadFileLog) -> float:
     """One epoch of optimizer steps; returns the mean training loss over all ranks' photos."""
     from tqdm import tqdm
 
     cfg, model = run.cfg, run.model
+    run.train_set.set_size(crop_size(cfg, run.epoch))
     torch.manual_seed(cfg.seed * 1000 + run.epoch + run.dist.rank * 1_000_003)  # augmentation in this process
     run.wrapped.train()
     loader, steps = _loader(run, run.epoch)
@@ -475,6 +515,9 @@ def fit(run: Run) -> dict:
                 save_weights(run.out_dir / "best.safetensors", run.model,
                              metadata={"epoch": str(run.epoch), "val_loss": f"{run.best:.6f}"})
             _checkpoint(run, run.out_dir / "last.pt")
+            if cfg.snapshot_every and run.epoch % cfg.snapshot_every == 0:
+                save_weights(run.out_dir / f"epoch{run.epoch:03d}.safetensors", run.model,
+                             metadata={"epoch": str(run.epoch), "photos_seen": str(run.epoch * steps_photos(run))})
         if cfg.early_stop_patience and run.bad_epochs >= cfg.early_stop_patience:
             _print(run, f"early stop: no improvement for {run.bad_epochs} epochs")
             break
@@ -489,6 +532,13 @@ def fit(run: Run) -> dict:
         writer.close()
     distributed.barrier()  # the checkpoints are complete when fit returns on any rank
     return metrics
+
+
+def steps_photos(run: Run) -> int:
+    """Photos per epoch, all processes together."""
+    cfg = run.cfg
+    return (cfg.epoch_images or len(run.train_set)) // (cfg.batch_size * run.dist.world_size) \
+        * cfg.batch_size * run.dist.world_size
 
 
 def _tensorboard(path: Path):

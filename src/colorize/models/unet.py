@@ -8,10 +8,13 @@ classification, decoded by annealed mean) or ab directly (regression).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from colorize.models._inference import fuse_conv_act, fuse_conv_bn
 from colorize.models._base import (AbBins, BinHead, ColorNet, RegressionHead, conv_bn_relu, fold_gray_stem,
                                    gray_for_classifier)
 from colorize.models._registry import register_model
@@ -30,6 +33,25 @@ class UpBlock(nn.Module):
         return self.conv(torch.cat([x, skip], dim=1))
 
 
+class GlobalContext(nn.Module):
+    """The write-ups' fusion layer on the U-Net: image-level semantics broadcast over the deepest grid.
+
+    The deepest features are average-pooled to one vector per photo ("what the photo shows"), mapped by
+    a small MLP, tiled over the grid, concatenated to every position and mixed back by a 1x1
+    convolution: each pixel's color can depend on the whole photo, not only its receptive field.
+    """
+
+    def __init__(self, channels: int, hidden: int = 256):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True))
+        self.mix = conv_bn_relu(channels + hidden, channels, kernel=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.mlp(x.mean(dim=(2, 3)))  # (B, hidden)
+        tiled = g[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+        return self.mix(torch.cat([x, tiled], dim=1))
+
+
 class UNet(ColorNet):
     def __init__(
         self,
@@ -40,6 +62,7 @@ class UNet(ColorNet):
         head: str = "bins",
         freeze_levels: int = 5,
         out_indices: tuple[int, ...] | None = None,
+        context: bool = False,
     ):
         """
         Args:
@@ -50,6 +73,7 @@ class UNet(ColorNet):
             freeze_levels: how many encoder feature levels (from the input side) stay frozen; the
                 deeper ones are fine-tuned. A number >= the level count freezes the whole encoder.
             out_indices: which backbone feature levels to use (default: all).
+            context: add :class:`GlobalContext` (the write-ups' fusion) on the deepest features.
         """
         super().__init__()
         if head not in ("bins", "ab"):
@@ -62,6 +86,7 @@ class UNet(ColorNet):
         if len(decoder_channels) != len(channels) - 1:
             raise ValueError(f"decoder_channels needs {len(channels) - 1} entries for {backbone}, "
                              f"got {len(decoder_channels)}")
+        self.context = GlobalContext(channels[-1]) if context else None
         ups, cin = [], channels[-1]
         for cskip, cout in zip(reversed(channels[:-1]), decoder_channels):
             ups.append(UpBlock(cin, cskip, cout))
@@ -74,6 +99,8 @@ class UNet(ColorNet):
         else:
             self.head = RegressionHead(cin, 2)
         self._frozen = self._freeze(freeze_levels)
+        self._frozen_blocks = self._frozen_block_count(freeze_levels)
+        self._fast_prefix: list[nn.Module] = []  # training: the frozen prefix rewritten for inference
         self.gray_channels = 3  # 1 after optimize_for_inference folds the stem
 
     def _freeze(self, levels: int) -> list[nn.Module]:
@@ -93,11 +120,46 @@ class UNet(ColorNet):
                 p.requires_grad_(False)
         return [m for _, m in modules[:cut] if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
+    def _frozen_block_count(self, levels: int) -> int:
+        """How many of an EfficientNet encoder's blocks lie wholly in its frozen levels (0: another encoder,
+        or nothing frozen): those run as a fused inference copy during training (:meth:`_encode`)."""
+        enc = self.encoder
+        if levels <= 0 or not all(hasattr(enc, k) for k in ("conv_stem", "bn1", "blocks", "_stage_out_idx")):
+            return 0
+        name = self.encoder.feature_info.module_name(min(levels, len(self.encoder.feature_info.channels())) - 1)
+        if not name.startswith("blocks."):
+            return 0
+        return int(name.split(".")[1]) + 1
+
     def train(self, mode: bool = True) -> "UNet":
         super().train(mode)
         for m in self._frozen:  # frozen BatchNorms keep their ImageNet statistics
             m.eval()
+        self._fast_prefix = []
+        if mode and self._frozen_blocks:
+            # the frozen stem and blocks compute the same thing as an inference rewrite (BatchNorm folded,
+            # each conv fused with its activation): 2.5x faster; rebuilt from the current weights each
+            # time training starts, never saved (not a submodule)
+            enc = self.encoder
+            prefix = nn.Sequential(enc.conv_stem, enc.bn1, *enc.blocks[: self._frozen_blocks])
+            self._fast_prefix = [fuse_conv_act(fuse_conv_bn(copy.deepcopy(prefix).eval()))]
         return self
+
+    def _encode(self, gray: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's feature levels; in training, through the fused frozen prefix (same values)."""
+        if not self._fast_prefix:
+            return self.encoder(gray)
+        enc, stage_out = self.encoder, self.encoder._stage_out_idx
+        with torch.no_grad():
+            x = self._fast_prefix[0](gray)
+        if 0 in stage_out or any(i + 1 in stage_out for i in range(self._frozen_blocks - 1)):
+            return self.encoder(gray)  # a level inside the prefix is needed: the plain path
+        features = [x] if self._frozen_blocks in stage_out else []
+        for i in range(self._frozen_blocks, len(enc.blocks)):
+            x = enc.blocks[i](x)
+            if i + 1 in stage_out:
+                features.append(x)
+        return features
 
     def fold_for_inference(self) -> None:
         stem = getattr(self.encoder, "conv_stem", None)
@@ -107,20 +169,22 @@ class UNet(ColorNet):
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
         gray = gray_for_classifier(l_norm, self.cfg.mean, self.cfg.std, channels=self.gray_channels)
-        feats = self.encoder(gray)
-        x = feats[-1]
+        feats = self._encode(gray)
+        x = feats[-1] if self.context is None else self.context(feats[-1])
         for up, skip in zip(self.decoder, reversed(feats[:-1])):
             x = up(x, skip)
-        return self.head(x)  # (B, Q, H/2, W/2) bin logits or (B, 2, H/2, W/2) ab
+        return self.head(x)  # (B, Q, h, w) bin logits or (B, 2, h, w) ab at the finest level used
 
 
 @register_model
 def unet_lite0(*, backbone_weights: bool | str = False, head: str = "bins", freeze_levels: int = 2,
-               decoder_channels: tuple[int, ...] = (128, 64, 48)) -> UNet:
+               decoder_channels: tuple[int, ...] = (128, 64, 48), context: bool = False) -> UNet:
     """EfficientNet-Lite0 U-Net over strides 4..32, classification over ab bins at 1/4 resolution
-    (edge-aware upsampling guided by L brings it to full size): the shipped default."""
+    (edge-aware upsampling guided by L brings it to full size): the shipped default. ``context`` adds
+    the global-context fusion on the deepest features."""
     return UNet("tf_efficientnet_lite0", backbone_weights=backbone_weights, head=head,
-                freeze_levels=freeze_levels, decoder_channels=tuple(decoder_channels), out_indices=(1, 2, 3, 4))
+                freeze_levels=freeze_levels, decoder_channels=tuple(decoder_channels), out_indices=(1, 2, 3, 4),
+                context=context)
 
 
 @register_model
