@@ -9,10 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import shutil
-import socket
 import tempfile
-import threading
-import time
 import zipfile
 from pathlib import Path
 
@@ -20,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_photo
+from conftest import make_photo, uvicorn_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -33,7 +30,7 @@ pytestmark = pytest.mark.skipif(
     not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()),
     reason="needs a headless Chromium: apt-get install chromium chromium-driver")
 pytest.importorskip("selenium", reason="needs selenium: pip install selenium")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -63,20 +60,8 @@ def chroma(img: Image.Image) -> float:
 @pytest.fixture(scope="module")
 def server_url(tiny_model_file):
     """A real uvicorn server on a free loopback port, in a thread."""
-    app = create_app(str(tiny_model_file), workers=1, queue_size=4)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with uvicorn_server(create_app(str(tiny_model_file), workers=1, queue_size=4)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
