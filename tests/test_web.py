@@ -283,7 +283,7 @@ def test_models_and_healthz(client):
 def test_openapi_documents_the_upload(client):
     op = client.get("/openapi.json").json()["paths"]["/api/colorize"]["post"]
     assert "multipart/form-data" in op["requestBody"]["content"]
-    assert {"413", "415", "422", "503"} <= set(op["responses"])
+    assert {"403", "413", "415", "422", "503"} <= set(op["responses"])
     assert {"image/jpeg", "image/png", "image/webp"} <= set(op["responses"]["200"]["content"])
     assert "X-Input-Color" in op["responses"]["200"]["headers"]
 
@@ -313,6 +313,24 @@ def test_docs_are_served_from_this_machine(client, path, asset):
     assert not re.search(r"https?://", r.text)  # no CDN, fonts, favicon or validator from anywhere
     csp = r.headers["content-security-policy"]  # the browser itself refuses anything from elsewhere
     assert "default-src 'self'" in csp and "http" not in csp and "*" not in csp
+
+
+@pytest.mark.parametrize("path", ["/", "/static/index.html"])
+def test_page_sends_its_security_headers_by_either_path(client, path):
+    r = client.get(path)
+    assert r.status_code == 200 and 'id="drop"' in r.text
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_cross_origin_post_is_refused(client):
+    health = client.get("/healthz").json()
+    for origin in ["http://evil.example", "null", "http://testserver.evil.example"]:
+        r = client.post("/api/colorize", content=gray_jpeg(), headers={"origin": origin, "content-type": "text/plain"})
+        assert r.status_code == 403 and r.json()["error"] == "cross_origin", origin
+    assert client.get("/healthz").json()["in_flight"] == health["in_flight"]
+    same = client.post("/api/colorize", content=gray_jpeg(), headers={"origin": "http://testserver"})
+    assert same.status_code == 200  # the page itself, and clients that send no Origin, are served
 
 
 def test_page_is_offline(client):

@@ -132,7 +132,8 @@ def wait_finished(driver: webdriver.Chrome, count: int, timeout: float = 60) -> 
 
 
 def result_of(driver: webdriver.Chrome, card) -> Image.Image:
-    return Image.open(io.BytesIO(fetch_bytes(driver, card.find_element(By.CLASS_NAME, "download").get_attribute("href"))))
+    link = card.find_element(By.CLASS_NAME, "download")
+    return Image.open(io.BytesIO(fetch_bytes(driver, link.get_attribute("href"))))
 
 
 def announcements(driver: webdriver.Chrome) -> str:

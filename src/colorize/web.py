@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -290,6 +291,15 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
     return data, name
 
 
+def check_origin(request: Request) -> None:
+    """Refuse (403) a browser request sent by another site's page: its Origin names a host other than
+    this server's. Clients that send no Origin (curl, scripts) are let through; the host alone is
+    compared, so a TLS-terminating proxy in front does not matter."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise ApiError(403, "cross_origin", f"requests from pages at {origin} are refused; use this server's own page")
+
+
 def with_options(base: Colorizer, *, size: int | None, temperature: float | None,
                  saturation: float | None) -> Colorizer:
     """A shallow copy of ``base`` (sharing its model) with per-request options; the base is never changed."""
@@ -316,6 +326,7 @@ UPLOAD_BODY = {  # the request body, described for /docs (the route reads it its
     },
 }
 ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in [
+    (403, "sent by another site's page (its Origin is not this server)"),
     (413, "upload too large, or too many pixels"), (415, "not an image"),
     (422, "corrupt or truncated image, or a bad option"), (503, "queue full; see Retry-After")]}
 
@@ -370,8 +381,6 @@ def create_app(
     app = FastAPI(title="colorize", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Colorize black-and-white photos. The page at / and these docs work offline.")
     app.state.colorizer, app.state.pool = base, pool
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -402,6 +411,7 @@ def create_app(
         return _error(500, "internal_error", "the server failed on this photo; see its log")
 
     @app.get("/", include_in_schema=False)
+    @app.get("/static/index.html", include_in_schema=False)  # before the /static mount, with the same headers
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={
             "Content-Security-Policy": INDEX_CSP, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
@@ -462,6 +472,7 @@ def create_app(
         temperature: float | None = Query(None, gt=0, le=4, description="annealed-mean temperature"),
     ) -> Response:
         """Colorize one photo sent as multipart field ``file`` or as the raw body."""
+        check_origin(request)
         job = with_options(base, size=size, temperature=temperature, saturation=saturation)
         data, name = await read_upload(request, max_bytes)
         img = open_upload(data, name, max_pixels=max_pixels)
@@ -470,4 +481,6 @@ def create_app(
             "Content-Disposition": f'inline; filename="{download_name(name, result.ext)}"',
             INPUT_COLOR_HEADER: result.input_color, "X-Content-Type-Options": "nosniff"})
 
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
     return app
