@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import io
+import logging
 import math
 import re
 import threading
@@ -21,24 +22,31 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
+import numpy as np
+import torch
 import torch.nn as nn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
 from colorize import __version__
+from colorize.color import rgb_to_lab
 from colorize.data import MIN_SIDE, ImageError, _to_rgb
 from colorize.pipeline import Colorizer
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 25.0
@@ -46,11 +54,21 @@ DEFAULT_MAX_PIXELS = 16_000_000  # the pipeline peaks near 170 bytes/pixel: ~2.7
 MAX_WORK_SIZE = 2048  # cap on the per-request working size: compute grows with its square
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers allowed on top of the file itself
 ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM")  # no EPS/PDF-style plugins
+# the upload's own format where a browser shows it; anything else (GIF's 256 colors, TIFF, BMP) as PNG
 OUTPUT_FORMATS = {"JPEG": ("JPEG", "image/jpeg", ".jpg"), "MPO": ("JPEG", "image/jpeg", ".jpg"),
-                  "PNG": ("PNG", "image/png", ".png")}  # anything else comes back as PNG
-JPEG_QUALITY = 95
+                  "PNG": ("PNG", "image/png", ".png"), "WEBP": ("WEBP", "image/webp", ".webp")}
+JPEG_QUALITY = 95  # also WebP's
 INDEX_CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self' blob:; object-src 'none'; "
              "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")  # nothing loads from elsewhere
+# /docs and /redoc: FastAPI's pages with Swagger UI and Redoc served from the fastapi-offline package;
+# their inline start-up script and Redoc's generated styles need 'unsafe-inline', Redoc's search a blob: worker
+DOCS_ASSETS = "/docs-assets"
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+INPUT_COLOR_HEADER = "X-Input-Color"  # "gray", "toned" or "color": what the upload was before colorizing
+GRAY_CHROMA = 3.0  # mean Lab chroma below which an upload counts as gray (a gray JPEG stays near 0)
+TONED_RESIDUAL = 2.5  # mean Lab distance of ab from a quadratic in L below which it is one tint (sepia, cyanotype)
 
 
 class ErrorBody(BaseModel):
@@ -129,19 +147,49 @@ def load_image_bytes(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PI
     return decode_upload(open_upload(data, name, max_pixels=max_pixels), name)
 
 
+def input_color(rgb: Image.Image) -> str:
+    """Whether a photo already had color, from a 128 px thumbnail: ``"gray"`` (mean Lab chroma under
+    :data:`GRAY_CHROMA`), ``"toned"`` (one tint that follows the lightness: ab is a quadratic in L to within
+    :data:`TONED_RESIDUAL`) or ``"color"``. One function, so a fuller classifier can take its place.
+    """
+    thumb = rgb.copy()
+    thumb.thumbnail((128, 128))
+    lab = rgb_to_lab(torch.from_numpy(np.asarray(thumb, dtype=np.float32) / 255).permute(2, 0, 1)).flatten(1)  # (3, N)
+    l, ab = lab[0] / 100, lab[1:].T  # (N,), (N, 2)
+    if ab.norm(dim=1).mean() < GRAY_CHROMA:
+        return "gray"
+    powers = torch.stack([torch.ones_like(l), l, l * l], dim=1)  # (N, 3)
+    residual = ab - powers @ torch.linalg.lstsq(powers, ab).solution
+    return "toned" if residual.norm(dim=1).mean() < TONED_RESIDUAL else "color"
+
+
 def encode_image(img: Image.Image, source_format: str | None) -> tuple[bytes, str, str]:
-    """Encode as JPEG when the upload was JPEG, else PNG. Returns (bytes, media type, extension)."""
+    """Encode in the upload's format when it is JPEG, PNG or WebP, else as PNG.
+
+    Returns:
+        (bytes, media type, extension)
+    """
     fmt, media_type, ext = OUTPUT_FORMATS.get(source_format or "", OUTPUT_FORMATS["PNG"])
     buf = io.BytesIO()
-    options: dict[str, Any] = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {"compress_level": 3}
+    options: dict[str, Any] = {"quality": JPEG_QUALITY} if fmt in ("JPEG", "WEBP") else {"compress_level": 3}
     img.save(buf, format=fmt, **options)
     return buf.getvalue(), media_type, ext
 
 
-def colorize_upload(colorizer: Colorizer, img: Image.Image, name: str) -> tuple[bytes, str, str]:
-    """Decode, colorize and encode one opened upload (runs on a worker thread)."""
+class Colorized(NamedTuple):
+    """One colorized upload, encoded."""
+
+    body: bytes
+    media_type: str
+    ext: str  # the file extension that goes with media_type
+    input_color: str  # what the upload was: see input_color()
+
+
+def colorize_upload(colorizer: Colorizer, img: Image.Image, name: str) -> Colorized:
+    """Decode, classify, colorize and encode one opened upload (runs on a worker thread)."""
     source_format = img.format
-    return encode_image(colorizer(decode_upload(img, name)), source_format)
+    rgb = decode_upload(img, name)
+    return Colorized(*encode_image(colorizer(rgb), source_format), input_color(rgb))
 
 
 def download_name(name: str, ext: str) -> str:
@@ -243,6 +291,15 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
     return data, name
 
 
+def check_origin(request: Request) -> None:
+    """Refuse (403) a browser request sent by another site's page: its Origin names a host other than
+    this server's. Clients that send no Origin (curl, scripts) are let through; the host alone is
+    compared, so a TLS-terminating proxy in front does not matter."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise ApiError(403, "cross_origin", f"requests from pages at {origin} are refused; use this server's own page")
+
+
 def with_options(base: Colorizer, *, size: int | None, temperature: float | None,
                  saturation: float | None) -> Colorizer:
     """A shallow copy of ``base`` (sharing its model) with per-request options; the base is never changed."""
@@ -269,8 +326,23 @@ UPLOAD_BODY = {  # the request body, described for /docs (the route reads it its
     },
 }
 ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in [
+    (403, "sent by another site's page (its Origin is not this server)"),
     (413, "upload too large, or too many pixels"), (415, "not an image"),
     (422, "corrupt or truncated image, or a bad option"), (503, "queue full; see Retry-After")]}
+
+
+def docs_assets_dir() -> Path:
+    """Swagger UI and Redoc, as the PyPI package ``fastapi-offline`` ships them (the ``web`` extra)."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        raise ImportError("the API docs need the package fastapi-offline: pip install 'colorize[web]'") from None
+    directory = Path(fastapi_offline.__file__).resolve().parent / "static"
+    needed = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js")
+    missing = [f for f in needed if not (directory / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"fastapi-offline {directory} lacks {', '.join(missing)}")
+    return directory
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -306,10 +378,9 @@ def create_app(
         yield
         pool.shutdown()
 
-    app = FastAPI(title="colorize", version=__version__, lifespan=lifespan,
-                  description="Colorize black-and-white photos. The page at / works offline.")
+    app = FastAPI(title="colorize", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Colorize black-and-white photos. The page at / and these docs work offline.")
     app.state.colorizer, app.state.pool = base, pool
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -329,14 +400,40 @@ def create_app(
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
         return _error(exc.status_code, code, str(exc.detail), exc.headers)
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: ClientDisconnect) -> Response:  # nobody reads the answer
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        logger.info("%s disconnected during its upload to %s", client, request.url.path)
+        return Response(status_code=499)
+
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:  # the traceback goes to the log
         return _error(500, "internal_error", "the server failed on this photo; see its log")
 
     @app.get("/", include_in_schema=False)
+    @app.get("/static/index.html", include_in_schema=False)  # before the /static mount, with the same headers
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={
             "Content-Security-Policy": INDEX_CSP, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    docs_headers = {"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"}
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url=app.openapi_url or "", title="colorize API", oauth2_redirect_url=None,
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url="data:,", swagger_ui_parameters={"validatorUrl": None})  # no online validator badge
+        page.headers.update(docs_headers)
+        return page
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        page = get_redoc_html(openapi_url=app.openapi_url or "", title="colorize API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js", redoc_favicon_url="data:,",
+                              with_google_fonts=False)
+        page.headers.update(docs_headers)
+        return page
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -360,8 +457,13 @@ def create_app(
         }
 
     @app.post("/api/colorize", response_class=Response, openapi_extra={"requestBody": UPLOAD_BODY},
-              responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
-                               "description": "the colorized photo, original size; JPEG for JPEG, else PNG"},
+              responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
+                               "description": "the colorized photo, original size; JPEG, PNG and WebP in their "
+                                              "own format, anything else as PNG",
+                               "headers": {INPUT_COLOR_HEADER: {
+                                   "description": "the upload before colorizing: gray, toned (one tint, e.g. "
+                                                  "sepia) or color (its colors were replaced)",
+                                   "schema": {"type": "string", "enum": ["gray", "toned", "color"]}}}},
                          **ERRORS})
     async def colorize(
         request: Request,
@@ -370,12 +472,15 @@ def create_app(
         temperature: float | None = Query(None, gt=0, le=4, description="annealed-mean temperature"),
     ) -> Response:
         """Colorize one photo sent as multipart field ``file`` or as the raw body."""
+        check_origin(request)
         job = with_options(base, size=size, temperature=temperature, saturation=saturation)
         data, name = await read_upload(request, max_bytes)
         img = open_upload(data, name, max_pixels=max_pixels)
-        body, media_type, ext = await pool.submit(lambda: colorize_upload(job, img, name))
-        return Response(body, media_type=media_type, headers={
-            "Content-Disposition": f'inline; filename="{download_name(name, ext)}"',
-            "X-Content-Type-Options": "nosniff"})
+        result = await pool.submit(lambda: colorize_upload(job, img, name))
+        return Response(result.body, media_type=result.media_type, headers={
+            "Content-Disposition": f'inline; filename="{download_name(name, result.ext)}"',
+            INPUT_COLOR_HEADER: result.input_color, "X-Content-Type-Options": "nosniff"})
 
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
     return app
