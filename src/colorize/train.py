@@ -435,7 +435,7 @@ def validate(run: Run) -> dict[str, float]:
         l_norm, ab_norm = to_lab(images, run)
         with _autocast(run):
             out = model(l_norm).float()
-            ab = model.predict_ab(l_norm).float()
+        ab = model.ab_from_output(out, l_norm.shape[-2:])  # the network runs once per batch
         loss = color_loss(model, out, l_norm, ab_norm, kind=cfg.loss, reg_weight=cfg.reg_weight)
         loss_sum += loss.item() * len(images)
         pred = model_lab_to_rgb(l_norm, ab)
