@@ -122,7 +122,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
-        import yaml
+        yaml = _yaml()
 
         raw = yaml.safe_load(Path(path).read_text()) or {}
         known = {f.name for f in fields(cls)}
@@ -133,9 +133,18 @@ class TrainConfig:
         return cls(**raw)
 
     def to_yaml(self, path: str | Path) -> None:
-        import yaml
+        yaml = _yaml()
 
         atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(asdict(self), sort_keys=False)))
+
+
+def _yaml():
+    """PyYAML, needed for recipes only (the ``train`` extra)."""
+    try:
+        import yaml
+    except ImportError:
+        raise ImportError("training recipes (YAML) need PyYAML: pip install 'colorize[train]'") from None
+    return yaml
 
 
 def get_lr(step: int, cfg: TrainConfig, plateau_scale: float = 1.0, steps_per_epoch: int = 0) -> float:
