@@ -8,6 +8,7 @@ is joined to that full-resolution L. So the output has exactly the input's size 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import sys
 from dataclasses import dataclass
@@ -332,4 +333,17 @@ def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95) -> None:
     if fmt is None:
         raise ValueError(f"{dst}: unknown image extension '{dst.suffix}'")
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options))
+    atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options),
+                 verify=lambda tmp: verify_image(tmp, img.size))
+
+
+def verify_image(path: str | Path, size: tuple[int, int]) -> None:
+    """Read a just-written image back in full: raises :class:`OSError` if it is cut short or unreadable
+    (Pillow's BMP and TIFF writers do not notice a short write on a full disk)."""
+    try:
+        with Image.open(path) as written:
+            written.load()
+            if written.size != tuple(size):
+                raise ValueError(f"it reads back as {written.size[0]}x{written.size[1]}, not {size[0]}x{size[1]}")
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, struct.error on a short file
+        raise OSError(errno.EIO, f"the written image is incomplete ({e}); is the disk full?") from None
