@@ -98,7 +98,7 @@ def test_load_model_refuses_weights_of_another_model(tmp_path):
     with safe_open(str(tmp_path / "alpha.safetensors"), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
     save_file(state, str(tmp_path / "lying.safetensors"), metadata={"model": "beta", "model_kwargs": "{}"})
-    with pytest.raises(RuntimeError, match="state_dict"):
+    with pytest.raises(ValueError, match="lying.safetensors: its weights do not fit model 'beta'"):
         load_model(tmp_path / "lying.safetensors")
 
 

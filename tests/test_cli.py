@@ -352,3 +352,89 @@ def test_bad_model_files_name_the_file_and_reason(damage, tiny_model_file, photo
     reason = {"wrong_tensors": "do not fit", "bad_kwargs": "no_such_option", "bad_json": "JSON",
               "unknown_model": "gamma", "truncated": "safetensors", "garbage_onnx": "ONNX"}[damage]
     assert reason in err, err
+
+
+def _fail_writes_after(monkeypatch, n_ok: int, how: str) -> None:
+    """Let ``n_ok`` images be saved normally, then make saving fail as a full disk does: ``raise`` (the
+    writer notices: ENOSPC) or ``short`` (it does not: the file is silently cut, as Pillow's BMP/TIFF)."""
+    import errno
+
+    original, calls = Image.Image.save, []
+
+    def save(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) <= n_ok:
+            return original(self, fp, *args, **kwargs)
+        if how == "raise":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, fp, *args, **kwargs)
+        size = Path(fp).stat().st_size
+        with open(fp, "r+b") as f:
+            f.truncate(size // 3)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+
+
+@pytest.mark.parametrize("how,fmt", [("raise", "png"), ("short", "bmp"), ("short", "tif")])
+def test_disk_full_stops_cleanly_and_leaves_nothing_half_written(how, fmt, tiny_model_file, photo_dir,
+                                                                 tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    _fail_writes_after(monkeypatch, 3, how)
+    assert _colorize(tiny_model_file, photo_dir, "-o", out, "--format", fmt) == 1
+    captured = capsys.readouterr()
+    written = _files(out)
+    assert len(written) == 3 and not any(n.endswith(".tmp") for n in written)
+    for name in written:  # every output there is whole
+        with Image.open(out / name) as img:
+            img.load()
+    assert "done: 3" in captured.out and "failed: 1" in captured.out  # stopped at the first failure
+    assert "stopped:" in captured.err and "8 image(s) not started" in captured.err
+    assert any("cannot write" in ln and f".{fmt}" in ln for ln in captured.err.splitlines())
+
+    monkeypatch.undo()  # space freed: the rerun finishes the rest and keeps what was done
+    assert _colorize(tiny_model_file, photo_dir, "-o", out, "--format", fmt) == 0
+    assert "done: 9, skipped (exists, use --overwrite): 3" in capsys.readouterr().out
+
+
+def test_full_disk_under_the_record_stops_cleanly(tiny_model_file, photo_dir, tmp_path, capsys, monkeypatch):
+    import sqlite3
+
+    from colorize import archive
+
+    calls = []
+
+    def mark_done(self, src):
+        calls.append(src)
+        if len(calls) > 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        return original(self, src)
+
+    original = archive.DoneRecord.mark_done
+    monkeypatch.setattr(archive.DoneRecord, "mark_done", mark_done)
+    out = tmp_path / "out"
+    assert _colorize(tiny_model_file, photo_dir, "-o", out, "--record") == 1
+    captured = capsys.readouterr()
+    assert "database or disk is full" in captured.err and "Traceback" not in captured.err
+    assert "stopped:" in captured.err and ".colorize-done" in captured.err
+    monkeypatch.undo()
+    assert _colorize(tiny_model_file, photo_dir, "-o", out, "--record") == 0
+    assert "done before (record): 2" in capsys.readouterr().out
+
+
+def test_stale_temporaries_of_a_killed_run_are_cleaned(tiny_model_file, photo_dir, tmp_path, capsys):
+    import os
+    import time
+
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    stale = [out / ".p1.jpg.a1b2c3d4.tmp", out / "sub" / ".p0.jpg.zz99yy88.tmp"]
+    fresh = out / ".p2.jpg.q1w2e3r4.tmp"  # may be another run's, still writing: kept
+    mine = out / ".notes.tmp"  # not the shape of ours: kept
+    for f in [*stale, fresh, mine]:
+        f.write_bytes(b"half an image")
+    old = time.time() - 3600
+    for f in stale + [mine]:
+        os.utime(f, (old, old))
+    assert _colorize(tiny_model_file, photo_dir, "-o", out) == 0
+    assert "removed 2 temporary file(s)" in capsys.readouterr().out
+    assert not any(f.exists() for f in stale) and fresh.exists() and mine.exists()

@@ -52,7 +52,7 @@ def _colorize_parser() -> argparse.ArgumentParser:
                         "gives safer, more muted colors. Default: the value tuned for the model, stored in its "
                         "weight file (`colorize models` shows it)")
     p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier (default 1.0)")
-    p.add_argument("--format", choices=["same", "jpg", "png", "webp"], default="same",
+    p.add_argument("--format", choices=["same", "jpg", "png", "webp", "tif", "bmp"], default="same",
                    help="output format (same: as the input's, PNG for formats that cannot be written)")
     p.add_argument("--quality", type=_quality, default=DEFAULT_QUALITY, metavar="Q",
                    help=f"JPEG and WebP quality, 1-100 (default {DEFAULT_QUALITY})")
