@@ -438,3 +438,11 @@ def test_stale_temporaries_of_a_killed_run_are_cleaned(tiny_model_file, photo_di
     assert _colorize(tiny_model_file, photo_dir, "-o", out) == 0
     assert "removed 2 temporary file(s)" in capsys.readouterr().out
     assert not any(f.exists() for f in stale) and fresh.exists() and mine.exists()
+
+
+def test_help_explains_temperature_without_a_stale_default():
+    res = subprocess.run([sys.executable, "-c", "from colorize.cli import main; main(['--help'])"],
+                         capture_output=True, text=True, timeout=60)
+    text = " ".join(res.stdout.split())
+    assert "0.38" not in text and "weight file" in text
+    assert "lower" in text and "higher" in text and "muted" in text

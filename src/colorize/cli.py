@@ -48,9 +48,10 @@ def _colorize_parser() -> argparse.ArgumentParser:
                    help=f"working size: the long side, in pixels, the network sees (at most {MAX_WORK_SIZE}); the "
                         "output keeps the photo's own size. Default: the one stored in the model's weight file")
     p.add_argument("--temperature", type=float, default=None, metavar="T",
-                   help="color boldness: lower gives bolder, more varied colors (and more wrong ones); higher "
-                        "gives safer, more muted colors. Default: the value tuned for the model, stored in its "
-                        "weight file (`colorize models` shows it)")
+                   help="how boldly to color (classification models): lower keeps strong colors where the "
+                        "model is sure and leaves more of the photo gray; higher spreads softer, more muted color "
+                        "over more of it. Default: the value tuned for the model, stored in its weight file "
+                        "(`colorize models` shows it)")
     p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier (default 1.0)")
     p.add_argument("--format", choices=["same", "jpg", "png", "webp", "tif", "bmp"], default="same",
                    help="output format (same: as the input's, PNG for formats that cannot be written)")

@@ -174,8 +174,10 @@ class Colorizer:
             model: None for the shipped default, a shipped model's name, a weight/checkpoint file, or a module.
             size: working size (long side, px) the network runs at; None: the one recorded in the
                 model's weight file, else 256.
-            temperature: annealed-mean temperature for classification models (lower: more vivid);
-                None: the one tuned for the model (recorded in its weight file), else 0.38.
+            temperature: annealed-mean temperature for classification models. Lower keeps strong colors
+                where the model is sure and leaves more of the photo gray; higher spreads softer, more muted
+                color over more of it (measured: docs/benchmarks.md). None: the one tuned for the model
+                (recorded in its weight file), else 0.38.
             saturation: multiplies the predicted chroma (1 = as predicted).
             guided: edge-aware upsampling of ab guided by the full-size L (False: plain bilinear).
             device: torch device for the network and the color math.
