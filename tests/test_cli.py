@@ -343,15 +343,17 @@ def test_bad_model_files_name_the_file_and_reason(damage, tiny_model_file, photo
         pytest.importorskip("onnxruntime")
         bad = tmp_path / "garbage.onnx"
         bad.write_bytes(b"this is not a protobuf" * 10)
-    args = [str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(bad), "-q"]
-    if damage == "garbage_onnx":
-        args += ["--runtime", "onnx"]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert bad.name in err and "Traceback" not in err and len(err.splitlines()) == 1, err
     reason = {"wrong_tensors": "do not fit", "bad_kwargs": "no_such_option", "bad_json": "JSON",
               "unknown_model": "gamma", "truncated": "safetensors", "garbage_onnx": "ONNX"}[damage]
-    assert reason in err, err
+    args = [str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(bad), "-q"]
+    commands = [args + ["--runtime", "onnx"]] if damage == "garbage_onnx" else \
+        [args, ["export", str(bad), "-o", str(tmp_path / "x.safetensors")]]
+    for argv in commands:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert bad.name in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+        assert reason in err, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.safetensors").exists()
 
 
 def _fail_writes_after(monkeypatch, n_ok: int, how: str) -> None:
@@ -446,3 +448,11 @@ def test_help_explains_temperature_without_a_stale_default():
     text = " ".join(res.stdout.split())
     assert "0.38" not in text and "weight file" in text
     assert "lower" in text and "higher" in text and "muted" in text
+
+
+def test_working_size_cap_is_the_web_apis():
+    pytest.importorskip("fastapi")
+    from colorize.cli import MAX_WORK_SIZE
+    from colorize.web import MAX_WORK_SIZE as web_cap
+
+    assert MAX_WORK_SIZE == web_cap
