@@ -60,6 +60,11 @@ def test_every_readme_command_runs(workdir, monkeypatch, capsys):
         if argv[0] == "make":  # the Makefile has the target
             assert re.search(rf"^{argv[1]}:", (REPO / "Makefile").read_text(), flags=re.M), argv
             continue
+        if argv[0] == "pip":  # the extras it names exist
+            extras = re.findall(r"\[([\w,]+)\]", " ".join(argv))
+            optional = (REPO / "pyproject.toml").read_text().split("[project.optional-dependencies]")[1]
+            assert all(re.search(rf"^{e} = ", optional, flags=re.M) for x in extras for e in x.split(",")), argv
+            continue
         if argv[0] != "colorize":  # a script of the repository
             script = next(a for a in argv if "/" in a)
             assert (REPO / script).is_file(), argv
@@ -80,7 +85,7 @@ def test_every_readme_command_runs(workdir, monkeypatch, capsys):
         ran.append(argv)
     assert (workdir / "colorized" / "grandma.jpg").is_file() and (workdir / "old_color.png").is_file()
     assert (workdir / "album_color" / "trip" / "b.png").is_file()
-    assert (workdir / "weights" / "mine.safetensors").is_file()
+    assert (workdir / "weights" / "mine.safetensors").is_file() and (workdir / "web" / "s.webp").is_file()
     assert len(ran) >= 6 and len(parsed) >= 5
 
 
