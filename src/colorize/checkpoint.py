@@ -61,8 +61,10 @@ def atomic_write(path: str | Path, write, *, verify=None) -> None:
             os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # "[Errno 28] No space left on device: 'runs/x/last.pt'"
         raise
     _fsync_dir(path.parent)
 

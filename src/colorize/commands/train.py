@@ -66,6 +66,9 @@ def main(argv: list[str]) -> int:
     except ImportError as e:  # an optional package (the train extra) is missing
         print(f"error: {e}")
         return 2
+    except OSError as e:  # a full disk or a folder that cannot be written: last.pt holds the last good state
+        print(f"error: {e}; resume with --resume once it is fixed")
+        return 1
     if from_env().is_main:
         print(f"finished: {metrics}")
         print(f"checkpoints in {cfg.out_dir}: best.pt, last.pt, best.safetensors")
