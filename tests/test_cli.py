@@ -267,6 +267,8 @@ def test_the_same_file_given_twice_is_done_once(tiny_model_file, photo_dir, tmp_
     assert _colorize(tiny_model_file, one, one, photo_dir / "." / "p1.jpg", "-o", tmp_path / "out") == 0
     assert len(calls) == 1 and _files(tmp_path / "out") == {"p1.jpg"}
     assert "done once" in capsys.readouterr().out
+    assert _colorize(tiny_model_file, one, one, "-o", tmp_path / "named.png") == 0  # still one file
+    assert len(calls) == 2 and (tmp_path / "named.png").is_file()
 
 
 def test_mistyped_subcommand_suggests_it(capsys):

@@ -135,8 +135,8 @@ def output_file(paths: list[str], output: str | None) -> Path | None:
     """The output file named by ``-o`` for a single input file (None: ``-o`` is a folder)."""
     from colorize.data import IMAGE_EXTENSIONS
 
-    if not output or len(paths) != 1 or not Path(paths[0]).is_file():
-        return None
+    if not output or not Path(paths[0]).is_file() or len({Path(p).resolve() for p in paths}) != 1:
+        return None  # the same file given twice is still one input
     out = Path(output)
     return out if out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir() else None
 
