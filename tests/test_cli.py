@@ -379,7 +379,8 @@ def _fail_writes_after(monkeypatch, n_ok: int, how: str) -> None:
     monkeypatch.setattr(Image.Image, "save", save)
 
 
-@pytest.mark.parametrize("how,fmt", [("raise", "png"), ("short", "bmp"), ("short", "tif")])
+@pytest.mark.parametrize("how,fmt", [("raise", "png"), ("short", "bmp"), ("short", "tif"), ("short", "jpg"),
+                                     ("short", "png"), ("short", "webp")])
 def test_disk_full_stops_cleanly_and_leaves_nothing_half_written(how, fmt, tiny_model_file, photo_dir,
                                                                  tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"

@@ -340,12 +340,33 @@ def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95) -> None:
 
 
 def verify_image(path: str | Path, size: tuple[int, int]) -> None:
-    """Read a just-written image back in full: raises :class:`OSError` if it is cut short or unreadable
-    (Pillow's BMP and TIFF writers do not notice a short write on a full disk)."""
+    """Check a just-written image is whole: raises :class:`OSError` if it is cut short or unreadable
+    (Pillow's BMP and TIFF writers do not notice a short write on a full disk).
+
+    JPEG, PNG, WebP and BMP are checked from their structure (end marker, recorded length: nothing is
+    decoded, so a 24-megapixel JPEG costs no second decode); other formats are read back in full.
+    """
+    path = Path(path)
     try:
         with Image.open(path) as written:
-            written.load()
             if written.size != tuple(size):
                 raise ValueError(f"it reads back as {written.size[0]}x{written.size[1]}, not {size[0]}x{size[1]}")
+            fmt = written.format
+            if fmt not in _ENDS and fmt not in ("WEBP", "BMP"):
+                written.load()
+        length = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, length - 12))
+            tail = f.read()
+        if fmt in _ENDS and not tail.endswith(_ENDS[fmt]):
+            raise ValueError(f"its {fmt} end marker is missing")
+        recorded = {"WEBP": lambda: int.from_bytes(head[4:8], "little") + 8,
+                    "BMP": lambda: int.from_bytes(head[2:6], "little")}.get(fmt)
+        if recorded is not None and recorded() != length:
+            raise ValueError(f"{length} bytes where its header records {recorded()}")
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, struct.error on a short file
         raise OSError(errno.EIO, f"the written image is incomplete ({e}); is the disk full?") from None
+
+
+_ENDS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}  # the last bytes of a whole file
