@@ -54,6 +54,14 @@ def _colorize_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, metavar="K/N",
                    help="process only part K of N (1 <= K <= N) of the files, split by a hash of their "
                         "relative path: run N of these on N machines or GPUs; implies --record")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: a Ray Data pipeline, on a local Ray or a cluster "
+                        "(needs the ray extra; see docs/scaling.md)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="with --engine ray: join this Ray cluster (auto, HOST:PORT or ray://HOST:PORT) "
+                        "instead of starting a local Ray")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --engine ray: colorizing actors, each loading the model once (default: one per CPU)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--version", action="version", version=f"colorize {__version__}")
     return p
@@ -111,6 +119,21 @@ def colorize_paths(args: argparse.Namespace) -> int:
     from colorize import archive
     from colorize.data import IMAGE_EXTENSIONS, ImageError
 
+    engine = getattr(args, "engine", "local")
+    if engine == "ray":
+        from colorize.ray import RayEngineError, require_ray
+
+        try:
+            require_ray()
+        except RayEngineError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if args.runtime != "torch":
+            print("error: --engine ray runs --runtime torch only", file=sys.stderr)
+            return 2
+    elif getattr(args, "address", None) or getattr(args, "workers", None):
+        print("error: --address and --workers need --engine ray", file=sys.stderr)
+        return 2
     try:
         pairs = plan_outputs(args.paths, args.output, args.format)
     except FileNotFoundError as e:
@@ -158,6 +181,20 @@ def colorize_paths(args: argparse.Namespace) -> int:
         recorded = planned - len(pairs)
     todo = [(s, d) for s, d in pairs if args.overwrite or not d.exists()]
     skipped = len(pairs) - len(todo)
+    if engine == "ray":
+        from colorize.ray import colorize_pairs
+
+        try:
+            result = colorize_pairs(todo, model=args.model, size=args.size, temperature=args.temperature,
+                                    saturation=args.saturation, device=args.device, threads=args.threads,
+                                    address=args.address, workers=args.workers, progress=not args.quiet,
+                                    on_done=record.mark_done if record is not None else None)
+        except (RayEngineError, ValueError) as e:
+            if record is not None:
+                record.close()
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return _report(args, result.done, skipped, result.failed, record, recorded)
 
     from tqdm import tqdm
 
@@ -198,6 +235,11 @@ def colorize_paths(args: argparse.Namespace) -> int:
             failed.append(str(e))
         except OSError as e:  # output side: disk full, permissions
             failed.append(f"{src}: cannot write {dst} ({e})")
+    return _report(args, done, skipped, failed, record, recorded)
+
+
+def _report(args: argparse.Namespace, done: int, skipped: int, failed: list[str], record, recorded: int) -> int:
+    """Close the record, print the summary and each failure; exit 1 if any failed."""
     if record is not None:
         record.close()
     print(f"done: {done}, skipped (exists, use --overwrite): {skipped}, failed: {len(failed)}"
