@@ -71,6 +71,14 @@ def _colorize_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, metavar="K/N",
                    help="process only part K of N (1 <= K <= N) of the files, split by a hash of their "
                         "relative path: run N of these on N machines or GPUs; implies --record")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: a Ray Data pipeline, on a local Ray or a cluster "
+                        "(needs the ray extra; see docs/scaling.md)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="with --engine ray: join this Ray cluster (auto, HOST:PORT or ray://HOST:PORT) "
+                        "instead of starting a local Ray")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --engine ray: colorizing actors, each loading the model once (default: one per CPU)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--version", action="version", version=f"colorize {__version__}")
     return p
@@ -216,6 +224,21 @@ def colorize_paths(args: argparse.Namespace) -> int:
     import sqlite3
     import warnings
 
+    engine = getattr(args, "engine", "local")
+    if engine == "ray":
+        from colorize.ray import RayEngineError, require_ray
+
+        try:
+            require_ray()
+        except RayEngineError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if args.runtime != "torch":
+            print("error: --engine ray runs --runtime torch only", file=sys.stderr)
+            return 2
+    elif getattr(args, "address", None) or getattr(args, "workers", None):
+        print("error: --address and --workers need --engine ray", file=sys.stderr)
+        return 2
     from colorize import archive
     from colorize.checkpoint import clean_stale_temporaries
     from colorize.data import ImageError, ImageNote
@@ -270,6 +293,22 @@ def colorize_paths(args: argparse.Namespace) -> int:
         recorded = planned - len(pairs)
     todo = [(s, d) for s, d in pairs if args.overwrite or not d.exists()]
     skipped = len(pairs) - len(todo)
+    if engine == "ray":
+        from colorize.ray import colorize_pairs
+
+        try:
+            result = colorize_pairs(todo, model=args.model, size=args.size, temperature=args.temperature,
+                                    saturation=args.saturation, device=args.device, threads=args.threads,
+                                    address=args.address, workers=args.workers, progress=not args.quiet,
+                                    on_done=record.mark_done if record is not None else None)
+        except (RayEngineError, ValueError) as e:
+            if record is not None:
+                record.close()
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return _report(args, result.done, skipped, list(problems) + result.failed, record, recorded,
+                       notes=[f"{d}: same file as {first}; done once" for d, first in plan.duplicates],
+                       destination=named or out_dir)
 
     from colorize.distributed import pick_device
     from colorize.pipeline import Colorizer
@@ -329,6 +368,15 @@ def colorize_paths(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # Ctrl-C: the photo being written was not renamed into place
             stopped, left = "interrupted", len(todo) - i
             break
+    return _report(args, done, skipped, failed, record, recorded, notes=notes, stopped=stopped, left=left,
+                   destination=named or out_dir)
+
+
+def _report(args: argparse.Namespace, done: int, skipped: int, failed: list[str], record, recorded: int, *,
+            notes: list[str] = (), stopped: str = "", left: int = 0, destination: Path | None = None) -> int:
+    """Close the record, print the summary, each note and failure; exit 130 after Ctrl-C, 1 if any failed."""
+    import sqlite3
+
     if record is not None:
         try:
             record.close()
@@ -336,7 +384,7 @@ def colorize_paths(args: argparse.Namespace) -> int:
             pass
     print(f"done: {done}, skipped (exists, use --overwrite): {skipped}, failed: {len(failed)}"
           + (f", done before (record): {recorded}" if record is not None else "")
-          + (f"  -> {named or out_dir}" if done else ""))
+          + (f"  -> {destination}" if done and destination else ""))
     for msg in notes:
         print(f"  note: {msg}")
     for msg in failed:
