@@ -133,14 +133,15 @@ def test_prior_rebalancing_upweights_rare_bins():
     assert bins.weights.max() / bins.weights.min() <= bins.num_bins + 1
 
 
-@pytest.mark.parametrize("name, folds_stem", [("unet_lite0", True), ("beta", False), ("unet_vgg16", False)])
-def test_optimize_for_inference_keeps_outputs(name, folds_stem):
+@pytest.mark.parametrize("name, folds_stem, kwargs", [("unet_lite0", True, {}), ("unet_lite0", True, {"context": True}),
+                                                     ("beta", False, {}), ("unet_vgg16", False, {})])
+def test_optimize_for_inference_keeps_outputs(name, folds_stem, kwargs):
     import copy
 
     from colorize.models._base import optimize_for_inference
 
     torch.manual_seed(0)
-    model = create_model(name).train()
+    model = create_model(name, **kwargs).train()
     x = torch.rand(2, 1, 64, 96) * 2 - 1
     model(x)  # one training pass so BatchNorm statistics are not the identity
     model.eval()
@@ -185,3 +186,40 @@ def test_fusing_batchnorm_keeps_outputs(name):
         assert torch.allclose(model.predict_ab(x), fused.predict_ab(x), atol=1e-5)
     with pytest.raises(ValueError, match="inference"):
         fuse_conv_bn(create_model(name).train())
+
+
+def test_global_context_makes_a_pixel_depend_on_the_whole_photo():
+    """The fusion block broadcasts image-level features: changing one corner of the deepest grid changes
+    the output at the opposite corner (a 1x1 mix alone could not), and a context U-Net keeps its shapes."""
+    from colorize.models.unet import GlobalContext
+
+    torch.manual_seed(0)
+    block = GlobalContext(32, hidden=16).eval()
+    x = torch.rand(2, 32, 12, 12)
+    y = x.clone()
+    y[:, :, 0, 0] += 5.0
+    with torch.no_grad():
+        out_x, out_y = block(x), block(y)
+    assert out_x.shape == x.shape
+    assert (out_x[:, :, -1, -1] - out_y[:, :, -1, -1]).abs().max() > 1e-4
+    model = create_model("unet_lite0", context=True).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 64, 96) * 2 - 1).shape == (1, model.bins.num_bins, 16, 24)
+
+
+def test_training_runs_the_frozen_prefix_fused_with_the_same_features():
+    """In training mode a U-Net on EfficientNet runs its frozen stem and blocks as a fused inference copy:
+    the encoder's features are those of the plain path, and nothing of the copy is saved."""
+    torch.manual_seed(0)
+    model = create_model("unet_lite0", freeze_levels=2).train()
+    assert model._fast_prefix and model._frozen_blocks == 2
+    gray = torch.rand(2, 3, 96, 96) * 2 - 1
+    with torch.no_grad():
+        fast = model._encode(gray)
+        plain = model.encoder(gray)
+    assert len(fast) == len(plain)
+    for a, b in zip(fast, plain):
+        assert torch.allclose(a, b, atol=1e-3)
+    assert not any("_fast_prefix" in k for k in model.state_dict())
+    model.eval()
+    assert not model._fast_prefix  # inference uses the plain modules (which optimize_for_inference rewrites)
