@@ -254,3 +254,26 @@ def test_mid_epoch_checkpoint_resumes_exactly(photo_dir, tmp_path, num_workers, 
     ha, hb = _history(straight), _history(resumed)
     assert ha[-1]["train_loss"] == pytest.approx(hb[-1]["train_loss"], rel=1e-5)
     assert not _leftover_temp_files(resumed)
+
+
+def test_warm_start_continues_from_shipped_weights_with_a_fresh_optimizer(photo_dir, tmp_path):
+    """--init: the run starts from the weight file's tensors (rebalancing weights included, a folded prior
+    correction taken back out), at step 0 with warmup; other architectures are refused by name."""
+    from colorize.checkpoint import save_weights
+    from colorize.models._base import correct_prior
+
+    first = setup(_cfg(photo_dir, tmp_path / "first", model="unet_lite0", size=64))
+    fit(first)
+    plain = {k: v.clone() for k, v in first.model.state_dict().items()}
+    shipped = tmp_path / "shipped.safetensors"
+    correct_prior(first.model, 0.3)  # as `colorize export --prior-correction 0.3` does
+    save_weights(shipped, first.model, metadata={"prior_correction": "0.3", "temperature": "0.5"})
+
+    run = setup(_cfg(photo_dir, tmp_path / "warm", model="unet_lite0", size=64, init_weights=str(shipped)))
+    assert run.step == 0 and not run.optimizer.state  # a fresh optimizer
+    for k, v in run.model.state_dict().items():
+        assert torch.allclose(v, plain[k], atol=1e-6), k  # the trained tensors, correction undone
+    assert get_lr(0, run.cfg) < run.cfg.lr  # warmup again
+
+    with pytest.raises(ValueError, match="shipped.safetensors"):
+        setup(_cfg(photo_dir, tmp_path / "other", model="alpha", init_weights=str(shipped)))

@@ -50,6 +50,8 @@ class TrainConfig:
     data: list[str] = field(default_factory=lambda: [DEFAULT_DATA])  # folders, files, globs; or tar shards
     val_data: list[str] = field(default_factory=list)  # held-out photos; empty: split from ``data``
     val_fraction: float = 0.02  # share of ``data`` held out when ``val_data`` is empty
+    init_weights: str | None = None  # warm start: begin from this weight file (same architecture) with a
+    # fresh optimizer and warmup; a prior correction folded into it for inference is undone first
     image: str | None = None  # train on this one photo (the write-ups' Alpha demo); overrides data
     size: int = 160  # square training crop, a multiple of the model's stride
     early_size: int = 0  # progressive resizing: train the first ``early_epochs`` epochs at this crop
@@ -284,10 +286,33 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
                + (f" (batch {run.epoch_step} of epoch {run.epoch + 1})" if run.epoch_step else ""))
     elif resume:
         _print(run, f"no checkpoint at {last}; starting fresh")
-    if ckpt is None and getattr(model, "output", "") == "bins":
+    if ckpt is None and cfg.init_weights:
+        warm_start(model, cfg.init_weights)
+        _print(run, f"warm start from {cfg.init_weights} (fresh optimizer, {cfg.warmup_steps} warmup steps)")
+    elif ckpt is None and getattr(model, "output", "") == "bins":
         estimate_prior(model, train_set, cfg, dist=dist)
     run.wrapped = distributed.wrap(model, dist, device)  # DDP starts from rank 0's weights and buffers
     return run
+
+
+def warm_start(model: nn.Module, path: str | Path) -> None:
+    """Load a shipped or exported weight file into ``model`` to continue training it: the architecture and
+    options must match; its class-rebalancing weights come with it (no new prior), and a prior correction
+    folded into its head for inference (``colorize export --prior-correction``) is taken back out."""
+    from colorize.checkpoint import load_model
+    from colorize.models._base import correct_prior
+
+    src = load_model(path)
+    if type(src) is not type(model) or src.state_dict().keys() != model.state_dict().keys():
+        raise ValueError(f"{path}: a {getattr(src, 'model_name', type(src).__name__)} with other options; "
+                         f"it cannot start a {getattr(model, 'model_name', type(model).__name__)} run")
+    strength = getattr(src, "prior_correction", 0.0)
+    if strength:
+        correct_prior(src, -strength)
+    try:
+        model.load_state_dict(src.state_dict())
+    except RuntimeError as e:  # same names, other shapes
+        raise ValueError(f"{path}: its tensors do not fit this run's model ({str(e).splitlines()[0]})") from None
 
 
 def _print(run: Run, *args) -> None:

@@ -45,6 +45,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-minutes", type=float, help="stop cleanly after this long (resume later)")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", dest="init_weights", metavar="WEIGHTS",
+                   help="warm start: begin from these weights (e.g. weights/unet_lite0.safetensors) with a fresh "
+                        "optimizer and warmup; the recipe's architecture must match")
     args = p.parse_args(argv)
 
     from colorize.distributed import from_env
@@ -52,7 +55,7 @@ def main(argv: list[str]) -> int:
 
     overrides = {k: getattr(args, k) for k in ("model", "data", "val_data", "image", "size", "batch_size",
                                                "epochs", "epoch_images", "lr", "out_dir", "device", "amp",
-                                               "num_workers", "threads", "max_minutes", "seed")}
+                                               "num_workers", "threads", "max_minutes", "seed", "init_weights")}
     try:
         if args.recipe:
             cfg = TrainConfig.from_yaml(_recipe_path(args.recipe), **overrides)
