@@ -9,12 +9,16 @@ photo's L), so a light-blue hint on a dark coat gives a dark-blue coat.
 Propagation runs at the network's working size, before the guided upsampling, as a **geodesic
 distance** from each hint over the working-size lightness: a step between neighbouring pixels costs
 
-    d_step = spatial / R + (delta_L / EDGE_L) ** 2
+    d_step = spatial / R + (delta_L / EDGE_L) ** 2 + (delta_ab / EDGE_AB) ** 2
 
-(``spatial`` 1 or sqrt(2) px, ``R`` the hint's radius at working size, ``delta_L`` the lightness step).
-A flat region costs only its extent; a strong edge (a jump of ~15 L units or more) costs more than any
-radius, so the hint stops there; texture's small steps cost little because the lightness term is
-squared. Each pixel belongs to its geodesically nearest hint (one multi-source Dijkstra per distinct
+(``spatial`` 1 or sqrt(2) px, ``R`` the hint's radius at working size, ``delta_L`` the lightness step,
+``delta_ab`` the step in the network's predicted color). A flat region costs only its extent; a strong
+edge (a jump of ~15 L units or more) costs more than any radius, so the hint stops there; texture's
+small steps cost little because the terms are squared. The predicted-color term stops hints where the
+lightness alone does not tell two things apart but the network does (a face against a backdrop of
+the same brightness); it uses the prediction, never any fixed color. The two scales were chosen by
+eye on the example photos: with larger ones hints leaked from a backdrop into a face, with smaller ones
+a hint on creased clothing covered only the crease it was on (textured objects may need several hints). Each pixel belongs to its geodesically nearest hint (one multi-source Dijkstra per distinct
 radius, however many hints), which pulls it fully up to d = R / 2, half at R and not at all from
 3 R / 2 on (a raised cosine between). Where two hints' territories meet without an edge between
 them, the seam is softened by a guided filter (edge-aware, so it stays sharp where there is an edge).
@@ -49,9 +53,10 @@ import numpy as np
 import torch
 from PIL import ImageColor
 
-from colorize.color import lab_to_rgb, normalize_ab, normalize_l, rgb_to_lab
+from colorize.color import AB_SCALE, lab_to_rgb, normalize_ab, normalize_l, rgb_to_lab
 
-EDGE_L = 10.0  # L units: a lightness step of this size costs as much as the hint's whole radius
+EDGE_L = 14.0  # L units: a lightness step of this size costs as much as the hint's whole radius
+EDGE_AB = 8.0  # ab units: a step of this size in the predicted color costs the same
 CORE = 0.5  # geodesic distance (in radii) up to which a hint has its full weight
 REACH = 1.5  # geodesic distance (in radii) from which a hint has no effect
 SEAM_RADIUS = 4  # working px: where two hints' territories meet without an edge, the blend's half-width
@@ -181,9 +186,10 @@ class Propagator:
         full_size: (H, W) of the photo the hints' coordinates refer to.
     """
 
-    def __init__(self, l_small: torch.Tensor, full_size: tuple[int, int]):
+    def __init__(self, l_small: torch.Tensor, full_size: tuple[int, int], ab: torch.Tensor | None = None):
         self.guide = normalize_l(l_small.detach().reshape(1, 1, *l_small.shape[-2:]).float())
         l = l_small.detach().reshape(l_small.shape[-2:]).double().cpu().numpy()
+        pred = None if ab is None else ab.detach().reshape(2, *l.shape).double().cpu().numpy() * AB_SCALE
         self.h, self.w = l.shape
         self.full_h, self.full_w = full_size
         idx = np.arange(self.h * self.w).reshape(self.h, self.w)
@@ -197,7 +203,10 @@ class Propagator:
             rows.append(a)
             cols.append(b)
             spatial.append(np.full(a.size, math.hypot(dx, dy)))
-            edge.append(((l[ys, xs] - l[ys2, xs2]).ravel() / EDGE_L) ** 2)
+            cost = ((l[ys, xs] - l[ys2, xs2]) / EDGE_L) ** 2
+            if pred is not None:  # where the network sees different things, so do the hints
+                cost = cost + (((pred[:, ys, xs] - pred[:, ys2, xs2]) ** 2).sum(0) / EDGE_AB**2)
+            edge.append(cost.ravel())
         self._rows, self._cols = np.concatenate(rows), np.concatenate(cols)
         self._spatial, self._edge = np.concatenate(spatial), np.concatenate(edge)
         self._graphs: dict[float, Any] = {}
@@ -280,7 +289,7 @@ def apply_hints(l_small: torch.Tensor, ab: torch.Tensor, hints: Sequence[Hint],
                 full_size: tuple[int, int]) -> torch.Tensor:
     """One-shot :meth:`Propagator.apply`: (1, 1, h, w) L and (1, 2, h, w) normalized ab at working size,
     hints in the coordinates of a ``full_size`` (H, W) photo -> corrected ab."""
-    return Propagator(l_small, full_size).apply(ab, hints)
+    return Propagator(l_small, full_size, ab).apply(ab, hints)
 
 
 def as_hints(hints: Iterable[Hint | dict[str, Any] | str] | None) -> list[Hint]:

@@ -60,7 +60,7 @@ class Prediction:
         from colorize.hints import Propagator
 
         if self._propagator is None:
-            self._propagator = Propagator(self.prepared.l_small, tuple(self.prepared.l_full.shape[-2:]))
+            self._propagator = Propagator(self.prepared.l_small, tuple(self.prepared.l_full.shape[-2:]), self.ab)
         return self._propagator
 
 
