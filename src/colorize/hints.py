@@ -308,7 +308,7 @@ def as_hints(hints: Iterable[Hint | dict[str, Any] | str] | None) -> list[Hint]:
 
 
 # -- a hand-tinted photo's own colors as hints ----------------------------------------------------
-TINT_MIN_CHROMA = 8.0  # ab units beyond the photo's base tone: a pixel counts as hand-tinted
+TINT_MIN_CHROMA = 10.0  # ab units off the photo's tone: a pixel counts as hand-tinted
 TINT_MIN_AREA = 0.002  # fraction of the photo: smaller tinted specks are ignored
 TINT_MAX_HINTS = 32  # the largest tinted regions, at most
 
@@ -317,14 +317,16 @@ def hints_from_tint(rgb: np.ndarray, *, size: int = 256) -> list[Hint]:
     """A hand-tinted photo's colors as hints: one per tinted region, at its most interior point, with the
     region's median chroma and a radius of its size.
 
-    A pixel is tinted when its ab differs from the photo's median ab (its base tone: neutral for a gray
-    print, brown for sepia) by more than :data:`TINT_MIN_CHROMA`.
+    A pixel is tinted when it is more than :data:`TINT_MIN_CHROMA` off the photo's tone (neutral for a
+    gray print, the hue of its median ab for a toned one: :func:`colorize.tone.off_tone`).
 
     Args:
         rgb: (H, W, 3) uint8 sRGB.
         size: long side the analysis runs at.
     """
     from scipy import ndimage
+
+    from colorize.tone import off_tone
 
     height, width = rgb.shape[:2]
     x = torch.from_numpy(np.array(rgb[:, :, :3], np.float32)).permute(2, 0, 1)[None] / 255.0  # a copy: may be read-only
@@ -334,7 +336,7 @@ def hints_from_tint(rgb: np.ndarray, *, size: int = 256) -> list[Hint]:
     lab = rgb_to_lab(x)[0].double()  # (3, h, w)
     ab = lab[1:]
     base = ab.reshape(2, -1).median(dim=1).values
-    tinted = ((ab - base[:, None, None]).norm(dim=0) > TINT_MIN_CHROMA).numpy()
+    tinted = (off_tone(ab, base) > TINT_MIN_CHROMA).numpy()
     tinted = ndimage.binary_opening(tinted, iterations=1)
     labels, count = ndimage.label(tinted)
     if count == 0:
