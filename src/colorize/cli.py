@@ -54,6 +54,19 @@ def _colorize_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, metavar="K/N",
                    help="process only part K of N (1 <= K <= N) of the files, split by a hash of their "
                         "relative path: run N of these on N machines or GPUs; implies --record")
+    g = p.add_argument_group("guiding the colors")
+    g.add_argument("--hint", action="append", default=[], metavar="X,Y,COLOR[,RADIUS]",
+                   help="a color hint (repeatable): a point in the photo's pixels, a color (#2a6fdb, red, "
+                        "rgb(..)) and optionally a radius in pixels (default: bounded by the photo's edges only)")
+    g.add_argument("--hints", metavar="FILE",
+                   help='hints from a JSON file: [{"x": 120, "y": 80, "color": "#2a6fdb", "radius": 40}, ...], '
+                        'or {"photo.jpg": [...], ...} for several photos')
+    g.add_argument("--confidence", action="store_true",
+                   help="also write NAME.confidence.png beside each output (255 = the model is sure)")
+    g.add_argument("--keep-color", action="store_true",
+                   help="write photos that are already in color unchanged instead of recolorizing them")
+    g.add_argument("--tint-as-hints", action="store_true",
+                   help="use a hand-tinted (partly colored) photo's own colors as hints")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--version", action="version", version=f"colorize {__version__}")
     return p
@@ -106,6 +119,35 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> list[tuple[P
     return pairs
 
 
+def _hints_for(args: argparse.Namespace, sources: list[Path]):
+    """A function: input path -> its hints, from ``--hint`` and ``--hints``. Hints given as a plain list
+    need a single input photo; a ``{file name: [...]}`` file may name several (by name or path)."""
+    from colorize.hints import load_hints, parse_hint
+
+    given = [parse_hint(h) for h in getattr(args, "hint", None) or []]
+    per_file: dict[str, list] = {}
+    hints_file = getattr(args, "hints", None)
+    if hints_file:
+        loaded = load_hints(hints_file)
+        if isinstance(loaded, dict):
+            per_file = loaded
+        else:
+            given += loaded
+    if given and len(sources) != 1:
+        raise ValueError(f"--hint and a list of --hints are for one photo, got {len(sources)}; give a JSON "
+                         'object {"photo.jpg": [...]} to hint several')
+    if per_file:
+        known = {str(s) for s in sources} | {s.name for s in sources}
+        unknown = sorted(set(per_file) - known)
+        if unknown:
+            raise ValueError(f"{hints_file}: no input photo named {', '.join(unknown)}")
+
+    def hints_for(src: Path) -> list:
+        return given + per_file.get(str(src), per_file.get(src.name, []))
+
+    return hints_for
+
+
 def colorize_paths(args: argparse.Namespace) -> int:
     """Colorize every image; print a summary; exit 1 if any failed."""
     from colorize import archive
@@ -143,6 +185,11 @@ def colorize_paths(args: argparse.Namespace) -> int:
     if not pairs:
         print("no images found", file=sys.stderr)
         return 1
+    try:
+        hints_for = _hints_for(args, [src for src, _ in pairs])
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     record, recorded = None, 0
     if shard or getattr(args, "record", False):
         settings = {k: getattr(args, k) for k in ("model", "size", "temperature", "saturation", "format")}
@@ -186,16 +233,33 @@ def colorize_paths(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if getattr(args, "confidence", False) and getattr(colorizer.model, "output", "ab") != "bins":
+        print(f"error: --confidence needs a classification (bins) model; {colorizer.model_name} predicts "
+              "colors directly (the onnx runtime too)", file=sys.stderr)
+        return 2
     failed: list[str] = []
     done = 0
+    kinds: dict[str, int] = {}
     for src, dst in tqdm(todo, unit="img", disable=args.quiet or not todo, dynamic_ncols=True):
         try:
-            colorizer.colorize_file(src, dst)
+            result = colorizer.colorize_file(src, dst, hints=hints_for(src), confidence=getattr(args, "confidence", False),
+                                             keep_color=getattr(args, "keep_color", False), tint_as_hints=getattr(args, "tint_as_hints", False))
+            tone = getattr(result, "tone", None)
+            if tone is not None:
+                kinds[tone.kind] = kinds.get(tone.kind, 0) + 1
+                if tone.kind == "color":
+                    action = ("passed through unchanged (--keep-color)" if result.passed_through else
+                              f"colorized from its lightness with {result.hints} hints from its tint"
+                              if getattr(args, "tint_as_hints", False) else "colorized from its lightness; --keep-color writes "
+                              "such photos unchanged, --tint-as-hints uses their colors as hints")
+                    tqdm.write(f"warning: {src}: {tone.describe()}; {action}", file=sys.stderr)
             done += 1
             if record is not None:
                 record.mark_done(src)
         except ImageError as e:
             failed.append(str(e))
+        except ValueError as e:  # a hint outside this photo
+            failed.append(f"{src}: {e}")
         except OSError as e:  # output side: disk full, permissions
             failed.append(f"{src}: cannot write {dst} ({e})")
     if record is not None:
@@ -203,6 +267,8 @@ def colorize_paths(args: argparse.Namespace) -> int:
     print(f"done: {done}, skipped (exists, use --overwrite): {skipped}, failed: {len(failed)}"
           + (f", done before (record): {recorded}" if record is not None else "")
           + (f"  -> {Path(args.output or 'colorized')}" if done else ""))
+    if kinds:
+        print("inputs: " + ", ".join(f"{kinds[k]} {k}" for k in ("gray", "toned", "color") if k in kinds))
     for msg in failed:
         print(f"  failed: {msg}", file=sys.stderr)
     return 1 if failed else 0

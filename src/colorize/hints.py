@@ -51,7 +51,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-from PIL import ImageColor
+from PIL import Image, ImageColor
 
 from colorize.color import AB_SCALE, lab_to_rgb, normalize_ab, normalize_l, rgb_to_lab
 
@@ -313,7 +313,7 @@ TINT_MIN_AREA = 0.002  # fraction of the photo: smaller tinted specks are ignore
 TINT_MAX_HINTS = 32  # the largest tinted regions, at most
 
 
-def hints_from_tint(rgb: np.ndarray, *, size: int = 256) -> list[Hint]:
+def hints_from_tint(image: Image.Image | np.ndarray, *, size: int = 256) -> list[Hint]:
     """A hand-tinted photo's colors as hints: one per tinted region, at its most interior point, with the
     region's median chroma and a radius of its size.
 
@@ -321,19 +321,15 @@ def hints_from_tint(rgb: np.ndarray, *, size: int = 256) -> list[Hint]:
     gray print, the hue of its median ab for a toned one: :func:`colorize.tone.off_tone`).
 
     Args:
-        rgb: (H, W, 3) uint8 sRGB.
+        image: the photo, PIL or (H, W, 3) uint8 sRGB.
         size: long side the analysis runs at.
     """
     from scipy import ndimage
 
-    from colorize.tone import off_tone
+    from colorize.tone import off_tone, small_rgb
 
-    height, width = rgb.shape[:2]
-    x = torch.from_numpy(np.array(rgb[:, :, :3], np.float32)).permute(2, 0, 1)[None] / 255.0  # a copy: may be read-only
-    scale = min(1.0, size / max(height, width))
-    if scale < 1.0:
-        x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="area")
-    lab = rgb_to_lab(x)[0].double()  # (3, h, w)
+    width, height = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
+    lab = rgb_to_lab(small_rgb(image, size).double())[0]  # (3, h, w)
     ab = lab[1:]
     base = ab.reshape(2, -1).median(dim=1).values
     tinted = (off_tone(ab, base) > TINT_MIN_CHROMA).numpy()

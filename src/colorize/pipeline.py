@@ -26,6 +26,7 @@ from colorize.models._base import DEFAULT_TEMPERATURE, optimize_for_inference
 
 if TYPE_CHECKING:
     from colorize.hints import Hint, Propagator
+    from colorize.tone import ToneReport
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
@@ -434,15 +435,70 @@ class Colorizer:
             return (y.permute(1, 2, 0).numpy() * np.iinfo(arr.dtype).max + 0.5).astype(arr.dtype)
         return y.permute(1, 2, 0).numpy().astype(arr.dtype)
 
-    def colorize_file(self, src: str | Path, dst: str | Path, *, quality: int = 95) -> tuple[int, int]:
-        """Read ``src``, colorize, write ``dst`` atomically (format from its extension). Returns (W, H).
-        Raises :class:`colorize.data.ImageError` naming the file on bad input."""
+    def colorize_file(self, src: str | Path, dst: str | Path, *, quality: int = 95, hints: HintsLike = None,
+                      confidence: bool = False, keep_color: bool = False,
+                      tint_as_hints: bool = False) -> "FileResult":
+        """Read ``src``, colorize, write ``dst`` atomically (format from its extension).
+
+        Args:
+            hints: color hints in the photo's pixels (see :mod:`colorize.hints`).
+            confidence: also write the network's confidence to :func:`confidence_path` of ``dst``.
+            keep_color: a photo that is already in color (:func:`colorize.tone.classify`) is written
+                to ``dst`` unchanged (the same bytes when the extensions match) instead.
+            tint_as_hints: a photo in color (hand-tinted) gives its own colors as hints
+                (:func:`colorize.hints.hints_from_tint`), before ``hints``.
+        Returns:
+            size, the photo's tone report, whether it was passed through and the hints used.
+        Raises:
+            :class:`colorize.data.ImageError` naming the file on bad input.
+        """
         from colorize.data import load_image
+        from colorize.hints import as_hints, hints_from_tint
+        from colorize.tone import classify
 
         img = load_image(src)
-        out = self(img)
-        save_image(out, dst, quality=quality)
-        return out.size
+        tone = classify(img)
+        if keep_color and tone.kind == "color":
+            pass_through(src, dst, img, quality=quality)
+            return FileResult(img.size, tone, passed_through=True)
+        hints = as_hints(hints)
+        if tint_as_hints and tone.kind == "color":
+            hints = hints_from_tint(img) + hints
+        if confidence:
+            prediction = self.analyze(img, confidence=True)
+            save_image(self.render(prediction, hints=hints), dst, quality=quality)
+            save_image(self.confidence_image(prediction), confidence_path(dst))
+        else:
+            save_image(self(img, hints=hints), dst, quality=quality)
+        return FileResult(img.size, tone, hints=len(hints))
+
+
+@dataclass
+class FileResult:
+    """What :meth:`Colorizer.colorize_file` did with one file."""
+
+    size: tuple[int, int]  # (width, height)
+    tone: "ToneReport"  # gray, toned or color, with the statistics
+    passed_through: bool = False  # a color photo written unchanged (keep_color)
+    hints: int = 0  # hints applied (given and from the photo's tint)
+
+
+def confidence_path(dst: str | Path) -> Path:
+    """Where the confidence map of output ``dst`` goes: ``NAME.confidence.png`` beside it."""
+    dst = Path(dst)
+    return dst.with_name(f"{dst.stem}.confidence.png")
+
+
+def pass_through(src: str | Path, dst: str | Path, img: Image.Image, *, quality: int = 95) -> None:
+    """Write a photo unchanged: its very bytes when ``dst`` has ``src``'s extension, else ``img`` re-encoded."""
+    import shutil
+
+    from colorize.checkpoint import atomic_write
+
+    if Path(src).suffix.lower() == Path(dst).suffix.lower():
+        atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+    else:
+        save_image(img, dst, quality=quality)
 
 
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:

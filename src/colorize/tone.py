@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from colorize.color import rgb_to_lab
 
@@ -70,21 +71,28 @@ def off_tone(ab: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     return (ab - along * u).norm(dim=0)
 
 
-def classify(rgb: np.ndarray | torch.Tensor) -> ToneReport:
+def small_rgb(image: Image.Image | np.ndarray | torch.Tensor, size: int = ANALYSIS_SIZE) -> torch.Tensor:
+    """A photo reduced to at most ``size`` px on the long side (box filter), as (1, 3, h, w) float in
+    [0, 1]. PIL images and uint8 arrays are reduced by Pillow before any float copy is made, so a
+    24-megapixel scan costs a thumbnail."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image if image.ndim == 2 else image[..., :3])
+    if isinstance(image, Image.Image):
+        thumb = image.convert("RGB")
+        thumb.thumbnail((size, size), Image.Resampling.BOX)
+        return torch.from_numpy(np.array(thumb, np.float32)).permute(2, 0, 1)[None] / 255.0
+    x = image.float()[None] if image.dim() == 3 else image.float()
+    scale = size / max(x.shape[-2:])
+    return F.interpolate(x, scale_factor=scale, mode="area") if scale < 1 else x
+
+
+def classify(image: Image.Image | np.ndarray | torch.Tensor) -> ToneReport:
     """Gray, toned or color, by chroma statistics (see the module docstring).
 
     Args:
-        rgb: (H, W, 3) uint8 array, or (3, H, W) float tensor in [0, 1].
+        image: a PIL image, (H, W, 3) uint8 array, or (3, H, W) float tensor in [0, 1].
     """
-    if isinstance(rgb, np.ndarray):
-        x = torch.from_numpy(np.array(rgb[..., :3], np.float32)).permute(2, 0, 1) / 255.0  # a copy: may be read-only
-    else:
-        x = rgb.float()
-    x = x[None]
-    scale = ANALYSIS_SIZE / max(x.shape[-2:])
-    if scale < 1:
-        x = F.interpolate(x, scale_factor=scale, mode="area")
-    ab = rgb_to_lab(x.double())[0, 1:].reshape(2, -1)  # (2, N)
+    ab = rgb_to_lab(small_rgb(image).double())[0, 1:].reshape(2, -1)  # (2, N)
     chroma = ab.norm(dim=0)
     base = ab.median(dim=1).values
     colored = float((off_tone(ab, base) > TINT_CHROMA).double().mean())
