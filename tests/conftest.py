@@ -67,3 +67,28 @@ def tiny_model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "alpha_tiny.safetensors"
     save_weights(path, model)
     return path
+
+
+def tiny_bins_model():
+    """A classification (bins) model in miniature: a 1x1 convolution from L to the bin logits, sure of one
+    bin where the photo is white and spread over all the others where it is black."""
+    import torch
+
+    from colorize.models._base import AbBins, BinHead, ColorNet
+
+    class TinyBins(ColorNet):
+        output, stride = "bins", 1
+
+        def __init__(self):
+            super().__init__()
+            self.bins = AbBins()
+            self.head = BinHead(1, self.bins)
+            with torch.no_grad():
+                self.head.proj.weight.zero_()
+                self.head.proj.bias.zero_()
+                self.head.proj.weight[self.bins.num_bins // 3] = 20.0
+
+        def forward(self, l_norm):
+            return self.head(l_norm)
+
+    return TinyBins().eval()

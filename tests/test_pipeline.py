@@ -5,9 +5,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from colorize.color import gray_rgb_from_l, lab_to_rgb, normalize_ab, normalize_l, rgb_to_l, rgb_to_lab
-from colorize.models._base import AbBins, BinHead, ColorNet
 from colorize.pipeline import Colorizer, guided_upsample, working_shape
-from tests.conftest import make_photo
+from tests.conftest import make_photo, tiny_bins_model
 
 
 @pytest.fixture(scope="module")
@@ -263,27 +262,8 @@ def test_uint8_lightness_matches_float_path():
     assert (uint8_rgb_to_l(x) - rgb_to_l(x.double() / 255).float()).abs().max() < 1e-3
 
 
-class _TinyBins(ColorNet):
-    """A classification (bins) model in miniature: a 1x1 convolution from L to the bin logits, sure of one
-    bin where the photo is white and spread over all others where it is black."""
-
-    output, stride = "bins", 1
-
-    def __init__(self):
-        super().__init__()
-        self.bins = AbBins()
-        self.head = BinHead(1, self.bins)
-        with torch.no_grad():
-            self.head.proj.weight.zero_()
-            self.head.proj.bias.zero_()
-            self.head.proj.weight[self.bins.num_bins // 3] = 20.0
-
-    def forward(self, l_norm):
-        return self.head(l_norm)
-
-
 def test_confidence_map_from_the_spread_of_the_bins():
-    colorizer = Colorizer(_TinyBins())
+    colorizer = Colorizer(tiny_bins_model())
     arr = np.zeros((40, 90, 3), np.uint8)
     arr[:, :45] = 255  # white left half: the tiny model is sure there
     prediction = colorizer.analyze(Image.fromarray(arr), confidence=True)

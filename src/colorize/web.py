@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import io
+import json
 import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 import torch.nn as nn
-from fastapi import FastAPI, Query, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -36,7 +40,9 @@ from starlette.types import Message
 
 from colorize import __version__
 from colorize.data import MIN_SIDE, ImageError, _to_rgb
-from colorize.pipeline import Colorizer
+from colorize.hints import Hint, as_hints, hints_from_json, hints_from_tint, hints_to_json
+from colorize.pipeline import Colorizer, Prediction
+from colorize.tone import ToneReport, classify
 
 T = TypeVar("T")
 
@@ -49,8 +55,26 @@ ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM")  
 OUTPUT_FORMATS = {"JPEG": ("JPEG", "image/jpeg", ".jpg"), "MPO": ("JPEG", "image/jpeg", ".jpg"),
                   "PNG": ("PNG", "image/png", ".png")}  # anything else comes back as PNG
 JPEG_QUALITY = 95
+DEFAULT_CACHE_MB = 512.0  # kept predictions (re-rendering with hints skips the network): ~4.5 bytes/pixel each
+MAX_HINTS = 256
 INDEX_CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self' blob:; object-src 'none'; "
              "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")  # nothing loads from elsewhere
+
+
+class HintIn(BaseModel):
+    """A color hint, in the photo's pixels."""
+
+    x: float
+    y: float
+    color: str  # "#2a6fdb", "red", "rgb(200, 30, 30)": anything Pillow's ImageColor reads
+    radius: float | None = None  # pixels; none: the hint fills the region the photo's edges bound
+
+
+class RenderRequest(BaseModel):
+    """Body of ``POST /api/photos/{id}/render``: the same JSON the CLI's ``--hints`` reads, under ``hints``."""
+
+    hints: list[HintIn] = []
+    tint_as_hints: bool = False  # also use a hand-tinted photo's own colors as hints
 
 
 class ErrorBody(BaseModel):
@@ -138,12 +162,6 @@ def encode_image(img: Image.Image, source_format: str | None) -> tuple[bytes, st
     return buf.getvalue(), media_type, ext
 
 
-def colorize_upload(colorizer: Colorizer, img: Image.Image, name: str) -> tuple[bytes, str, str]:
-    """Decode, colorize and encode one opened upload (runs on a worker thread)."""
-    source_format = img.format
-    return encode_image(colorizer(decode_upload(img, name)), source_format)
-
-
 def download_name(name: str, ext: str) -> str:
     """``<stem>_color<ext>`` from a client-given file name, reduced to safe ASCII."""
     stem = name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
@@ -203,8 +221,9 @@ class WorkerPool:
 
 
 # -- request helpers -----------------------------------------------------------------------------
-async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
+async def read_upload(request: Request, max_bytes: int, *, fields: dict[str, str] | None = None) -> tuple[bytes, str]:
     """The uploaded file's bytes and client-side name, from a multipart field ``file`` or the raw body.
+    Multipart text fields named in ``fields`` are copied into it.
 
     Reading stops as soon as the body passes the limit (413), whatever Content-Length claimed.
     """
@@ -238,9 +257,111 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
                 raise ApiError(422, "missing_file", "send the photo as a multipart file field named 'file' "
                                "or as the raw request body")
             data, name = await upload.read(), upload.filename or "upload"
+            for key in fields or {}:
+                value = form.get(key)
+                if isinstance(value, str):
+                    fields[key] = value
     if len(data) > max_bytes:
         raise too_large()
     return data, name
+
+
+# -- kept predictions: re-render with other hints without the network -----------------------------
+@dataclass
+class Photo:
+    """One uploaded photo's prediction, kept for re-rendering."""
+
+    id: str
+    prediction: Prediction
+    source_format: str | None  # the upload's format: JPEG comes back as JPEG, anything else as PNG
+    name: str  # client-given file name, only ever echoed
+    tone: ToneReport
+    colorizer: Colorizer  # the request's options (working size, temperature, saturation)
+    tint: list[Hint] | None = None  # a hand-tinted photo's own colors as hints (empty unless tone.kind is "color")
+
+    @property
+    def nbytes(self) -> int:
+        p = self.prediction
+        tensors = [p.prepared.l_full, p.prepared.l_small, p.ab] + ([p.confidence] if p.confidence is not None else [])
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class PhotoCache:
+    """Least-recently-used kept predictions, bounded by their memory; thread-safe."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._photos: OrderedDict[str, Photo] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, photo_id: str) -> Photo | None:
+        with self._lock:
+            photo = self._photos.get(photo_id)
+            if photo is not None:
+                self._photos.move_to_end(photo_id)
+            return photo
+
+    def put(self, photo: Photo) -> None:
+        with self._lock:
+            self._photos[photo.id] = photo
+            self._photos.move_to_end(photo.id)
+            total = sum(p.nbytes for p in self._photos.values())
+            while total > self.max_bytes and len(self._photos) > 1:
+                total -= self._photos.popitem(last=False)[1].nbytes
+
+    def __len__(self) -> int:
+        return len(self._photos)
+
+
+def photo_id(data: bytes, colorizer: Colorizer) -> str:
+    """The same bytes with the same options are the same photo: a hash of both."""
+    options = json.dumps([colorizer.size, colorizer.temperature, colorizer.saturation]).encode()
+    return hashlib.sha256(data + b"\0" + options).hexdigest()[:32]
+
+
+def parse_hints_field(text: str | None) -> list[Hint]:
+    """A ``hints`` query or form field (a JSON list) -> hints; :class:`ApiError` 422 ``bad_hints`` if invalid."""
+    if not text:
+        return []
+    try:
+        hints = hints_from_json(json.loads(text))
+    except (json.JSONDecodeError, ValueError) as e:
+        raise ApiError(422, "bad_hints", f"hints: {e}") from None
+    if len(hints) > MAX_HINTS:
+        raise ApiError(422, "bad_hints", f"at most {MAX_HINTS} hints, got {len(hints)}")
+    return hints
+
+
+def analyze_upload(colorizer: Colorizer, img: Image.Image, name: str, pid: str) -> Photo:
+    """Decode an opened upload, classify its colors and run the network once (on a worker thread); with a
+    classification model the confidence is measured in the same pass."""
+    source_format = img.format
+    rgb = decode_upload(img, name)
+    tone = classify(rgb)
+    tint = hints_from_tint(rgb) if tone.kind == "color" else []
+    with_confidence = getattr(colorizer.model, "output", "ab") == "bins"
+    prediction = colorizer.analyze(rgb, confidence=with_confidence)
+    return Photo(pid, prediction, source_format, name, tone, colorizer, tint)
+
+
+def render_photo(photo: Photo, hints: list[Hint], *, tint_as_hints: bool = False) -> tuple[bytes, str, str]:
+    """Render a kept photo with hints and encode it (runs on a worker thread). Hints outside the photo: 422."""
+    if tint_as_hints:
+        hints = list(photo.tint or []) + hints
+    try:
+        img = photo.colorizer.render(photo.prediction, hints=hints)
+    except ValueError as e:
+        raise ApiError(422, "bad_hints", str(e)) from None
+    return encode_image(img, photo.source_format)
+
+
+def confidence_png(photo: Photo) -> bytes:
+    if photo.prediction.confidence is None:
+        raise ApiError(422, "no_confidence", f"the model {photo.colorizer.model_name} predicts colors directly; "
+                       "confidence needs a classification (bins) model")
+    buf = io.BytesIO()
+    photo.colorizer.confidence_image(photo.prediction).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
 
 
 def with_options(base: Colorizer, *, size: int | None, temperature: float | None,
@@ -281,6 +402,7 @@ def create_app(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int = 1,
     queue_size: int = 8,
+    cache_mb: float = DEFAULT_CACHE_MB,
 ) -> FastAPI:
     """The colorize web app.
 
@@ -290,6 +412,8 @@ def create_app(
         max_pixels: largest image accepted, judged from its header before decoding (413 beyond).
         workers: inference threads.
         queue_size: photos allowed to wait beyond those running (503 with Retry-After beyond).
+        cache_mb: memory for kept predictions (re-rendering with hints skips the network); least
+            recently used photos are forgotten first (404 ``unknown_photo``: upload again).
     Returns:
         A FastAPI app; run it with uvicorn. Its lifespan shuts the pool down.
     """
@@ -300,6 +424,7 @@ def create_app(
     base = colorizer if isinstance(colorizer, Colorizer) else Colorizer(colorizer)
     pool = WorkerPool(workers, queue_size)
     max_bytes = int(max_upload_mb * 2**20)
+    cache = PhotoCache(int(cache_mb * 2**20))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -308,7 +433,7 @@ def create_app(
 
     app = FastAPI(title="colorize", version=__version__, lifespan=lifespan,
                   description="Colorize black-and-white photos. The page at / works offline.")
-    app.state.colorizer, app.state.pool = base, pool
+    app.state.colorizer, app.state.pool, app.state.photos = base, pool, cache
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(ApiError)
@@ -356,7 +481,8 @@ def create_app(
                 "saturation": {"default": base.saturation, "min": 0.0, "max": 4.0},
                 "temperature": {"default": base.temperature, "min": 0.01, "max": 4.0},
             },
-            "limits": {"max_upload_bytes": max_bytes, "max_pixels": max_pixels},
+            "limits": {"max_upload_bytes": max_bytes, "max_pixels": max_pixels, "max_hints": MAX_HINTS},
+            "confidence": getattr(base.model, "output", "ab") == "bins",
         }
 
     @app.post("/api/colorize", response_class=Response, openapi_extra={"requestBody": UPLOAD_BODY},
@@ -368,14 +494,83 @@ def create_app(
         size: int | None = Query(None, ge=1, le=MAX_WORK_SIZE, description="working size (long side, px)"),
         saturation: float | None = Query(None, ge=0, le=4, description="chroma multiplier"),
         temperature: float | None = Query(None, gt=0, le=4, description="annealed-mean temperature"),
+        hints: str | None = Query(None, description='color hints: a JSON list of {"x", "y", "color", "radius"?} '
+                                  "in the photo's pixels (or a multipart field 'hints')"),
+        tint_as_hints: bool = Query(False, description="use a hand-tinted photo's own colors as hints"),
+        output: str = Query("photo", pattern="^(photo|confidence)$",
+                            description="photo, or confidence: the 8-bit confidence map (PNG, 255 = sure)"),
     ) -> Response:
-        """Colorize one photo sent as multipart field ``file`` or as the raw body."""
+        """Colorize one photo sent as multipart field ``file`` or as the raw body.
+
+        The prediction is kept (header ``X-Photo-Id``): ``POST /api/photos/{id}/render`` re-renders it with
+        other hints without running the network. ``X-Photo-Tone`` says whether the upload was gray, toned
+        or already in color."""
         job = with_options(base, size=size, temperature=temperature, saturation=saturation)
-        data, name = await read_upload(request, max_bytes)
-        img = open_upload(data, name, max_pixels=max_pixels)
-        body, media_type, ext = await pool.submit(lambda: colorize_upload(job, img, name))
+        fields = {"hints": ""}
+        data, name = await read_upload(request, max_bytes, fields=fields)
+        hint_list = parse_hints_field(fields["hints"] or hints)
+        pid = photo_id(data, job)
+        photo = cache.get(pid)
+        img = open_upload(data, name, max_pixels=max_pixels) if photo is None else None
+
+        def work() -> tuple[Photo, tuple[bytes, str, str]]:
+            kept = photo or analyze_upload(job, img, name, pid)
+            cache.put(kept)
+            if output == "confidence":
+                return kept, (confidence_png(kept), "image/png", ".png")
+            return kept, render_photo(kept, hint_list, tint_as_hints=tint_as_hints)
+
+        kept, (body, media_type, ext) = await pool.submit(work)
+        suffix = "_confidence" if output == "confidence" else ""
         return Response(body, media_type=media_type, headers={
-            "Content-Disposition": f'inline; filename="{download_name(name, ext)}"',
-            "X-Content-Type-Options": "nosniff"})
+            "Content-Disposition": f'inline; filename="{download_name(name + suffix, ext)}"',
+            "X-Content-Type-Options": "nosniff", "X-Photo-Id": kept.id, "X-Photo-Tone": kept.tone.kind,
+            "Access-Control-Expose-Headers": "X-Photo-Id, X-Photo-Tone"})
+
+    def kept_photo(photo_id: str) -> Photo:
+        photo = cache.get(photo_id)
+        if photo is None:
+            raise ApiError(404, "unknown_photo", "no kept photo with this id (the server forgets photos, least "
+                           "recently used first, and when it restarts); send it to /api/colorize again")
+        return photo
+
+    @app.get("/api/photos/{photo_id}", responses={404: ERRORS[422] | {"description": "unknown or forgotten photo"}})
+    async def photo_info(photo_id: str) -> dict[str, Any]:
+        """A kept photo: size, whether it was gray, toned or in color (with the statistics), a hand-tinted
+        photo's own colors as hints, and whether a confidence map is available."""
+        photo = kept_photo(photo_id)
+        width, height = photo.prediction.size
+        return {"id": photo.id, "name": photo.name, "width": width, "height": height,
+                "tone": photo.tone.to_json(), "tint_hints": hints_to_json(photo.tint or []),
+                "confidence": photo.prediction.confidence is not None}
+
+    @app.post("/api/photos/{photo_id}/render", response_class=Response,
+              responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
+                               "description": "the photo rendered with the hints; JPEG for JPEG uploads, else PNG"},
+                         404: {"model": ErrorBody, "description": "unknown or forgotten photo"}, **ERRORS})
+    async def render(photo_id: str, body: RenderRequest | None = Body(None)) -> Response:
+        """Re-render a kept photo with new hints, without running the network (the page's pins)."""
+        photo = kept_photo(photo_id)
+        body = body or RenderRequest()
+        if len(body.hints) > MAX_HINTS:
+            raise ApiError(422, "bad_hints", f"at most {MAX_HINTS} hints, got {len(body.hints)}")
+        try:
+            hint_list = as_hints([h.model_dump(exclude_none=True) for h in body.hints])
+        except ValueError as e:
+            raise ApiError(422, "bad_hints", f"hints: {e}") from None
+        data, media_type, ext = await pool.submit(
+            lambda: render_photo(photo, hint_list, tint_as_hints=body.tint_as_hints))
+        return Response(data, media_type=media_type, headers={
+            "Content-Disposition": f'inline; filename="{download_name(photo.name, ext)}"',
+            "X-Content-Type-Options": "nosniff", "X-Photo-Id": photo.id})
+
+    @app.get("/api/photos/{photo_id}/confidence", response_class=Response,
+             responses={200: {"content": {"image/png": {}}, "description": "8-bit confidence map, 255 = sure"},
+                        404: {"model": ErrorBody, "description": "unknown or forgotten photo"}})
+    async def confidence(photo_id: str) -> Response:
+        """How sure the network is at each pixel, full size (where a hint would help most: the dark parts)."""
+        photo = kept_photo(photo_id)
+        data = await pool.submit(lambda: confidence_png(photo))
+        return Response(data, media_type="image/png", headers={"X-Content-Type-Options": "nosniff"})
 
     return app
