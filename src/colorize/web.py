@@ -481,7 +481,8 @@ def create_app(
                 "saturation": {"default": base.saturation, "min": 0.0, "max": 4.0},
                 "temperature": {"default": base.temperature, "min": 0.01, "max": 4.0},
             },
-            "limits": {"max_upload_bytes": max_bytes, "max_pixels": max_pixels, "max_hints": MAX_HINTS},
+            "limits": {"max_upload_bytes": max_bytes, "max_pixels": max_pixels},
+            "hints": {"max": MAX_HINTS},
             "confidence": getattr(base.model, "output", "ab") == "bins",
         }
 
