@@ -131,3 +131,19 @@ def test_tint_becomes_hints():
     assert 10 <= h.x <= 50 and 20 <= h.y <= 60
     assert hue_diff(hue_deg(hint_ab([h])[0]), float(hue_deg(hint_ab([Hint(0, 0, "#c83c32")])[0]))) < 5
     assert hints_from_tint(np.asarray(two_regions())) == []
+
+
+def test_contract_with_the_shipped_model():
+    """The same contract with the real (classification) model, whose prediction varies across a flat region
+    and ripples near the frame; skipped when its weights are not installed."""
+    from colorize.hub import weight_file
+
+    if not weight_file(None).is_file():
+        pytest.skip("shipped weights not installed")
+    colorizer = Colorizer()
+    target = float(hue_deg(hint_ab([Hint(0, 0, BLUE)])[0]))
+    for levels in [(40, 75), (75, 40)]:
+        photo = two_regions(256, 192, levels=levels)
+        before, after = lab(colorizer(photo)), lab(colorizer(photo, hints=[Hint(40, 60, BLUE)]))
+        assert hue_diff(hue_deg(after[1:, :, :128]), target).max() < 10
+        assert (after[1:] - before[1:])[:, :, 128:].norm(dim=0).max() < 2.0

@@ -1,10 +1,14 @@
 """User color hints: "the dress was red". Parsing, and the edge-aware propagation of their correction.
 
 A hint is a point (x, y in the input photo's pixels), a color and an optional radius. Its chroma (the
-a, b of the color in CIE Lab) replaces the prediction at the point; the *correction* (hint ab minus
-predicted ab there) spreads over the region around the point that the photo's edges bound, fading
-with distance, and is added to the prediction. Lightness is never touched (the pipeline keeps the
+a, b of the color in CIE Lab) fills the region around the point that the photo's edges bound: each
+pixel gets the *correction* (hint ab minus the pixel's predicted ab) times the hint's weight there,
+1 near the point and fading with distance to 0. Lightness is never touched (the pipeline keeps the
 photo's L), so a light-blue hint on a dark coat gives a dark-blue coat.
+
+The correction is taken per pixel, not once at the hint's point and added everywhere: with the shipped
+model, a blue hint on a flat gray region left pixels of the region up to 9 degrees off the hint's hue
+that way (the prediction's own variation across the region was kept), and ~0 this way.
 
 Propagation runs at the network's working size, before the guided upsampling, as a **geodesic
 distance** from each hint over the working-size lightness: a step between neighbouring pixels costs
@@ -16,9 +20,11 @@ distance** from each hint over the working-size lightness: a step between neighb
 edge (a jump of ~15 L units or more) costs more than any radius, so the hint stops there; texture's
 small steps cost little because the terms are squared. The predicted-color term stops hints where the
 lightness alone does not tell two things apart but the network does (a face against a backdrop of
-the same brightness); it uses the prediction, never any fixed color. The two scales were chosen by
-eye on the example photos: with larger ones hints leaked from a backdrop into a face, with smaller ones
-a hint on creased clothing covered only the crease it was on (textured objects may need several hints). Each pixel belongs to its geodesically nearest hint (one multi-source Dijkstra per distinct
+the same brightness); it uses the prediction, never any fixed color, and not within
+:data:`AB_BORDER` px of the frame, where the network's zero padding ripples its colors. The scales
+were chosen on the example photos: with larger ones hints leaked from a backdrop into a face, with
+smaller ones a hint on creased clothing covered only the crease it was on (textured objects may need
+several hints). Each pixel belongs to its geodesically nearest hint (one multi-source Dijkstra per distinct
 radius, however many hints), which pulls it fully up to d = R / 2, half at R and not at all from
 3 R / 2 on (a raised cosine between). Where two hints' territories meet without an edge between
 them, the seam is softened by a guided filter (edge-aware, so it stays sharp where there is an edge).
@@ -27,9 +33,9 @@ Without a radius a hint is bounded by edges only: it fills its whole region.
 Why geodesic distance rather than an optimization (Levin et al. 2004, or a fast bilateral solver):
 it is local (Dijkstra stops at 1.5 R, so a small hint costs little), the radius means a distance the
 user can read, "far" and "across an edge" are the same quantity, and there is no linear system whose
-solution bleeds everywhere a little. Measured in ``benchmarks/hints.py``: scipy's Dijkstra takes a few
-ms per hint on a 256 x 192 working grid, a sparse solve of the screened Laplacian for the same grid
-~10x longer per color channel.
+solution bleeds everywhere a little. Measured in ``benchmarks/hints.py`` on a 256 x 192 working grid
+(2 busy CPU cores): ~35 ms for the weights of 5 hints, ~600 ms for a direct sparse solve of the
+screened edge-aware Laplacian (both ab channels).
 
 JSON format of a hints file (``--hints hints.json``; the web API takes the same list)::
 
@@ -57,6 +63,7 @@ from colorize.color import AB_SCALE, lab_to_rgb, normalize_ab, normalize_l, rgb_
 
 EDGE_L = 14.0  # L units: a lightness step of this size costs as much as the hint's whole radius
 EDGE_AB = 8.0  # ab units: a step of this size in the predicted color costs the same
+AB_BORDER = 4  # working px: the predicted color is not trusted as an edge this close to the frame
 CORE = 0.5  # geodesic distance (in radii) up to which a hint has its full weight
 REACH = 1.5  # geodesic distance (in radii) from which a hint has no effect
 SEAM_RADIUS = 4  # working px: where two hints' territories meet without an edge, the blend's half-width
@@ -190,6 +197,8 @@ class Propagator:
         self.guide = normalize_l(l_small.detach().reshape(1, 1, *l_small.shape[-2:]).float())
         l = l_small.detach().reshape(l_small.shape[-2:]).double().cpu().numpy()
         pred = None if ab is None else ab.detach().reshape(2, *l.shape).double().cpu().numpy() * AB_SCALE
+        interior = np.zeros(l.shape, bool)  # networks' zero padding ripples their colors near the frame
+        interior[AB_BORDER:-AB_BORDER or None, AB_BORDER:-AB_BORDER or None] = True
         self.h, self.w = l.shape
         self.full_h, self.full_w = full_size
         idx = np.arange(self.h * self.w).reshape(self.h, self.w)
@@ -205,7 +214,8 @@ class Propagator:
             spatial.append(np.full(a.size, math.hypot(dx, dy)))
             cost = ((l[ys, xs] - l[ys2, xs2]) / EDGE_L) ** 2
             if pred is not None:  # where the network sees different things, so do the hints
-                cost = cost + (((pred[:, ys, xs] - pred[:, ys2, xs2]) ** 2).sum(0) / EDGE_AB**2)
+                step2 = ((pred[:, ys, xs] - pred[:, ys2, xs2]) ** 2).sum(0)
+                cost = cost + step2 / EDGE_AB**2 * (interior[ys, xs] & interior[ys2, xs2])
             edge.append(cost.ravel())
         self._rows, self._cols = np.concatenate(rows), np.concatenate(cols)
         self._spatial, self._edge = np.concatenate(spatial), np.concatenate(edge)
@@ -276,13 +286,11 @@ class Propagator:
             return ab
         check_inside(hints, self.full_w, self.full_h)
         owner, pull = self.weights(hints)
-        target = hint_ab(hints).to(ab.device)  # (N, 2)
-        at_hint = ab[0].reshape(2, -1)[:, [self.node(h) for h in hints]].T  # (N, 2): prediction under each hint
-        correction = (target - at_hint)[owner.to(ab.device)].permute(2, 0, 1)[None]  # (1, 2, h, w)
+        target = hint_ab(hints).to(ab.device)[owner.to(ab.device)].permute(2, 0, 1)[None]  # (1, 2, h, w)
         if len(hints) > 1:  # soften the seams between hints' territories where no edge separates them
-            a, b = guided_coefficients(self.guide, correction, radius=SEAM_RADIUS, eps=SEAM_EPS)
-            correction = a * self.guide + b
-        return ab + pull.to(ab.device)[None] * correction
+            a, b = guided_coefficients(self.guide, target, radius=SEAM_RADIUS, eps=SEAM_EPS)
+            target = a * self.guide + b
+        return ab + pull.to(ab.device)[None] * (target - ab)  # the correction, weighted
 
 
 def apply_hints(l_small: torch.Tensor, ab: torch.Tensor, hints: Sequence[Hint],
