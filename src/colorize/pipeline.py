@@ -331,9 +331,10 @@ class Colorizer:
             rgb = torch.from_numpy(np.array(_to_rgb(ImageOps.exif_transpose(image)))).permute(2, 0, 1)[None]
         elif isinstance(image, np.ndarray):
             arr = image if image.ndim == 3 else image[:, :, None]
-            rgb = torch.from_numpy(np.array(arr[:, :, :3])).permute(2, 0, 1)[None]
-            if rgb.dtype != torch.uint8:
-                rgb = rgb.float()
+            rgb = torch.from_numpy(np.array(arr[:, :, :3])).permute(2, 0, 1)[None]  # a copy: may be read-only
+            if arr.dtype != np.uint8:  # other integers scaled to [0, 1]; floats taken as [0, 1]
+                is_int = np.issubdtype(arr.dtype, np.integer)
+                rgb = rgb.float() / (float(np.iinfo(arr.dtype).max) if is_int else 1.0)
         elif isinstance(image, torch.Tensor):
             rgb = image[None] if image.dim() == 3 else image
         else:
