@@ -25,8 +25,9 @@ from _common import (current_rss_mb, fmt_params, machine_info, machine_line, pea
 QUICK_MODELS = ("alpha", "unet_lite0")
 
 
-def child(name: str, *, steps: int, batch_size: int, size: int) -> dict[str, Any]:
-    """In this (fresh) process: time ``steps`` training steps of ``name`` after one warm-up step."""
+def child(name: str, *, steps: int, batch_size: int, size: int, kwargs: dict | None = None) -> dict[str, Any]:
+    """In this (fresh) process: time ``steps`` training steps of ``name`` (built with ``kwargs``) after
+    one warm-up step."""
     import torch
 
     from colorize.color import rgb_to_model_lab
@@ -34,7 +35,7 @@ def child(name: str, *, steps: int, batch_size: int, size: int) -> dict[str, Any
     from colorize.models import create_model
 
     torch.manual_seed(0)
-    model = create_model(name).to(memory_format=torch.channels_last).train()
+    model = create_model(name, **(kwargs or {})).to(memory_format=torch.channels_last).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-4)
     images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
@@ -43,7 +44,7 @@ def child(name: str, *, steps: int, batch_size: int, size: int) -> dict[str, Any
     def step() -> None:
         x = images.float().div(255).contiguous(memory_format=torch.channels_last)
         l_norm, ab_norm = rgb_to_model_lab(x)
-        loss = color_loss(model, model(l_norm), l_norm, ab_norm)
+        loss = color_loss(model, model(l_norm), l_norm, ab_norm, reg_weight=5.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -59,6 +60,27 @@ def child(name: str, *, steps: int, batch_size: int, size: int) -> dict[str, Any
             "rss_before_mb": rss_before, "peak_rss_mb": peak_rss_mb()}
 
 
+def time_recipe(path: Path, *, steps: int, threads: int | None) -> dict[str, Any]:
+    """The recipe's model at its batch size, at each crop size it trains at, in fresh processes; its
+    effective rate is photos over seconds across the whole schedule (progressive resizing)."""
+    from colorize.train import TrainConfig
+
+    cfg = TrainConfig.from_yaml(path)
+    kwargs = {k: v for k, v in cfg.model_kwargs.items() if k != "backbone_weights"}  # random weights: same speed
+    epochs = {cfg.size: cfg.epochs - cfg.early_epochs}
+    if cfg.early_epochs:
+        epochs[cfg.early_size] = epochs.get(cfg.early_size, 0) + cfg.early_epochs
+    rows = []
+    for size, n in epochs.items():
+        print(f"{path.name}: {cfg.model} at {size} px", flush=True)
+        args = ["--child", cfg.model, "--steps", str(steps), "--batch-size", str(cfg.batch_size), "--size", str(size),
+                "--kwargs", json.dumps(kwargs)] + (["--threads", str(threads)] if threads else [])
+        rows.append({**run_child(Path(__file__), args), "epochs": n})
+    seconds = sum(r["epochs"] / r["images_per_second"] for r in rows)
+    return {"recipe": path.name, "model_kwargs": kwargs, "sizes": rows,
+            "effective_images_per_second": sum(r["epochs"] for r in rows) / seconds}
+
+
 def markdown(result: dict[str, Any]) -> str:
     s = result["settings"]
     quick = " (quick smoke run: not representative)" if s["quick"] else ""
@@ -69,6 +91,16 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["models"]:
         lines.append(f"| {r['model']} | {fmt_params(r['params'])} ({fmt_params(r['trainable_params'])}) | "
                      f"{r['seconds_per_step']:.2f} | {r['images_per_second']:.1f} | {r['peak_rss_mb']:.0f} |")
+    if result.get("recipe"):
+        r = result["recipe"]
+        lines += ["", f"The shipped recipe (`configs/{r['recipe']}`: {r['model_kwargs']}, batch "
+                  f"{r['sizes'][0]['batch_size']}, the frozen encoder prefix fused as at inference):", "",
+                  "| crop | epochs | s / step | images / s | peak memory (MB) |", "|---|---|---|---|---|"]
+        for s_ in r["sizes"]:
+            lines.append(f"| {s_['size']} px | {s_['epochs']} | {s_['seconds_per_step']:.2f} | "
+                         f"{s_['images_per_second']:.1f} | {s_['peak_rss_mb']:.0f} |")
+        lines += ["", f"Effective rate over the recipe's progressive-resizing schedule: "
+                  f"**{r['effective_images_per_second']:.1f} images / s**."]
     for m in result["skipped"]:
         lines.append(f"\nSkipped {m['model']}: {m['reason']}")
     return "\n".join(lines)
@@ -82,6 +114,10 @@ def main() -> int:
     p.add_argument("--size", type=int, default=160)
     p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_MODELS)}")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "configs" / "unet_lite0.yaml"),
+                   help="also time this recipe's model at its batch size and crop sizes, and its effective rate "
+                        "over the progressive-resizing schedule (default: the shipped recipe)")
+    p.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
     p.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
     args = p.parse_args()
 
@@ -90,7 +126,8 @@ def main() -> int:
 
         torch.set_num_threads(args.threads)
     if args.child:
-        print(json.dumps(child(args.child, steps=args.steps, batch_size=args.batch_size, size=args.size)))
+        print(json.dumps(child(args.child, steps=args.steps, batch_size=args.batch_size, size=args.size,
+                               kwargs=json.loads(args.kwargs))))
         return 0
 
     from colorize.models import list_models
@@ -109,6 +146,8 @@ def main() -> int:
             result["models"].append(run_child(Path(__file__), ["--child", name, *settings]))
         except RuntimeError as e:  # e.g. out of memory, or a model that cannot be built here
             result["skipped"].append({"model": name, "reason": str(e).strip().splitlines()[-1]})
+    if args.recipe:
+        result["recipe"] = time_recipe(Path(args.recipe), steps=args.steps, threads=args.threads)
     publish("train_speed", result, markdown(result))
     return 0
 

@@ -1,7 +1,16 @@
-"""Choose the inference knobs of a classification model on held-out photos: annealed-mean temperature,
-prior correction, working size and guided upsampling, scored by PSNR, AuC and delta-colorfulness (crop256 protocol).
+"""Choose a classification model's decoding on the out-of-collection bench: prior correction and
+annealed-mean temperature, scored per source by ``colorize eval``'s metrics (PSNR, top-1 agreement of
+the EfficientNet-Lite2 judge, delta-colorfulness), the gray baseline beside them.
 
-    python benchmarks/tune_decoding.py runs/unet_lite0/best.safetensors ../shared/data/val --limit 200
+Every setting is a copy of the model with the correction folded in and the temperature recorded, so
+all settings and the gray baseline are scored in ONE pass of :func:`colorize.evaluate.evaluate` (each
+photo read once, the judge run on all colorizations of it together).
+
+    python benchmarks/tune_decoding.py runs/unet_lite0/best.safetensors ../shared/data/bench \\
+        --prior-corrections 0 0.2 0.4 --temperatures 0.5 0.7 1.0 --limit 600
+
+A setting "does no harm" when, on every source, its PSNR and top-1 agreement are at least the gray
+baseline's. Prints a table per setting, writes the evaluation report folder and a JSON summary.
 """
 
 from __future__ import annotations
@@ -12,54 +21,67 @@ import itertools
 import json
 from pathlib import Path
 
-import torch
+from colorize.evaluate import GRAY, evaluate
+from colorize.hub import resolve_model
+from colorize.models._base import correct_prior, optimize_for_inference
 
-from colorize import metrics
-from colorize.data import find_images
-from colorize.evaluate import gray_baseline, load_truth, select
-from colorize.models._base import correct_prior
-from colorize.pipeline import Colorizer
+
+def settings_models(spec: str, corrections: list[float], temperatures: list[float]) -> list:
+    """One inference-ready copy of the model per (prior correction, temperature), labelled by it."""
+    base = resolve_model(spec)
+    out = []
+    for beta, t in itertools.product(corrections, temperatures):
+        m = copy.deepcopy(base)
+        if beta:
+            correct_prior(m, beta)
+        optimize_for_inference(m)
+        m.default_temperature = t
+        m.model_name = f"pc{beta:g}_T{t:g}"
+        out.append(m)
+    return out
+
+
+def verdicts(protocol: dict) -> dict[str, dict]:
+    """Per setting: overall gains over gray and whether it does no harm on every source."""
+    res = {}
+    sources = protocol.get("sources") or {"all": protocol}
+    gray = protocol["methods"][GRAY]
+    for name, s in protocol["methods"].items():
+        if name == GRAY:
+            continue
+        harm = [src for src, r in sources.items()
+                if r["methods"][name]["psnr"] < r["methods"][GRAY]["psnr"]
+                or (r["methods"][name]["top1_agreement"] or 0) < (r["methods"][GRAY]["top1_agreement"] or 0)]
+        res[name] = {"psnr_gain": s["psnr"] - gray["psnr"],
+                     "top1_gain": (s["top1_agreement"] or 0) - (gray["top1_agreement"] or 0),
+                     "delta_cf": s["delta_colorfulness"], "harms": harm}
+    return res
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model")
-    p.add_argument("data", nargs="+")
-    p.add_argument("--limit", type=int, default=200)
-    p.add_argument("--temperatures", type=float, nargs="+", default=[0.25, 0.38, 0.5, 0.7, 1.0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[256])
-    p.add_argument("--guided", choices=["on", "off", "both"], default="on")
-    p.add_argument("--prior-corrections", type=float, nargs="+", default=[0.0],
+    p.add_argument("model", help="weight file or shipped model name")
+    p.add_argument("data", nargs="+", help="color photos, one subfolder per source (e.g. ../shared/data/bench)")
+    p.add_argument("--limit", type=int, default=0, help="photos, spread evenly over the set (0: all)")
+    p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.7, 1.0])
+    p.add_argument("--prior-corrections", type=float, nargs="+", default=[0.0, 0.2, 0.4],
                    help="shares of class rebalancing undone at inference (models._base.correct_prior)")
-    p.add_argument("-o", "--output", default="benchmarks/results/tune_decoding.json")
+    p.add_argument("-o", "--output", default="benchmarks/results/tune_decoding")
     args = p.parse_args()
 
-    truths = [load_truth(f, "crop256") for f in select(find_images(args.data), args.limit)]
-    base = Colorizer(args.model)
-    truth_cf = metrics.colorfulness(torch.stack(truths)).tolist()
-    gray = torch.stack([gray_baseline(t) for t in truths])
-    rows = [{"setting": "gray", **_scores(gray, truths, truth_cf)}]
-    guided = {"on": [True], "off": [False], "both": [True, False]}[args.guided]
-    models = {beta: correct_prior(copy.deepcopy(base.model), beta) if beta else base.model
-              for beta in args.prior_corrections}  # one corrected copy per strength
-    for beta, t, size, g in itertools.product(args.prior_corrections, args.temperatures, args.sizes, guided):
-        c = Colorizer(models[beta], temperature=t, size=size, guided=g)
-        preds = torch.stack([c.colorize_tensor(x) for x in truths])
-        rows.append({"setting": f"prior-correction={beta} T={t} size={size} guided={g}",
-                     **_scores(preds, truths, truth_cf)})
-        print(rows[-1], flush=True)
-    print("\n| setting | PSNR | AuC | CF | delta-CF |\n|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['setting']} | {r['psnr']:.2f} | {r['auc']:.3f} | {r['cf']:.1f} | {r['delta_cf']:.1f} |")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps({"model": args.model, "photos": len(truths), "rows": rows}, indent=1))
-
-
-def _scores(preds: torch.Tensor, truths: list[torch.Tensor], truth_cf: list[float]) -> dict[str, float]:
-    target = torch.stack(truths)
-    cf = metrics.colorfulness(preds)
-    return {"psnr": metrics.psnr(preds, target).mean().item(), "auc": metrics.ab_error_auc(preds, target).mean().item(),
-            "cf": cf.mean().item(), "delta_cf": metrics.delta_colorfulness(cf, truth_cf)}
+    models = settings_models(args.model, args.prior_corrections, args.temperatures)
+    summary = evaluate(args.data, models, out_dir=args.output, limit=args.limit, grid_rows=0, progress=False)
+    protocol = summary["protocols"]["crop256"]
+    table = verdicts(protocol)
+    gray = protocol["methods"][GRAY]
+    print(f"\n{protocol['images']} photos; gray: PSNR {gray['psnr']:.2f}, top-1 {gray['top1_agreement']:.1%}, "
+          f"delta-CF {gray['delta_colorfulness']:.1f}")
+    print("| setting | PSNR - gray | top-1 - gray | delta-CF | sources below gray |\n|---|---|---|---|---|")
+    for name, v in table.items():
+        print(f"| {name} | {v['psnr_gain']:+.2f} | {v['top1_gain'] * 100:+.1f} | {v['delta_cf']:.1f} | "
+              f"{', '.join(v['harms']) or 'none'} |")
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    (Path(args.output) / "tune.json").write_text(json.dumps({"model": args.model, "verdicts": table}, indent=1))
 
 
 if __name__ == "__main__":

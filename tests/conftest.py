@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -69,6 +74,21 @@ def tiny_model_file(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_bins_model_file(tmp_path_factory):
+    """An untrained classification (bins) model of the shipped architecture, as a weight file: for what
+    needs a color distribution (confidence), where the tiny regression model cannot stand in."""
+    import torch
+
+    from colorize.checkpoint import save_weights
+    from colorize.models import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "bins_tiny.safetensors"
+    save_weights(path, create_model("unet_lite0"))
+    return path
+
+
 def tiny_bins_model():
     """A classification (bins) model in miniature: a 1x1 convolution from L to the bin logits, sure of one
     bin where the photo is white and spread over all the others where it is black."""
@@ -92,3 +112,25 @@ def tiny_bins_model():
             return self.head(l_norm)
 
     return TinyBins().eval()
+
+
+@contextmanager
+def uvicorn_server(app, **config) -> Iterator[str]:
+    """Run an ASGI app under a real uvicorn on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, **{"log_level": "warning", **config}))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

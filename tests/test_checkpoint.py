@@ -98,7 +98,7 @@ def test_load_model_refuses_weights_of_another_model(tmp_path):
     with safe_open(str(tmp_path / "alpha.safetensors"), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
     save_file(state, str(tmp_path / "lying.safetensors"), metadata={"model": "beta", "model_kwargs": "{}"})
-    with pytest.raises(RuntimeError, match="state_dict"):
+    with pytest.raises(ValueError, match="lying.safetensors: its weights do not fit model 'beta'"):
         load_model(tmp_path / "lying.safetensors")
 
 
@@ -166,3 +166,43 @@ def test_recorded_defaults_come_from_the_header_without_building_the_model(tmp_p
     assert recorded_defaults(tmp_path / "run.pt") == {}  # checkpoints are built to be read
     (tmp_path / "junk.safetensors").write_bytes(b"not a weight file")
     assert recorded_defaults(tmp_path / "junk.safetensors") == {}
+
+
+def test_atomic_write_on_a_full_disk_names_the_file_and_leaves_nothing(tmp_path):
+    import errno
+
+    from colorize.checkpoint import atomic_write
+
+    def write(tmp):
+        Path(tmp).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as e:
+        atomic_write(tmp_path / "last.pt", write)
+    assert e.value.errno == errno.ENOSPC and "last.pt" in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+    def incomplete(tmp):
+        raise OSError(errno.EIO, "reads back short")
+
+    with pytest.raises(OSError, match="reads back short"):
+        atomic_write(tmp_path / "x.bin", lambda tmp: Path(tmp).write_bytes(b"data"), verify=incomplete)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_clean_stale_temporaries_removes_only_old_ones_of_ours(tmp_path):
+    import os
+    import time
+
+    from colorize.checkpoint import clean_stale_temporaries
+
+    names = {".last.pt.k3j2h1g0.tmp": True, ".best.safetensors.abcdefgh.tmp": True,
+             ".last.pt.fresh123.tmp": False, ".hidden.tmp": False, "last.pt": False, "x.tmp": False}
+    old = time.time() - 3600
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+        if name != ".last.pt.fresh123.tmp":
+            os.utime(tmp_path / name, (old, old))
+    removed = {p.name for p in clean_stale_temporaries(tmp_path)}
+    assert removed == {n for n, stale in names.items() if stale}
+    assert {p.name for p in tmp_path.iterdir()} == {n for n, stale in names.items() if not stale}

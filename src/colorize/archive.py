@@ -87,7 +87,8 @@ class DoneRecord:
             self.db.commit()
         except sqlite3.OperationalError as e:
             self.db.close()
-            raise RuntimeError(f"{path}: cannot use the record ({e}); is this shard already running?") from None
+            hint = "; is this shard already running?" if "locked" in str(e) else ""
+            raise RuntimeError(f"{path}: cannot use the record ({e}){hint}") from None
         self._todo: dict[Path, tuple[str, int, int]] = {}
 
     def __len__(self) -> int:

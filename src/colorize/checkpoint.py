@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +35,74 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
+TEMP_SUFFIX = ".tmp"
+STALE_SECONDS = 60.0  # a temporary of ours untouched this long was left by a killed run
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp makes
+
+
+def atomic_write(path: str | Path, write, *, verify=None) -> None:
+    """Call ``write(tmp_path)``, check it, flush it to disk, then rename onto ``path``: readers never see a
+    half-written file, and a full disk is an error here rather than a short file later.
+
+    Args:
+        write: writes the file at the temporary path it is given.
+        verify: optional ``verify(tmp_path)`` that raises if the written file is incomplete (some
+            writers, Pillow's BMP and TIFF among them, do not notice a short write).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     os.close(fd)
     try:
         write(tmp)
+        if verify is not None:
+            verify(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # "[Errno 28] No space left on device: 'runs/x/last.pt'"
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def clean_stale_temporaries(folder: str | Path, *, older_than: float = STALE_SECONDS) -> list[Path]:
+    """Remove the hidden temporaries :func:`atomic_write` leaves when its process is killed (``kill -9``,
+    power loss): ``.NAME.XXXXXXXX.tmp`` files in ``folder`` untouched for ``older_than`` seconds (a
+    younger one may belong to a run still writing it). Other files are never touched.
+    Returns the removed paths."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for entry in folder.iterdir():
+        if not _TEMP_NAME.match(entry.name):
+            continue
+        try:
+            if entry.is_file() and not entry.is_symlink() and now - entry.stat().st_mtime >= older_than:
+                entry.unlink()
+                removed.append(entry)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+    return removed
 
 
 def model_spec(model: nn.Module) -> tuple[str, dict]:
@@ -89,6 +146,18 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
 
 
+def _state_mismatch(model: nn.Module, state: dict, name: str) -> str:
+    """A short account of why ``state`` does not fit ``model`` (torch's own message lists every key)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
+    parts = [f"{len(v)} {what} (e.g. {', '.join(v[:2])})" for what, v in
+             (("missing", missing), ("unexpected", unexpected), ("of the wrong shape", shapes)) if v]
+    return f"its weights do not fit model '{name}': " + "; ".join(parts or ["load_state_dict refused them"])
+
+
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from a ``.safetensors`` weight file or a ``.pt`` training checkpoint; eval mode."""
     path = Path(path)
@@ -100,7 +169,15 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
         meta = read_metadata(path)
         if "model" not in meta:
             raise ValueError(f"{path}: no 'model' in the safetensors metadata; not a colorize weight file")
-        name, kwargs, state = meta["model"], json.loads(meta.get("model_kwargs", "{}")), load_file(str(path))
+        try:
+            kwargs = json.loads(meta.get("model_kwargs", "{}"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: the metadata's model_kwargs is not valid JSON ({e})") from None
+        try:
+            state = load_file(str(path))
+        except Exception as e:  # truncated or corrupt tensor data
+            raise ValueError(f"{path}: cannot read the weights ({type(e).__name__}: {e})") from None
+        name = meta["model"]
     else:
         try:
             ckpt = load_checkpoint(path, map_location)
@@ -109,9 +186,19 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
         if not isinstance(ckpt, dict) or "model" not in ckpt or "state_dict" not in ckpt:
             raise ValueError(f"{path}: not a colorize checkpoint (needs 'model' and 'state_dict')")
         name, kwargs, state = ckpt["model"], ckpt.get("model_kwargs", {}), ckpt["state_dict"]
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{path}: model_kwargs must be a mapping, got {type(kwargs).__name__}")
     kwargs = {k: v for k, v in kwargs.items() if k not in _BUILD_ONLY}
-    model = create_model(name, **kwargs)
-    model.load_state_dict(state)
+    try:
+        model = create_model(name, **kwargs)
+    except (TypeError, ValueError) as e:  # unknown model name or options
+        raise ValueError(f"{path}: cannot build the model it describes ({e})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: its state_dict is a {type(state).__name__}, not a mapping of tensors")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise ValueError(f"{path}: {_state_mismatch(model, state, name)}") from None
     if path.suffix == ".safetensors":  # inference defaults tuned for these weights, if recorded
         if "temperature" in meta:
             model.default_temperature = float(meta["temperature"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,20 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 MIN_SIDE = 8  # smaller images carry no usable content
-MAX_PIXELS = 200_000_000  # decompression-bomb guard (a 14000x14000 scan still passes)
+# The one limit on a photo's pixels (decompression-bomb guard): ~14,000 x 14,000, a 600 dpi scan of a
+# 23 x 23 inch print. Pillow's own guard is raised to it, so every file past it gets the same message.
+MAX_PIXELS = 200_000_000
+if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow warns above it and refuses above twice it
+
+
+# photo formats we recognize but cannot read: reported by name instead of passed over
+UNSUPPORTED_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf",
+                          ".orf", ".rw2", ".psd")
+
+
+class ImageNote(UserWarning):
+    """Something a user should know about a photo that was used anyway (only its first frame, ...)."""
 
 
 class ImageError(ValueError):
@@ -29,6 +43,69 @@ class ImageError(ValueError):
     def __init__(self, path: str | Path, reason: str):
         self.path, self.reason = str(path), reason
         super().__init__(f"{path}: {reason}")
+
+
+def scan_folder(root: str | Path, *, recursive: bool = True) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The images under a folder, and every entry that looks like one but cannot be used, with the reason.
+
+    Symlinks are followed (a link back into a folder already being walked is reported, not looped);
+    broken links, links that loop, unreadable folders, folders named like an image with no image in
+    them, and files of unsupported formats (HEIC, AVIF, raw, ...) each give one ``(path, reason)``.
+    Returns:
+        (sorted image files, [(path, reason), ...])
+    """
+    files: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+
+    def walk(folder: Path, ancestors: frozenset[Path]) -> int:
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError as e:
+            problems.append((folder, f"cannot read folder ({e.strerror or e})"))
+            return 0
+        found = 0
+        for entry in entries:
+            ext = entry.suffix.lower()
+            try:
+                is_dir = entry.is_dir()
+                is_file = not is_dir and entry.is_file()
+            except OSError as e:  # ELOOP on Python versions that raise it
+                problems.append((entry, f"symlink loop ({e.strerror or e})"))
+                continue
+            if not is_dir and not is_file:
+                if entry.is_symlink():
+                    try:
+                        entry.resolve(strict=True)
+                        reason = "not a regular file"
+                    except RuntimeError:
+                        reason = "symlink loop"
+                    except OSError as e:
+                        reason = "symlink loop" if e.errno == 40 else f"broken symlink (-> {os.readlink(entry)})"
+                    problems.append((entry, reason))
+                elif ext in IMAGE_EXTENSIONS:
+                    problems.append((entry, "not a regular file"))
+                continue
+            if is_dir:
+                if not recursive:
+                    continue
+                real = entry.resolve()
+                if real in ancestors:
+                    problems.append((entry, f"symlink loop (points back to {real})"))
+                    continue
+                inside = walk(entry, ancestors | {real})
+                found += inside
+                if inside == 0 and ext in IMAGE_EXTENSIONS + UNSUPPORTED_EXTENSIONS:
+                    problems.append((entry, "is a folder, not an image"))
+            elif ext in IMAGE_EXTENSIONS:
+                files.append(entry)
+                found += 1
+            elif ext in UNSUPPORTED_EXTENSIONS:
+                problems.append((entry, f"unsupported format ({ext}); convert it to JPEG, PNG or TIFF first"))
+        return found
+
+    root = Path(root)
+    walk(root, frozenset({root.resolve()}))
+    return sorted(files), problems
 
 
 def find_images(paths: str | Path | Iterable[str | Path], *, recursive: bool = True) -> list[Path]:
@@ -43,10 +120,8 @@ def find_images(paths: str | Path | Iterable[str | Path], *, recursive: bool = T
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            for f in sorted(p.glob(pattern)):
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
-                    found[f] = None
+            for f in scan_folder(p, recursive=recursive)[0]:
+                found[f] = None
         elif p.is_file():
             found[p] = None
         elif any(c in str(p) for c in "*?["):
@@ -69,7 +144,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB; transparency is composited onto white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        top = float(arr.max()) if arr.size else 0.0
+        if img.mode == "F" and top <= 1.0:  # float data in 0..1 (scientific and HDR-tool TIFFs)
+            hi = 1.0
+        else:
+            hi = 65535.0 if img.mode.startswith("I;16") or top > 255 else 255.0
         return Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
     if img.mode == "P":
         img = img.convert("RGBA")
@@ -82,15 +161,33 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK (PIL inverts Adobe CMYK), YCbCr, LAB, HSV
 
 
+def _too_many_pixels(width: int | None = None, height: int | None = None) -> str:
+    size = f"{width}x{height} = {width * height:,} pixels" if width else "more pixels than that"
+    return (f"too large: {size}; the limit is {MAX_PIXELS:,} pixels (about 14,000 x 14,000); "
+            "scale it down first")
+
+
+def _open(source) -> Image.Image:
+    """``Image.open`` without Pillow's warning for sizes between MAX_PIXELS and twice it: the check
+    right after opening refuses them with the one message."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(source)
+
+
 def load_image(path: str | Path, *, data: bytes | None = None) -> Image.Image:
     """Open a photo as 8-bit RGB with EXIF orientation applied. Raises :class:`ImageError`.
 
     ``data``: the file's bytes (e.g. a member of a tar shard); ``path`` then only names it in errors.
     """
     try:
-        with Image.open(Path(path) if data is None else io.BytesIO(data)) as img:
+        with _open(Path(path) if data is None else io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:
-                raise ImageError(path, f"{img.width}x{img.height} exceeds the {MAX_PIXELS:,}-pixel limit")
+                raise ImageError(path, _too_many_pixels(img.width, img.height))
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                warnings.warn(ImageNote(f"{path}: has {frames} frames (pages); only the first is colorized"),
+                              stacklevel=2)
             img.load()
             img = ImageOps.exif_transpose(img)
             rgb = _to_rgb(img)
@@ -102,8 +199,8 @@ def load_image(path: str | Path, *, data: bytes | None = None) -> Image.Image:
         raise ImageError(path, "is a folder, not an image") from None
     except UnidentifiedImageError:
         raise ImageError(path, "not an image file (unrecognized format)") from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(path, f"too many pixels ({e})") from None
+    except Image.DecompressionBombError:  # Pillow refused it while opening: past twice MAX_PIXELS
+        raise ImageError(path, _too_many_pixels()) from None
     except (OSError, SyntaxError, ValueError) as e:
         reason = "truncated or corrupt image data" if "truncated" in str(e).lower() or "broken" in str(e).lower() \
             else f"cannot decode image ({e})"

@@ -240,10 +240,13 @@ def evaluate(
     summary: dict = {"data": [str(r) for r in roots], "images": len(paths), "methods": methods,
                      "models": {k: c.model_name for k, c in colorizers.items()},
                      "classifier": CLASSIFIER if semantic else None, "protocols": {}}
+    sources = {path: source_name(path, roots) for path in paths}
     for protocol in protocols:
         per_method = {m: MethodScores() for m in methods}
         truth_cf: list[float] = []
         truth_feats: list[torch.Tensor] = []
+        # the same scores grouped by source (first folder below a data root): collections differ
+        by_source = {s: ({m: MethodScores() for m in methods}, [], []) for s in sorted(set(sources.values()))}
         grid: list[list[torch.Tensor]] = []
         skipped: list[str] = []
         for i, path in enumerate(tqdm(paths, desc=protocol, unit="img", disable=not progress, dynamic_ncols=True)):
@@ -262,8 +265,13 @@ def evaluate(
             if classifier is not None:
                 truth_feats.append(scores["features_truth"])
             name = _display_name(path, roots)
+            src_methods, src_cf, src_feats = by_source[sources[path]]
+            src_cf.append(truth_cf[-1])
+            if classifier is not None:
+                src_feats.append(scores["features_truth"])
             for j, m in enumerate(methods):
                 per_method[m].add(scores, j)
+                src_methods[m].add(scores, j)
                 rows.append({"protocol": protocol, "method": m, "image": name, "width": truth.shape[-1],
                              "height": truth.shape[-2], **{f: _fmt(scores[f][j]) for f in _FLOAT_FIELDS},
                              "colorfulness_truth": _fmt(truth_cf[-1]),
@@ -279,6 +287,11 @@ def evaluate(
             "truth_colorfulness": float(np.mean(truth_cf)),
             "methods": {m: per_method[m].summary(truth_cf, feats_truth) for m in methods},
         }
+        if len(by_source) > 1:
+            summary["protocols"][protocol]["sources"] = {
+                src: {"images": len(cf), "truth_colorfulness": float(np.mean(cf)),
+                      "methods": {m: ms[m].summary(cf, torch.cat(fs) if fs else None) for m in methods}}
+                for src, (ms, cf, fs) in by_source.items() if cf}
         if grid:
             save_grid(grid, [*methods, "truth"], out_dir / f"grid_{protocol}.png")
 
@@ -286,6 +299,16 @@ def evaluate(
     _write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     _write_text(out_dir / "report.md", markdown_report(summary))
     return summary
+
+
+def source_name(path: Path, roots: Sequence[Path]) -> str:
+    """A photo's source: its first folder below the data root holding it; the root's name for photos
+    directly in it or given as files."""
+    for root in roots:
+        if root.is_dir() and path.is_relative_to(root):
+            parts = path.relative_to(root).parts
+            return parts[0] if len(parts) > 1 else root.name
+    return path.parent.name
 
 
 def _display_name(path: Path, roots: Sequence[Path]) -> str:
@@ -335,6 +358,15 @@ def markdown_report(summary: dict) -> str:
                      _cell(s["top1_agreement"], ".1%"), _cell(s["frechet"], ".2f"),
                      _cell(s["seconds_per_image"], ".3f")]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        if res.get("sources"):
+            lines += ["", f"### {protocol}, per source", "",
+                      "| source | photos | method | PSNR (dB) | top-1 agreement | colorfulness (truth) | delta-CF |",
+                      "|---|---|---|---|---|---|---|"]
+            for src, r in res["sources"].items():
+                for m, s in r["methods"].items():
+                    lines.append(f"| {src} | {r['images']} | {m} | {_cell(s['psnr'], '.2f')} | "
+                                 f"{_cell(s['top1_agreement'], '.1%')} | {_cell(s['colorfulness'], '.1f')} "
+                                 f"({r['truth_colorfulness']:.1f}) | {_cell(s['delta_colorfulness'], '.1f')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -30,12 +30,23 @@ SHIPPED: dict[str, ShippedWeights] = {
 }
 
 
+def package_dir(name: str) -> Path:
+    """A data folder shipped inside the package (``weights``, ``configs``).
+
+    In a checkout, ``src/colorize/<name>`` is a symlink to the repository's top-level folder, so the
+    files live in one place; a wheel carries copies (package-data). Where symlinks are not checked out
+    (git on Windows without them), the repository's folder is used directly.
+    """
+    inside = Path(__file__).resolve().parent / name
+    return inside if inside.is_dir() else Path(__file__).resolve().parents[2] / name
+
+
 def weights_dir() -> Path:
-    """``$COLORIZE_WEIGHTS`` if set, else the repository's ``weights/`` folder."""
+    """``$COLORIZE_WEIGHTS`` if set, else the shipped ``weights/`` (inside the installed package)."""
     env = os.environ.get("COLORIZE_WEIGHTS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "weights"
+    return package_dir("weights")
 
 
 def recorded_defaults(model: str | Path | None = None) -> dict[str, float]:

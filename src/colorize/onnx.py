@@ -145,8 +145,11 @@ class OnnxModel(nn.Module):
         # idle onnxruntime threads spin by default: they would take the cores from the torch work around
         # the network (upsampling, Lab to RGB) that runs right after each call
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            meta = self.session.get_modelmeta().custom_metadata_map
+        except Exception as e:  # onnxruntime raises its own types: garbage, truncated, unsupported ops
+            raise ValueError(f"{path}: not a usable ONNX model ({type(e).__name__}: {str(e).strip()[:300]})") from None
         self.path = path
         self.model_name: str = meta.get("model", path.stem)
         self.stride: int = int(meta.get("stride", 32))

@@ -8,6 +8,7 @@ is joined to that full-resolution L. So the output has exactly the input's size 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import sys
 from dataclasses import dataclass
@@ -201,8 +202,10 @@ class Colorizer:
             model: None for the shipped default, a shipped model's name, a weight/checkpoint file, or a module.
             size: working size (long side, px) the network runs at; None: the one recorded in the
                 model's weight file, else 256.
-            temperature: annealed-mean temperature for classification models (lower: more vivid);
-                None: the one tuned for the model (recorded in its weight file), else 0.38.
+            temperature: annealed-mean temperature for classification models. Lower keeps strong colors
+                where the model is sure and leaves more of the photo gray; higher spreads softer, more muted
+                color over more of it (measured: docs/benchmarks.md). None: the one tuned for the model
+                (recorded in its weight file), else 0.38.
             saturation: multiplies the predicted chroma (1 = as predicted).
             guided: edge-aware upsampling of ab guided by the full-size L (False: plain bilinear).
             device: torch device for the network and the color math.
@@ -516,4 +519,38 @@ def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95) -> None:
     if fmt is None:
         raise ValueError(f"{dst}: unknown image extension '{dst.suffix}'")
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options))
+    atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options),
+                 verify=lambda tmp: verify_image(tmp, img.size))
+
+
+def verify_image(path: str | Path, size: tuple[int, int]) -> None:
+    """Check a just-written image is whole: raises :class:`OSError` if it is cut short or unreadable
+    (Pillow's BMP and TIFF writers do not notice a short write on a full disk).
+
+    JPEG, PNG, WebP and BMP are checked from their structure (end marker, recorded length: nothing is
+    decoded, so a 24-megapixel JPEG costs no second decode); other formats are read back in full.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as written:
+            if written.size != tuple(size):
+                raise ValueError(f"it reads back as {written.size[0]}x{written.size[1]}, not {size[0]}x{size[1]}")
+            fmt = written.format
+            if fmt not in _ENDS and fmt not in ("WEBP", "BMP"):
+                written.load()
+        length = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, length - 12))
+            tail = f.read()
+        if fmt in _ENDS and not tail.endswith(_ENDS[fmt]):
+            raise ValueError(f"its {fmt} end marker is missing")
+        recorded = {"WEBP": lambda: int.from_bytes(head[4:8], "little") + 8,
+                    "BMP": lambda: int.from_bytes(head[2:6], "little")}.get(fmt)
+        if recorded is not None and recorded() != length:
+            raise ValueError(f"{length} bytes where its header records {recorded()}")
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, struct.error on a short file
+        raise OSError(errno.EIO, f"the written image is incomplete ({e}); is the disk full?") from None
+
+
+_ENDS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}  # the last bytes of a whole file

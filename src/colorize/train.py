@@ -28,7 +28,8 @@ import torch
 import torch.nn as nn
 
 from colorize import distributed
-from colorize.checkpoint import atomic_write, load_checkpoint, save_checkpoint, save_weights
+from colorize.checkpoint import (atomic_write, clean_stale_temporaries, load_checkpoint, save_checkpoint,
+                                 save_weights)
 from colorize.color import model_lab_to_rgb, rgb_to_model_lab
 from colorize.data import Augment, BadFileLog, PhotoDataset, collate, find_images, split_train_val
 from colorize.distributed import Dist, EpochSampler, pick_device  # noqa: F401 (pick_device: public here too)
@@ -85,6 +86,8 @@ class TrainConfig:
     samples: int = 8  # validation photos in the per-epoch sample grid
     max_minutes: float = 0.0  # stop cleanly (with checkpoints) after this long; 0 = no limit
     snapshot_every: int = 0  # also keep the weights of every N-th epoch (epochNNN.safetensors): learning curves
+    checkpoint_minutes: float = 5.0  # also write last.pt this often within an epoch (0: at epoch ends only);
+    # --resume replays the epoch's batches up to it without training on them, so it ends as an uninterrupted run
 
     def __post_init__(self):
         if self.model not in list_models():
@@ -103,6 +106,8 @@ class TrainConfig:
             raise ValueError(f"early_size must be a positive multiple of 8, got {self.early_size}")
         if not 0 <= self.source_balance <= 1:
             raise ValueError(f"source_balance must be in [0, 1], got {self.source_balance}")
+        if self.checkpoint_minutes < 0:
+            raise ValueError(f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if isinstance(self.data, str):
@@ -122,7 +127,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
-        import yaml
+        yaml = _yaml()
 
         raw = yaml.safe_load(Path(path).read_text()) or {}
         known = {f.name for f in fields(cls)}
@@ -133,9 +138,18 @@ class TrainConfig:
         return cls(**raw)
 
     def to_yaml(self, path: str | Path) -> None:
-        import yaml
+        yaml = _yaml()
 
         atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(asdict(self), sort_keys=False)))
+
+
+def _yaml():
+    """PyYAML, needed for recipes only (the ``train`` extra)."""
+    try:
+        import yaml
+    except ImportError:
+        raise ImportError("training recipes (YAML) need PyYAML: pip install 'colorize[train]'") from None
+    return yaml
 
 
 def get_lr(step: int, cfg: TrainConfig, plateau_scale: float = 1.0, steps_per_epoch: int = 0) -> float:
@@ -182,6 +196,8 @@ class Run:
     wrapped: nn.Module | None = None  # what training steps call: DistributedDataParallel(model), or model
     amp: torch.dtype | None = None  # autocast dtype; None: float32
     scaler: torch.amp.GradScaler | None = None  # loss scaling, enabled for fp16 only
+    epoch_step: int = 0  # batches of the current epoch already trained on (a mid-epoch checkpoint)
+    epoch_loss: tuple[float, int] = (0.0, 0)  # their summed loss and photo count
 
     def __post_init__(self):
         if self.wrapped is None:
@@ -261,9 +277,11 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
         optimizer.load_state_dict(ckpt["optimizer"])
         for k in ("epoch", "step", "best", "bad_epochs", "plateau_bad", "plateau_scale", "history"):
             setattr(run, k, ckpt[k])
+        run.epoch_step, run.epoch_loss = ckpt.get("epoch_step", 0), tuple(ckpt.get("epoch_loss", (0.0, 0)))
         if run.scaler.is_enabled() and "scaler" in ckpt:
             run.scaler.load_state_dict(ckpt["scaler"])
-        _print(run, f"resumed from {last} at epoch {run.epoch}, step {run.step}")
+        _print(run, f"resumed from {last} at epoch {run.epoch}, step {run.step}"
+               + (f" (batch {run.epoch_step} of epoch {run.epoch + 1})" if run.epoch_step else ""))
     elif resume:
         _print(run, f"no checkpoint at {last}; starting fresh")
     if ckpt is None and getattr(model, "output", "") == "bins":
@@ -396,11 +414,15 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
     torch.manual_seed(cfg.seed * 1000 + run.epoch + run.dist.rank * 1_000_003)  # augmentation in this process
     run.wrapped.train()
     loader, steps = _loader(run, run.epoch)
-    total, count, t0 = 0.0, 0, time.perf_counter()
+    skip = run.epoch_step  # batches trained on before a mid-epoch checkpoint: replayed, not trained
+    (total, count), t0 = (run.epoch_loss if skip else (0.0, 0)), time.perf_counter()
+    saved = time.monotonic()
     bar = tqdm(loader, total=steps, desc=f"epoch {run.epoch + 1}/{cfg.epochs}", unit="batch", dynamic_ncols=True,
                disable=os.environ.get("COLORIZE_NO_PROGRESS") == "1" or not run.dist.is_main)
-    for images, errors in bar:
+    for i, (images, errors) in enumerate(bar):
         bad.add(errors)
+        if i < skip:  # loading them keeps the data order and every augmentation draw as they were
+            continue
         for group in run.optimizer.param_groups:
             group["lr"] = get_lr(run.step, cfg, run.plateau_scale, steps) * group["lr_scale"]
         l_norm, ab_norm = to_lab(images, run)
@@ -415,6 +437,11 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
         total += loss.item() * len(images)
         count += len(images)
         bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{count / (time.perf_counter() - t0):.1f}")
+        run.epoch_step, run.epoch_loss = i + 1, (total, count)
+        if run.dist.is_main and cfg.checkpoint_minutes and time.monotonic() - saved >= 60 * cfg.checkpoint_minutes:
+            _checkpoint(run, run.out_dir / "last.pt")  # a kill loses minutes, not an epoch
+            saved = time.monotonic()
+    run.epoch_step, run.epoch_loss = 0, (0.0, 0)
     total, count = distributed.all_sum([total, count], run.device)
     return total / max(count, 1)
 
@@ -435,7 +462,7 @@ def validate(run: Run) -> dict[str, float]:
         l_norm, ab_norm = to_lab(images, run)
         with _autocast(run):
             out = model(l_norm).float()
-            ab = model.predict_ab(l_norm).float()
+        ab = model.ab_from_output(out, l_norm.shape[-2:])  # the network runs once per batch
         loss = color_loss(model, out, l_norm, ab_norm, kind=cfg.loss, reg_weight=cfg.reg_weight)
         loss_sum += loss.item() * len(images)
         pred = model_lab_to_rgb(l_norm, ab)
@@ -471,7 +498,8 @@ def _checkpoint(run: Run, path: Path) -> None:
     scaler = {"scaler": run.scaler.state_dict()} if run.scaler.is_enabled() else {}
     save_checkpoint(path, run.model, optimizer=run.optimizer.state_dict(), config=asdict(run.cfg),
                     epoch=run.epoch, step=run.step, best=run.best, bad_epochs=run.bad_epochs,
-                    plateau_bad=run.plateau_bad, plateau_scale=run.plateau_scale, history=run.history, **scaler)
+                    plateau_bad=run.plateau_bad, plateau_scale=run.plateau_scale, history=run.history,
+                    epoch_step=run.epoch_step, epoch_loss=list(run.epoch_loss), **scaler)
 
 
 def fit(run: Run) -> dict:
@@ -481,6 +509,8 @@ def fit(run: Run) -> dict:
     writer = None
     if main:
         run.out_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (run.out_dir, run.out_dir / "samples"):
+            clean_stale_temporaries(folder)  # left by a killed run
         cfg.to_yaml(run.out_dir / "config.yaml")
         writer = _tensorboard(run.out_dir / "tb")
     bad = BadFileLog()

@@ -15,6 +15,7 @@ import copy
 import hashlib
 import io
 import json
+import logging
 import math
 import re
 import threading
@@ -25,17 +26,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
 import torch.nn as nn
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
 from colorize import __version__
@@ -45,6 +49,7 @@ from colorize.pipeline import Colorizer, Prediction
 from colorize.tone import ToneReport, classify
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 25.0
@@ -52,13 +57,22 @@ DEFAULT_MAX_PIXELS = 16_000_000  # the pipeline peaks near 170 bytes/pixel: ~2.7
 MAX_WORK_SIZE = 2048  # cap on the per-request working size: compute grows with its square
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers allowed on top of the file itself
 ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM")  # no EPS/PDF-style plugins
+# the upload's own format where a browser shows it; anything else (GIF's 256 colors, TIFF, BMP) as PNG
 OUTPUT_FORMATS = {"JPEG": ("JPEG", "image/jpeg", ".jpg"), "MPO": ("JPEG", "image/jpeg", ".jpg"),
-                  "PNG": ("PNG", "image/png", ".png")}  # anything else comes back as PNG
-JPEG_QUALITY = 95
+                  "PNG": ("PNG", "image/png", ".png"), "WEBP": ("WEBP", "image/webp", ".webp")}
+JPEG_QUALITY = 95  # also WebP's
 DEFAULT_CACHE_MB = 512.0  # kept predictions (re-rendering with hints skips the network): ~4.5 bytes/pixel each
 MAX_HINTS = 256
 INDEX_CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self' blob:; object-src 'none'; "
              "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")  # nothing loads from elsewhere
+# /docs and /redoc: FastAPI's pages with Swagger UI and Redoc served from the fastapi-offline package;
+# their inline start-up script and Redoc's generated styles need 'unsafe-inline', Redoc's search a blob: worker
+DOCS_ASSETS = "/docs-assets"
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+# "gray", "toned" or "color": what the upload was before colorizing, by colorize.tone.classify (thresholds there)
+INPUT_COLOR_HEADER = "X-Input-Color"
 
 
 class HintIn(BaseModel):
@@ -154,12 +168,25 @@ def load_image_bytes(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PI
 
 
 def encode_image(img: Image.Image, source_format: str | None) -> tuple[bytes, str, str]:
-    """Encode as JPEG when the upload was JPEG, else PNG. Returns (bytes, media type, extension)."""
+    """Encode in the upload's format when it is JPEG, PNG or WebP, else as PNG.
+
+    Returns:
+        (bytes, media type, extension)
+    """
     fmt, media_type, ext = OUTPUT_FORMATS.get(source_format or "", OUTPUT_FORMATS["PNG"])
     buf = io.BytesIO()
-    options: dict[str, Any] = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {"compress_level": 3}
+    options: dict[str, Any] = {"quality": JPEG_QUALITY} if fmt in ("JPEG", "WEBP") else {"compress_level": 3}
     img.save(buf, format=fmt, **options)
     return buf.getvalue(), media_type, ext
+
+
+class Colorized(NamedTuple):
+    """One colorized upload, encoded."""
+
+    body: bytes
+    media_type: str
+    ext: str  # the file extension that goes with media_type
+    input_color: str  # what the upload was: gray, toned or color (colorize.tone.classify)
 
 
 def download_name(name: str, ext: str) -> str:
@@ -273,7 +300,7 @@ class Photo:
 
     id: str
     prediction: Prediction
-    source_format: str | None  # the upload's format: JPEG comes back as JPEG, anything else as PNG
+    source_format: str | None  # the upload's format: JPEG, PNG and WebP come back as such, anything else as PNG
     name: str  # client-given file name, only ever echoed
     tone: ToneReport
     colorizer: Colorizer  # the request's options (working size, temperature, saturation)
@@ -364,6 +391,15 @@ def confidence_png(photo: Photo) -> bytes:
     return buf.getvalue()
 
 
+def check_origin(request: Request) -> None:
+    """Refuse (403) a browser request sent by another site's page: its Origin names a host other than
+    this server's. Clients that send no Origin (curl, scripts) are let through; the host alone is
+    compared, so a TLS-terminating proxy in front does not matter."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise ApiError(403, "cross_origin", f"requests from pages at {origin} are refused; use this server's own page")
+
+
 def with_options(base: Colorizer, *, size: int | None, temperature: float | None,
                  saturation: float | None) -> Colorizer:
     """A shallow copy of ``base`` (sharing its model) with per-request options; the base is never changed."""
@@ -390,8 +426,23 @@ UPLOAD_BODY = {  # the request body, described for /docs (the route reads it its
     },
 }
 ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in [
+    (403, "sent by another site's page (its Origin is not this server)"),
     (413, "upload too large, or too many pixels"), (415, "not an image"),
     (422, "corrupt or truncated image, or a bad option"), (503, "queue full; see Retry-After")]}
+
+
+def docs_assets_dir() -> Path:
+    """Swagger UI and Redoc, as the PyPI package ``fastapi-offline`` ships them (the ``web`` extra)."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        raise ImportError("the API docs need the package fastapi-offline: pip install 'colorize[web]'") from None
+    directory = Path(fastapi_offline.__file__).resolve().parent / "static"
+    needed = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js")
+    missing = [f for f in needed if not (directory / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"fastapi-offline {directory} lacks {', '.join(missing)}")
+    return directory
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -431,10 +482,9 @@ def create_app(
         yield
         pool.shutdown()
 
-    app = FastAPI(title="colorize", version=__version__, lifespan=lifespan,
-                  description="Colorize black-and-white photos. The page at / works offline.")
+    app = FastAPI(title="colorize", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Colorize black-and-white photos. The page at / and these docs work offline.")
     app.state.colorizer, app.state.pool, app.state.photos = base, pool, cache
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -454,14 +504,40 @@ def create_app(
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
         return _error(exc.status_code, code, str(exc.detail), exc.headers)
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: ClientDisconnect) -> Response:  # nobody reads the answer
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        logger.info("%s disconnected during its upload to %s", client, request.url.path)
+        return Response(status_code=499)
+
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:  # the traceback goes to the log
         return _error(500, "internal_error", "the server failed on this photo; see its log")
 
     @app.get("/", include_in_schema=False)
+    @app.get("/static/index.html", include_in_schema=False)  # before the /static mount, with the same headers
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={
             "Content-Security-Policy": INDEX_CSP, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    docs_headers = {"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"}
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url=app.openapi_url or "", title="colorize API", oauth2_redirect_url=None,
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url="data:,", swagger_ui_parameters={"validatorUrl": None})  # no online validator badge
+        page.headers.update(docs_headers)
+        return page
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        page = get_redoc_html(openapi_url=app.openapi_url or "", title="colorize API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js", redoc_favicon_url="data:,",
+                              with_google_fonts=False)
+        page.headers.update(docs_headers)
+        return page
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -487,8 +563,13 @@ def create_app(
         }
 
     @app.post("/api/colorize", response_class=Response, openapi_extra={"requestBody": UPLOAD_BODY},
-              responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
-                               "description": "the colorized photo, original size; JPEG for JPEG, else PNG"},
+              responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
+                               "description": "the colorized photo, original size; JPEG, PNG and WebP in their "
+                                              "own format, anything else as PNG",
+                               "headers": {INPUT_COLOR_HEADER: {
+                                   "description": "the upload before colorizing: gray, toned (one tint, e.g. "
+                                                  "sepia) or color (its colors were replaced)",
+                                   "schema": {"type": "string", "enum": ["gray", "toned", "color"]}}}},
                          **ERRORS})
     async def colorize(
         request: Request,
@@ -504,8 +585,9 @@ def create_app(
         """Colorize one photo sent as multipart field ``file`` or as the raw body.
 
         The prediction is kept (header ``X-Photo-Id``): ``POST /api/photos/{id}/render`` re-renders it with
-        other hints without running the network. ``X-Photo-Tone`` says whether the upload was gray, toned
-        or already in color."""
+        other hints without running the network. ``X-Input-Color`` says whether the upload was gray, toned
+        or already in color (:func:`colorize.tone.classify`)."""
+        check_origin(request)
         job = with_options(base, size=size, temperature=temperature, saturation=saturation)
         fields = {"hints": ""}
         data, name = await read_upload(request, max_bytes, fields=fields)
@@ -514,19 +596,19 @@ def create_app(
         photo = cache.get(pid)
         img = open_upload(data, name, max_pixels=max_pixels) if photo is None else None
 
-        def work() -> tuple[Photo, tuple[bytes, str, str]]:
+        def work() -> tuple[Photo, Colorized]:
             kept = photo or analyze_upload(job, img, name, pid)
             cache.put(kept)
             if output == "confidence":
-                return kept, (confidence_png(kept), "image/png", ".png")
-            return kept, render_photo(kept, hint_list, tint_as_hints=tint_as_hints)
+                return kept, Colorized(confidence_png(kept), "image/png", ".png", kept.tone.kind)
+            return kept, Colorized(*render_photo(kept, hint_list, tint_as_hints=tint_as_hints), kept.tone.kind)
 
-        kept, (body, media_type, ext) = await pool.submit(work)
+        kept, result = await pool.submit(work)
         suffix = "_confidence" if output == "confidence" else ""
-        return Response(body, media_type=media_type, headers={
-            "Content-Disposition": f'inline; filename="{download_name(name + suffix, ext)}"',
-            "X-Content-Type-Options": "nosniff", "X-Photo-Id": kept.id, "X-Photo-Tone": kept.tone.kind,
-            "Access-Control-Expose-Headers": "X-Photo-Id, X-Photo-Tone"})
+        return Response(result.body, media_type=result.media_type, headers={
+            "Content-Disposition": f'inline; filename="{download_name(name + suffix, result.ext)}"',
+            INPUT_COLOR_HEADER: result.input_color, "X-Content-Type-Options": "nosniff", "X-Photo-Id": kept.id,
+            "Access-Control-Expose-Headers": f"X-Photo-Id, {INPUT_COLOR_HEADER}"})
 
     def kept_photo(photo_id: str) -> Photo:
         photo = cache.get(photo_id)
@@ -546,11 +628,13 @@ def create_app(
                 "confidence": photo.prediction.confidence is not None}
 
     @app.post("/api/photos/{photo_id}/render", response_class=Response,
-              responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
-                               "description": "the photo rendered with the hints; JPEG for JPEG uploads, else PNG"},
+              responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
+                               "description": "the photo rendered with the hints; in the upload's format as "
+                                              "/api/colorize answers"},
                          404: {"model": ErrorBody, "description": "unknown or forgotten photo"}, **ERRORS})
-    async def render(photo_id: str, body: RenderRequest | None = Body(None)) -> Response:
+    async def render(request: Request, photo_id: str, body: RenderRequest | None = Body(None)) -> Response:
         """Re-render a kept photo with new hints, without running the network (the page's pins)."""
+        check_origin(request)
         photo = kept_photo(photo_id)
         body = body or RenderRequest()
         if len(body.hints) > MAX_HINTS:
@@ -574,4 +658,6 @@ def create_app(
         data = await pool.submit(lambda: confidence_png(photo))
         return Response(data, media_type="image/png", headers={"X-Content-Type-Options": "nosniff"})
 
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
     return app

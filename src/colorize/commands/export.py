@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def main(argv: list[str]) -> int:
@@ -21,7 +22,11 @@ def main(argv: list[str]) -> int:
 
     from colorize.hub import resolve_model
 
-    model = resolve_model(args.model)
+    try:
+        model = resolve_model(args.model)
+    except (ValueError, FileNotFoundError) as e:  # names the file and the reason
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.prior_correction:
         from colorize.models._base import correct_prior
 

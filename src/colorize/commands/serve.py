@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import ipaddress
 import sys
 
@@ -57,5 +58,7 @@ def main(argv: list[str]) -> int:
         return 2
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"colorize: model {colorizer.model_name} at size {colorizer.size}; open http://{shown}:{args.port}/")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)  # the app's own lines beside uvicorn's, same format
+    log_config["loggers"]["colorize"] = {"handlers": ["default"], "level": args.log_level.upper(), "propagate": False}
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config)
     return 0

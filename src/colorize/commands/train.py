@@ -9,17 +9,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-RECIPE_DIR = Path(__file__).resolve().parents[3] / "configs"
-
 
 def _recipe_path(recipe: str) -> Path:
+    from colorize.hub import package_dir
+
+    recipes = package_dir("configs")  # the shipped recipes, inside the installed package
     p = Path(recipe)
     if p.is_file():
         return p
-    named = RECIPE_DIR / f"{recipe}.yaml"
+    named = recipes / f"{recipe}.yaml"
     if named.is_file():
         return named
-    known = sorted(f.stem for f in RECIPE_DIR.glob("*.yaml")) if RECIPE_DIR.is_dir() else []
+    known = sorted(f.stem for f in recipes.glob("*.yaml")) if recipes.is_dir() else []
     raise FileNotFoundError(f"recipe '{recipe}' not found; give a YAML file or one of: {', '.join(known)}")
 
 
@@ -57,10 +58,17 @@ def main(argv: list[str]) -> int:
             cfg = TrainConfig.from_yaml(_recipe_path(args.recipe), **overrides)
         else:
             cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except (ValueError, FileNotFoundError, TypeError, ImportError) as e:
         print(f"error: {e}")
         return 2
-    metrics = train(cfg, resume=args.resume)
+    try:
+        metrics = train(cfg, resume=args.resume)
+    except ImportError as e:  # an optional package (the train extra) is missing
+        print(f"error: {e}")
+        return 2
+    except OSError as e:  # a full disk or a folder that cannot be written: last.pt holds the last good state
+        print(f"error: {e}; resume with --resume once it is fixed")
+        return 1
     if from_env().is_main:
         print(f"finished: {metrics}")
         print(f"checkpoints in {cfg.out_dir}: best.pt, last.pt, best.safetensors")

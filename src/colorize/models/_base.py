@@ -36,15 +36,19 @@ class ColorNet(nn.Module):
 
     def predict_ab(self, l_norm: torch.Tensor, *, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
         """Normalized L (B, 1, H, W) -> normalized ab (B, 2, H, W) at the input's size."""
-        out = self(l_norm)
+        return self.ab_from_output(self(l_norm), l_norm.shape[-2:], temperature=temperature)
+
+    def ab_from_output(self, out: torch.Tensor, size: tuple[int, int], *,
+                       temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+        """What ``forward`` returned -> normalized ab (B, 2, *size): decoded bins, or RGB's ab, upsampled."""
         if self.output == "rgb":
             ab = normalize_ab(rgb_to_lab(out.clamp(0, 1))[:, 1:])
         elif self.output == "bins":
             ab = self.bins.decode(out, temperature=temperature)
         else:
             ab = out
-        if ab.shape[-2:] != l_norm.shape[-2:]:
-            ab = F.interpolate(ab, size=l_norm.shape[-2:], mode="bilinear", align_corners=False)
+        if ab.shape[-2:] != tuple(size):
+            ab = F.interpolate(ab, size=tuple(size), mode="bilinear", align_corners=False)
         return ab
 
 

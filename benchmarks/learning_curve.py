@@ -1,0 +1,64 @@
+"""Learning curve on the out-of-collection bench: PSNR and top-1 agreement against photos seen.
+
+    python benchmarks/learning_curve.py runs/unet_lite0/epoch*.safetensors --data ../shared/data/bench \\
+        --limit 400 --prior-correction 0.3 --temperature 0.6 [--offset 0]
+
+Each snapshot (``snapshot_every`` in the recipe writes ``epochNNN.safetensors`` with ``photos_seen`` in its
+metadata) is decoded the same way (the shipped decoding) and scored with ``colorize eval``'s metrics in one
+pass beside the gray baseline. ``--offset`` adds the photos a warm start had already seen (lineage).
+Prints a markdown table for the model card and writes ``benchmarks/results/learning_curve.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from safetensors import safe_open
+
+from colorize.evaluate import GRAY, evaluate
+from colorize.hub import resolve_model
+from colorize.models._base import correct_prior, optimize_for_inference
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("snapshots", nargs="+", help="epochNNN.safetensors files")
+    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--limit", type=int, default=400)
+    p.add_argument("--prior-correction", type=float, default=0.0)
+    p.add_argument("--temperature", type=float, default=0.5)
+    p.add_argument("--offset", type=int, default=0, help="photos seen before this run (warm start)")
+    p.add_argument("-o", "--output", default="benchmarks/results/learning_curve.json")
+    args = p.parse_args()
+
+    models, seen = [], {}
+    for f in args.snapshots:
+        with safe_open(f, "pt") as sf:
+            meta = sf.metadata() or {}
+        m = resolve_model(f)
+        if args.prior_correction:
+            correct_prior(m, args.prior_correction)
+        optimize_for_inference(m)
+        m.default_temperature = args.temperature
+        m.model_name = Path(f).stem
+        seen[m.model_name] = args.offset + int(meta.get("photos_seen", 0))
+        models.append(m)
+    summary = evaluate(args.data, models, out_dir=Path(args.output).with_suffix(""), limit=args.limit, grid_rows=0,
+                       progress=False)
+    res = summary["protocols"]["crop256"]["methods"]
+    rows = [{"snapshot": k, "photos_seen": seen[k], "psnr": v["psnr"], "top1": v["top1_agreement"],
+             "delta_cf": v["delta_colorfulness"]} for k, v in res.items() if k != GRAY]
+    gray = res[GRAY]
+    print(f"| photos seen | bench PSNR (gray {gray['psnr']:.2f}) | top-1 agreement (gray {gray['top1_agreement']:.1%}) "
+          "| delta-CF |\n|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: r["photos_seen"]):
+        print(f"| {r['photos_seen']:,} | {r['psnr']:.2f} | {r['top1']:.1%} | {r['delta_cf']:.1f} |")
+    Path(args.output).write_text(json.dumps({"limit": args.limit, "gray": gray, "rows": rows,
+                                             "prior_correction": args.prior_correction,
+                                             "temperature": args.temperature}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

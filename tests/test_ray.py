@@ -1,0 +1,229 @@
+"""The ray engine: the local engine's outputs byte for byte, its record and error report; a worker
+killed with SIGKILL mid-job; ColorizeBatch in a user's Ray Data pipeline; the cluster recipes.
+
+Ray tests share one local Ray on 127.0.0.1 with 2 CPUs and skip when ray is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import runpy
+import shlex
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from colorize.cli import _colorize_parser, main
+from conftest import make_photo
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (extra: ray)")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One private Ray for this module: 2 CPUs, loopback only; the CLI reuses it and leaves it running."""
+    import ray
+
+    from colorize.ray import connect
+
+    assert connect(num_cpus=2)
+    assert ray.cluster_resources()["CPU"] == 2
+    yield ray
+    ray.shutdown()
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.jpg"))}
+
+
+def _actor_pids(name: str) -> list[int]:
+    """Processes descending from this one whose title names ``name`` (Ray sets a worker's title to its actor)."""
+    parents, titles = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            titles[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return [pid for pid, title in titles.items() if name in title and ours(pid)]
+
+
+def test_without_ray_it_says_how_to_install(monkeypatch, photo_dir, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--engine", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'colorize[ray]'" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_options_need_the_ray_engine(photo_dir, tmp_path, capsys):
+    assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--workers", "2"]) == 2
+    assert "need --engine ray" in capsys.readouterr().err
+
+
+@needs_ray
+@pytest.mark.parametrize("flag", [["--hint", "1,1,red"], ["--confidence"], ["--keep-color"], ["--tint-as-hints"]])
+def test_guiding_options_are_for_the_local_engine(flag, photo_dir, tmp_path, capsys):
+    assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--engine", "ray", *flag]) == 2
+    assert f"{flag[0]}: the local engine only" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@needs_ray
+def test_same_outputs_record_and_errors_as_local(local_ray, photo_dir, tmp_path, tiny_model_file, capsys):
+    (photo_dir / "corrupt.jpg").write_bytes((photo_dir / "p1.jpg").read_bytes()[:300])  # truncated
+    (photo_dir / "sub" / "notes.png").write_text("not an image")
+    common = ["--model", str(tiny_model_file), "-q"]
+    assert main([str(photo_dir), "-o", str(tmp_path / "local"), *common]) == 1
+    local = capsys.readouterr()
+    local_err, local_inputs = local.err, [ln for ln in local.out.splitlines() if ln.startswith("inputs: ")]
+
+    ray_args = [str(photo_dir), "-o", str(tmp_path / "ray"), *common, "--engine", "ray", "--workers", "2", "--record"]
+    assert main(ray_args) == 1  # the bad files fail the run, the rest are done
+    out = capsys.readouterr()
+    assert "done: 12," in out.out and "failed: 2" in out.out
+    inputs_line = [ln for ln in out.out.splitlines() if ln.startswith("inputs: ")]
+    assert inputs_line and inputs_line == local_inputs  # the tone report, as the local engine's
+    failures = sorted(ln.strip() for ln in out.err.splitlines() if ln.strip().startswith("failed:"))
+    assert failures == sorted(ln.strip() for ln in local_err.splitlines() if ln.strip().startswith("failed:"))
+    assert sum("corrupt.jpg: truncated or corrupt" in f for f in failures) == 1  # reported once, not retried
+    assert any("notes.png: not an image" in f for f in failures)
+
+    local, distributed = _outputs(tmp_path / "local"), _outputs(tmp_path / "ray")
+    assert len(local) == 12 and local == distributed  # byte for byte, same names
+
+
+@needs_ray
+def test_worker_killed_mid_job_finishes_and_rerun_skips(local_ray, tmp_path, tiny_model_file, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(24):  # large enough that the job lasts a few seconds
+        make_photo(960, 720, seed=i).save(photos / f"scan{i:02d}.jpg", quality=90)
+    out = tmp_path / "out"
+    args = [str(photos), "-o", str(out), "--model", str(tiny_model_file), "-q", "--record"]
+    killed: list[tuple[int, int]] = []  # (pid, outputs present when it was killed)
+
+    def kill_one_worker_mid_job():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            present = len(list(out.glob("*.jpg"))) if out.exists() else 0
+            pids = _actor_pids("_ArchiveWorker")
+            if present >= 1 and len(pids) == 2:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append((pids[0], present))
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_worker_mid_job)
+    killer.start()
+    code = main([*args, "--engine", "ray", "--workers", "2"])
+    killer.join()
+    assert killed, "no worker was killed"
+    pid, present = killed[0]
+    assert present < 24, "the kill came after the job had finished"
+    assert code == 0, capsys.readouterr().err
+    assert "done: 24," in capsys.readouterr().out
+    assert not Path(f"/proc/{pid}").exists()
+
+    # every output present, complete and exactly the local engine's
+    assert main([str(photos), "-o", str(tmp_path / "local"), "--model", str(tiny_model_file), "-q"]) == 0
+    capsys.readouterr()
+    finished, reference = _outputs(out), _outputs(tmp_path / "local")
+    assert len(finished) == 24 and finished == reference
+    for name in finished:
+        with Image.open(out / name) as img:
+            img.load()  # raises on a truncated file
+            assert img.size == (960, 720)
+
+    assert main([*args, "--engine", "ray", "--workers", "2"]) == 0
+    assert "done: 0, skipped (exists, use --overwrite): 0, failed: 0, done before (record): 24" in capsys.readouterr().out
+
+
+@needs_ray
+def test_colorize_batch_example_pipeline(local_ray, photo_dir, tmp_path, tiny_model_file):
+    from colorize.pipeline import Colorizer
+
+    out = tmp_path / "out"
+    argv = sys.argv
+    try:
+        sys.argv = ["ray_pipeline.py", str(photo_dir), str(out), "--model", str(tiny_model_file)]
+        runpy.run_path(str(ROOT / "examples" / "ray_pipeline.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    written = sorted(out.rglob("*.png"))
+    assert len(written) == 12
+    colorizer = Colorizer(tiny_model_file)
+    for path in written:
+        src = photo_dir / path.relative_to(out).with_suffix(".jpg")
+        expected = colorizer(np.array(Image.open(src).convert("RGB")))
+        assert np.array_equal(np.array(Image.open(path)), expected), path
+
+
+def test_colorize_batch_without_ray(tiny_model_file):
+    from colorize.pipeline import Colorizer
+    from colorize.ray import ColorizeBatch
+
+    same = [np.array(make_photo(64, 48, seed=s)) for s in (1, 2)]
+    mixed = [np.array(make_photo(64, 48, seed=3)), np.array(make_photo(80, 40, seed=4).convert("L"))]
+    batch_fn, colorizer = ColorizeBatch(tiny_model_file), Colorizer(tiny_model_file)
+    stacked = batch_fn({"image": np.stack(same), "id": np.array([7, 8])})
+    assert stacked["image"].shape == (2, 48, 64, 3) and list(stacked["id"]) == [7, 8]
+    column = np.empty(2, dtype=object)
+    column[0], column[1] = mixed
+    ragged = batch_fn({"image": column})["image"]
+    assert ragged.dtype == object and ragged[1].shape == (40, 80, 3)
+    for got, img in zip([*stacked["image"], *ragged], same + mixed):
+        assert np.array_equal(got, colorizer(img))
+
+
+def test_cluster_recipes_have_what_a_launch_needs():
+    cluster = yaml.safe_load((ROOT / "deploy" / "ray-cluster.yaml").read_text())
+    assert cluster["cluster_name"] and cluster["provider"]["type"]
+    nodes = cluster["available_node_types"]
+    assert cluster["head_node_type"] in nodes
+    workers = [n for name, n in nodes.items() if name != cluster["head_node_type"]]
+    assert workers and all(n["max_workers"] >= n.get("min_workers", 0) >= 0 and n["resources"]["CPU"] >= 1
+                           for n in workers)
+    assert any("colorize[ray]" in cmd for cmd in cluster["setup_commands"])
+    if importlib.util.find_spec("ray") is not None:  # Ray's own schema for `ray up` configs
+        import jsonschema
+        import ray.autoscaler
+
+        schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+        jsonschema.validate(cluster, schema)
+
+    job = yaml.safe_load((ROOT / "deploy" / "rayjob.yaml").read_text())
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    spec = job["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True
+    head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    groups = spec["rayClusterSpec"]["workerGroupSpecs"]
+    assert groups and all(g["replicas"] >= 1 and g["template"]["spec"]["containers"][0]["image"] for g in groups)
+    mounts = {m["mountPath"] for c in [head["containers"][0], groups[0]["template"]["spec"]["containers"][0]]
+              for m in c["volumeMounts"]}
+    # the entrypoint is a valid colorize command on the ray engine, reading and writing the shared mount
+    entry = shlex.split(spec["entrypoint"])
+    assert entry[0] == "colorize"
+    args = _colorize_parser().parse_args(entry[1:])
+    assert args.engine == "ray" and args.address == "auto" and args.record
+    assert all(any(p.startswith(m) for m in mounts) for p in [*args.paths, args.output])
