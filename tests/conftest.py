@@ -74,6 +74,46 @@ def tiny_model_file(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_bins_model_file(tmp_path_factory):
+    """An untrained classification (bins) model of the shipped architecture, as a weight file: for what
+    needs a color distribution (confidence), where the tiny regression model cannot stand in."""
+    import torch
+
+    from colorize.checkpoint import save_weights
+    from colorize.models import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "bins_tiny.safetensors"
+    save_weights(path, create_model("unet_lite0"))
+    return path
+
+
+def tiny_bins_model():
+    """A classification (bins) model in miniature: a 1x1 convolution from L to the bin logits, sure of one
+    bin where the photo is white and spread over all the others where it is black."""
+    import torch
+
+    from colorize.models._base import AbBins, BinHead, ColorNet
+
+    class TinyBins(ColorNet):
+        output, stride = "bins", 1
+
+        def __init__(self):
+            super().__init__()
+            self.bins = AbBins()
+            self.head = BinHead(1, self.bins)
+            with torch.no_grad():
+                self.head.proj.weight.zero_()
+                self.head.proj.bias.zero_()
+                self.head.proj.weight[self.bins.num_bins // 3] = 20.0
+
+        def forward(self, l_norm):
+            return self.head(l_norm)
+
+    return TinyBins().eval()
+
+
 @contextmanager
 def uvicorn_server(app, **config) -> Iterator[str]:
     """Run an ASGI app under a real uvicorn on a free loopback port, in a thread; yields its base URL."""

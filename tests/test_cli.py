@@ -213,6 +213,65 @@ def test_output_folder_inside_input_folder_is_not_read_back(photo_dir, tiny_mode
     assert not (out / "colorized_out").exists()
 
 
+def _two_regions(path: Path) -> None:
+    arr = np.full((48, 64), 40, np.uint8)
+    arr[:, 32:] = 75
+    Image.fromarray(arr).convert("RGB").save(path)
+
+
+def _hue(img: Image.Image, x: int, y: int) -> float:
+    lab = rgb_to_lab(torch.from_numpy(np.asarray(img) / 255.0).permute(2, 0, 1))
+    return float(torch.rad2deg(torch.atan2(lab[2, y, x], lab[1, y, x])))
+
+
+def test_hints_from_flags_and_file(tiny_model_file, tmp_path):
+    import json
+
+    _two_regions(tmp_path / "p.png")
+    out = tmp_path / "out"
+    assert _colorize(tiny_model_file, tmp_path / "p.png", "-o", out / "flag.png", "--hint", "10,10,#2a6fdb") == 0
+    (tmp_path / "h.json").write_text(json.dumps([{"x": 10, "y": 10, "color": "#2a6fdb"}]))
+    assert _colorize(tiny_model_file, tmp_path / "p.png", "-o", out / "file.png", "--hints", tmp_path / "h.json") == 0
+    assert _colorize(tiny_model_file, tmp_path / "p.png", "-o", out / "plain.png") == 0
+    flag, file, plain = (Image.open(out / f"{n}.png") for n in ("flag", "file", "plain"))
+    blue = -73.9  # the hue of #2a6fdb in CIE Lab, degrees
+    assert abs(_hue(flag, 5, 20) - blue) < 10 and abs(_hue(file, 5, 20) - blue) < 10
+    assert abs(_hue(plain, 5, 20) - blue) > 20  # the check can fail: without hints it is not blue
+    np.testing.assert_allclose(np.asarray(flag, np.int16)[:, 40:], np.asarray(plain, np.int16)[:, 40:], atol=2)
+
+
+def test_hint_errors(tiny_model_file, tmp_path, capsys):
+    _two_regions(tmp_path / "p.png")
+    _two_regions(tmp_path / "q.png")
+    assert _colorize(tiny_model_file, tmp_path / "p.png", "-o", tmp_path / "o" / "o.png", "--hint", "1,2,nocolor") == 2
+    assert "unknown color" in capsys.readouterr().err
+    assert _colorize(tiny_model_file, tmp_path / "p.png", tmp_path / "q.png", "-o", tmp_path / "o", "--hint", "1,2,red") == 2
+    assert "one photo" in capsys.readouterr().err
+    assert _colorize(tiny_model_file, tmp_path / "p.png", "-o", tmp_path / "o" / "o.png", "--hint", "500,2,red") == 1
+    assert "outside" in capsys.readouterr().err
+
+
+def test_color_inputs_are_reported_and_kept(tiny_model_file, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    make_photo(64, 48, seed=5).save(src / "color.png")
+    _two_regions(src / "gray.png")
+    assert _colorize(tiny_model_file, src, "-o", out, "--keep-color") == 0
+    captured = capsys.readouterr()
+    assert "color.png" in captured.err and "unchanged" in captured.err
+    assert "1 gray, 1 color" in captured.out
+    assert (out / "color.png").read_bytes() == (src / "color.png").read_bytes()
+    assert _colorize(tiny_model_file, src, "-o", tmp_path / "out2") == 0
+    assert "--keep-color" in capsys.readouterr().err  # warned, and colorized from its lightness
+    assert (tmp_path / "out2" / "color.png").read_bytes() != (src / "color.png").read_bytes()
+
+
+def test_confidence_needs_a_bins_model(tiny_model_file, tmp_path, capsys):
+    _two_regions(tmp_path / "p.png")
+    assert _colorize(tiny_model_file, tmp_path / "p.png", "-o", tmp_path / "o" / "o.png", "--confidence") == 2
+    assert "bins" in capsys.readouterr().err
+
+
 def _symlink_or_skip(link: Path, target: Path | str) -> None:
     try:
         link.symlink_to(target)

@@ -6,7 +6,7 @@ from PIL import Image
 
 from colorize.color import gray_rgb_from_l, lab_to_rgb, normalize_ab, normalize_l, rgb_to_l, rgb_to_lab
 from colorize.pipeline import Colorizer, guided_upsample, working_shape
-from tests.conftest import make_photo
+from tests.conftest import make_photo, tiny_bins_model
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +260,22 @@ def test_uint8_lightness_matches_float_path():
 
     x = torch.randint(0, 256, (2, 3, 9, 7), dtype=torch.uint8)
     assert (uint8_rgb_to_l(x) - rgb_to_l(x.double() / 255).float()).abs().max() < 1e-3
+
+
+def test_confidence_map_from_the_spread_of_the_bins():
+    colorizer = Colorizer(tiny_bins_model())
+    arr = np.zeros((40, 90, 3), np.uint8)
+    arr[:, :45] = 255  # white left half: the tiny model is sure there
+    prediction = colorizer.analyze(Image.fromarray(arr), confidence=True)
+    conf = colorizer.confidence_image(prediction)
+    assert conf.mode == "L" and conf.size == (90, 40)
+    c = np.asarray(conf, np.float64)
+    assert c[:, :40].min() > 240 and c[:, 50:].max() < 60
+    torch.testing.assert_close(prediction.ab, colorizer.predict(prediction.prepared.l_small))
+
+
+def test_confidence_needs_a_bins_model(colorizer):
+    with pytest.raises(ValueError, match="bins"):
+        colorizer.analyze(make_photo(32, 32), confidence=True)
+    with pytest.raises(ValueError, match="confidence=True"):
+        colorizer.confidence_image(colorizer.analyze(make_photo(32, 32)))

@@ -83,17 +83,28 @@ def test_ray_options_need_the_ray_engine(photo_dir, tmp_path, capsys):
 
 
 @needs_ray
+@pytest.mark.parametrize("flag", [["--hint", "1,1,red"], ["--confidence"], ["--keep-color"], ["--tint-as-hints"]])
+def test_guiding_options_are_for_the_local_engine(flag, photo_dir, tmp_path, capsys):
+    assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--engine", "ray", *flag]) == 2
+    assert f"{flag[0]}: the local engine only" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@needs_ray
 def test_same_outputs_record_and_errors_as_local(local_ray, photo_dir, tmp_path, tiny_model_file, capsys):
     (photo_dir / "corrupt.jpg").write_bytes((photo_dir / "p1.jpg").read_bytes()[:300])  # truncated
     (photo_dir / "sub" / "notes.png").write_text("not an image")
     common = ["--model", str(tiny_model_file), "-q"]
     assert main([str(photo_dir), "-o", str(tmp_path / "local"), *common]) == 1
-    local_err = capsys.readouterr().err
+    local = capsys.readouterr()
+    local_err, local_inputs = local.err, [ln for ln in local.out.splitlines() if ln.startswith("inputs: ")]
 
     ray_args = [str(photo_dir), "-o", str(tmp_path / "ray"), *common, "--engine", "ray", "--workers", "2", "--record"]
     assert main(ray_args) == 1  # the bad files fail the run, the rest are done
     out = capsys.readouterr()
     assert "done: 12," in out.out and "failed: 2" in out.out
+    inputs_line = [ln for ln in out.out.splitlines() if ln.startswith("inputs: ")]
+    assert inputs_line and inputs_line == local_inputs  # the tone report, as the local engine's
     failures = sorted(ln.strip() for ln in out.err.splitlines() if ln.strip().startswith("failed:"))
     assert failures == sorted(ln.strip() for ln in local_err.splitlines() if ln.strip().startswith("failed:"))
     assert sum("corrupt.jpg: truncated or corrupt" in f for f in failures) == 1  # reported once, not retried

@@ -2,6 +2,7 @@
 parser), in a folder of tiny self-made photos, with a tiny model standing in for the shipped one."""
 
 import argparse
+import json
 import re
 import shlex
 import shutil
@@ -32,16 +33,22 @@ class _Parsed(Exception):
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch, tiny_model_file):
-    """The files the README's commands name, and the tiny model as the shipped default."""
+def workdir(tmp_path, monkeypatch, tiny_bins_model_file, tiny_model_file):
+    """The files the README's commands name, and an untrained model of the shipped kind (classification,
+    so --confidence works) as the shipped default."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(hub.SHIPPED, hub.DEFAULT_MODEL,
-                        hub.ShippedWeights(tiny_model_file.name, None, 32, "test", "none.md"))
-    monkeypatch.setenv("COLORIZE_WEIGHTS", str(tiny_model_file.parent))
-    for i, name in enumerate(["grandma.jpg", "old.jpg", "album/a.jpg", "album/trip/b.png", "scans/s.png",
-                              "my_scans/m.jpg", "photos/p.jpg"]):
+                        hub.ShippedWeights(tiny_bins_model_file.name, None, 32, "test", "none.md"))
+    monkeypatch.setenv("COLORIZE_WEIGHTS", str(tiny_bins_model_file.parent))
+    for i, name in enumerate(["grandma.jpg", "photo.jpg", "old.jpg", "album/a.jpg", "album/trip/b.png",
+                              "scans/s.png", "my_scans/m.jpg", "photos/p.jpg"]):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        make_photo(48, 40, seed=i).convert("L").save(tmp_path / name)
+        size = (320, 240) if name in ("grandma.jpg", "photo.jpg") else (48, 40)  # the README's hints fit
+        make_photo(*size, seed=i).convert("L").save(tmp_path / name)
+    make_photo(48, 40, seed=9).save(tmp_path / "scans" / "tinted.png")  # in color: --keep-color has work
+    (tmp_path / "hints.json").write_text(json.dumps([{"x": 120, "y": 80, "color": "#2a6fdb", "radius": 60}]))
+    (tmp_path / "album_hints.json").write_text(json.dumps({"a.jpg": [{"x": 10, "y": 10, "color": "red"}],
+                                                           "b.png": [{"x": 30, "y": 20, "color": "navy"}]}))
     for folder in ("my_photos", "my_val"):
         shutil.copytree(tmp_path / "album", tmp_path / folder)
     (tmp_path / "film.mp4").write_bytes(b"")  # parsed only
@@ -86,6 +93,9 @@ def test_every_readme_command_runs(workdir, monkeypatch, capsys):
     assert (workdir / "colorized" / "grandma.jpg").is_file() and (workdir / "old_color.png").is_file()
     assert (workdir / "album_color" / "trip" / "b.png").is_file()
     assert (workdir / "weights" / "mine.safetensors").is_file() and (workdir / "web" / "s.webp").is_file()
+    assert (workdir / "hinted.jpg").is_file() and (workdir / "hinted.png").is_file()
+    assert (workdir / "out" / "photo.confidence.png").is_file() and (workdir / "out" / "trip" / "b.png").is_file()
+    assert (workdir / "colorized" / "tinted.png").read_bytes() == (workdir / "scans" / "tinted.png").read_bytes()
     assert len(ran) >= 6 and len(parsed) >= 5
 
 

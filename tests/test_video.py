@@ -319,3 +319,33 @@ def test_rate_and_odd_size_are_kept(tmp_path, tiny_model_file):
     colorize_video(src, out, Colorizer(tiny_model_file))
     info = probe(out)
     assert info["size"] == (33, 25) and info["frames"] == 6 and info["rate"] == Fraction(30000, 1001)
+
+
+# -- hints -----------------------------------------------------------------------------------------
+def test_hints_are_carried_through_their_shot_only(clip, tiny_model_file):
+    from colorize.hints import Hint
+    from colorize.video import track_hints
+
+    colorizer = Colorizer(tiny_model_file)  # working size = the clip's size: flow in input pixels
+    tracked, cuts = track_hints(clip, colorizer, {5: [Hint(50, 30, "#2a6fdb")]})
+    assert cuts == [CUT]
+    assert set(tracked) <= set(range(CUT)) and {0, 5, CUT - 1} <= set(tracked)  # its shot, both ways
+    for frame, (hint,) in tracked.items():  # the pan moves the content by (-3, -1) px per frame
+        assert abs(hint.x - (50 - 3 * (frame - 5))) < 2.5 and abs(hint.y - (30 - (frame - 5))) < 2.5, (frame, hint)
+        assert hint.color == "#2a6fdb"
+
+
+def test_video_with_hints(clip, tmp_path, tiny_model_file, capsys):
+    hints = tmp_path / "hints.json"
+    hints.write_text(json.dumps([{"frame": 3, "x": 40, "y": 30, "color": "#2a6fdb"}]))
+    plain, hinted = tmp_path / "plain.mp4", tmp_path / "hinted.mp4"
+    for out, extra in ((plain, []), (hinted, ["--hints", str(hints)])):
+        assert cli_main(["video", str(clip), "-o", str(out), "--model", str(tiny_model_file), "-q", *extra]) == 0
+    a = [f.to_ndarray(format="rgb24").astype(np.float64) for f in av.open(str(plain)).decode(video=0)]
+    b = [f.to_ndarray(format="rgb24").astype(np.float64) for f in av.open(str(hinted)).decode(video=0)]
+    changed = [float(np.abs(x - y).mean()) for x, y in zip(a, b, strict=True)]
+    assert min(changed[:CUT]) > 3 * max(changed[CUT:]) and max(changed[CUT:]) < 2.0, changed
+    hints.write_text(json.dumps([{"frame": 99, "x": 40, "y": 30, "color": "red"}]))
+    assert cli_main(["video", str(clip), "-o", str(tmp_path / "x.mp4"), "--model", str(tiny_model_file), "-q",
+                     "--hints", str(hints)]) == 1
+    assert "24 frames" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import socket
@@ -18,7 +19,7 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageOps
 
-from conftest import make_photo, uvicorn_server
+from conftest import make_photo, tiny_bins_model, uvicorn_server
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -26,7 +27,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from colorize.data import load_image  # noqa: E402
 from colorize.pipeline import Colorizer  # noqa: E402
-from colorize.web import create_app, download_name, input_color, load_image_bytes  # noqa: E402
+from colorize.tone import classify  # noqa: E402
+from colorize.web import create_app, download_name, load_image_bytes  # noqa: E402
 
 MAX_UPLOAD_MB = 0.5
 MAX_PIXELS = 200_000
@@ -131,6 +133,10 @@ def test_request_options(client):
 
 def sepia(img: Image.Image, dark: str = "#3a2410", light: str = "#fff0d0") -> Image.Image:
     return ImageOps.colorize(img.convert("L"), black=dark, white=light)
+
+
+def input_color(img: Image.Image) -> str:
+    return classify(img).kind  # the X-Input-Color header's classifier: the one in colorize.tone
 
 
 def test_input_color():
@@ -379,3 +385,95 @@ def test_serve_command_fails_cleanly_on_a_missing_model(tmp_path, capsys):
     assert serve.main(["--model", str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors" in capsys.readouterr().err
     assert serve._is_loopback("127.0.0.1") and serve._is_loopback("::1") and not serve._is_loopback("0.0.0.0")
+
+
+# -- hints, kept predictions, confidence ----------------------------------------------------------
+def two_regions_png(width: int = 96, height: int = 64) -> bytes:
+    arr = np.full((height, width), 40, np.uint8)
+    arr[:, width // 2:] = 75
+    return encode(Image.fromarray(arr), "PNG")
+
+
+def hue_at(img: Image.Image, x: int, y: int) -> float:
+    from colorize.color import rgb_to_lab
+
+    lab = rgb_to_lab(torch.from_numpy(np.asarray(img.convert("RGB")) / 255.0).permute(2, 0, 1))
+    return float(torch.rad2deg(torch.atan2(lab[2, y, x], lab[1, y, x])))
+
+
+BLUE_HUE = -73.9  # CIE Lab hue of #2a6fdb, degrees
+
+
+def test_hints_on_colorize_and_rerender_without_the_network(client, monkeypatch):
+    hints = [{"x": 10, "y": 10, "color": "#2a6fdb"}]
+    r = client.post("/api/colorize", params={"hints": json.dumps(hints)},
+                    files={"file": ("p.png", two_regions_png(), "image/png")})
+    assert r.status_code == 200, r.text
+    assert abs(hue_at(Image.open(io.BytesIO(r.content)), 5, 30) - BLUE_HUE) < 10
+    photo_id, tone = r.headers["x-photo-id"], r.headers["x-input-color"]
+    assert tone == "gray"
+    # as a multipart field, too
+    r2 = client.post("/api/colorize", files={"file": ("p.png", two_regions_png(), "image/png")},
+                     data={"hints": json.dumps(hints)})
+    assert r2.status_code == 200 and r2.headers["x-photo-id"] == photo_id  # same bytes, same options
+    assert r2.content == r.content
+
+    colorizer = client.app.state.colorizer
+    monkeypatch.setattr(type(colorizer), "predict", lambda *a, **k: pytest.fail("the network ran again"))
+    red = client.post(f"/api/photos/{photo_id}/render", json={"hints": [{"x": 10, "y": 10, "color": "red", "radius": 30}]})
+    assert red.status_code == 200, red.text
+    assert red.headers["content-type"] == "image/png"
+    assert abs(hue_at(Image.open(io.BytesIO(red.content)), 8, 12) - BLUE_HUE) > 40
+    plain = client.post(f"/api/photos/{photo_id}/render", json={"hints": []})
+    assert plain.status_code == 200 and plain.content != red.content
+    info = client.get(f"/api/photos/{photo_id}").json()
+    assert info["width"] == 96 and info["height"] == 64 and info["tone"]["kind"] == "gray"
+    assert info["confidence"] is False  # the tiny test model is a regression model
+
+
+def test_bad_hints_and_unknown_photos(client):
+    png = two_regions_png()
+    for hints in ("not json", json.dumps({"x": 1}), json.dumps([{"x": 1, "y": 1, "color": "nocolor"}]),
+                  json.dumps([{"x": 500, "y": 1, "color": "red"}])):
+        r = client.post("/api/colorize", params={"hints": hints}, files={"file": ("p.png", png, "image/png")})
+        assert r.status_code == 422 and r.json()["error"] == "bad_hints", (hints, r.text)
+    assert client.post("/api/photos/0123/render", json={"hints": []}).status_code == 404
+    assert client.get("/api/photos/0123").json()["error"] == "unknown_photo"
+    photo_id = client.post("/api/colorize", files={"file": ("p.png", png, "image/png")}).headers["x-photo-id"]
+    r = client.post(f"/api/photos/{photo_id}/render", json={"hints": [{"x": 1, "y": 1, "color": "nocolor"}]})
+    assert r.status_code == 422 and r.json()["error"] == "bad_hints"
+    r = client.get(f"/api/photos/{photo_id}/confidence")
+    assert r.status_code == 422 and r.json()["error"] == "no_confidence"
+
+
+def test_confidence_over_http():
+    with TestClient(create_app(Colorizer(tiny_bins_model()), workers=1)) as c:
+        arr = np.zeros((40, 90), np.uint8)
+        arr[:, :45] = 255
+        png = encode(Image.fromarray(arr), "PNG")
+        r = c.post("/api/colorize", params={"output": "confidence"}, files={"file": ("p.png", png, "image/png")})
+        assert r.status_code == 200, r.text
+        conf = Image.open(io.BytesIO(r.content))
+        assert conf.mode == "L" and conf.size == (90, 40)
+        assert np.asarray(conf)[:, :40].min() > 240 and np.asarray(conf)[:, 50:].max() < 60
+        again = c.get(f"/api/photos/{r.headers['x-photo-id']}/confidence")
+        assert again.status_code == 200 and again.content == r.content
+        assert c.get("/api/models").json()["confidence"] is True
+
+
+def test_kept_photos_are_bounded(tiny_model_file):
+    from colorize.web import PhotoCache
+
+    with TestClient(create_app(str(tiny_model_file), workers=1, cache_mb=0.05)) as c:
+        ids = [c.post("/api/colorize", files={"file": ("p.png", encode(make_photo(96, 64, seed=i), "PNG"), "image/png")})
+               .headers["x-photo-id"] for i in range(4)]
+        cache: PhotoCache = c.app.state.photos
+        assert len(cache) < 4 and cache.get(ids[-1]) is not None
+        assert c.get(f"/api/photos/{ids[0]}").status_code == 404
+
+
+def test_color_upload_is_reported_and_its_tint_offered(client):
+    r = post_file(client, encode(make_photo(96, 64), "PNG"), name="c.png", mime="image/png")
+    assert r.headers["x-input-color"] == "color"
+    info = client.get(f"/api/photos/{r.headers['x-photo-id']}").json()
+    assert info["tone"]["kind"] == "color" and isinstance(info["tint_hints"], list)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 import tempfile
 import zipfile
@@ -295,3 +296,153 @@ def test_docs_render_offline(server_url, browser, path, rendered):
     assert "/api/colorize" in browser.find_element(By.TAG_NAME, "body").text
     assert not console_errors(browser, REDOC_LOGO)  # no script errors, nothing else needed from elsewhere
     assert not off_machine_requests(browser, server_url)
+
+
+def page_requests(driver: webdriver.Chrome) -> list[tuple[str, str]]:
+    """(method, URL) of every request the browser sent since the performance log was last read."""
+    sent = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            sent.append((message["params"]["request"]["method"], message["params"]["request"]["url"]))
+    return sent
+
+
+def wait_rendered(driver: webdriver.Chrome, card, hints: int, timeout: float = 30) -> None:
+    status = card.find_element(By.CLASS_NAME, "hint-status")
+    noun = "hint" if hints == 1 else "hints"
+    WebDriverWait(driver, timeout).until(lambda _: status.text.startswith(f"updated with {hints} {noun} in"))
+    assert "rendering" not in card.get_attribute("class")
+
+
+def pixels(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB"), dtype=np.int16)
+
+
+def test_hint_pins_rerender_without_the_network(server_url, browser, tmp_path):
+    arr = np.full((120, 160), 60, np.uint8)
+    arr[:, 80:] = 170  # two flat regions split by a sharp edge
+    Image.fromarray(arr).save(tmp_path / "two.png")
+    open_page(browser, f"{server_url}/")
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "model").text == "model: alpha")
+    pick(browser, tmp_path / "two.png")
+    wait_finished(browser, 1)
+    card = browser.find_element(By.CLASS_NAME, "card")
+    plain = pixels(result_of(browser, card))
+
+    edit = card.find_element(By.CLASS_NAME, "edit-hints")
+    assert edit.get_attribute("aria-expanded") == "false" and edit.get_attribute("aria-label") == "Color hints for two.png"
+    edit.click()
+    assert edit.get_attribute("aria-expanded") == "true"
+    assert card.find_element(By.CLASS_NAME, "hints").is_displayed()
+    assert browser.switch_to.active_element == card.find_element(By.CLASS_NAME, "hint-color")  # labelled "Pin color"
+    assert card.find_element(By.CLASS_NAME, "hint-color-label").text.startswith("Pin color")
+    swatch_names = [s.get_attribute("aria-label") for s in card.find_elements(By.CLASS_NAME, "swatch")]
+    for name in ("sky", "foliage", "skin, fair", "skin, deep", "brick", "navy", "khaki"):
+        assert any(label.startswith(f"{name} (#") for label in swatch_names), name
+    toggle = card.find_element(By.CLASS_NAME, "confidence-toggle")
+    label = card.find_element(By.CLASS_NAME, "show-confidence").text
+    assert "where a hint would help most" in label and "not available" in label
+    assert not toggle.is_enabled()  # the tiny model predicts ab directly: no confidence map
+    page_requests(browser)  # forget the upload's requests
+
+    # a click on the left region drops a pin there, in the photo's own pixels
+    layer = card.find_element(By.CLASS_NAME, "pins")
+    ActionChains(browser).move_to_element_with_offset(layer, -layer.size["width"] // 4, 0).click().perform()
+    pins = card.find_elements(By.CLASS_NAME, "pin")
+    assert len(pins) == 1 and pins[0].get_attribute("aria-pressed") == "true"
+    x, y = (int(v) for v in re.search(r"at x (\d+), y (\d+)", pins[0].get_attribute("aria-label")).groups())
+    assert abs(x - 40) <= 3 and abs(y - 60) <= 3
+    assert "rendering" in card.get_attribute("class")  # shows it is updating
+    wait_rendered(browser, card, 1)
+    renders = [u for m, u in page_requests(browser) if m == "POST" and u.endswith("/render")]
+    assert len(renders) == 1 and renders[0].startswith(f"{server_url}/api/photos/")
+    blue = pixels(result_of(browser, card))
+    assert np.abs(blue[:, :70] - plain[:, :70]).mean() > 5  # the hinted region took the pin's color
+    assert np.abs(blue[:, 95:] - plain[:, 95:]).mean() < 2  # across the edge: as predicted
+    assert "two.png: pin 1 added at x" in announcements(browser)
+
+    # a swatch recolors the selected pin; so does the color input
+    card.find_element(By.CSS_SELECTOR, '.swatch[aria-label^="brick"]').click()
+    wait_rendered(browser, card, 1)
+    assert "#9b4a33" in card.find_element(By.CLASS_NAME, "pin").get_attribute("aria-label")
+    brick = pixels(result_of(browser, card))
+    assert np.abs(brick[:, :70] - blue[:, :70]).mean() > 5
+    color_input = card.find_element(By.CLASS_NAME, "hint-color")
+    assert color_input.get_attribute("value") == "#9b4a33"
+    browser.execute_script("arguments[0].value = '#2e7d32';"
+                           "arguments[0].dispatchEvent(new Event('input', {bubbles: true}));", color_input)
+    wait_rendered(browser, card, 1)
+    green = pixels(result_of(browser, card))
+    assert np.abs(green[:, :70] - brick[:, :70]).mean() > 5
+
+    # drag the pin further down the same region
+    pin = card.find_element(By.CLASS_NAME, "pin")
+    ActionChains(browser).drag_and_drop_by_offset(pin, 0, layer.size["height"] // 5).perform()
+    assert len(card.find_elements(By.CLASS_NAME, "pin")) == 1  # a drag drops no second pin
+    moved = re.search(r"at x (\d+), y (\d+)", card.find_element(By.CLASS_NAME, "pin").get_attribute("aria-label"))
+    assert abs(int(moved.group(1)) - x) <= 3 and int(moved.group(2)) > y + 10
+    wait_rendered(browser, card, 1)
+
+    # download the hints: the CLI's --hints JSON
+    card.find_element(By.CLASS_NAME, "save-hints").click()
+    saved = browser.download_dir / "two.hints.json"
+    WebDriverWait(browser, 20).until(lambda _: saved.is_file() and saved.stat().st_size > 0)
+    hints = json.loads(saved.read_text())
+    assert hints == [{"x": int(moved.group(1)), "y": int(moved.group(2)), "color": "#2e7d32"}]
+    from colorize.hints import load_hints
+
+    assert len(load_hints(saved)) == 1  # what `colorize two.png --hints two.hints.json` reads
+
+    # the keyboard deletes the selected pin: the photo is back to the prediction
+    pin = card.find_element(By.CLASS_NAME, "pin")
+    pin.send_keys(Keys.DELETE)
+    assert not card.find_elements(By.CLASS_NAME, "pin")
+    wait_rendered(browser, card, 0)
+    assert np.abs(pixels(result_of(browser, card)) - plain).max() <= 2
+    assert "two.png: pin 1 removed; 0 left" in announcements(browser)
+
+    # load the hints again: the same pin, the same photo
+    card.find_element(By.CLASS_NAME, "hints-file").send_keys(str(saved))
+    WebDriverWait(browser, 10).until(lambda _: len(card.find_elements(By.CLASS_NAME, "pin")) == 1)
+    wait_rendered(browser, card, 1)
+    assert np.abs(pixels(result_of(browser, card)) - green).max() <= 2
+    assert "two.png: 1 hints loaded from two.hints.json" in announcements(browser)
+    sent = page_requests(browser)
+    assert len([u for m, u in sent if m == "POST" and u.endswith("/render")]) >= 5
+
+    # a file with a hint outside the photo is refused, naming the problem; the pins stay
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"two.png": [{"x": 500, "y": 10, "color": "red"}]}))
+    card.find_element(By.CLASS_NAME, "hints-file").send_keys(str(bad))
+    status = card.find_element(By.CLASS_NAME, "hint-status")
+    WebDriverWait(browser, 10).until(lambda _: "outside the 160x120 photo" in status.text)
+    assert len(card.find_elements(By.CLASS_NAME, "pin")) == 1
+    assert not console_errors(browser)
+    sent += page_requests(browser)
+    assert not [u for _, u in sent if not u.startswith((f"{server_url}/", "blob:", "data:"))]  # nothing off the machine
+
+
+def test_confidence_overlay_shows_where_a_hint_would_help(browser, tmp_path, tiny_bins_model_file):
+    make_photo(96, 64, seed=3).convert("L").save(tmp_path / "g.png")
+    with uvicorn_server(create_app(str(tiny_bins_model_file), workers=1, queue_size=2)) as url:
+        open_page(browser, f"{url}/")
+        WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "model").text.startswith("model: "))
+        pick(browser, tmp_path / "g.png")
+        wait_finished(browser, 1, timeout=120)
+        card = browser.find_element(By.CLASS_NAME, "card")
+        card.find_element(By.CLASS_NAME, "edit-hints").click()
+        toggle = card.find_element(By.CLASS_NAME, "confidence-toggle")
+        overlay = card.find_element(By.CLASS_NAME, "confidence")
+        assert toggle.is_enabled() and not overlay.is_displayed()
+        page_requests(browser)
+        toggle.click()
+        WebDriverWait(browser, 30).until(lambda _: overlay.is_displayed() and browser.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth", overlay))
+        assert browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]",
+                                      overlay) == [96, 64]
+        assert "where a hint would help most" in overlay.get_attribute("alt")
+        assert any(m == "GET" and u.endswith("/confidence") for m, u in page_requests(browser))
+        toggle.click()
+        assert not overlay.is_displayed()
+        assert not console_errors(browser)

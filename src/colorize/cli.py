@@ -79,6 +79,19 @@ def _colorize_parser() -> argparse.ArgumentParser:
                         "instead of starting a local Ray")
     p.add_argument("--workers", type=int, metavar="N",
                    help="with --engine ray: colorizing actors, each loading the model once (default: one per CPU)")
+    g = p.add_argument_group("guiding the colors (local engine)")
+    g.add_argument("--hint", action="append", default=[], metavar="X,Y,COLOR[,RADIUS]",
+                   help="a color hint (repeatable): a point in the photo's pixels, a color (#2a6fdb, red, "
+                        "rgb(..)) and optionally a radius in pixels (default: bounded by the photo's edges only)")
+    g.add_argument("--hints", metavar="FILE",
+                   help='hints from a JSON file: [{"x": 120, "y": 80, "color": "#2a6fdb", "radius": 40}, ...], '
+                        'or {"photo.jpg": [...], ...} for several photos')
+    g.add_argument("--confidence", action="store_true",
+                   help="also write NAME.confidence.png beside each output (255 = the model is sure)")
+    g.add_argument("--keep-color", action="store_true",
+                   help="write photos that are already in color unchanged instead of recolorizing them")
+    g.add_argument("--tint-as-hints", action="store_true",
+                   help="use a hand-tinted (partly colored) photo's own colors as hints")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--version", action="version", version=f"colorize {__version__}")
     return p
@@ -218,6 +231,35 @@ def _plain_progress(items: list):
             last = now
 
 
+def _hints_for(args: argparse.Namespace, sources: list[Path]):
+    """A function: input path -> its hints, from ``--hint`` and ``--hints``. Hints given as a plain list
+    need a single input photo; a ``{file name: [...]}`` file may name several (by name or path)."""
+    from colorize.hints import load_hints, parse_hint
+
+    given = [parse_hint(h) for h in getattr(args, "hint", None) or []]
+    per_file: dict[str, list] = {}
+    hints_file = getattr(args, "hints", None)
+    if hints_file:
+        loaded = load_hints(hints_file)
+        if isinstance(loaded, dict):
+            per_file = loaded
+        else:
+            given += loaded
+    if given and len(sources) != 1:
+        raise ValueError(f"--hint and a list of --hints are for one photo, got {len(sources)}; give a JSON "
+                         'object {"photo.jpg": [...]} to hint several')
+    if per_file:
+        known = {str(s) for s in sources} | {s.name for s in sources}
+        unknown = sorted(set(per_file) - known)
+        if unknown:
+            raise ValueError(f"{hints_file}: no input photo named {', '.join(unknown)}")
+
+    def hints_for(src: Path) -> list:
+        return given + per_file.get(str(src), per_file.get(src.name, []))
+
+    return hints_for
+
+
 def colorize_paths(args: argparse.Namespace) -> int:
     """Colorize every image; print a summary naming every input not done; exit 1 if any failed."""
     import errno
@@ -235,6 +277,13 @@ def colorize_paths(args: argparse.Namespace) -> int:
             return 2
         if args.runtime != "torch":
             print("error: --engine ray runs --runtime torch only", file=sys.stderr)
+            return 2
+        guided = [flag for flag, name in (("--hint", "hint"), ("--hints", "hints"), ("--confidence", "confidence"),
+                                          ("--keep-color", "keep_color"), ("--tint-as-hints", "tint_as_hints"))
+                  if getattr(args, name, None)]
+        if guided:
+            print(f"error: {', '.join(guided)}: the local engine only (drop --engine ray); the ray engine "
+                  "colorizes as predicted", file=sys.stderr)
             return 2
     elif getattr(args, "address", None) or getattr(args, "workers", None):
         print("error: --address and --workers need --engine ray", file=sys.stderr)
@@ -275,6 +324,11 @@ def colorize_paths(args: argparse.Namespace) -> int:
             print(f"error: {msg}", file=sys.stderr)
         print("no images found", file=sys.stderr)
         return 2 if problems else 1
+    try:
+        hints_for = _hints_for(args, [src for src, _ in pairs])
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     stale = [t for folder in sorted({d.parent for _, d in pairs}) for t in clean_stale_temporaries(folder)]
     if stale:
         print(f"removed {len(stale)} temporary file(s) left by an interrupted run (e.g. {stale[0]})")
@@ -306,9 +360,11 @@ def colorize_paths(args: argparse.Namespace) -> int:
                 record.close()
             print(f"error: {e}", file=sys.stderr)
             return 2
+        warned = [f"{msg}; colorized from its lightness (the local engine's --keep-color writes such photos "
+                  "unchanged)" for msg in result.in_color]
         return _report(args, result.done, skipped, list(problems) + result.failed, record, recorded,
                        notes=[f"{d}: same file as {first}; done once" for d, first in plan.duplicates],
-                       destination=named or out_dir)
+                       destination=named or out_dir, kinds=result.kinds, warned=warned)
 
     from colorize.distributed import pick_device
     from colorize.pipeline import Colorizer
@@ -337,23 +393,44 @@ def colorize_paths(args: argparse.Namespace) -> int:
         if record is not None:
             record.close()
         return 2
+    if getattr(args, "confidence", False) and getattr(colorizer.model, "output", "ab") != "bins":
+        print(f"error: --confidence needs a classification (bins) model; {colorizer.model_name} predicts "
+              "colors directly (the onnx runtime too)", file=sys.stderr)
+        if record is not None:
+            record.close()
+        return 2
     failed: list[str] = list(problems)
     notes = [f"{d}: same file as {first}; done once" for d, first in plan.duplicates]
+    warned: list[str] = []  # photos already in color: what was done with them
+    kinds: dict[str, int] = {}  # inputs by tone: gray, toned, color
     stopped = ""
     done = 0
     quality = getattr(args, "quality", DEFAULT_QUALITY)
     left = 0  # images not started when a full disk stops the run
+    keep_color, tint_as_hints = getattr(args, "keep_color", False), getattr(args, "tint_as_hints", False)
     for i, (src, dst) in enumerate(_progress(todo, quiet=args.quiet)):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ImageNote)
-                colorizer.colorize_file(src, dst, quality=quality)
+                result = colorizer.colorize_file(src, dst, quality=quality, hints=hints_for(src),
+                                                 confidence=getattr(args, "confidence", False),
+                                                 keep_color=keep_color, tint_as_hints=tint_as_hints)
             notes += [str(w.message) for w in caught if issubclass(w.category, ImageNote)]
+            tone = result.tone
+            kinds[tone.kind] = kinds.get(tone.kind, 0) + 1
+            if tone.kind == "color":
+                action = ("passed through unchanged (--keep-color)" if result.passed_through else
+                          f"colorized from its lightness with {result.hints} hints from its tint" if tint_as_hints
+                          else "colorized from its lightness; --keep-color writes such photos unchanged, "
+                               "--tint-as-hints uses their colors as hints")
+                warned.append(f"{src}: {tone.describe()}; {action}")
             done += 1
             if record is not None:
                 record.mark_done(src)
         except ImageError as e:
             failed.append(str(e))
+        except ValueError as e:  # a hint outside this photo
+            failed.append(f"{src}: {e}")
         except sqlite3.Error as e:  # the record: "database or disk is full", a disk error
             failed.append(f"{record.path}: cannot record {src} as done ({e})")
             stopped = f"the record {record.path} cannot be written ({e})"
@@ -369,12 +446,14 @@ def colorize_paths(args: argparse.Namespace) -> int:
             stopped, left = "interrupted", len(todo) - i
             break
     return _report(args, done, skipped, failed, record, recorded, notes=notes, stopped=stopped, left=left,
-                   destination=named or out_dir)
+                   destination=named or out_dir, kinds=kinds, warned=warned)
 
 
 def _report(args: argparse.Namespace, done: int, skipped: int, failed: list[str], record, recorded: int, *,
-            notes: list[str] = (), stopped: str = "", left: int = 0, destination: Path | None = None) -> int:
-    """Close the record, print the summary, each note and failure; exit 130 after Ctrl-C, 1 if any failed."""
+            notes: list[str] = (), stopped: str = "", left: int = 0, destination: Path | None = None,
+            kinds: dict[str, int] | None = None, warned: list[str] = ()) -> int:
+    """Close the record, print the summary (with the inputs by tone: gray, toned, color), each note,
+    warning and failure; exit 130 after Ctrl-C, 1 if any failed."""
     import sqlite3
 
     if record is not None:
@@ -385,8 +464,12 @@ def _report(args: argparse.Namespace, done: int, skipped: int, failed: list[str]
     print(f"done: {done}, skipped (exists, use --overwrite): {skipped}, failed: {len(failed)}"
           + (f", done before (record): {recorded}" if record is not None else "")
           + (f"  -> {destination}" if done and destination else ""))
+    if kinds:
+        print("inputs: " + ", ".join(f"{kinds[k]} {k}" for k in ("gray", "toned", "color") if k in kinds))
     for msg in notes:
         print(f"  note: {msg}")
+    for msg in warned:
+        print(f"  warning: {msg}", file=sys.stderr)
     for msg in failed:
         print(f"  failed: {msg}", file=sys.stderr)
     if stopped:

@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,9 +25,15 @@ from colorize.color import (denormalize_ab, lab_to_linear_rgb_in_gamut, linear_t
                             normalize_l, rgb_to_l, uint8_rgb_to_l)
 from colorize.models._base import DEFAULT_TEMPERATURE, optimize_for_inference
 
+if TYPE_CHECKING:
+    from colorize.hints import Hint, Propagator
+    from colorize.tone import ToneReport
+
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
 DEFAULT_SIZE = 256  # working size: the long side the network sees
+CONFIDENCE_SPREAD = 30.0  # ab units: expected color distance at which confidence falls to 1/e
+HintsLike = Union[Sequence["Hint"], Sequence[dict], Sequence[str], None]
 
 
 @dataclass
@@ -36,6 +42,28 @@ class Prepared:
 
     l_full: torch.Tensor  # (1, 1, H, W) in [0, 100]
     l_small: torch.Tensor  # (1, 1, h, w) in [0, 100], h and w multiples of the model stride
+
+
+@dataclass
+class Prediction:
+    """One photo's network output, kept so it can be rendered again (other hints) without the network."""
+
+    prepared: Prepared
+    ab: torch.Tensor  # (1, 2, h, w) normalized ab at working size, as predicted (saturation applied)
+    confidence: torch.Tensor | None = None  # (1, 1, h, w) in [0, 1] (1 = sure), when asked for
+    _propagator: "Propagator | None" = None  # built on the first render with hints, then reused
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the photo."""
+        return self.prepared.l_full.shape[-1], self.prepared.l_full.shape[-2]
+
+    def propagator(self) -> "Propagator":
+        from colorize.hints import Propagator
+
+        if self._propagator is None:
+            self._propagator = Propagator(self.prepared.l_small, tuple(self.prepared.l_full.shape[-2:]), self.ab)
+        return self._propagator
 
 
 def working_shape(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
@@ -235,6 +263,32 @@ class Colorizer:
         return ab.float() * self.saturation
 
     @torch.inference_mode()
+    def predict_confidence(self, l_small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`predict` and how sure the network is, from one forward pass of a classification model.
+
+        Confidence is ``exp(-spread / CONFIDENCE_SPREAD)``, where spread is the expected distance (ab units)
+        of the predicted color distribution from the color used (:meth:`AbBins.spread`).
+
+        Returns:
+            ab: (B, 2, h, w) normalized, as :meth:`predict`.
+            confidence: (B, 1, h, w) in [0, 1], 1 = sure.
+        Raises:
+            ValueError: the model predicts colors directly (no distribution to measure).
+        """
+        bins = getattr(self.model, "bins", None)
+        if getattr(self.model, "output", "") != "bins" or bins is None:
+            raise ValueError(f"confidence needs a classification (bins) model; {self.model_name} predicts "
+                             f"'{getattr(self.model, 'output', 'ab')}' directly (ONNX models included)")
+        x = normalize_l(l_small).contiguous(memory_format=torch.channels_last)
+        logits = self.model(x)
+        ab = bins.decode(logits, temperature=self.temperature)
+        confidence = torch.exp(-bins.spread(logits, ab) / CONFIDENCE_SPREAD)
+        if ab.shape[-2:] != l_small.shape[-2:]:
+            ab = F.interpolate(ab, size=l_small.shape[-2:], mode="bilinear", align_corners=False)
+            confidence = F.interpolate(confidence, size=l_small.shape[-2:], mode="bilinear", align_corners=False)
+        return ab.float() * self.saturation, confidence.float()
+
+    @torch.inference_mode()
     def compose(self, prepared: Prepared, ab_small: torch.Tensor, *, uint8: bool = False) -> torch.Tensor:
         """Working-size ab + full-size L -> (1, 3, H, W) sRGB inside the sRGB gamut: float in [0, 1],
         or uint8 with ``uint8=True``. Full-resolution work goes a strip of rows at a time."""
@@ -256,9 +310,78 @@ class Colorizer:
             out[:, :, r0:r1] = linear_to_srgb_uint8(lin) if uint8 else linear_to_srgb(lin).clamp_(0.0, 1.0)
         return out
 
+    def with_hints(self, prepared: Prepared, ab_small: torch.Tensor, hints: HintsLike) -> torch.Tensor:
+        """Working-size ab (1, 2, h, w) with the hints' corrections (see :mod:`colorize.hints`)."""
+        from colorize.hints import apply_hints, as_hints
+
+        hints = as_hints(hints)
+        if not hints:
+            return ab_small
+        return apply_hints(prepared.l_small, ab_small, hints, tuple(prepared.l_full.shape[-2:]))
+
+    # -- predict once, render many times (the web page re-renders as pins move) -------------------
     @torch.inference_mode()
-    def colorize_tensor(self, rgb: torch.Tensor) -> torch.Tensor:
-        """(3, H, W) or (B, 3, H, W) float sRGB in [0, 1] (or (.., 1, H, W) gray) -> colorized, same shape."""
+    def analyze(self, image: ImageLike, *, confidence: bool = False) -> Prediction:
+        """Run the network on a photo and keep what it takes to render it again with any hints.
+
+        Args:
+            image: PIL image, (H, W[, 3|4]) numpy array (uint8 or float in [0, 1]) or (3, H, W) tensor.
+            confidence: also measure the network's confidence (classification models only).
+        """
+        if isinstance(image, Image.Image):
+            from colorize.data import _to_rgb
+
+            rgb = torch.from_numpy(np.array(_to_rgb(ImageOps.exif_transpose(image)))).permute(2, 0, 1)[None]
+        elif isinstance(image, np.ndarray):
+            arr = image if image.ndim == 3 else image[:, :, None]
+            rgb = torch.from_numpy(np.array(arr[:, :, :3])).permute(2, 0, 1)[None]  # a copy: may be read-only
+            if arr.dtype != np.uint8:  # other integers scaled to [0, 1]; floats taken as [0, 1]
+                is_int = np.issubdtype(arr.dtype, np.integer)
+                rgb = rgb.float() / (float(np.iinfo(arr.dtype).max) if is_int else 1.0)
+        elif isinstance(image, torch.Tensor):
+            rgb = image[None] if image.dim() == 3 else image
+        else:
+            raise TypeError(f"expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")
+        if rgb.shape[0] != 1:
+            raise ValueError(f"analyze takes one photo, got a batch of {rgb.shape[0]}")
+        if rgb.shape[1] == 1:
+            rgb = rgb.expand(-1, 3, -1, -1)
+        prepared = self.prepare(rgb)
+        if confidence:
+            ab, conf = self.predict_confidence(prepared.l_small)
+            return Prediction(prepared, ab, conf)
+        return Prediction(prepared, self.predict(prepared.l_small))
+
+    @torch.inference_mode()
+    def render(self, prediction: Prediction, *, hints: HintsLike = None) -> Image.Image:
+        """A kept :class:`Prediction` with ``hints`` (none: as predicted) -> the colorized photo, full size.
+        Costs the hints' propagation and the full-size composition, never the network."""
+        from colorize.hints import as_hints
+
+        hints = as_hints(hints)
+        ab = prediction.propagator().apply(prediction.ab, hints) if hints else prediction.ab
+        out = self.compose(prediction.prepared, ab, uint8=True)
+        return Image.fromarray(out[0].permute(1, 2, 0).contiguous().cpu().numpy())
+
+    @torch.inference_mode()
+    def confidence_image(self, prediction: Prediction) -> Image.Image:
+        """The confidence of an :meth:`analyze` made with ``confidence=True``, as an 8-bit gray image at the
+        photo's full size: 255 = sure, 0 = the network has no idea."""
+        if prediction.confidence is None:
+            raise ValueError("this prediction was made without confidence=True")
+        width, height = prediction.size
+        resize = _RowResizer(prediction.confidence, height, width)
+        out = torch.empty(height, width, dtype=torch.uint8)
+        step = max(1, STRIP_PIXELS // width)
+        for r0 in range(0, height, step):
+            r1 = min(height, r0 + step)
+            out[r0:r1] = (resize(r0, r1)[0, 0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu()
+        return Image.fromarray(out.numpy(), mode="L")
+
+    @torch.inference_mode()
+    def colorize_tensor(self, rgb: torch.Tensor, *, hints: HintsLike = None) -> torch.Tensor:
+        """(3, H, W) or (B, 3, H, W) float sRGB in [0, 1] (or (.., 1, H, W) gray) -> colorized, same shape.
+        ``hints`` (see :mod:`colorize.hints`) apply to every photo of a batch."""
         single = rgb.dim() == 3
         batch = rgb[None] if single else rgb
         if batch.shape[1] == 1:
@@ -266,33 +389,39 @@ class Colorizer:
         out = []
         for item in batch:
             prepared = self.prepare(item[None])
-            out.append(self.compose(prepared, self.predict(prepared.l_small)))
+            out.append(self.compose(prepared, self.with_hints(prepared, self.predict(prepared.l_small), hints)))
         result = torch.cat(out).to(rgb.device)
         return result[0] if single else result
 
-    def __call__(self, image: ImageLike) -> ImageLike:
-        """Colorize one photo; returns the type it was given (PIL, numpy HxW[xC] uint8/float, torch)."""
+    def __call__(self, image: ImageLike, *, hints: HintsLike = None) -> ImageLike:
+        """Colorize one photo; returns the type it was given (PIL, numpy HxW[xC] uint8/float, torch).
+
+        Args:
+            image: the photo.
+            hints: color hints in the photo's pixel coordinates: :class:`colorize.hints.Hint` objects,
+                dicts ``{"x", "y", "color", "radius"?}`` or ``"X,Y,COLOR[,RADIUS]"`` strings.
+        """
         if isinstance(image, Image.Image):
             from colorize.data import _to_rgb
 
             rgb = _to_rgb(ImageOps.exif_transpose(image))
-            return Image.fromarray(self.colorize_uint8(np.array(rgb)))
+            return Image.fromarray(self.colorize_uint8(np.array(rgb), hints=hints))
         if isinstance(image, np.ndarray):
-            return self._call_numpy(image)
+            return self._call_numpy(image, hints)
         if isinstance(image, torch.Tensor):
-            return self.colorize_tensor(image)
+            return self.colorize_tensor(image, hints=hints)
         raise TypeError(f"expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")
 
     @torch.inference_mode()
-    def colorize_uint8(self, rgb: np.ndarray) -> np.ndarray:
+    def colorize_uint8(self, rgb: np.ndarray, *, hints: HintsLike = None) -> np.ndarray:
         """(H, W, 3) uint8 sRGB -> (H, W, 3) uint8 colorized: the fast path for 8-bit photos, whose
         memory stays flat (~10 bytes per pixel) however large the photo."""
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # (1, 3, H, W) uint8 view
         prepared = self.prepare(x)
-        out = self.compose(prepared, self.predict(prepared.l_small), uint8=True)
+        out = self.compose(prepared, self.with_hints(prepared, self.predict(prepared.l_small), hints), uint8=True)
         return out[0].permute(1, 2, 0).contiguous().cpu().numpy()  # torch's copy: faster than numpy's here
 
-    def _call_numpy(self, arr: np.ndarray) -> np.ndarray:
+    def _call_numpy(self, arr: np.ndarray, hints: HintsLike = None) -> np.ndarray:
         if arr.ndim == 2:
             arr3 = np.repeat(arr[:, :, None], 3, axis=2)
         elif arr.ndim == 3 and arr.shape[2] in (3, 4):
@@ -300,25 +429,80 @@ class Colorizer:
         else:
             raise ValueError(f"expected an array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
         if arr.dtype == np.uint8:
-            return self.colorize_uint8(np.array(arr3))  # a copy: input arrays may be read-only
+            return self.colorize_uint8(np.array(arr3), hints=hints)  # a copy: input arrays may be read-only
         is_int = np.issubdtype(arr.dtype, np.integer)
         x = torch.from_numpy(np.array(arr3)).permute(2, 0, 1).float()  # a copy: input arrays may be read-only
         if is_int:
             x = x / float(np.iinfo(arr.dtype).max)
-        y = self.colorize_tensor(x.clamp(0, 1))
+        y = self.colorize_tensor(x.clamp(0, 1), hints=hints)
         if is_int:
             return (y.permute(1, 2, 0).numpy() * np.iinfo(arr.dtype).max + 0.5).astype(arr.dtype)
         return y.permute(1, 2, 0).numpy().astype(arr.dtype)
 
-    def colorize_file(self, src: str | Path, dst: str | Path, *, quality: int = 95) -> tuple[int, int]:
-        """Read ``src``, colorize, write ``dst`` atomically (format from its extension). Returns (W, H).
-        Raises :class:`colorize.data.ImageError` naming the file on bad input."""
+    def colorize_file(self, src: str | Path, dst: str | Path, *, quality: int = 95, hints: HintsLike = None,
+                      confidence: bool = False, keep_color: bool = False,
+                      tint_as_hints: bool = False) -> "FileResult":
+        """Read ``src``, colorize, write ``dst`` atomically (format from its extension).
+
+        Args:
+            hints: color hints in the photo's pixels (see :mod:`colorize.hints`).
+            confidence: also write the network's confidence to :func:`confidence_path` of ``dst``.
+            keep_color: a photo that is already in color (:func:`colorize.tone.classify`) is written
+                to ``dst`` unchanged (the same bytes when the extensions match) instead.
+            tint_as_hints: a photo in color (hand-tinted) gives its own colors as hints
+                (:func:`colorize.hints.hints_from_tint`), before ``hints``.
+        Returns:
+            size, the photo's tone report, whether it was passed through and the hints used.
+        Raises:
+            :class:`colorize.data.ImageError` naming the file on bad input.
+        """
         from colorize.data import load_image
+        from colorize.hints import as_hints, hints_from_tint
+        from colorize.tone import classify
 
         img = load_image(src)
-        out = self(img)
-        save_image(out, dst, quality=quality)
-        return out.size
+        tone = classify(img)
+        if keep_color and tone.kind == "color":
+            pass_through(src, dst, img, quality=quality)
+            return FileResult(img.size, tone, passed_through=True)
+        hints = as_hints(hints)
+        if tint_as_hints and tone.kind == "color":
+            hints = hints_from_tint(img) + hints
+        if confidence:
+            prediction = self.analyze(img, confidence=True)
+            save_image(self.render(prediction, hints=hints), dst, quality=quality)
+            save_image(self.confidence_image(prediction), confidence_path(dst))
+        else:
+            save_image(self(img, hints=hints), dst, quality=quality)
+        return FileResult(img.size, tone, hints=len(hints))
+
+
+@dataclass
+class FileResult:
+    """What :meth:`Colorizer.colorize_file` did with one file."""
+
+    size: tuple[int, int]  # (width, height)
+    tone: "ToneReport"  # gray, toned or color, with the statistics
+    passed_through: bool = False  # a color photo written unchanged (keep_color)
+    hints: int = 0  # hints applied (given and from the photo's tint)
+
+
+def confidence_path(dst: str | Path) -> Path:
+    """Where the confidence map of output ``dst`` goes: ``NAME.confidence.png`` beside it."""
+    dst = Path(dst)
+    return dst.with_name(f"{dst.stem}.confidence.png")
+
+
+def pass_through(src: str | Path, dst: str | Path, img: Image.Image, *, quality: int = 95) -> None:
+    """Write a photo unchanged: its very bytes when ``dst`` has ``src``'s extension, else ``img`` re-encoded."""
+    import shutil
+
+    from colorize.checkpoint import atomic_write
+
+    if Path(src).suffix.lower() == Path(dst).suffix.lower():
+        atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+    else:
+        save_image(img, dst, quality=quality)
 
 
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:

@@ -108,13 +108,18 @@ class _ArchiveWorker(ColorizeBatch):
 
         from colorize.data import ImageError, _to_rgb, load_image
         from colorize.pipeline import save_image
+        from colorize.tone import classify
 
-        errors = []
+        errors, tones, described = [], [], []
         for src, dst in zip(batch["src"], batch["dst"]):
             src, dst = str(src), str(dst)
+            tones.append("")
+            described.append("")
             try:
                 # exactly what Colorizer.colorize_file does, so the outputs are the local engine's bytes
-                rgb = _to_rgb(ImageOps.exif_transpose(load_image(src)))
+                img = load_image(src)
+                tone = classify(img)  # gray, toned or color: reported as the local engine does
+                rgb = _to_rgb(ImageOps.exif_transpose(img))
                 out = self.colorize([np.array(rgb)])[0]
             except ImageError as e:
                 errors.append(str(e))
@@ -128,7 +133,9 @@ class _ArchiveWorker(ColorizeBatch):
                 errors.append(f"{src}: cannot write {dst} ({e})")
                 continue
             errors.append("")
-        return {"src": batch["src"], "error": np.array(errors, dtype=object)}
+            tones[-1], described[-1] = tone.kind, tone.describe()
+        return {"src": batch["src"], "error": np.array(errors, dtype=object),
+                "tone": np.array(tones, dtype=object), "tone_text": np.array(described, dtype=object)}
 
 
 @dataclass
@@ -137,6 +144,8 @@ class RayResult:
 
     done: int = 0
     failed: list[str] = field(default_factory=list)  # "path: reason", as the local engine reports them
+    kinds: dict[str, int] = field(default_factory=dict)  # inputs done, by tone: gray, toned, color
+    in_color: list[str] = field(default_factory=list)  # "path: how it is in color", for inputs already in color
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
@@ -229,6 +238,11 @@ def colorize_pairs(pairs: Sequence[tuple[Path, Path]], *, model: str | None = No
                     result.failed.append(str(row["error"]))
                 else:
                     result.done += 1
+                    kind = str(row.get("tone") or "")
+                    if kind:
+                        result.kinds[kind] = result.kinds.get(kind, 0) + 1
+                    if kind == "color":
+                        result.in_color.append(f"{by_src[src]}: {row.get('tone_text')}")
                     if on_done is not None:
                         on_done(by_src[src])
                 bar.update(1)

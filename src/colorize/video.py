@@ -17,11 +17,12 @@ normalized ab as (h, w, 2)); :func:`colorize_video` wires them to PyAV decoding 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -36,6 +37,8 @@ from colorize.pipeline import Colorizer, working_shape
 
 if TYPE_CHECKING:
     import av
+
+    from colorize.hints import Hint
 
 # Encoders tried in order for an output extension; the first one FFmpeg has and the container takes.
 ENCODERS: dict[str, tuple[str, ...]] = {
@@ -280,6 +283,135 @@ class TemporalSmoother:
         return out
 
 
+# -- hints for a film: one frame's hints, carried through its shot ---------------------------------
+HINT_MIN_RELIABILITY = 0.3  # a carried hint stops where the flow at its point is less reliable than this
+
+
+def video_hints_from_json(data: Any) -> dict[int, list[Hint]]:
+    """A JSON list of {"frame", "x", "y", "color", "radius"?} (frame: 0-based index in the video) ->
+    {frame: hints}. ValueError names the bad entry."""
+    from colorize.hints import hints_from_json
+
+    if not isinstance(data, list):
+        raise ValueError(f'video hints must be a JSON list of {{"frame", "x", "y", "color", "radius"?}}, '
+                         f"got {type(data).__name__}")
+    out: dict[int, list[Hint]] = {}
+    for i, item in enumerate(data):
+        frame = item.get("frame") if isinstance(item, dict) else None
+        if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
+            raise ValueError(f"hint {i}: needs a frame number >= 0 (\"frame\": 0 is the first frame), got {frame!r}")
+        try:
+            (hint,) = hints_from_json([{k: v for k, v in item.items() if k != "frame"}])
+        except ValueError as e:
+            raise ValueError(f"hint {i}: {e}") from None
+        out.setdefault(frame, []).append(hint)
+    return out
+
+
+def load_video_hints(path: str | Path) -> dict[int, list[Hint]]:
+    """Read a video hints file (see :func:`video_hints_from_json`)."""
+    path = Path(path)
+    try:
+        return video_hints_from_json(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def _flow_at(flow: np.ndarray, x: float, y: float) -> np.ndarray:
+    h, w = flow.shape[:2]
+    return flow[min(h - 1, max(0, round(y))), min(w - 1, max(0, round(x)))]
+
+
+def _carry(x: float, y: float, motion: Motion, *, forward: bool) -> tuple[float, float] | None:
+    """A point (working px) moved one frame along ``motion`` (previous -> current): backward from the
+    current frame to the previous one, or forward (the backward flow inverted by fixed-point steps).
+    None where the flow is unreliable there or the point leaves the frame."""
+    h, w = motion.flow.shape[:2]
+    if forward:  # find q in the current frame with q + back(q) = p
+        qx, qy = x, y
+        for _ in range(4):
+            dx, dy = _flow_at(motion.flow, qx, qy)
+            qx, qy = x - float(dx), y - float(dy)
+        nx, ny, at = qx, qy, (qx, qy)
+    else:
+        dx, dy = _flow_at(motion.flow, x, y)
+        nx, ny, at = x + float(dx), y + float(dy), (x, y)
+    reliable = float(motion.confidence[min(h - 1, max(0, round(at[1]))), min(w - 1, max(0, round(at[0])))])
+    if reliable < HINT_MIN_RELIABILITY or not (-0.5 <= nx <= w - 0.5 and -0.5 <= ny <= h - 0.5):
+        return None
+    return nx, ny
+
+
+def track_hints(src: str | Path, colorizer: Colorizer, hints: dict[int, list[Hint]], *,
+                config: TemporalConfig | None = None) -> tuple[dict[int, list[Hint]], list[int]]:
+    """Carry each frame's hints through its shot, forward and backward, along the optical flow the
+    temporal smoothing computes (same working size, same flow, same cut rules). A carried hint stops at
+    the shot's cuts, where the flow at its point is unreliable (occlusion) or where it leaves the frame.
+
+    A first pass over the video that runs no network; only the current shot's motion is kept.
+
+    Args:
+        hints: {frame index: hints in that frame's pixels}.
+    Returns:
+        {frame index: hints}, for every frame a hint reaches; and the cuts (indices of the frames that
+        start a shot).
+    """
+    from colorize.hints import check_inside
+
+    cfg = config or TemporalConfig()
+    container, video, _ = open_video(src)
+    width, height = video.codec_context.width, video.codec_context.height
+    for frame, frame_hints in hints.items():
+        try:
+            check_inside(frame_hints, width, height)
+        except ValueError as e:
+            container.close()
+            raise VideoError(f"{src}: frame {frame}: {e}") from None
+    out: dict[int, list[Hint]] = {}
+    cuts: list[int] = []
+    shot_start, motions, prev = 0, [], None  # motions[k]: from frame shot_start + k to the next
+
+    def finish_shot(end: int) -> None:  # frames shot_start .. end - 1 form a shot
+        sx, sy = w_small / width, h_small / height  # working px per input px
+        for start in [f for f in hints if shot_start <= f < end]:
+            for hint in hints[start]:
+                out.setdefault(start, []).append(hint)
+                for forward in (True, False):
+                    x, y, t = hint.x * sx - 0.5, hint.y * sy - 0.5, start  # pixel centers
+                    while shot_start <= (t + 1 if forward else t - 1) < end:
+                        # motions[k] takes frame shot_start + k to the next one
+                        moved = _carry(x, y, motions[t - shot_start if forward else t - 1 - shot_start], forward=forward)
+                        if moved is None:
+                            break
+                        (x, y), t = moved, t + 1 if forward else t - 1
+                        out.setdefault(t, []).append(replace(hint, x=min(width, max(0.0, (x + 0.5) / sx)),
+                                                             y=min(height, max(0.0, (y + 0.5) / sy))))
+
+    index = 0
+    try:
+        for frame in _demux(Path(src), container, video, None):
+            l = colorizer.prepare(_frame_rgb(frame, width, height)).l_small[0, 0].cpu().numpy()
+            h_small, w_small = l.shape
+            if prev is not None:
+                motion = None if is_scene_cut(prev, l, threshold=cfg.cut_threshold) else estimate_motion(prev, l, cfg)
+                if motion is None or float(motion.confidence.mean()) < cfg.min_reliable:
+                    finish_shot(index)
+                    cuts.append(index)
+                    shot_start, motions = index, []
+                else:
+                    motions.append(Motion(motion.flow.astype(np.float16), (motion.confidence * 255).astype(np.uint8) / 255))
+            prev = l
+            index += 1
+        if index:
+            finish_shot(index)
+    finally:
+        container.close()
+    late = [f for f in hints if f >= index]
+    if late:
+        raise VideoError(f"{src}: hints for frame {late[0]}, but the video has {index} frames (numbered from 0)")
+    return out, cuts
+
+
 # -- decoding and encoding ------------------------------------------------------------------------
 def open_video(src: str | Path) -> tuple[av.container.InputContainer, av.VideoStream, av.AudioStream | None]:
     """Open ``src`` for reading. Returns (container, its first video stream, its first audio stream or None).
@@ -430,7 +562,7 @@ def _show_progress(progress: bool | None) -> bool:
 
 def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, temporal: bool = True,
                    batch_size: int = 8, report: bool = False, config: TemporalConfig | None = None,
-                   progress: bool | None = None) -> dict[str, Any]:
+                   progress: bool | None = None, hints: dict[int, list[Hint]] | None = None) -> dict[str, Any]:
     """Colorize a video: same frame count, size, rate and timestamps; audio copied (or re-encoded to AAC).
 
     The output is written to a temp file beside ``dst`` and renamed at the end, so an error or an
@@ -445,6 +577,8 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
         report: also measure flicker when ``temporal`` is off (costs the optical flow).
         config: temporal blending settings (default: :class:`TemporalConfig`).
         progress: show a progress bar (None: unless ``COLORIZE_NO_PROGRESS=1``).
+        hints: {frame index (0-based): color hints in that frame's pixels}; each applies to its frame's
+            shot, carried along the motion (:func:`track_hints`: a first pass over the video).
     Returns:
         A summary: frames, width, height, fps, duration, audio, speed, cuts, flicker, flicker_per_frame,
         flicker_ratio, chroma, chroma_per_frame (flicker in Lab ab units; None when not measured).
@@ -460,6 +594,9 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     if dst.exists() and dst.resolve() == src.resolve():
         raise VideoError(f"{dst}: the output would overwrite the input")
     cfg = config or TemporalConfig()
+    tracked: dict[int, list[Hint]] = {}
+    if hints:
+        tracked, _ = track_hints(src, colorizer, hints, config=cfg)
     smoother = TemporalSmoother(cfg, enabled=temporal, measure=temporal or report)
     inp, vin, ain = open_video(src)
     width, height = vin.codec_context.width, vin.codec_context.height
@@ -481,7 +618,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                 batch: list[av.VideoFrame] = []
 
                 def flush() -> None:
-                    for packet in _colorize_batch(batch, colorizer, smoother, vout, width, height):
+                    for packet in _colorize_batch(batch, colorizer, smoother, vout, width, height, tracked):
                         out.mux(packet)
                     bar.update(len(batch))
                     batch.clear()
@@ -520,19 +657,24 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
         "audio": audio_mode, "temporal": temporal, "seconds": seconds,
         "frames_per_second": frames / seconds if seconds > 0 else None,
         "temporal_config": asdict(cfg),
+        "hints": sum(len(v) for v in (hints or {}).values()), "frames_with_hints": len(tracked),
     }
     result.update(smoother.stats.summary())  # measurements are None when nothing was measured
     return result
 
 
 def _colorize_batch(frames: list[av.VideoFrame], colorizer: Colorizer, smoother: TemporalSmoother,
-                    vout: av.VideoStream, width: int, height: int) -> Iterator[av.Packet]:
-    """prepare -> one batched predict -> temporal blend -> compose -> encode, for a list of frames."""
+                    vout: av.VideoStream, width: int, height: int,
+                    hints: dict[int, list[Hint]] | None = None) -> Iterator[av.Packet]:
+    """prepare -> one batched predict -> hints -> temporal blend -> compose -> encode, for a list of frames."""
     import av
 
     prepared = [colorizer.prepare(_frame_rgb(f, width, height)) for f in frames]
     ab_small = colorizer.predict(torch.cat([p.l_small for p in prepared]))  # (B, 2, h, w)
     for frame, prep, pred in zip(frames, prepared, ab_small, strict=True):
+        frame_hints = (hints or {}).get(smoother.stats.frames)  # this frame's index in the video
+        if frame_hints:
+            pred = colorizer.with_hints(prep, pred[None], frame_hints)[0]
         l = prep.l_small[0, 0].cpu().numpy()
         ab = smoother(l, pred.permute(1, 2, 0).cpu().numpy())
         ab_t = torch.from_numpy(np.ascontiguousarray(ab)).permute(2, 0, 1)[None].to(colorizer.device)

@@ -12,23 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import io
+import json
 import logging
 import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
-import numpy as np
-import torch
 import torch.nn as nn
-from fastapi import FastAPI, Query, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -41,9 +43,10 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
 from colorize import __version__
-from colorize.color import rgb_to_lab
 from colorize.data import MIN_SIDE, ImageError, _to_rgb
-from colorize.pipeline import Colorizer
+from colorize.hints import Hint, as_hints, hints_from_json, hints_from_tint, hints_to_json
+from colorize.pipeline import Colorizer, Prediction
+from colorize.tone import ToneReport, classify
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -58,6 +61,8 @@ ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM")  
 OUTPUT_FORMATS = {"JPEG": ("JPEG", "image/jpeg", ".jpg"), "MPO": ("JPEG", "image/jpeg", ".jpg"),
                   "PNG": ("PNG", "image/png", ".png"), "WEBP": ("WEBP", "image/webp", ".webp")}
 JPEG_QUALITY = 95  # also WebP's
+DEFAULT_CACHE_MB = 512.0  # kept predictions (re-rendering with hints skips the network): ~4.5 bytes/pixel each
+MAX_HINTS = 256
 INDEX_CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self' blob:; object-src 'none'; "
              "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")  # nothing loads from elsewhere
 # /docs and /redoc: FastAPI's pages with Swagger UI and Redoc served from the fastapi-offline package;
@@ -66,9 +71,24 @@ DOCS_ASSETS = "/docs-assets"
 DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
             "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
             "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-INPUT_COLOR_HEADER = "X-Input-Color"  # "gray", "toned" or "color": what the upload was before colorizing
-GRAY_CHROMA = 3.0  # mean Lab chroma below which an upload counts as gray (a gray JPEG stays near 0)
-TONED_RESIDUAL = 2.5  # mean Lab distance of ab from a quadratic in L below which it is one tint (sepia, cyanotype)
+# "gray", "toned" or "color": what the upload was before colorizing, by colorize.tone.classify (thresholds there)
+INPUT_COLOR_HEADER = "X-Input-Color"
+
+
+class HintIn(BaseModel):
+    """A color hint, in the photo's pixels."""
+
+    x: float
+    y: float
+    color: str  # "#2a6fdb", "red", "rgb(200, 30, 30)": anything Pillow's ImageColor reads
+    radius: float | None = None  # pixels; none: the hint fills the region the photo's edges bound
+
+
+class RenderRequest(BaseModel):
+    """Body of ``POST /api/photos/{id}/render``: the same JSON the CLI's ``--hints`` reads, under ``hints``."""
+
+    hints: list[HintIn] = []
+    tint_as_hints: bool = False  # also use a hand-tinted photo's own colors as hints
 
 
 class ErrorBody(BaseModel):
@@ -147,22 +167,6 @@ def load_image_bytes(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PI
     return decode_upload(open_upload(data, name, max_pixels=max_pixels), name)
 
 
-def input_color(rgb: Image.Image) -> str:
-    """Whether a photo already had color, from a 128 px thumbnail: ``"gray"`` (mean Lab chroma under
-    :data:`GRAY_CHROMA`), ``"toned"`` (one tint that follows the lightness: ab is a quadratic in L to within
-    :data:`TONED_RESIDUAL`) or ``"color"``. One function, so a fuller classifier can take its place.
-    """
-    thumb = rgb.copy()
-    thumb.thumbnail((128, 128))
-    lab = rgb_to_lab(torch.from_numpy(np.asarray(thumb, dtype=np.float32) / 255).permute(2, 0, 1)).flatten(1)  # (3, N)
-    l, ab = lab[0] / 100, lab[1:].T  # (N,), (N, 2)
-    if ab.norm(dim=1).mean() < GRAY_CHROMA:
-        return "gray"
-    powers = torch.stack([torch.ones_like(l), l, l * l], dim=1)  # (N, 3)
-    residual = ab - powers @ torch.linalg.lstsq(powers, ab).solution
-    return "toned" if residual.norm(dim=1).mean() < TONED_RESIDUAL else "color"
-
-
 def encode_image(img: Image.Image, source_format: str | None) -> tuple[bytes, str, str]:
     """Encode in the upload's format when it is JPEG, PNG or WebP, else as PNG.
 
@@ -182,14 +186,7 @@ class Colorized(NamedTuple):
     body: bytes
     media_type: str
     ext: str  # the file extension that goes with media_type
-    input_color: str  # what the upload was: see input_color()
-
-
-def colorize_upload(colorizer: Colorizer, img: Image.Image, name: str) -> Colorized:
-    """Decode, classify, colorize and encode one opened upload (runs on a worker thread)."""
-    source_format = img.format
-    rgb = decode_upload(img, name)
-    return Colorized(*encode_image(colorizer(rgb), source_format), input_color(rgb))
+    input_color: str  # what the upload was: gray, toned or color (colorize.tone.classify)
 
 
 def download_name(name: str, ext: str) -> str:
@@ -251,8 +248,9 @@ class WorkerPool:
 
 
 # -- request helpers -----------------------------------------------------------------------------
-async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
+async def read_upload(request: Request, max_bytes: int, *, fields: dict[str, str] | None = None) -> tuple[bytes, str]:
     """The uploaded file's bytes and client-side name, from a multipart field ``file`` or the raw body.
+    Multipart text fields named in ``fields`` are copied into it.
 
     Reading stops as soon as the body passes the limit (413), whatever Content-Length claimed.
     """
@@ -286,9 +284,111 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
                 raise ApiError(422, "missing_file", "send the photo as a multipart file field named 'file' "
                                "or as the raw request body")
             data, name = await upload.read(), upload.filename or "upload"
+            for key in fields or {}:
+                value = form.get(key)
+                if isinstance(value, str):
+                    fields[key] = value
     if len(data) > max_bytes:
         raise too_large()
     return data, name
+
+
+# -- kept predictions: re-render with other hints without the network -----------------------------
+@dataclass
+class Photo:
+    """One uploaded photo's prediction, kept for re-rendering."""
+
+    id: str
+    prediction: Prediction
+    source_format: str | None  # the upload's format: JPEG, PNG and WebP come back as such, anything else as PNG
+    name: str  # client-given file name, only ever echoed
+    tone: ToneReport
+    colorizer: Colorizer  # the request's options (working size, temperature, saturation)
+    tint: list[Hint] | None = None  # a hand-tinted photo's own colors as hints (empty unless tone.kind is "color")
+
+    @property
+    def nbytes(self) -> int:
+        p = self.prediction
+        tensors = [p.prepared.l_full, p.prepared.l_small, p.ab] + ([p.confidence] if p.confidence is not None else [])
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class PhotoCache:
+    """Least-recently-used kept predictions, bounded by their memory; thread-safe."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._photos: OrderedDict[str, Photo] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, photo_id: str) -> Photo | None:
+        with self._lock:
+            photo = self._photos.get(photo_id)
+            if photo is not None:
+                self._photos.move_to_end(photo_id)
+            return photo
+
+    def put(self, photo: Photo) -> None:
+        with self._lock:
+            self._photos[photo.id] = photo
+            self._photos.move_to_end(photo.id)
+            total = sum(p.nbytes for p in self._photos.values())
+            while total > self.max_bytes and len(self._photos) > 1:
+                total -= self._photos.popitem(last=False)[1].nbytes
+
+    def __len__(self) -> int:
+        return len(self._photos)
+
+
+def photo_id(data: bytes, colorizer: Colorizer) -> str:
+    """The same bytes with the same options are the same photo: a hash of both."""
+    options = json.dumps([colorizer.size, colorizer.temperature, colorizer.saturation]).encode()
+    return hashlib.sha256(data + b"\0" + options).hexdigest()[:32]
+
+
+def parse_hints_field(text: str | None) -> list[Hint]:
+    """A ``hints`` query or form field (a JSON list) -> hints; :class:`ApiError` 422 ``bad_hints`` if invalid."""
+    if not text:
+        return []
+    try:
+        hints = hints_from_json(json.loads(text))
+    except (json.JSONDecodeError, ValueError) as e:
+        raise ApiError(422, "bad_hints", f"hints: {e}") from None
+    if len(hints) > MAX_HINTS:
+        raise ApiError(422, "bad_hints", f"at most {MAX_HINTS} hints, got {len(hints)}")
+    return hints
+
+
+def analyze_upload(colorizer: Colorizer, img: Image.Image, name: str, pid: str) -> Photo:
+    """Decode an opened upload, classify its colors and run the network once (on a worker thread); with a
+    classification model the confidence is measured in the same pass."""
+    source_format = img.format
+    rgb = decode_upload(img, name)
+    tone = classify(rgb)
+    tint = hints_from_tint(rgb) if tone.kind == "color" else []
+    with_confidence = getattr(colorizer.model, "output", "ab") == "bins"
+    prediction = colorizer.analyze(rgb, confidence=with_confidence)
+    return Photo(pid, prediction, source_format, name, tone, colorizer, tint)
+
+
+def render_photo(photo: Photo, hints: list[Hint], *, tint_as_hints: bool = False) -> tuple[bytes, str, str]:
+    """Render a kept photo with hints and encode it (runs on a worker thread). Hints outside the photo: 422."""
+    if tint_as_hints:
+        hints = list(photo.tint or []) + hints
+    try:
+        img = photo.colorizer.render(photo.prediction, hints=hints)
+    except ValueError as e:
+        raise ApiError(422, "bad_hints", str(e)) from None
+    return encode_image(img, photo.source_format)
+
+
+def confidence_png(photo: Photo) -> bytes:
+    if photo.prediction.confidence is None:
+        raise ApiError(422, "no_confidence", f"the model {photo.colorizer.model_name} predicts colors directly; "
+                       "confidence needs a classification (bins) model")
+    buf = io.BytesIO()
+    photo.colorizer.confidence_image(photo.prediction).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
 
 
 def check_origin(request: Request) -> None:
@@ -353,6 +453,7 @@ def create_app(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int = 1,
     queue_size: int = 8,
+    cache_mb: float = DEFAULT_CACHE_MB,
 ) -> FastAPI:
     """The colorize web app.
 
@@ -362,6 +463,8 @@ def create_app(
         max_pixels: largest image accepted, judged from its header before decoding (413 beyond).
         workers: inference threads.
         queue_size: photos allowed to wait beyond those running (503 with Retry-After beyond).
+        cache_mb: memory for kept predictions (re-rendering with hints skips the network); least
+            recently used photos are forgotten first (404 ``unknown_photo``: upload again).
     Returns:
         A FastAPI app; run it with uvicorn. Its lifespan shuts the pool down.
     """
@@ -372,6 +475,7 @@ def create_app(
     base = colorizer if isinstance(colorizer, Colorizer) else Colorizer(colorizer)
     pool = WorkerPool(workers, queue_size)
     max_bytes = int(max_upload_mb * 2**20)
+    cache = PhotoCache(int(cache_mb * 2**20))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -380,7 +484,7 @@ def create_app(
 
     app = FastAPI(title="colorize", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Colorize black-and-white photos. The page at / and these docs work offline.")
-    app.state.colorizer, app.state.pool = base, pool
+    app.state.colorizer, app.state.pool, app.state.photos = base, pool, cache
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -454,6 +558,8 @@ def create_app(
                 "temperature": {"default": base.temperature, "min": 0.01, "max": 4.0},
             },
             "limits": {"max_upload_bytes": max_bytes, "max_pixels": max_pixels},
+            "hints": {"max": MAX_HINTS},
+            "confidence": getattr(base.model, "output", "ab") == "bins",
         }
 
     @app.post("/api/colorize", response_class=Response, openapi_extra={"requestBody": UPLOAD_BODY},
@@ -470,16 +576,87 @@ def create_app(
         size: int | None = Query(None, ge=1, le=MAX_WORK_SIZE, description="working size (long side, px)"),
         saturation: float | None = Query(None, ge=0, le=4, description="chroma multiplier"),
         temperature: float | None = Query(None, gt=0, le=4, description="annealed-mean temperature"),
+        hints: str | None = Query(None, description='color hints: a JSON list of {"x", "y", "color", "radius"?} '
+                                  "in the photo's pixels (or a multipart field 'hints')"),
+        tint_as_hints: bool = Query(False, description="use a hand-tinted photo's own colors as hints"),
+        output: str = Query("photo", pattern="^(photo|confidence)$",
+                            description="photo, or confidence: the 8-bit confidence map (PNG, 255 = sure)"),
     ) -> Response:
-        """Colorize one photo sent as multipart field ``file`` or as the raw body."""
+        """Colorize one photo sent as multipart field ``file`` or as the raw body.
+
+        The prediction is kept (header ``X-Photo-Id``): ``POST /api/photos/{id}/render`` re-renders it with
+        other hints without running the network. ``X-Input-Color`` says whether the upload was gray, toned
+        or already in color (:func:`colorize.tone.classify`)."""
         check_origin(request)
         job = with_options(base, size=size, temperature=temperature, saturation=saturation)
-        data, name = await read_upload(request, max_bytes)
-        img = open_upload(data, name, max_pixels=max_pixels)
-        result = await pool.submit(lambda: colorize_upload(job, img, name))
+        fields = {"hints": ""}
+        data, name = await read_upload(request, max_bytes, fields=fields)
+        hint_list = parse_hints_field(fields["hints"] or hints)
+        pid = photo_id(data, job)
+        photo = cache.get(pid)
+        img = open_upload(data, name, max_pixels=max_pixels) if photo is None else None
+
+        def work() -> tuple[Photo, Colorized]:
+            kept = photo or analyze_upload(job, img, name, pid)
+            cache.put(kept)
+            if output == "confidence":
+                return kept, Colorized(confidence_png(kept), "image/png", ".png", kept.tone.kind)
+            return kept, Colorized(*render_photo(kept, hint_list, tint_as_hints=tint_as_hints), kept.tone.kind)
+
+        kept, result = await pool.submit(work)
+        suffix = "_confidence" if output == "confidence" else ""
         return Response(result.body, media_type=result.media_type, headers={
-            "Content-Disposition": f'inline; filename="{download_name(name, result.ext)}"',
-            INPUT_COLOR_HEADER: result.input_color, "X-Content-Type-Options": "nosniff"})
+            "Content-Disposition": f'inline; filename="{download_name(name + suffix, result.ext)}"',
+            INPUT_COLOR_HEADER: result.input_color, "X-Content-Type-Options": "nosniff", "X-Photo-Id": kept.id,
+            "Access-Control-Expose-Headers": f"X-Photo-Id, {INPUT_COLOR_HEADER}"})
+
+    def kept_photo(photo_id: str) -> Photo:
+        photo = cache.get(photo_id)
+        if photo is None:
+            raise ApiError(404, "unknown_photo", "no kept photo with this id (the server forgets photos, least "
+                           "recently used first, and when it restarts); send it to /api/colorize again")
+        return photo
+
+    @app.get("/api/photos/{photo_id}", responses={404: ERRORS[422] | {"description": "unknown or forgotten photo"}})
+    async def photo_info(photo_id: str) -> dict[str, Any]:
+        """A kept photo: size, whether it was gray, toned or in color (with the statistics), a hand-tinted
+        photo's own colors as hints, and whether a confidence map is available."""
+        photo = kept_photo(photo_id)
+        width, height = photo.prediction.size
+        return {"id": photo.id, "name": photo.name, "width": width, "height": height,
+                "tone": photo.tone.to_json(), "tint_hints": hints_to_json(photo.tint or []),
+                "confidence": photo.prediction.confidence is not None}
+
+    @app.post("/api/photos/{photo_id}/render", response_class=Response,
+              responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
+                               "description": "the photo rendered with the hints; in the upload's format as "
+                                              "/api/colorize answers"},
+                         404: {"model": ErrorBody, "description": "unknown or forgotten photo"}, **ERRORS})
+    async def render(request: Request, photo_id: str, body: RenderRequest | None = Body(None)) -> Response:
+        """Re-render a kept photo with new hints, without running the network (the page's pins)."""
+        check_origin(request)
+        photo = kept_photo(photo_id)
+        body = body or RenderRequest()
+        if len(body.hints) > MAX_HINTS:
+            raise ApiError(422, "bad_hints", f"at most {MAX_HINTS} hints, got {len(body.hints)}")
+        try:
+            hint_list = as_hints([h.model_dump(exclude_none=True) for h in body.hints])
+        except ValueError as e:
+            raise ApiError(422, "bad_hints", f"hints: {e}") from None
+        data, media_type, ext = await pool.submit(
+            lambda: render_photo(photo, hint_list, tint_as_hints=body.tint_as_hints))
+        return Response(data, media_type=media_type, headers={
+            "Content-Disposition": f'inline; filename="{download_name(photo.name, ext)}"',
+            "X-Content-Type-Options": "nosniff", "X-Photo-Id": photo.id})
+
+    @app.get("/api/photos/{photo_id}/confidence", response_class=Response,
+             responses={200: {"content": {"image/png": {}}, "description": "8-bit confidence map, 255 = sure"},
+                        404: {"model": ErrorBody, "description": "unknown or forgotten photo"}})
+    async def confidence(photo_id: str) -> Response:
+        """How sure the network is at each pixel, full size (where a hint would help most: the dark parts)."""
+        photo = kept_photo(photo_id)
+        data = await pool.submit(lambda: confidence_png(photo))
+        return Response(data, media_type="image/png", headers={"X-Content-Type-Options": "nosniff"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")

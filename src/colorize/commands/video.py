@@ -21,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true",
                    help="print speed, scene cuts and flicker (temporal vs per-frame)")
     p.add_argument("--report-json", metavar="FILE", help="also write the report as JSON (implies --report)")
+    p.add_argument("--hints", metavar="FILE",
+                   help='color hints: a JSON list of {"frame": 120, "x": 300, "y": 40, "color": "red", "radius": 60}; '
+                        "frame numbers from 0; each hint holds for its frame's shot, carried along the motion")
     p.add_argument("--batch-size", type=int, default=8, help="frames per network call (default 8)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -48,6 +51,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"  speed:   {num(r['frames_per_second'], '.1f')} frames/s ({num(r['seconds'], '.1f')} s)",
         f"  cuts:    {', '.join(map(str, r['cuts'])) or 'none'}",
     ]
+    if r.get("hints"):
+        lines.append(f"  hints:   {r['hints']}, carried through {r['frames_with_hints']} frames of their shots")
     if r["flicker_per_frame"] is not None:
         shown = f"temporal {num(r['flicker'])}, " if r["temporal"] else ""
         ratio = f", ratio {num(r['flicker_ratio'])}" if r["temporal"] else ""
@@ -71,16 +76,17 @@ def main(argv: list[str]) -> int:
         return 2
 
     from colorize.pipeline import Colorizer
-    from colorize.video import VideoError, colorize_video
+    from colorize.video import VideoError, colorize_video, load_video_hints
 
     try:
+        hints = load_video_hints(args.hints) if args.hints else None
         colorizer = Colorizer(args.model, size=args.size, threads=args.threads)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
         result = colorize_video(src, dst, colorizer, temporal=not args.no_temporal, batch_size=args.batch_size,
-                                report=report, progress=False if args.quiet else None)
+                                report=report, progress=False if args.quiet else None, hints=hints)
     except VideoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -145,6 +145,15 @@ class AbBins(nn.Module):
         centers = (self.centers / AB_SCALE).t().contiguous()
         return torch.matmul(centers, probs.reshape(b, h * w, q).transpose(1, 2)).view(b, 2, h, w)
 
+    def spread(self, logits: torch.Tensor, ab_norm: torch.Tensor) -> torch.Tensor:
+        """How unsure the distribution is: the expected distance (Lab ab units) of its colors (at T=1) from
+        the decoded color ``ab_norm``. Logits (B, Q, h, w) and normalized ab (B, 2, h, w) -> (B, 1, h, w).
+        Unlike entropy, probability spread over neighbouring shades counts as little."""
+        probs = torch.softmax(logits.float().permute(0, 2, 3, 1), dim=-1)  # (B, h, w, Q)
+        mean = (ab_norm * AB_SCALE).permute(0, 2, 3, 1)  # (B, h, w, 2)
+        dist = torch.cdist(mean.reshape(mean.shape[0], -1, 2), self.centers.float()[None].expand(mean.shape[0], -1, -1))
+        return (dist * probs.reshape(dist.shape)).sum(-1).view(*mean.shape[:3])[:, None]
+
     @torch.no_grad()
     def set_prior(self, counts: torch.Tensor, *, sigma: float = 5.0, mix: float = 0.5) -> None:
         """Class rebalancing from empirical bin counts (Q,): Gaussian-smooth the prior (sigma in ab

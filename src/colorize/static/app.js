@@ -3,10 +3,13 @@
 /*
  * The colorize page: queue dropped or chosen photos, upload a few at a time to /api/colorize, show
  * each result beside its original with a before/after slider, re-run finished photos with new
- * settings, remove them, and zip all results in the browser.
+ * settings, remove them, and zip all results in the browser. Color hints: pins dropped on a result
+ * re-render it through /api/photos/{id}/render (the server kept the network's prediction), and can be
+ * downloaded and loaded again as the JSON the CLI's --hints reads.
  *
  * One function per concern: server info, settings, cards (what a photo shows), announcements (what a
- * screen reader hears), the queue, the network, the actions on photos, and the wiring of controls.
+ * screen reader hears), the queue, the network, the actions on photos, hints (pins, rendering, files,
+ * the confidence overlay), and the wiring of controls.
  */
 (() => {
   const PARALLEL = 2; // uploads at once; the server queues beyond its workers
@@ -15,6 +18,14 @@
   const SIZES = [256, 384, 512, 768, 1024, 1536, 2048];
   const FINISHED = ["done", "error"];
   const ANNOUNCEMENTS_KEPT = 10;
+  const RENDER_DELAY_MS = 250; // hints settle this long before the photo re-renders
+  const DEFAULT_HINT_COLOR = "#2a6fdb";
+  const SWATCHES = [ // common colors of old photos' subjects
+    ["sky", "#86a8d0"], ["foliage", "#4c7336"], ["grass", "#7f9c45"], ["water", "#3f6e86"],
+    ["skin, fair", "#efc9ab"], ["skin, light", "#d9a67c"], ["skin, medium", "#b07850"], ["skin, deep", "#6e4630"],
+    ["brick", "#9b4a33"], ["wood", "#8a5a35"], ["navy", "#1f2d55"], ["khaki", "#b5a677"],
+    ["red", "#b3262c"], ["gold", "#c9a23a"],
+  ];
 
   const $ = (selector) => document.querySelector(selector);
   const els = {
@@ -23,11 +34,13 @@
     saturation: $("#saturation"), saturationValue: $("#saturation-value"), size: $("#size"),
     model: $("#model"), limits: $("#limits"), announcer: $("#announcer"),
   };
-  /** Every photo on the page: {file, card, state, settings, result, resultUrl, inputColor, downloadName, xhr}. */
+  /** Every photo on the page: {file, card, state, settings, result, resultUrl, inputColor, downloadName, xhr,
+   * photoId (the server's kept prediction), width, height, hints: [{x, y, color, radius?}], selected (index)}. */
   const items = [];
   let running = 0;
   let limits = null;
   let defaultSize = null;
+  let serverConfidence = false; // the model gives a confidence map (classification models)
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const stem = (name) => name.replace(/\.[^.]*$/, "") || "photo";
@@ -50,6 +63,7 @@
       return; // the page still works; the server checks everything again
     }
     limits = info.limits;
+    serverConfidence = Boolean(info.confidence);
     els.model.textContent = `model: ${info.default}`;
     const megapixels = Math.floor(limits.max_pixels / 1e6);
     els.limits.textContent = `JPEG, PNG, WebP, TIFF, BMP or GIF, up to ${formatBytes(limits.max_upload_bytes)} ` +
@@ -107,6 +121,20 @@
     moveDivider(card, slider.value);
     card.querySelector(".remove").setAttribute("aria-label", `Remove ${file.name}`);
     card.querySelector(".rerun").setAttribute("aria-label", `Re-run ${file.name} with the current settings`);
+    card.querySelector(".edit-hints").setAttribute("aria-label", `Color hints for ${file.name}`);
+    card.querySelector(".pins").setAttribute("aria-label", `Hint pins on ${file.name}`);
+    card.querySelector(".hints-title").textContent = `Color hints for ${file.name}`;
+    const swatches = card.querySelector(".swatches");
+    for (const [name, color] of SWATCHES) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "swatch";
+      button.dataset.color = color;
+      button.style.setProperty("--swatch", color);
+      button.title = name;
+      button.setAttribute("aria-label", `${name} (${color})`);
+      swatches.append(button);
+    }
     return card;
   }
 
@@ -121,6 +149,7 @@
     item.card.dataset.state = state;
     part(item, ".status").textContent = text;
     part(item, ".rerun").hidden = !FINISHED.includes(state);
+    part(item, ".edit-hints").hidden = state !== "done" || !item.photoId;
     showSettings(item);
     updateSummary();
   }
@@ -133,22 +162,29 @@
       ? describeSettings(item.settings) + (stale ? " · settings changed since" : "") : "";
   }
 
-  function showResult(item, blob, inputColor, ms) {
+  function showResult(item, blob, inputColor, photoId, ms) {
+    item.inputColor = inputColor;
+    if (photoId !== item.photoId) dropConfidence(item); // another prediction: its own confidence
+    item.photoId = photoId;
+    const hadColor = inputColor === "color";
+    part(item, ".badge").hidden = !hadColor;
+    part(item, ".after").alt = `${item.file.name}, colorized` + (hadColor ? " (it already had color)" : "");
+    showImage(item, blob);
+    setState(item, "done", `done in ${(ms / 1000).toFixed(1)} s`);
+  }
+
+  /** Put a colorized image (a first result or a re-render with hints) on the card and its download link. */
+  function showImage(item, blob) {
     if (item.resultUrl) URL.revokeObjectURL(item.resultUrl);
     item.result = blob;
     item.resultUrl = URL.createObjectURL(blob);
-    item.inputColor = inputColor;
     item.downloadName = `${stem(item.file.name)}_color${EXTENSIONS[blob.type] || ".png"}`;
-    const hadColor = inputColor === "color";
-    part(item, ".badge").hidden = !hadColor;
     part(item, ".after").src = item.resultUrl;
-    part(item, ".after").alt = `${item.file.name}, colorized` + (hadColor ? " (it already had color)" : "");
     const link = part(item, ".download");
     link.href = item.resultUrl;
     link.download = item.downloadName;
     link.textContent = `Download ${item.downloadName}`;
     link.hidden = false;
-    setState(item, "done", `done in ${(ms / 1000).toFixed(1)} s`);
   }
 
   function updateSummary() {
@@ -217,7 +253,7 @@
       }
       if (item.removed) return;
       if (res.status === 200) {
-        showResult(item, res.blob, res.inputColor, performance.now() - started);
+        showResult(item, res.blob, res.inputColor, res.photoId, performance.now() - started);
         announce(`${item.file.name}: colorized` + (res.inputColor === "color" ? "; it already had color" : ""));
         announceWhenAllFinished();
         return;
@@ -268,13 +304,14 @@
       };
       xhr.onload = () => resolve({
         status: xhr.status, blob: xhr.response, retryAfter: xhr.getResponseHeader("Retry-After"),
-        inputColor: xhr.getResponseHeader("X-Input-Color"),
+        inputColor: xhr.getResponseHeader("X-Input-Color"), photoId: xhr.getResponseHeader("X-Photo-Id"),
       });
       xhr.onerror = () => reject(new Error("network error"));
       xhr.onabort = () => reject(new Error("cancelled"));
       xhr.onloadend = () => { item.xhr = null; };
       const form = new FormData();
       form.append("file", item.file, item.file.name);
+      if (item.hints.length) form.append("hints", JSON.stringify(hintsJson(item))); // a re-run keeps its pins
       xhr.send(form);
     });
   }
@@ -295,9 +332,11 @@
   function addFiles(files) {
     for (const file of files) {
       const item = { file, card: createCard(file), state: "new", settings: null, result: null, resultUrl: "",
-        inputColor: null, downloadName: "", xhr: null, removed: false };
+        inputColor: null, downloadName: "", xhr: null, removed: false, photoId: null, width: 0, height: 0,
+        hints: [], selected: -1, renderTimer: 0, renderAbort: null, confidenceUrl: "" };
       part(item, ".rerun").addEventListener("click", () => rerun(item));
       part(item, ".remove").addEventListener("click", () => remove(item));
+      bindHints(item);
       items.push(item);
       els.results.append(item.card);
       if (limits && file.size > limits.max_upload_bytes) {
@@ -332,6 +371,10 @@
     if (index < 0) return;
     item.removed = true;
     if (item.xhr) item.xhr.abort();
+    clearTimeout(item.renderTimer);
+    if (item.renderAbort) item.renderAbort.abort();
+    item.resizeObserver?.disconnect();
+    if (item.confidenceUrl) URL.revokeObjectURL(item.confidenceUrl);
     items.splice(index, 1);
     for (const img of item.card.querySelectorAll("img")) if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
     const hadFocus = item.card.contains(document.activeElement);
@@ -374,6 +417,373 @@
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
     updateSummary();
+  }
+
+  // -- hints: pins on the photo ------------------------------------------------------------------
+
+  /** The hints as the CLI's --hints JSON: [{x, y, color, radius?}] in the photo's pixels. */
+  function hintsJson(item) {
+    return item.hints.map((h) => (h.radius != null ? { x: h.x, y: h.y, color: h.color, radius: h.radius }
+      : { x: h.x, y: h.y, color: h.color }));
+  }
+
+  function toggleHints(item, open = !item.card.classList.contains("hinting")) {
+    item.card.classList.toggle("hinting", open);
+    part(item, ".hints").hidden = !open;
+    part(item, ".pins").hidden = !open;
+    part(item, ".edit-hints").setAttribute("aria-expanded", String(open));
+    if (!open) {
+      showConfidence(item, false);
+      return;
+    }
+    const toggle = part(item, ".confidence-toggle");
+    toggle.disabled = !serverConfidence;
+    part(item, ".confidence-note").textContent = serverConfidence ? "(bright: the model is unsure)"
+      : "(not available: this model predicts colors directly)";
+    layoutPins(item);
+    part(item, ".hint-color").focus();
+  }
+
+  /** The photo's pixel size and the rectangle it is drawn in (object-fit: contain) inside the compare box. */
+  function photoRect(item) {
+    const after = part(item, ".after");
+    item.width = after.naturalWidth || item.width;
+    item.height = after.naturalHeight || item.height;
+    const box = part(item, ".compare");
+    const scale = Math.min(box.clientWidth / item.width, box.clientHeight / item.height);
+    const width = item.width * scale;
+    const height = item.height * scale;
+    return { left: (box.clientWidth - width) / 2, top: (box.clientHeight - height) / 2, width, height };
+  }
+
+  /** Lay the pin layer over the drawn photo and draw every pin. */
+  function layoutPins(item) {
+    if (!item.card.classList.contains("hinting") || !item.width && !part(item, ".after").naturalWidth) return;
+    const rect = photoRect(item);
+    const layer = part(item, ".pins");
+    Object.assign(layer.style, { left: `${rect.left}px`, top: `${rect.top}px`, width: `${rect.width}px`,
+      height: `${rect.height}px` });
+    drawPins(item);
+  }
+
+  /** Pins follow ``item.hints``; the elements are reused, so a pin being dragged or focused stays itself. */
+  function drawPins(item) {
+    const layer = part(item, ".pins");
+    while (layer.childElementCount > item.hints.length) layer.lastElementChild.remove();
+    while (layer.childElementCount < item.hints.length) {
+      const pin = document.createElement("button");
+      pin.type = "button";
+      pin.className = "pin";
+      layer.append(pin);
+    }
+    item.hints.forEach((hint, i) => {
+      const pin = layer.children[i];
+      pin.dataset.index = String(i);
+      pin.style.left = `${(100 * (hint.x + 0.5)) / item.width}%`;
+      pin.style.top = `${(100 * (hint.y + 0.5)) / item.height}%`;
+      pin.style.setProperty("--pin", hint.color);
+      pin.setAttribute("aria-pressed", String(i === item.selected));
+      pin.setAttribute("aria-label", `Hint ${i + 1}: ${hint.color} at x ${hint.x}, y ${hint.y}`);
+    });
+    const selected = item.hints[item.selected];
+    if (selected) part(item, ".hint-color").value = selected.color;
+    part(item, ".delete-pin").disabled = !selected;
+    part(item, ".clear-pins").disabled = !item.hints.length;
+    part(item, ".save-hints").disabled = !item.hints.length;
+  }
+
+  /** A point on the pin layer (client coordinates) -> the photo's pixel under it, kept inside the photo. */
+  function pixelAt(item, clientX, clientY) {
+    const box = part(item, ".pins").getBoundingClientRect();
+    const x = Math.floor(((clientX - box.left) / box.width) * item.width);
+    const y = Math.floor(((clientY - box.top) / box.height) * item.height);
+    return { x: Math.min(item.width - 1, Math.max(0, x)), y: Math.min(item.height - 1, Math.max(0, y)) };
+  }
+
+  function addPin(item, x, y) {
+    item.hints.push({ x, y, color: part(item, ".hint-color").value });
+    item.selected = item.hints.length - 1;
+    drawPins(item);
+    announce(`${item.file.name}: pin ${item.hints.length} added at x ${x}, y ${y}`);
+    scheduleRender(item);
+  }
+
+  function selectPin(item, index) {
+    item.selected = index;
+    drawPins(item);
+  }
+
+  function deletePin(item, index = item.selected) {
+    if (!item.hints[index]) return;
+    const hadFocus = part(item, ".pins").contains(document.activeElement);
+    item.hints.splice(index, 1);
+    item.selected = Math.min(index, item.hints.length - 1);
+    drawPins(item);
+    if (hadFocus) (part(item, ".pins").children[item.selected] || part(item, ".add-pin")).focus();
+    announce(`${item.file.name}: pin ${index + 1} removed; ${item.hints.length} left`);
+    scheduleRender(item);
+  }
+
+  function moveSelected(item, dx, dy) {
+    const hint = item.hints[item.selected];
+    if (!hint) return;
+    hint.x = Math.min(item.width - 1, Math.max(0, hint.x + dx));
+    hint.y = Math.min(item.height - 1, Math.max(0, hint.y + dy));
+    drawPins(item);
+    scheduleRender(item);
+  }
+
+  /** The selected pin takes ``color``; with none selected, it is the color of the next pin. */
+  function setPinColor(item, color) {
+    part(item, ".hint-color").value = color;
+    const hint = item.hints[item.selected];
+    if (!hint || hint.color === color) return;
+    hint.color = color;
+    drawPins(item);
+    scheduleRender(item);
+  }
+
+  /** Drag a pin with the mouse, a pen or a finger; a click without moving just selects it. */
+  function dragPin(item, event) {
+    const pin = event.target.closest(".pin");
+    if (!pin || event.button !== 0) return;
+    event.preventDefault();
+    const index = Number(pin.dataset.index);
+    selectPin(item, index);
+    const layer = part(item, ".pins");
+    layer.children[index].focus();
+    const start = { ...item.hints[index] };
+    const move = (e) => {
+      Object.assign(item.hints[index], pixelAt(item, e.clientX, e.clientY));
+      drawPins(item);
+    };
+    const end = () => {
+      window.removeEventListener("pointermove", move);
+      window.removeEventListener("pointerup", end);
+      const hint = item.hints[index];
+      if (hint && (hint.x !== start.x || hint.y !== start.y)) {
+        item.dragged = true; // the click that ends a drag drops no pin
+        setTimeout(() => { item.dragged = false; }, 0);
+        announce(`${item.file.name}: pin ${index + 1} moved to x ${hint.x}, y ${hint.y}`);
+        scheduleRender(item);
+      }
+    };
+    window.addEventListener("pointermove", move);
+    window.addEventListener("pointerup", end);
+  }
+
+  function pinKeys(item, event) {
+    const pin = event.target.closest(".pin");
+    if (!pin) return;
+    const step = event.shiftKey ? 10 : 1;
+    const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    if (event.key === "Delete" || event.key === "Backspace") {
+      deletePin(item, Number(pin.dataset.index));
+    } else if (moves[event.key]) {
+      if (item.selected !== Number(pin.dataset.index)) selectPin(item, Number(pin.dataset.index));
+      moveSelected(item, ...moves[event.key]);
+    } else {
+      return;
+    }
+    event.preventDefault();
+  }
+
+  // -- hints: rendering --------------------------------------------------------------------------
+
+  function hintStatus(item, text) {
+    part(item, ".hint-status").textContent = text;
+  }
+
+  /** Re-render once the pins have been still for RENDER_DELAY_MS; the photo shows it is updating. */
+  function scheduleRender(item) {
+    clearTimeout(item.renderTimer);
+    item.card.classList.add("rendering");
+    hintStatus(item, "updating…");
+    item.renderTimer = setTimeout(() => renderHints(item), RENDER_DELAY_MS);
+  }
+
+  /** The kept prediction rendered with the pins (no network run); a newer render cancels an older one. */
+  async function renderHints(item) {
+    if (item.renderAbort) item.renderAbort.abort();
+    const abort = new AbortController();
+    item.renderAbort = abort;
+    const started = performance.now();
+    const count = item.hints.length;
+    let res;
+    try {
+      res = await fetch(`/api/photos/${encodeURIComponent(item.photoId)}/render`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, signal: abort.signal,
+        body: JSON.stringify({ hints: hintsJson(item) }),
+      });
+      if (res.status === 404) { // the server forgot the photo (restarted, or memory): colorize it again
+        item.renderAbort = null;
+        item.card.classList.remove("rendering");
+        hintStatus(item, "the server had forgotten this photo: colorizing it again with the pins");
+        enqueue(item);
+        pump();
+        return;
+      }
+      if (!res.ok) throw new Error(await errorText({ status: res.status, blob: await res.blob() }));
+      const blob = await res.blob();
+      if (abort.signal.aborted) return;
+      showImage(item, blob);
+    } catch (err) {
+      if (abort.signal.aborted) return;
+      item.renderAbort = null;
+      item.card.classList.remove("rendering");
+      hintStatus(item, `could not update: ${err.message}`);
+      announce(`${item.file.name}: could not apply the hints: ${err.message}`);
+      return;
+    }
+    item.renderAbort = null;
+    item.card.classList.remove("rendering");
+    const noun = count === 1 ? "hint" : "hints";
+    hintStatus(item, `updated with ${count} ${noun} in ${Math.round(performance.now() - started)} ms`);
+  }
+
+  // -- hints: files (the CLI's --hints JSON) -------------------------------------------------------
+
+  function saveHints(item) {
+    const blob = new Blob([JSON.stringify(hintsJson(item), null, 2) + "\n"], { type: "application/json" });
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = `${stem(item.file.name)}.hints.json`;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  }
+
+  const colorProbe = document.createElement("canvas").getContext("2d");
+
+  /** Any CSS color (as the CLI reads: #rgb, #rrggbb, names, rgb(...)) -> #rrggbb; null if not a color. */
+  function hexColor(text) {
+    const seen = [];
+    for (const sentinel of ["#000000", "#ffffff"]) { // an invalid color leaves the sentinel in place
+      colorProbe.fillStyle = sentinel;
+      colorProbe.fillStyle = String(text);
+      seen.push(colorProbe.fillStyle);
+    }
+    return seen[0] === seen[1] && /^#[0-9a-f]{6}$/.test(seen[0]) ? seen[0] : null;
+  }
+
+  /** Hints from a file's JSON: a list, or {"photo.jpg": [...]} naming this photo (or holding one photo). */
+  function parseHints(item, data) {
+    if (data && !Array.isArray(data) && typeof data === "object") {
+      const keys = Object.keys(data);
+      const key = keys.find((k) => k.replace(/\\/g, "/").split("/").pop() === item.file.name)
+        ?? (keys.length === 1 ? keys[0] : null);
+      if (key == null) throw new Error(`it holds no hints for ${item.file.name}`);
+      data = data[key];
+    }
+    if (!Array.isArray(data)) throw new Error('expected a list of {"x", "y", "color", "radius"?}');
+    return data.map((h, i) => {
+      const where = `hint ${i + 1}`;
+      if (!h || typeof h !== "object") throw new Error(`${where} is not an object`);
+      const { x, y, radius } = h;
+      if (!Number.isFinite(x) || !Number.isFinite(y)) throw new Error(`${where}: x and y must be numbers`);
+      if (x < 0 || y < 0 || x >= item.width || y >= item.height) {
+        throw new Error(`${where}: (${x}, ${y}) is outside the ${item.width}x${item.height} photo`);
+      }
+      const color = hexColor(h.color);
+      if (!color) throw new Error(`${where}: unknown color ${JSON.stringify(h.color)}`);
+      if (radius != null && !(Number.isFinite(radius) && radius > 0)) throw new Error(`${where}: bad radius`);
+      return radius != null ? { x: Math.round(x), y: Math.round(y), color, radius } : { x: Math.round(x), y: Math.round(y), color };
+    });
+  }
+
+  async function loadHints(item, file) {
+    try {
+      item.hints = parseHints(item, JSON.parse(await file.text()));
+    } catch (err) {
+      hintStatus(item, `${file.name}: not loaded: ${err.message}`);
+      announce(`${file.name}: not loaded: ${err.message}`);
+      return;
+    }
+    item.selected = item.hints.length - 1;
+    drawPins(item);
+    announce(`${item.file.name}: ${item.hints.length} hints loaded from ${file.name}`);
+    scheduleRender(item);
+  }
+
+  // -- hints: the confidence overlay ---------------------------------------------------------------
+
+  /** Overlay the network's confidence (bright where it is unsure: where a hint would help most). */
+  async function showConfidence(item, on) {
+    const overlay = part(item, ".confidence");
+    part(item, ".confidence-toggle").checked = on;
+    if (!on) {
+      overlay.hidden = true;
+      return;
+    }
+    if (!item.confidenceUrl) {
+      hintStatus(item, "loading the confidence map…");
+      try {
+        const res = await fetch(`/api/photos/${encodeURIComponent(item.photoId)}/confidence`);
+        if (!res.ok) throw new Error(await errorText({ status: res.status, blob: await res.blob() }));
+        item.confidenceUrl = URL.createObjectURL(await res.blob());
+      } catch (err) {
+        part(item, ".confidence-toggle").checked = false;
+        hintStatus(item, `no confidence map: ${err.message}`);
+        return;
+      }
+      hintStatus(item, "");
+    }
+    overlay.src = item.confidenceUrl;
+    overlay.alt = `where a hint would help most on ${item.file.name}: the bright parts`;
+    overlay.hidden = !part(item, ".confidence-toggle").checked;
+  }
+
+  function dropConfidence(item) {
+    if (item.confidenceUrl) URL.revokeObjectURL(item.confidenceUrl);
+    item.confidenceUrl = "";
+    if (part(item, ".confidence-toggle").checked && item.photoId) showConfidence(item, true);
+  }
+
+  /** Wire one card's hint controls. */
+  function bindHints(item) {
+    part(item, ".edit-hints").addEventListener("click", () => toggleHints(item));
+    const layer = part(item, ".pins");
+    layer.addEventListener("click", (e) => {
+      if (e.target !== layer || item.dragged) return; // a click on a pin selects it (pointerdown)
+      const { x, y } = pixelAt(item, e.clientX, e.clientY);
+      addPin(item, x, y);
+    });
+    layer.addEventListener("pointerdown", (e) => dragPin(item, e));
+    layer.addEventListener("keydown", (e) => pinKeys(item, e));
+    layer.addEventListener("focusin", (e) => {
+      const pin = e.target.closest(".pin");
+      if (pin && Number(pin.dataset.index) !== item.selected) selectPin(item, Number(pin.dataset.index));
+    });
+    part(item, ".hint-color").addEventListener("input", (e) => setPinColor(item, e.target.value));
+    part(item, ".swatches").addEventListener("click", (e) => {
+      const swatch = e.target.closest(".swatch");
+      if (swatch) setPinColor(item, swatch.dataset.color);
+    });
+    part(item, ".add-pin").addEventListener("click", () => {
+      layoutPins(item);
+      addPin(item, Math.floor(item.width / 2), Math.floor(item.height / 2));
+    });
+    part(item, ".delete-pin").addEventListener("click", () => deletePin(item));
+    part(item, ".clear-pins").addEventListener("click", () => {
+      const count = item.hints.length;
+      item.hints = [];
+      item.selected = -1;
+      drawPins(item);
+      announce(`${item.file.name}: all ${count} pins removed`);
+      scheduleRender(item);
+    });
+    part(item, ".save-hints").addEventListener("click", () => saveHints(item));
+    const fileInput = part(item, ".hints-file");
+    fileInput.addEventListener("change", () => {
+      if (fileInput.files.length) loadHints(item, fileInput.files[0]);
+      fileInput.value = "";
+    });
+    part(item, ".confidence-toggle").addEventListener("change", (e) => showConfidence(item, e.target.checked));
+    part(item, ".after").addEventListener("load", () => layoutPins(item));
+    item.resizeObserver = new ResizeObserver(() => layoutPins(item));
+    item.resizeObserver.observe(part(item, ".compare"));
   }
 
   // -- wiring ------------------------------------------------------------------------------------
