@@ -25,7 +25,7 @@ class ShippedWeights:
 
 SHIPPED: dict[str, ShippedWeights] = {
     "unet_lite0": ShippedWeights("unet_lite0.safetensors",
-                                 "4a46eeb1e4b5deda0be66214e0a6673e6db0022cc1f86d3f3044598b28394235", 160, "MIT (weights); backbone Apache-2.0",
+                                 "4127b83dbc8386ac315cc7b2d14bc861629c28f2e19452ece79650c90a126b69", 160, "MIT (weights); backbone Apache-2.0",
                                  "unet_lite0.md"),
 }
 
