@@ -10,7 +10,8 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from colorize.models import create_model  # noqa: E402
-from colorize.onnx import OnnxModel, cached_onnx, export_onnx  # noqa: E402
+from colorize.hub import cached_onnx  # noqa: E402
+from colorize.onnx import OnnxModel, export_onnx  # noqa: E402
 from colorize.pipeline import Colorizer  # noqa: E402
 
 MAX_AB_ERROR = 1e-4  # normalized ab (x128 in Lab units: ~0.01)

@@ -369,31 +369,16 @@ def colorize_paths(args: argparse.Namespace) -> int:
     from colorize.distributed import pick_device
     from colorize.pipeline import Colorizer
 
-    kwargs = {"temperature": args.temperature} if args.temperature is not None else {}
     try:
-        device = str(pick_device(getattr(args, "device", "cpu")))
-        model = args.model
-        if args.runtime == "onnx":
-            from colorize.models._base import DEFAULT_TEMPERATURE
-            from colorize.onnx import OnnxModel, cached_onnx
-
-            temperature = kwargs.pop("temperature", None)  # baked into the exported graph
-            if temperature is None and not str(model).endswith(".onnx"):
-                from colorize.hub import recorded_defaults, resolve_model
-
-                # the weight file's header is enough: building the model costs the import of timm
-                temperature = recorded_defaults(model).get("temperature")
-                if temperature is None:
-                    temperature = getattr(resolve_model(model), "default_temperature", DEFAULT_TEMPERATURE)
-            model = OnnxModel(cached_onnx(model, temperature=temperature), threads=args.threads)
-        colorizer = Colorizer(model, size=args.size, saturation=args.saturation, threads=args.threads,
-                              device=device, **kwargs)
+        colorizer = Colorizer(args.model, size=args.size, temperature=args.temperature, saturation=args.saturation,
+                              threads=args.threads, device=str(pick_device(getattr(args, "device", "cpu"))),
+                              runtime=args.runtime)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         if record is not None:
             record.close()
         return 2
-    if getattr(args, "confidence", False) and getattr(colorizer.model, "output", "ab") != "bins":
+    if getattr(args, "confidence", False) and not colorizer.has_confidence:
         print(f"error: --confidence needs a classification (bins) model; {colorizer.model_name} predicts "
               "colors directly (the onnx runtime too)", file=sys.stderr)
         if record is not None:

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from colorize.color import (denormalize_ab, lab_to_linear_rgb_in_gamut, linear_to_srgb, linear_to_srgb_uint8,
                             normalize_l, rgb_to_l, uint8_rgb_to_l)
-from colorize.models._base import DEFAULT_TEMPERATURE, optimize_for_inference
+from colorize.models._base import optimize_for_inference
 
 if TYPE_CHECKING:
     from colorize.hints import Hint, Propagator
@@ -196,6 +196,7 @@ class Colorizer:
         guided: bool = True,
         device: str = "cpu",
         threads: int | None = None,
+        runtime: str = "torch",
     ):
         """
         Args:
@@ -209,7 +210,9 @@ class Colorizer:
             saturation: multiplies the predicted chroma (1 = as predicted).
             guided: edge-aware upsampling of ab guided by the full-size L (False: plain bilinear).
             device: torch device for the network and the color math.
-            threads: torch intra-op threads (None: leave as is).
+            threads: torch intra-op threads, and onnxruntime's (None: leave as is).
+            runtime: ``"torch"`` or ``"onnx"`` (:func:`colorize.hub.resolve_model`); with onnx the
+                temperature is baked into the exported model.
         """
         from colorize.hub import resolve_model
 
@@ -221,20 +224,26 @@ class Colorizer:
         if saturation < 0:
             raise ValueError(f"saturation must be >= 0, got {saturation}")
         self.device = torch.device(device)
-        self.model = resolve_model(model, device=str(self.device))
+        self.model = resolve_model(model, device=str(self.device), runtime=runtime, temperature=temperature,
+                                   threads=threads)
         if not isinstance(model, nn.Module):  # a model we loaded ourselves: rewrite it for speed
             optimize_for_inference(self.model)
         self.model.to(memory_format=torch.channels_last)
-        self.size = int(size or getattr(self.model, "default_size", None) or DEFAULT_SIZE)
-        if temperature is None:
-            temperature = getattr(self.model, "default_temperature", DEFAULT_TEMPERATURE)
+        self.size = int(size or self.model.default_size or DEFAULT_SIZE)
+        if temperature is None or runtime == "onnx":  # onnx: the one baked into the export
+            temperature = self.model.default_temperature
         if self.size < self.stride:
             raise ValueError(f"size must be >= {self.stride} for this model, got {self.size}")
         self.temperature, self.saturation, self.guided = temperature, saturation, guided
 
     @property
     def stride(self) -> int:
-        return int(getattr(self.model, "stride", 32))
+        return int(self.model.stride)
+
+    @property
+    def has_confidence(self) -> bool:
+        """Whether :meth:`predict_confidence` works: a classification (bins) model run by torch."""
+        return self.model.output == "bins" and getattr(self.model, "bins", None) is not None
 
     @property
     def model_name(self) -> str:
@@ -258,9 +267,7 @@ class Colorizer:
     def predict(self, l_small: torch.Tensor) -> torch.Tensor:
         """(B, 1, h, w) L in [0, 100] -> (B, 2, h, w) normalized ab, scaled by ``saturation``."""
         x = normalize_l(l_small).contiguous(memory_format=torch.channels_last)
-        kwargs = {"temperature": self.temperature} if getattr(self.model, "output", "") == "bins" else {}
-        ab = self.model.predict_ab(x, **kwargs) if hasattr(self.model, "predict_ab") else self.model(x)
-        return ab.float() * self.saturation
+        return self.model.predict_ab(x, temperature=self.temperature).float() * self.saturation
 
     @torch.inference_mode()
     def predict_confidence(self, l_small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,10 +282,10 @@ class Colorizer:
         Raises:
             ValueError: the model predicts colors directly (no distribution to measure).
         """
-        bins = getattr(self.model, "bins", None)
-        if getattr(self.model, "output", "") != "bins" or bins is None:
+        if not self.has_confidence:
             raise ValueError(f"confidence needs a classification (bins) model; {self.model_name} predicts "
-                             f"'{getattr(self.model, 'output', 'ab')}' directly (ONNX models included)")
+                             f"'{self.model.output}' directly (ONNX models included)")
+        bins = self.model.bins
         x = normalize_l(l_small).contiguous(memory_format=torch.channels_last)
         logits = self.model(x)
         ab = bins.decode(logits, temperature=self.temperature)

@@ -72,8 +72,8 @@ class ColorizeBatch:
         """
         from colorize.pipeline import Colorizer
 
-        kwargs = {"temperature": temperature} if temperature is not None else {}
-        self.colorizer = Colorizer(model, size=size, saturation=saturation, device=device, threads=threads, **kwargs)
+        self.colorizer = Colorizer(model, size=size, temperature=temperature, saturation=saturation, device=device,
+                                   threads=threads)
         self.column = column
 
     def colorize(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

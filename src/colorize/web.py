@@ -366,7 +366,7 @@ def analyze_upload(colorizer: Colorizer, img: Image.Image, name: str, pid: str) 
     rgb = decode_upload(img, name)
     tone = classify(rgb)
     tint = hints_from_tint(rgb) if tone.kind == "color" else []
-    with_confidence = getattr(colorizer.model, "output", "ab") == "bins"
+    with_confidence = colorizer.has_confidence
     prediction = colorizer.analyze(rgb, confidence=with_confidence)
     return Photo(pid, prediction, source_format, name, tone, colorizer, tint)
 
@@ -550,7 +550,7 @@ def create_app(
         """The loaded model (one per server), the options a request may set, and the upload limits."""
         return {
             "models": [{"name": base.model_name, "loaded": True, "stride": base.stride,
-                        "output": getattr(base.model, "output", "ab")}],
+                        "output": base.model.output}],
             "default": base.model_name,
             "options": {
                 "size": {"default": base.size, "min": base.stride, "max": MAX_WORK_SIZE},
@@ -559,7 +559,7 @@ def create_app(
             },
             "limits": {"max_upload_bytes": max_bytes, "max_pixels": max_pixels},
             "hints": {"max": MAX_HINTS},
-            "confidence": getattr(base.model, "output", "ab") == "bins",
+            "confidence": base.has_confidence,
         }
 
     @app.post("/api/colorize", response_class=Response, openapi_extra={"requestBody": UPLOAD_BODY},
