@@ -25,7 +25,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from colorize.data import load_image  # noqa: E402
+from colorize.io import load_image  # noqa: E402
 from colorize.pipeline import Colorizer  # noqa: E402
 from colorize.tone import classify  # noqa: E402
 from colorize.web import create_app, download_name, load_image_bytes  # noqa: E402

@@ -289,8 +289,7 @@ def colorize_paths(args: argparse.Namespace) -> int:
         print("error: --address and --workers need --engine ray", file=sys.stderr)
         return 2
     from colorize import archive
-    from colorize.checkpoint import clean_stale_temporaries
-    from colorize.data import ImageError, ImageNote
+    from colorize.io import ImageError, ImageNote, clean_stale_temporaries
 
     plan = plan_outputs(args.paths, args.output, args.format)
     pairs = plan.pairs

@@ -48,7 +48,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, size: int = 256,
     """
     import onnx
 
-    from colorize.checkpoint import atomic_write
+    from colorize.io import atomic_write
 
     model = as_model(model)
     if temperature is None:

@@ -8,7 +8,6 @@ is joined to that full-resolution L. So the output has exactly the input's size 
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import sys
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from PIL import Image, ImageOps
 
 from colorize.color import (denormalize_ab, lab_to_linear_rgb_in_gamut, linear_to_srgb, linear_to_srgb_uint8,
                             normalize_l, rgb_to_l, uint8_rgb_to_l)
+from colorize.io import pass_through, save_image, to_rgb
 from colorize.models._base import optimize_for_inference
 
 if TYPE_CHECKING:
@@ -336,9 +336,7 @@ class Colorizer:
             confidence: also measure the network's confidence (classification models only).
         """
         if isinstance(image, Image.Image):
-            from colorize.data import _to_rgb
-
-            rgb = torch.from_numpy(np.array(_to_rgb(ImageOps.exif_transpose(image)))).permute(2, 0, 1)[None]
+            rgb = torch.from_numpy(np.array(to_rgb(ImageOps.exif_transpose(image)))).permute(2, 0, 1)[None]
         elif isinstance(image, np.ndarray):
             arr = image if image.ndim == 3 else image[:, :, None]
             rgb = torch.from_numpy(np.array(arr[:, :, :3])).permute(2, 0, 1)[None]  # a copy: may be read-only
@@ -409,9 +407,7 @@ class Colorizer:
                 dicts ``{"x", "y", "color", "radius"?}`` or ``"X,Y,COLOR[,RADIUS]"`` strings.
         """
         if isinstance(image, Image.Image):
-            from colorize.data import _to_rgb
-
-            rgb = _to_rgb(ImageOps.exif_transpose(image))
+            rgb = to_rgb(ImageOps.exif_transpose(image))
             return Image.fromarray(self.colorize_uint8(np.array(rgb), hints=hints))
         if isinstance(image, np.ndarray):
             return self._call_numpy(image, hints)
@@ -461,10 +457,10 @@ class Colorizer:
         Returns:
             size, the photo's tone report, whether it was passed through and the hints used.
         Raises:
-            :class:`colorize.data.ImageError` naming the file on bad input.
+            :class:`colorize.io.ImageError` naming the file on bad input.
         """
-        from colorize.data import load_image
         from colorize.hints import as_hints, hints_from_tint
+        from colorize.io import load_image
         from colorize.tone import classify
 
         img = load_image(src)
@@ -500,64 +496,6 @@ def confidence_path(dst: str | Path) -> Path:
     return dst.with_name(f"{dst.stem}.confidence.png")
 
 
-def pass_through(src: str | Path, dst: str | Path, img: Image.Image, *, quality: int = 95) -> None:
-    """Write a photo unchanged: its very bytes when ``dst`` has ``src``'s extension, else ``img`` re-encoded."""
-    import shutil
-
-    from colorize.checkpoint import atomic_write
-
-    if Path(src).suffix.lower() == Path(dst).suffix.lower():
-        atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
-    else:
-        save_image(img, dst, quality=quality)
-
-
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:
     """(3, H, W) float [0, 1] -> (H, W, 3) uint8."""
     return (rgb.clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).cpu().numpy()
-
-
-def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95) -> None:
-    """Write atomically (temp file + rename): a crash never leaves a half-written image."""
-    from colorize.checkpoint import atomic_write
-
-    dst = Path(dst)
-    fmt = Image.registered_extensions().get(dst.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{dst}: unknown image extension '{dst.suffix}'")
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options),
-                 verify=lambda tmp: verify_image(tmp, img.size))
-
-
-def verify_image(path: str | Path, size: tuple[int, int]) -> None:
-    """Check a just-written image is whole: raises :class:`OSError` if it is cut short or unreadable
-    (Pillow's BMP and TIFF writers do not notice a short write on a full disk).
-
-    JPEG, PNG, WebP and BMP are checked from their structure (end marker, recorded length: nothing is
-    decoded, so a 24-megapixel JPEG costs no second decode); other formats are read back in full.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as written:
-            if written.size != tuple(size):
-                raise ValueError(f"it reads back as {written.size[0]}x{written.size[1]}, not {size[0]}x{size[1]}")
-            fmt = written.format
-            if fmt not in _ENDS and fmt not in ("WEBP", "BMP"):
-                written.load()
-        length = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            f.seek(max(0, length - 12))
-            tail = f.read()
-        if fmt in _ENDS and not tail.endswith(_ENDS[fmt]):
-            raise ValueError(f"its {fmt} end marker is missing")
-        recorded = {"WEBP": lambda: int.from_bytes(head[4:8], "little") + 8,
-                    "BMP": lambda: int.from_bytes(head[2:6], "little")}.get(fmt)
-        if recorded is not None and recorded() != length:
-            raise ValueError(f"{length} bytes where its header records {recorded()}")
-    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, struct.error on a short file
-        raise OSError(errno.EIO, f"the written image is incomplete ({e}); is the disk full?") from None
-
-
-_ENDS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}  # the last bytes of a whole file

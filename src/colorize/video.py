@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
@@ -33,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from colorize.color import AB_SCALE, normalize_ab, rgb_to_lab
+from colorize.io import AtomicFile
 from colorize.pipeline import Colorizer, working_shape
 
 if TYPE_CHECKING:
@@ -536,20 +536,6 @@ def _add_audio_stream(out: av.container.OutputContainer, dst: Path,
     raise VideoError(f"{dst}: '{dst.suffix}' files take none of the audio codecs {', '.join(FALLBACK_AUDIO_CODECS)}")
 
 
-@contextlib.contextmanager
-def _temp_output(dst: Path) -> Iterator[Path]:
-    """A temp file beside ``dst`` (same extension, so the container format is the same), renamed onto
-    ``dst`` on success and removed on any exception, KeyboardInterrupt included."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.stem}.{uuid.uuid4().hex[:8]}.tmp{dst.suffix}")  # FFmpeg creates it, umask applies
-    try:
-        yield tmp
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _frame_rgb(frame: av.VideoFrame, width: int, height: int) -> torch.Tensor:
     """Decoded frame -> (1, 3, H, W) uint8 sRGB at the stream's size (the pipeline's 8-bit path)."""
     arr = frame.to_ndarray(format="rgb24", width=width, height=height)
@@ -603,7 +589,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     audio_mode = "none"
     start = time.perf_counter()
     try:
-        with _temp_output(dst) as tmp:
+        with AtomicFile(dst, suffix=dst.suffix) as tmp:  # same extension: FFmpeg picks the container by it
             try:
                 out = av.open(str(tmp), "w")
             except (av.FFmpegError, ValueError) as e:

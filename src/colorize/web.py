@@ -35,7 +35,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -43,7 +43,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
 from colorize import __version__
-from colorize.data import MIN_SIDE, ImageError, _to_rgb
+from colorize.io import ImageError, decode
 from colorize.hints import Hint, as_hints, hints_from_json, hints_from_tint, hints_to_json
 from colorize.pipeline import Colorizer, Prediction
 from colorize.tone import ToneReport, classify
@@ -144,22 +144,15 @@ def open_upload(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
 
 def decode_upload(img: Image.Image, name: str) -> Image.Image:
     """Decode an opened upload to 8-bit RGB with EXIF orientation applied, as
-    :func:`colorize.data.load_image` does for files.
+    :func:`colorize.io.load_image` does for files (:func:`colorize.io.decode`).
 
     Raises:
         UploadRejected: 422 for truncated, corrupt or too small images.
     """
     try:
-        with img:
-            img.load()
-            rgb = _to_rgb(ImageOps.exif_transpose(img))
-    except (OSError, SyntaxError, ValueError) as e:
-        broken = "truncated" in str(e).lower() or "broken" in str(e).lower()
-        reason = "truncated or corrupt image data" if broken else f"cannot decode image ({e})"
-        raise UploadRejected(name, reason, 422) from None
-    if min(rgb.size) < MIN_SIDE:
-        raise UploadRejected(name, f"too small ({rgb.width}x{rgb.height}; need at least {MIN_SIDE} px per side)", 422)
-    return rgb
+        return decode(img, name)
+    except ImageError as e:
+        raise UploadRejected(name, e.reason, 422) from None
 
 
 def load_image_bytes(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
