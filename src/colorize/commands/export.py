@@ -36,7 +36,8 @@ def main(argv: list[str]) -> int:
 
         kept = recorded_defaults(args.model)  # the source file's own defaults are kept
         recorded = {"temperature": args.temperature or kept.get("temperature"),
-                    "working_size": args.working_size or (int(kept["working_size"]) if "working_size" in kept else None),
+                    "working_size": args.working_size or (int(kept["working_size"]) if "working_size" in kept
+                                                          else None),
                     "prior_correction": getattr(model, "prior_correction", None)}
         save_weights(args.output, model, metadata={k: str(v) for k, v in recorded.items() if v is not None})
     else:
