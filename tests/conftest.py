@@ -94,7 +94,7 @@ def tiny_bins_model():
     bin where the photo is white and spread over all the others where it is black."""
     import torch
 
-    from colorize.models._base import AbBins, BinHead, ColorNet
+    from colorize.models.base import AbBins, BinHead, ColorNet
 
     class TinyBins(ColorNet):
         output, stride = "bins", 1

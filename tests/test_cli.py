@@ -178,7 +178,7 @@ def test_export_folds_a_prior_correction_into_the_weights(tmp_path):
     shift = corrected.head.proj.bias - model.head.proj.bias
     assert torch.allclose(shift, -0.5 * model.bins.weights.log(), atol=1e-6)
     with pytest.raises(ValueError, match="classification"):
-        from colorize.models._base import correct_prior
+        from colorize.models.base import correct_prior
 
         correct_prior(create_model("unet_lite0_reg"), 0.5)
 

@@ -23,7 +23,7 @@ def unet_onnx(request, tmp_path_factory):
     the gray stem folded, convolutions fused with their activations), which cached_onnx exports."""
     import copy
 
-    from colorize.models._base import optimize_for_inference
+    from colorize.models.base import optimize_for_inference
 
     torch.manual_seed(0)
     model = create_model("unet_lite0").eval()

@@ -243,18 +243,6 @@ def test_strip_prepare_equals_whole_image_lightness(tiny_model_file, monkeypatch
     assert (prepared.l_full - whole).abs().max() < 1e-4  # the same up to vectorized float rounding
 
 
-def test_allocator_tuning_respects_the_users_settings(monkeypatch):
-    import colorize.pipeline as pipeline
-
-    monkeypatch.setattr(pipeline, "_allocator_tuned", False)
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")  # the user tunes glibc malloc themselves: hands off
-    assert pipeline.tune_allocator() is False
-    monkeypatch.delenv("MALLOC_ARENA_MAX")
-    monkeypatch.setenv("COLORIZE_NO_MALLOC_TUNING", "1")
-    assert pipeline.tune_allocator() is False
-    assert pipeline._allocator_tuned is False
-
-
 def test_uint8_lightness_matches_float_path():
     from colorize.color import rgb_to_l, uint8_rgb_to_l
 

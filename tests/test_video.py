@@ -20,9 +20,9 @@ from PIL import Image
 
 from colorize.cli import main as cli_main
 from colorize.pipeline import Colorizer
-from colorize.video import (Motion, TemporalConfig, TemporalSmoother, VideoError, blend, colorize_video,
-                            estimate_motion, flicker, histogram_distance, is_scene_cut, optical_flow,
-                            video_flicker, warp)
+from colorize.temporal import (Motion, TemporalConfig, TemporalSmoother, blend, estimate_motion, flicker,
+                               histogram_distance, is_scene_cut, optical_flow, warp)
+from colorize.video import VideoError, colorize_video, video_flicker
 
 av = pytest.importorskip("av")
 pytest.importorskip("cv2")

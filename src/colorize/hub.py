@@ -77,7 +77,7 @@ RUNTIMES = ("torch", "onnx")
 
 def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = "cpu", runtime: str = "torch",
                   temperature: float | None = None, threads: int | None = None) -> nn.Module:
-    """A model meeting the model contract (:mod:`colorize.models._base`), with the inference defaults
+    """A model meeting the model contract (:mod:`colorize.models.base`), with the inference defaults
     recorded in its file, ready for inference.
 
     Args:
@@ -92,7 +92,7 @@ def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = 
         ValueError naming the valid choices on a bad name or runtime.
     """
     from colorize.checkpoint import load_model
-    from colorize.models._base import as_model
+    from colorize.models.base import as_model
 
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime '{runtime}'; choose from: {', '.join(RUNTIMES)}")
@@ -147,7 +147,7 @@ def cached_onnx(spec: str | Path | None = None, *, temperature: float | None = N
             in the weight file, else the default).
         folder: the cache folder (default: :func:`cache_dir`).
     """
-    from colorize.models._base import DEFAULT_TEMPERATURE, optimize_for_inference
+    from colorize.models.base import DEFAULT_TEMPERATURE, optimize_for_inference
     from colorize.onnx import EXPORT_VERSION, export_onnx
 
     spec = DEFAULT_MODEL if spec is None else spec

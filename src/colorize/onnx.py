@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from colorize.models._base import DEFAULT_TEMPERATURE, as_model
+from colorize.models.base import DEFAULT_TEMPERATURE, as_model
 
 OPSET = 17
 EXPORT_VERSION = 2  # part of cached file names: bump when the export of the same weights changes

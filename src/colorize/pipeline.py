@@ -7,9 +7,6 @@ is joined to that full-resolution L. So the output has exactly the input's size 
 
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence, Union
@@ -23,7 +20,8 @@ from PIL import Image, ImageOps
 from colorize.color import (denormalize_ab, lab_to_linear_rgb_in_gamut, linear_to_srgb, linear_to_srgb_uint8,
                             normalize_l, rgb_to_l, uint8_rgb_to_l)
 from colorize.io import pass_through, save_image, to_rgb
-from colorize.models._base import optimize_for_inference
+from colorize.models.base import optimize_for_inference
+from colorize.runtime import tune_allocator
 
 if TYPE_CHECKING:
     from colorize.hints import Hint, Propagator
@@ -150,35 +148,6 @@ class _RowResizer:
 
 
 STRIP_PIXELS = 1 << 20  # full-resolution work is done ~1 megapixel at a time: flat memory for any size
-_allocator_tuned = False
-
-
-def tune_allocator() -> bool:
-    """Let glibc's malloc keep freed memory for reuse (once per process; Linux/glibc only).
-
-    Every strip allocates the same few tensors of up to ~12 MB. By default glibc serves such blocks with
-    fresh memory maps and gives them back to the system on free, so each strip pays page faults on
-    memory it had a moment ago: measured here, 1.3-1.9x the time of the whole pipeline on 1-24
-    megapixel photos. Blocks under 32 MB now come from the heap, and up to 128 MB of freed heap is kept.
-    Skipped when the user set glibc's own ``MALLOC_*`` variables or ``COLORIZE_NO_MALLOC_TUNING``.
-    Returns whether the settings were applied (now or before).
-    """
-    global _allocator_tuned
-    if _allocator_tuned:
-        return True
-    if not sys.platform.startswith("linux") or any(
-            k.startswith("MALLOC_") or k == "COLORIZE_NO_MALLOC_TUNING" for k in os.environ):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    _allocator_tuned = bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
-    return _allocator_tuned
-
-
 class Colorizer:
     """Colorize photos with a trained model.
 

@@ -300,7 +300,7 @@ def warm_start(model: nn.Module, path: str | Path) -> None:
     options must match; its class-rebalancing weights come with it (no new prior), and a prior correction
     folded into its head for inference (``colorize export --prior-correction``) is taken back out."""
     from colorize.checkpoint import load_model
-    from colorize.models._base import correct_prior
+    from colorize.models.base import correct_prior
 
     src = load_model(path)
     if type(src) is not type(model) or src.state_dict().keys() != model.state_dict().keys():

@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--working-size", type=int, help="record the working size the pipeline should use by default")
     p.add_argument("--prior-correction", type=float, default=0.0,
                    help="classification models: undo this share (0..1) of class rebalancing's pull toward rare, "
-                        "saturated colors, folded into the weights (see models._base.correct_prior)")
+                        "saturated colors, folded into the weights (see models.base.correct_prior)")
     args = p.parse_args(argv)
 
     from colorize.hub import recorded_defaults, resolve_model
@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.prior_correction:
-        from colorize.models._base import correct_prior
+        from colorize.models.base import correct_prior
 
         correct_prior(model, args.prior_correction)
     if args.format == "safetensors":

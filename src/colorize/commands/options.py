@@ -49,7 +49,7 @@ def build_colorizer(args: argparse.Namespace):
         ValueError, FileNotFoundError, ImportError, RuntimeError or OSError naming what is wrong.
     """
     from colorize.pipeline import Colorizer
-    from colorize.distributed import pick_device
+    from colorize.runtime import pick_device
 
     return Colorizer(args.model, size=args.size, temperature=args.temperature, saturation=args.saturation,
                      threads=args.threads, device=str(pick_device(getattr(args, "device", "cpu"))),
