@@ -11,7 +11,7 @@ from colorize import __version__
 from colorize.cli import main
 from colorize.color import rgb_to_lab
 from colorize.models import list_models
-from tests.conftest import make_photo
+from helpers import make_photo
 
 BIN = Path(sys.executable).parent
 

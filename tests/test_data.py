@@ -8,7 +8,7 @@ from PIL import Image
 from colorize.data import (Augment, BadFileLog, PhotoDataset, collate, find_images, read_file_list,
                            split_train_val)
 from colorize.io import ImageError, load_image
-from tests.conftest import make_photo
+from helpers import make_photo
 
 
 def _write_odd_files(d):

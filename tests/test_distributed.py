@@ -14,7 +14,7 @@ import yaml
 
 from colorize.distributed import Dist, EpochSampler
 from colorize.train import TrainConfig, count_ab_bins, train
-from tests.conftest import make_photo
+from helpers import make_photo
 
 
 @pytest.mark.parametrize("size,num_samples", [(10, 10), (10, 25), (7, 3), (16, 16)])

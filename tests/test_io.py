@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from colorize.io import AtomicFile, ImageError, atomic_write, clean_stale_temporaries, decode, load_image, save_image
-from tests.conftest import make_photo
+from helpers import make_photo
 
 
 def test_decode_bytes_and_path_alike(tmp_path):

@@ -81,3 +81,21 @@ def test_cached_onnx_exports_once(tmp_path, tiny_model_file):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         OnnxModel(tmp_path / "nope.onnx")
+
+
+def test_cli_runtime_onnx_matches_torch(tmp_path, tiny_model_file, photo, monkeypatch):
+    from PIL import Image
+
+    from colorize.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = tmp_path / "in" / "p.png"
+    src.parent.mkdir()
+    photo.convert("L").save(src)
+    for runtime in ("torch", "onnx", "onnx"):  # the second onnx run reuses the cached export
+        out = tmp_path / runtime / "p.png"
+        assert main([str(src), "-o", str(out), "--model", str(tiny_model_file), "--runtime", runtime, "-q",
+                     "--overwrite"]) == 0
+    assert len(list((tmp_path / "cache").rglob("*.onnx"))) == 1
+    a, b = (np.asarray(Image.open(tmp_path / r / "p.png"), dtype=np.int16) for r in ("torch", "onnx"))
+    assert a.shape == b.shape and np.abs(a - b).max() <= 1  # uint8 rounding at most

@@ -6,7 +6,7 @@ from PIL import Image
 
 from colorize.color import gray_rgb_from_l, lab_to_rgb, normalize_ab, normalize_l, rgb_to_l, rgb_to_lab
 from colorize.pipeline import Colorizer, guided_upsample, working_shape
-from tests.conftest import make_photo, tiny_bins_model
+from helpers import make_photo, tiny_bins_model
 
 
 @pytest.fixture(scope="module")

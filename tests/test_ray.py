@@ -24,7 +24,7 @@ from PIL import Image
 
 from colorize.cli import main
 from colorize.commands.colorize import parser as colorize_parser
-from conftest import make_photo
+from helpers import make_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (extra: ray)")

@@ -16,7 +16,7 @@ from colorize.checkpoint import load_checkpoint, load_model
 from colorize.color import gray_rgb_from_l, rgb_to_l
 from colorize.pipeline import Colorizer
 from colorize.train import TrainConfig, fit, get_lr, setup, train
-from tests.conftest import make_photo
+from helpers import make_photo
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageOps
 
-from conftest import make_photo, tiny_bins_model, uvicorn_server
+from helpers import make_photo, tiny_bins_model, uvicorn_server
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
