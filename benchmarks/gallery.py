@@ -26,7 +26,8 @@ def main() -> None:
 
     import skimage.data
 
-    from colorize.pipeline import Colorizer, save_image
+    from colorize.io import save_image
+    from colorize.pipeline import Colorizer
 
     colorizer = Colorizer(args.model)
     rows = []

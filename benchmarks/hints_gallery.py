@@ -32,7 +32,8 @@ def main() -> None:
     p.add_argument("-o", "--output", default=str(ROOT / "docs" / "hints.jpg"))
     args = p.parse_args()
 
-    from colorize.pipeline import Colorizer, save_image
+    from colorize.io import save_image
+    from colorize.pipeline import Colorizer
 
     colorizer = Colorizer(args.model)
     gray = Image.open(ROOT / "examples" / f"{PHOTO}.jpg").convert("RGB")

@@ -40,9 +40,10 @@ def main() -> None:
     p.add_argument("-o", "--output", default=str(ROOT / "docs" / "historical"))
     args = p.parse_args()
 
-    from colorize.data import find_images, load_image
+    from colorize.data import find_images
     from colorize.evaluate import select
-    from colorize.pipeline import Colorizer, save_image
+    from colorize.io import load_image, save_image
+    from colorize.pipeline import Colorizer
 
     colorizer = Colorizer(args.model)
     paths = select(sorted(find_images(args.folder), key=lambda q: q.name.lower()), args.n)

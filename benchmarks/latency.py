@@ -48,7 +48,7 @@ def time_model(label: str, model, sizes: dict[str, tuple[int, int]], *, repeats:
     import torch
     from PIL import Image
 
-    from colorize.models._base import optimize_for_inference
+    from colorize.models.base import optimize_for_inference
     from colorize.pipeline import Colorizer
 
     colorizer = Colorizer(optimize_for_inference(model))  # as the pipeline does for the models it loads
@@ -70,7 +70,7 @@ def memory_child(model_name: str, onnx: str | None, width: int, height: int) -> 
     import torch
     from PIL import Image
 
-    from colorize.models._base import optimize_for_inference
+    from colorize.models.base import optimize_for_inference
     from colorize.pipeline import Colorizer
 
     if onnx:

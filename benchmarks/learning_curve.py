@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from colorize.evaluate import GRAY, evaluate
 from colorize.hub import resolve_model
-from colorize.models._base import correct_prior, optimize_for_inference
+from colorize.models.base import correct_prior, optimize_for_inference
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ def build_models() -> dict[str, Any]:
 
     from colorize.hub import DEFAULT_MODEL
     from colorize.models import create_model
-    from colorize.models._base import optimize_for_inference
+    from colorize.models.base import optimize_for_inference
 
     torch.manual_seed(0)  # every network gets the pipeline's inference rewrites (BatchNorms folded, ...)
     ours, note = build_model(DEFAULT_MODEL)

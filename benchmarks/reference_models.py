@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from colorize.color import AB_SCALE
-from colorize.models._base import ColorNet
+from colorize.models.base import ColorNet
 
 ECCV16_BINS = 313  # ab bins of Zhang et al. (the in-gamut cells that ImageNet's pixels fall in)
 ECCV16_AB_SCALE = 110.0  # the port's output scale (Lab units)

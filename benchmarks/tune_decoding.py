@@ -23,7 +23,7 @@ from pathlib import Path
 
 from colorize.evaluate import GRAY, evaluate
 from colorize.hub import resolve_model
-from colorize.models._base import correct_prior, optimize_for_inference
+from colorize.models.base import correct_prior, optimize_for_inference
 
 
 def settings_models(spec: str, corrections: list[float], temperatures: list[float]) -> list:
@@ -65,7 +65,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=0, help="photos, spread evenly over the set (0: all)")
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.7, 1.0])
     p.add_argument("--prior-corrections", type=float, nargs="+", default=[0.0, 0.2, 0.4],
-                   help="shares of class rebalancing undone at inference (models._base.correct_prior)")
+                   help="shares of class rebalancing undone at inference (models.base.correct_prior)")
     p.add_argument("-o", "--output", default="benchmarks/results/tune_decoding")
     args = p.parse_args()
 

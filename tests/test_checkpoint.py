@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 
 import colorize.checkpoint as checkpoint
 from colorize.checkpoint import load_checkpoint, load_model, save_checkpoint, save_weights
+from colorize.io import atomic_write
 from colorize.models import create_model, list_models
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "colorize"
@@ -137,16 +138,9 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.atomic_write(path, interrupted)
+        atomic_write(path, interrupted)
     assert path.read_bytes() == before and load_checkpoint(path)["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temp files left behind
-
-
-def test_atomic_write_creates_folders_and_replaces(tmp_path):
-    target = tmp_path / "deep" / "er" / "file.txt"
-    checkpoint.atomic_write(target, lambda tmp: Path(tmp).write_text("one"))
-    checkpoint.atomic_write(target, lambda tmp: Path(tmp).write_text("two"))
-    assert target.read_text() == "two" and [p.name for p in target.parent.iterdir()] == ["file.txt"]
 
 
 def test_recorded_defaults_come_from_the_header_without_building_the_model(tmp_path, monkeypatch):
@@ -166,43 +160,3 @@ def test_recorded_defaults_come_from_the_header_without_building_the_model(tmp_p
     assert recorded_defaults(tmp_path / "run.pt") == {}  # checkpoints are built to be read
     (tmp_path / "junk.safetensors").write_bytes(b"not a weight file")
     assert recorded_defaults(tmp_path / "junk.safetensors") == {}
-
-
-def test_atomic_write_on_a_full_disk_names_the_file_and_leaves_nothing(tmp_path):
-    import errno
-
-    from colorize.checkpoint import atomic_write
-
-    def write(tmp):
-        Path(tmp).write_bytes(b"half")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    with pytest.raises(OSError) as e:
-        atomic_write(tmp_path / "last.pt", write)
-    assert e.value.errno == errno.ENOSPC and "last.pt" in str(e.value)
-    assert list(tmp_path.iterdir()) == []
-
-    def incomplete(tmp):
-        raise OSError(errno.EIO, "reads back short")
-
-    with pytest.raises(OSError, match="reads back short"):
-        atomic_write(tmp_path / "x.bin", lambda tmp: Path(tmp).write_bytes(b"data"), verify=incomplete)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_clean_stale_temporaries_removes_only_old_ones_of_ours(tmp_path):
-    import os
-    import time
-
-    from colorize.checkpoint import clean_stale_temporaries
-
-    names = {".last.pt.k3j2h1g0.tmp": True, ".best.safetensors.abcdefgh.tmp": True,
-             ".last.pt.fresh123.tmp": False, ".hidden.tmp": False, "last.pt": False, "x.tmp": False}
-    old = time.time() - 3600
-    for name in names:
-        (tmp_path / name).write_bytes(b"x")
-        if name != ".last.pt.fresh123.tmp":
-            os.utime(tmp_path / name, (old, old))
-    removed = {p.name for p in clean_stale_temporaries(tmp_path)}
-    assert removed == {n for n, stale in names.items() if stale}
-    assert {p.name for p in tmp_path.iterdir()} == {n for n, stale in names.items() if not stale}

@@ -11,7 +11,7 @@ from colorize import __version__
 from colorize.cli import main
 from colorize.color import rgb_to_lab
 from colorize.models import list_models
-from tests.conftest import make_photo
+from helpers import make_photo
 
 BIN = Path(sys.executable).parent
 
@@ -178,7 +178,7 @@ def test_export_folds_a_prior_correction_into_the_weights(tmp_path):
     shift = corrected.head.proj.bias - model.head.proj.bias
     assert torch.allclose(shift, -0.5 * model.bins.weights.log(), atol=1e-6)
     with pytest.raises(ValueError, match="classification"):
-        from colorize.models._base import correct_prior
+        from colorize.models.base import correct_prior
 
         correct_prior(create_model("unet_lite0_reg"), 0.5)
 
@@ -369,10 +369,10 @@ def test_multi_frame_files_say_only_the_first_is_used(tiny_model_file, tmp_path,
 
 
 def test_progress_without_a_terminal_is_plain_lines(tiny_model_file, photo_dir, tmp_path, capsys, monkeypatch):
-    import colorize.cli as cli
+    import colorize.commands.colorize as command
 
     monkeypatch.delenv("COLORIZE_NO_PROGRESS", raising=False)
-    monkeypatch.setattr(cli, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(command, "PROGRESS_SECONDS", 0.0)
     assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file)]) == 0
     err = capsys.readouterr().err
     assert "\r" not in err
@@ -514,7 +514,7 @@ def test_help_explains_temperature_without_a_stale_default():
 
 def test_working_size_cap_is_the_web_apis():
     pytest.importorskip("fastapi")
-    from colorize.cli import MAX_WORK_SIZE
+    from colorize.commands.options import MAX_WORK_SIZE
     from colorize.web import MAX_WORK_SIZE as web_cap
 
     assert MAX_WORK_SIZE == web_cap

@@ -5,9 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from colorize.data import (Augment, BadFileLog, ImageError, PhotoDataset, collate, find_images, load_image,
-                           read_file_list, split_train_val)
-from tests.conftest import make_photo
+from colorize.data import (Augment, BadFileLog, PhotoDataset, collate, find_images, read_file_list,
+                           split_train_val)
+from colorize.io import ImageError, load_image
+from helpers import make_photo
 
 
 def _write_odd_files(d):
@@ -119,7 +120,7 @@ def _png_header(width: int, height: int) -> bytes:
 
 
 def test_one_pixel_limit_with_one_message(tmp_path):
-    from colorize.data import MAX_PIXELS
+    from colorize.io import MAX_PIXELS
 
     assert Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS >= MAX_PIXELS  # Pillow's guard agrees
     side = int(MAX_PIXELS ** 0.5)

@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 
-from colorize.distributed import Dist, EpochSampler, pick_device
+from colorize.distributed import Dist, EpochSampler
 from colorize.train import TrainConfig, count_ab_bins, train
-from tests.conftest import make_photo
+from helpers import make_photo
 
 
 @pytest.mark.parametrize("size,num_samples", [(10, 10), (10, 25), (7, 3), (16, 16)])
@@ -35,20 +35,12 @@ def test_epoch_sampler_is_random_sampler_split_by_rank(size, num_samples):
         assert sorted(step) == sorted(single[2 * b * k:2 * b * (k + 1)])
 
 
-def test_pick_device():
-    assert pick_device("cpu") == torch.device("cpu")
-    assert pick_device("cuda", local_rank=3) == torch.device("cuda", 3)
-    assert pick_device("cuda:1") == torch.device("cuda", 1)
-    with pytest.raises(ValueError, match="choose from: auto, cpu, cuda, mps"):
-        pick_device("tpu")
-
-
 def test_prior_counts_split_across_ranks(photo_dir):
     """Each rank counts its share of the same seeded subset; the shares add up to the whole."""
     from types import SimpleNamespace
 
     from colorize.data import PhotoDataset, find_images
-    from colorize.models._base import AbBins
+    from colorize.models.base import AbBins
 
     cfg = TrainConfig(model="unet_lite0", data=[str(photo_dir)], size=32, prior_images=9, num_workers=0)
     model = SimpleNamespace(bins=AbBins())  # all the count needs

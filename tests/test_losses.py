@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from colorize.color import model_lab_to_rgb
 from colorize.losses import LOSSES, classification_loss, color_loss, downsample_ab, regression_loss
 from colorize.models import create_model
-from colorize.models._base import AbBins
+from colorize.models.base import AbBins
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from colorize.models import create_model, list_models
-from colorize.models._base import AbBins
+from colorize.models.base import AbBins
 
 FAST = [m for m in list_models() if m != "fusion_irv2"]  # IRv2 is 55M parameters: checked once below
 
@@ -100,7 +100,7 @@ def test_annealed_mean_is_more_vivid_than_mean():
 
 
 def test_prior_correction_divides_the_rebalancing_tilt_back_out():
-    from colorize.models._base import correct_prior
+    from colorize.models.base import correct_prior
 
     model = create_model("unet_lite0").eval()
     counts = torch.exp(-model.bins.centers.norm(dim=1) / 20)  # muted colors common, vivid ones rare
@@ -138,7 +138,7 @@ def test_prior_rebalancing_upweights_rare_bins():
 def test_optimize_for_inference_keeps_outputs(name, folds_stem, kwargs):
     import copy
 
-    from colorize.models._base import optimize_for_inference
+    from colorize.models.base import optimize_for_inference
 
     torch.manual_seed(0)
     model = create_model(name, **kwargs).train()
@@ -173,7 +173,7 @@ def test_gray_from_l_is_each_channel_of_the_gray_rgb():
 def test_fusing_batchnorm_keeps_outputs(name):
     import copy
 
-    from colorize.models._base import fuse_conv_bn
+    from colorize.models.base import fuse_conv_bn
 
     torch.manual_seed(0)
     model = create_model(name).train()

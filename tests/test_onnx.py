@@ -10,7 +10,8 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from colorize.models import create_model  # noqa: E402
-from colorize.onnx import OnnxModel, cached_onnx, export_onnx  # noqa: E402
+from colorize.hub import cached_onnx  # noqa: E402
+from colorize.onnx import OnnxModel, export_onnx  # noqa: E402
 from colorize.pipeline import Colorizer  # noqa: E402
 
 MAX_AB_ERROR = 1e-4  # normalized ab (x128 in Lab units: ~0.01)
@@ -22,7 +23,7 @@ def unet_onnx(request, tmp_path_factory):
     the gray stem folded, convolutions fused with their activations), which cached_onnx exports."""
     import copy
 
-    from colorize.models._base import optimize_for_inference
+    from colorize.models.base import optimize_for_inference
 
     torch.manual_seed(0)
     model = create_model("unet_lite0").eval()
@@ -80,3 +81,21 @@ def test_cached_onnx_exports_once(tmp_path, tiny_model_file):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         OnnxModel(tmp_path / "nope.onnx")
+
+
+def test_cli_runtime_onnx_matches_torch(tmp_path, tiny_model_file, photo, monkeypatch):
+    from PIL import Image
+
+    from colorize.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = tmp_path / "in" / "p.png"
+    src.parent.mkdir()
+    photo.convert("L").save(src)
+    for runtime in ("torch", "onnx", "onnx"):  # the second onnx run reuses the cached export
+        out = tmp_path / runtime / "p.png"
+        assert main([str(src), "-o", str(out), "--model", str(tiny_model_file), "--runtime", runtime, "-q",
+                     "--overwrite"]) == 0
+    assert len(list((tmp_path / "cache").rglob("*.onnx"))) == 1
+    a, b = (np.asarray(Image.open(tmp_path / r / "p.png"), dtype=np.int16) for r in ("torch", "onnx"))
+    assert a.shape == b.shape and np.abs(a - b).max() <= 1  # uint8 rounding at most

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_photo
+from helpers import make_photo
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ from PIL import Image
 
 from colorize.color import gray_rgb_from_l, lab_to_rgb, normalize_ab, normalize_l, rgb_to_l, rgb_to_lab
 from colorize.pipeline import Colorizer, guided_upsample, working_shape
-from tests.conftest import make_photo, tiny_bins_model
+from helpers import make_photo, tiny_bins_model
 
 
 @pytest.fixture(scope="module")
@@ -241,18 +241,6 @@ def test_strip_prepare_equals_whole_image_lightness(tiny_model_file, monkeypatch
     prepared = colorizer.prepare(rgb)
     assert prepared.l_full.shape == (1, 1, 157, 203)
     assert (prepared.l_full - whole).abs().max() < 1e-4  # the same up to vectorized float rounding
-
-
-def test_allocator_tuning_respects_the_users_settings(monkeypatch):
-    import colorize.pipeline as pipeline
-
-    monkeypatch.setattr(pipeline, "_allocator_tuned", False)
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")  # the user tunes glibc malloc themselves: hands off
-    assert pipeline.tune_allocator() is False
-    monkeypatch.delenv("MALLOC_ARENA_MAX")
-    monkeypatch.setenv("COLORIZE_NO_MALLOC_TUNING", "1")
-    assert pipeline.tune_allocator() is False
-    assert pipeline._allocator_tuned is False
 
 
 def test_uint8_lightness_matches_float_path():

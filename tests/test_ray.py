@@ -22,8 +22,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from colorize.cli import _colorize_parser, main
-from conftest import make_photo
+from colorize.cli import main
+from colorize.commands.colorize import parser as colorize_parser
+from helpers import make_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (extra: ray)")
@@ -224,6 +225,6 @@ def test_cluster_recipes_have_what_a_launch_needs():
     # the entrypoint is a valid colorize command on the ray engine, reading and writing the shared mount
     entry = shlex.split(spec["entrypoint"])
     assert entry[0] == "colorize"
-    args = _colorize_parser().parse_args(entry[1:])
+    args = colorize_parser().parse_args(entry[1:])
     assert args.engine == "ray" and args.address == "auto" and args.record
     assert all(any(p.startswith(m) for m in mounts) for p in [*args.paths, args.output])

@@ -13,7 +13,7 @@ import pytest
 from colorize import hub
 from colorize.checkpoint import load_model, save_checkpoint
 from colorize.cli import main
-from tests.conftest import make_photo
+from helpers import make_photo
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = {"serve", "video", "eval", "train"}  # a server, a film, a scoring run, training: parsed, not run

@@ -19,7 +19,7 @@ from colorize.data import PhotoDataset, collate, find_images
 from colorize.shards import (ShardDataset, expand_braces, is_shard_spec, iter_samples, resolve_shards, split_key,
                              write_shards)
 from colorize.train import TrainConfig, train
-from tests.conftest import make_photo
+from helpers import make_photo
 
 
 def test_names_and_patterns(tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 from colorize.color import lab_to_rgb
 from colorize.tone import classify
-from conftest import make_photo
+from helpers import make_photo
 
 
 def gray_scene(width: int = 160, height: int = 120, seed: int = 0) -> np.ndarray:

@@ -16,7 +16,7 @@ from colorize.checkpoint import load_checkpoint, load_model
 from colorize.color import gray_rgb_from_l, rgb_to_l
 from colorize.pipeline import Colorizer
 from colorize.train import TrainConfig, fit, get_lr, setup, train
-from tests.conftest import make_photo
+from helpers import make_photo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -260,7 +260,7 @@ def test_warm_start_continues_from_shipped_weights_with_a_fresh_optimizer(photo_
     """--init: the run starts from the weight file's tensors (rebalancing weights included, a folded prior
     correction taken back out), at step 0 with warmup; other architectures are refused by name."""
     from colorize.checkpoint import save_weights
-    from colorize.models._base import correct_prior
+    from colorize.models.base import correct_prior
 
     first = setup(_cfg(photo_dir, tmp_path / "first", model="unet_lite0", size=64))
     fit(first)

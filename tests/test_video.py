@@ -15,14 +15,14 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import make_photo
+from helpers import make_photo
 from PIL import Image
 
 from colorize.cli import main as cli_main
 from colorize.pipeline import Colorizer
-from colorize.video import (Motion, TemporalConfig, TemporalSmoother, VideoError, blend, colorize_video,
-                            estimate_motion, flicker, histogram_distance, is_scene_cut, optical_flow,
-                            video_flicker, warp)
+from colorize.temporal import (Motion, TemporalConfig, TemporalSmoother, blend, estimate_motion, flicker,
+                               histogram_distance, is_scene_cut, optical_flow, warp)
+from colorize.video import VideoError, colorize_video, video_flicker
 
 av = pytest.importorskip("av")
 pytest.importorskip("cv2")
@@ -349,3 +349,16 @@ def test_video_with_hints(clip, tmp_path, tiny_model_file, capsys):
     assert cli_main(["video", str(clip), "-o", str(tmp_path / "x.mp4"), "--model", str(tiny_model_file), "-q",
                      "--hints", str(hints)]) == 1
     assert "24 frames" in capsys.readouterr().err
+
+
+def test_cli_takes_the_model_options(clip, tmp_path, tiny_model_file):
+    """``colorize video`` shares the root command's model options: --saturation 0 leaves the film gray."""
+    chroma = {}
+    for saturation in (0.0, 1.0):
+        report = tmp_path / f"s{saturation}.json"
+        out = tmp_path / f"s{saturation}.mp4"
+        assert cli_main(["video", str(clip), "-o", str(out), "--model", str(tiny_model_file), "--saturation",
+                         str(saturation), "--temperature", "0.5", "--device", "cpu", "--report-json", str(report),
+                         "-q"]) == 0
+        chroma[saturation] = json.loads(report.read_text())["chroma"]
+    assert chroma[0.0] < 1e-6 < chroma[1.0]

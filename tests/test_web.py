@@ -19,13 +19,13 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageOps
 
-from conftest import make_photo, tiny_bins_model, uvicorn_server
+from helpers import make_photo, tiny_bins_model, uvicorn_server
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from colorize.data import load_image  # noqa: E402
+from colorize.io import load_image  # noqa: E402
 from colorize.pipeline import Colorizer  # noqa: E402
 from colorize.tone import classify  # noqa: E402
 from colorize.web import create_app, download_name, load_image_bytes  # noqa: E402

@@ -1,4 +1,4 @@
-"""Self-describing checkpoints and weight files, written atomically.
+"""Self-describing checkpoints and weight files, written atomically (:func:`colorize.io.atomic_write`).
 
 A training checkpoint (``.pt``) holds weights, model name and kwargs, the run config, step, epoch,
 best metric and everything needed to resume; it is read with ``torch.load(weights_only=True)``.
@@ -9,100 +9,18 @@ kwargs, so :func:`load_model` rebuilds the model from the file alone.
 from __future__ import annotations
 
 import json
-import os
-import re
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from colorize.io import atomic_write
 from colorize.models import create_model
 
 # Options that only matter when a model is first built for training (its encoder's ImageNet
 # weights); a saved model carries all its weights, so they are dropped when rebuilding.
 _BUILD_ONLY = ("backbone_weights", "classifier_weights")
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it: done once, before any thread starts
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-TEMP_SUFFIX = ".tmp"
-STALE_SECONDS = 60.0  # a temporary of ours untouched this long was left by a killed run
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp makes
-
-
-def atomic_write(path: str | Path, write, *, verify=None) -> None:
-    """Call ``write(tmp_path)``, check it, flush it to disk, then rename onto ``path``: readers never see a
-    half-written file, and a full disk is an error here rather than a short file later.
-
-    Args:
-        write: writes the file at the temporary path it is given.
-        verify: optional ``verify(tmp_path)`` that raises if the written file is incomplete (some
-            writers, Pillow's BMP and TIFF among them, do not notice a short write).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    os.close(fd)
-    try:
-        write(tmp)
-        if verify is not None:
-            verify(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())  # the data is on disk before the name points at it
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.filename is None:
-            e.filename = str(path)  # "[Errno 28] No space left on device: 'runs/x/last.pt'"
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def clean_stale_temporaries(folder: str | Path, *, older_than: float = STALE_SECONDS) -> list[Path]:
-    """Remove the hidden temporaries :func:`atomic_write` leaves when its process is killed (``kill -9``,
-    power loss): ``.NAME.XXXXXXXX.tmp`` files in ``folder`` untouched for ``older_than`` seconds (a
-    younger one may belong to a run still writing it). Other files are never touched.
-    Returns the removed paths."""
-    folder = Path(folder)
-    removed: list[Path] = []
-    if not folder.is_dir():
-        return removed
-    now = time.time()
-    for entry in folder.iterdir():
-        if not _TEMP_NAME.match(entry.name):
-            continue
-        try:
-            if entry.is_file() and not entry.is_symlink() and now - entry.stat().st_mtime >= older_than:
-                entry.unlink()
-                removed.append(entry)
-        except OSError:  # gone meanwhile, or not ours to remove
-            continue
-    return removed
 
 
 def model_spec(model: nn.Module) -> tuple[str, dict]:

@@ -1,48 +1,25 @@
-"""Reading photos safely, and datasets over folders, file lists or globs for training.
+"""Finding photos (folders, file lists, globs) and datasets over them for training.
 
-Every reader goes through :func:`load_image`: EXIF orientation applied; CMYK, palette, 16-bit, alpha
-and gray files converted to 8-bit RGB; unreadable, truncated or degenerate files raise
-:class:`ImageError` naming the file and the reason.
+Every photo is read by :func:`colorize.io.load_image`: 8-bit RGB, or :class:`colorize.io.ImageError`
+naming the file and the reason.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
-import io
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from colorize.io import ImageError, load_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
-MIN_SIDE = 8  # smaller images carry no usable content
-# The one limit on a photo's pixels (decompression-bomb guard): ~14,000 x 14,000, a 600 dpi scan of a
-# 23 x 23 inch print. Pillow's own guard is raised to it, so every file past it gets the same message.
-MAX_PIXELS = 200_000_000
-if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow warns above it and refuses above twice it
-
-
 # photo formats we recognize but cannot read: reported by name instead of passed over
 UNSUPPORTED_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf",
                           ".orf", ".rw2", ".psd")
-
-
-class ImageNote(UserWarning):
-    """Something a user should know about a photo that was used anyway (only its first frame, ...)."""
-
-
-class ImageError(ValueError):
-    """A file that cannot be used as a photo; ``str(e)`` names the file and the reason."""
-
-    def __init__(self, path: str | Path, reason: str):
-        self.path, self.reason = str(path), reason
-        super().__init__(f"{path}: {reason}")
 
 
 def scan_folder(root: str | Path, *, recursive: bool = True) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -138,76 +115,6 @@ def read_file_list(path: str | Path) -> list[Path]:
     path = Path(path)
     lines = [ln.strip() for ln in path.read_text().splitlines()]
     return [p if p.is_absolute() else path.parent / p for p in (Path(ln) for ln in lines if ln and not ln.startswith("#"))]
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB; transparency is composited onto white."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = float(arr.max()) if arr.size else 0.0
-        if img.mode == "F" and top <= 1.0:  # float data in 0..1 (scientific and HDR-tool TIFFs)
-            hi = 1.0
-        else:
-            hi = 65535.0 if img.mode.startswith("I;16") or top > 255 else 255.0
-        return Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
-    if img.mode == "P":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGB" and "transparency" in img.info):
-        img = img.convert("RGBA")
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, img).convert("RGB")
-    if img.mode == "RGB":
-        return img
-    return img.convert("RGB")  # L, 1, CMYK (PIL inverts Adobe CMYK), YCbCr, LAB, HSV
-
-
-def _too_many_pixels(width: int | None = None, height: int | None = None) -> str:
-    size = f"{width}x{height} = {width * height:,} pixels" if width else "more pixels than that"
-    return (f"too large: {size}; the limit is {MAX_PIXELS:,} pixels (about 14,000 x 14,000); "
-            "scale it down first")
-
-
-def _open(source) -> Image.Image:
-    """``Image.open`` without Pillow's warning for sizes between MAX_PIXELS and twice it: the check
-    right after opening refuses them with the one message."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(source)
-
-
-def load_image(path: str | Path, *, data: bytes | None = None) -> Image.Image:
-    """Open a photo as 8-bit RGB with EXIF orientation applied. Raises :class:`ImageError`.
-
-    ``data``: the file's bytes (e.g. a member of a tar shard); ``path`` then only names it in errors.
-    """
-    try:
-        with _open(Path(path) if data is None else io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise ImageError(path, _too_many_pixels(img.width, img.height))
-            frames = getattr(img, "n_frames", 1)
-            if frames > 1:
-                warnings.warn(ImageNote(f"{path}: has {frames} frames (pages); only the first is colorized"),
-                              stacklevel=2)
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img)
-    except ImageError:
-        raise
-    except FileNotFoundError:
-        raise ImageError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageError(path, "is a folder, not an image") from None
-    except UnidentifiedImageError:
-        raise ImageError(path, "not an image file (unrecognized format)") from None
-    except Image.DecompressionBombError:  # Pillow refused it while opening: past twice MAX_PIXELS
-        raise ImageError(path, _too_many_pixels()) from None
-    except (OSError, SyntaxError, ValueError) as e:
-        reason = "truncated or corrupt image data" if "truncated" in str(e).lower() or "broken" in str(e).lower() \
-            else f"cannot decode image ({e})"
-        raise ImageError(path, reason) from None
-    if min(rgb.size) < MIN_SIDE:
-        raise ImageError(path, f"too small ({rgb.width}x{rgb.height}; need at least {MIN_SIDE} px per side)")
-    return rgb
 
 
 def split_train_val(paths: Sequence[Path], val_fraction: float, *, root: Path | None = None) -> tuple[list[Path], list[Path]]:

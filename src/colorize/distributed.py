@@ -1,4 +1,4 @@
-"""Devices and data-parallel training across processes, for ``torchrun`` (one process per GPU or CPU share).
+"""Data-parallel training across processes, for ``torchrun`` (one process per GPU or CPU share).
 
 ``torchrun`` sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; when
 ``WORLD_SIZE`` is unset or 1, everything here is a no-op and training runs in one plain process.
@@ -14,25 +14,7 @@ import torch
 import torch.distributed as tdist
 import torch.nn as nn
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-def pick_device(name: str, *, local_rank: int = 0) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps`` -> a torch device; plain ``cuda`` is this
-    process's GPU (``local_rank``) under ``torchrun``."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    if name.split(":")[0] not in DEVICES[1:]:
-        raise ValueError(f"unknown device '{name}'; choose from: {', '.join(DEVICES)} (or cuda:N)")
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
+from colorize.runtime import pick_device
 
 @dataclass(frozen=True)
 class Dist:

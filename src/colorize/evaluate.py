@@ -80,7 +80,7 @@ class ImageNetClassifier:
 def load_truth(path: str | Path, protocol: str) -> torch.Tensor:
     """A color photo as (3, H, W) sRGB in [0, 1]: as it is (``original``) or resized so the short side
     is 256 and centre-cropped to 256x256 (``crop256``)."""
-    from colorize.data import load_image
+    from colorize.io import load_image
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol '{protocol}'; choose from: {', '.join(PROTOCOLS)}")
@@ -324,13 +324,13 @@ def _fmt(x: torch.Tensor | float) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from colorize.checkpoint import atomic_write
+    from colorize.io import atomic_write
 
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:
-    from colorize.checkpoint import atomic_write
+    from colorize.io import atomic_write
 
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
@@ -378,7 +378,7 @@ def save_grid(rows: list[list[torch.Tensor]], labels: list[str], path: Path, *, 
     """A PNG with a header of ``labels`` and one row per photo, each image fitted into a ``cell`` square."""
     from PIL import Image, ImageDraw
 
-    from colorize.checkpoint import atomic_write
+    from colorize.io import atomic_write
     from colorize.pipeline import to_uint8
 
     header = 20

@@ -1,4 +1,5 @@
-"""The weights that ship with colorize, described as data, and how a model name or file is resolved."""
+"""The weights that ship with colorize, described as data, and how a model spec (name, file, module) is
+resolved to a model on a runtime (torch, or onnxruntime over a cached export)."""
 
 from __future__ import annotations
 
@@ -71,23 +72,47 @@ def weight_file(model: str | Path | None = None) -> Path:
     return weights_dir() / SHIPPED[name].file if name in SHIPPED else Path(name)
 
 
-def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = "cpu") -> nn.Module:
-    """A model ready for inference from: None (the shipped default), a shipped model's name, a
-    ``.safetensors`` / ``.pt`` file, an exported ``.onnx`` file (run by onnxruntime), or a module. Raises with the valid choices on a bad name."""
-    from colorize.checkpoint import load_model
+RUNTIMES = ("torch", "onnx")
 
+
+def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = "cpu", runtime: str = "torch",
+                  temperature: float | None = None, threads: int | None = None) -> nn.Module:
+    """A model meeting the model contract (:mod:`colorize.models.base`), with the inference defaults
+    recorded in its file, ready for inference.
+
+    Args:
+        model: None (the shipped default), a shipped model's name, a ``.safetensors`` / ``.pt`` file, an
+            exported ``.onnx`` file (run by onnxruntime), or a module.
+        device: torch device of the model.
+        runtime: ``"torch"``, or ``"onnx"``: the model exported to ONNX once (:func:`cached_onnx`) and run
+            by onnxruntime. An ``.onnx`` file always runs on onnxruntime.
+        temperature: with ``runtime="onnx"``, the temperature baked into the export (None: the model's own).
+        threads: onnxruntime's intra-op threads (None: its default).
+    Raises:
+        ValueError naming the valid choices on a bad name or runtime.
+    """
+    from colorize.checkpoint import load_model
+    from colorize.models.base import as_model
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime '{runtime}'; choose from: {', '.join(RUNTIMES)}")
     if isinstance(model, nn.Module):
-        return model.to(device).eval()
+        return as_model(model.to(device).eval())
     if model is None:
         model = DEFAULT_MODEL
     path = Path(model)
-    if path.suffix == ".onnx":
+    if runtime == "onnx" or path.suffix.lower() == ".onnx":
         from colorize.onnx import OnnxModel
 
-        return OnnxModel(path)
+        return OnnxModel(cached_onnx(model, temperature=temperature), threads=threads)
     if path.suffix in (".safetensors", ".pt", ".pth") or path.is_file():
         return load_model(path, map_location=device)
-    name = str(model)
+    return load_model(shipped_file(str(model)), map_location=device)
+
+
+def shipped_file(name: str) -> Path:
+    """A shipped model's weight file, checked against its sha256. Raises with the valid choices on a bad
+    name, :class:`FileNotFoundError` when the file is missing, ValueError when its hash differs."""
     if name not in SHIPPED:
         from colorize.models import list_models
 
@@ -102,4 +127,41 @@ def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = 
         digest = hashlib.sha256(file.read_bytes()).hexdigest()
         if digest != spec.sha256:
             raise ValueError(f"{file}: sha256 {digest} does not match the expected {spec.sha256}")
-    return load_model(file, map_location=device)
+    return file
+
+
+def cache_dir() -> Path:
+    """Where :func:`cached_onnx` keeps exported models: ``$XDG_CACHE_HOME/colorize/onnx`` (~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "colorize" / "onnx"
+
+
+def cached_onnx(spec: str | Path | None = None, *, temperature: float | None = None,
+                folder: str | Path | None = None) -> Path:
+    """The ``.onnx`` file for a model spec: the spec itself if it is one; otherwise the model (None: the
+    shipped default, a shipped name, or a weight/checkpoint file) exported once and reused, keyed by
+    the weight file's sha256 and the temperature.
+
+    Args:
+        spec: as :func:`resolve_model` takes it, or an ``.onnx`` file.
+        temperature: annealed-mean temperature baked into classification models (None: the one recorded
+            in the weight file, else the default).
+        folder: the cache folder (default: :func:`cache_dir`).
+    """
+    from colorize.models.base import DEFAULT_TEMPERATURE, optimize_for_inference
+    from colorize.onnx import EXPORT_VERSION, export_onnx
+
+    spec = DEFAULT_MODEL if spec is None else spec
+    if Path(spec).suffix.lower() == ".onnx":
+        if not Path(spec).is_file():
+            raise FileNotFoundError(f"ONNX model not found: {spec}")
+        return Path(spec)
+    weights = weight_file(spec)
+    if not weights.is_file():
+        resolve_model(spec)  # raises the usual error naming the valid choices
+    if temperature is None:  # the weight file's header is enough: building the model costs the import of timm
+        temperature = recorded_defaults(spec).get("temperature", DEFAULT_TEMPERATURE)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    out = Path(folder or cache_dir()) / f"{weights.stem}-{digest}-t{temperature:g}-e{EXPORT_VERSION}.onnx"
+    if not out.is_file():
+        export_onnx(optimize_for_inference(resolve_model(spec)), out, temperature=temperature)
+    return out

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from colorize.color import AB_SCALE, model_lab_to_rgb
-from colorize.models._base import AbBins, ColorNet
+from colorize.models.base import AbBins, ColorNet
 
 LOSSES = ("auto", "mse", "smooth_l1", "bins")
 LOSSES_FOR_OUTPUT = {"ab": ("auto", "mse", "smooth_l1"), "rgb": ("auto", "mse"), "bins": ("auto", "bins")}

@@ -8,15 +8,13 @@ stored in the file's metadata, so ``Colorizer(OnnxModel("model.onnx"))`` works l
 
 from __future__ import annotations
 
-import hashlib
-import os
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from colorize.models._base import DEFAULT_TEMPERATURE
+from colorize.models.base import DEFAULT_TEMPERATURE, as_model
 
 OPSET = 17
 EXPORT_VERSION = 2  # part of cached file names: bump when the export of the same weights changes
@@ -28,34 +26,34 @@ class PredictAb(nn.Module):
 
     def __init__(self, model: nn.Module, *, temperature: float = DEFAULT_TEMPERATURE):
         super().__init__()
-        self.model, self.temperature = model, temperature
+        self.model, self.temperature = as_model(model), temperature
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
-        if getattr(self.model, "output", "ab") == "bins":
-            return self.model.predict_ab(l_norm, temperature=self.temperature)
-        if hasattr(self.model, "predict_ab"):
-            return self.model.predict_ab(l_norm)
-        return self.model(l_norm)
+        return self.model.predict_ab(l_norm, temperature=self.temperature)
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, size: int = 256,
-                temperature: float = DEFAULT_TEMPERATURE, opset: int = OPSET) -> Path:
+                temperature: float | None = None, opset: int = OPSET) -> Path:
     """Export ``model.predict_ab`` to ONNX with dynamic batch, height and width.
 
     Args:
         model: a colorization model (``create_model`` / ``resolve_model``).
         path: the ``.onnx`` file to write (atomically).
         size: side of the square example input used for tracing (rounded to the model's stride).
-        temperature: annealed-mean temperature baked into classification models.
+        temperature: annealed-mean temperature baked into classification models (None: the model's
+            ``default_temperature``).
         opset: ONNX opset version (>= 17).
     Returns:
         The written path.
     """
     import onnx
 
-    from colorize.checkpoint import atomic_write
+    from colorize.io import atomic_write
 
-    stride = int(getattr(model, "stride", 1))
+    model = as_model(model)
+    if temperature is None:
+        temperature = model.default_temperature
+    stride = model.stride
     side = max(stride, round(size / stride) * stride)
     wrapper = PredictAb(model, temperature=temperature).eval()  # export restores this (eval) mode
     example = torch.zeros(1, 1, side, side, device=next(model.parameters()).device)
@@ -82,48 +80,16 @@ def export_onnx(model: nn.Module, path: str | Path, *, size: int = 256,
     return path
 
 
-def cache_dir() -> Path:
-    """Where :func:`cached_onnx` keeps exported models: ``$XDG_CACHE_HOME/colorize/onnx`` (~/.cache)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "colorize" / "onnx"
-
-
-def cached_onnx(spec: str | Path | None = None, *, temperature: float = DEFAULT_TEMPERATURE,
-                folder: str | Path | None = None) -> Path:
-    """The ``.onnx`` file for a model spec: the spec itself if it is one; otherwise the model (None: the
-    shipped default, a shipped name, or a weight/checkpoint file) exported once and reused, keyed by
-    the weight file's sha256 and the temperature.
-
-    Args:
-        spec: as :func:`colorize.hub.resolve_model` takes it, or an ``.onnx`` file.
-        temperature: annealed-mean temperature baked into classification models.
-        folder: the cache folder (default: :func:`cache_dir`).
-    """
-    from colorize.hub import DEFAULT_MODEL, resolve_model, weight_file
-    from colorize.models._base import optimize_for_inference
-
-    spec = DEFAULT_MODEL if spec is None else spec
-    if Path(spec).suffix.lower() == ".onnx":
-        if not Path(spec).is_file():
-            raise FileNotFoundError(f"ONNX model not found: {spec}")
-        return Path(spec)
-    weights = weight_file(spec)
-    if not weights.is_file():
-        resolve_model(spec)  # raises the usual error naming the valid choices
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    out = Path(folder or cache_dir()) / f"{weights.stem}-{digest}-t{temperature:g}-e{EXPORT_VERSION}.onnx"
-    if not out.is_file():
-        export_onnx(optimize_for_inference(resolve_model(spec)), out, temperature=temperature)
-    return out
-
-
 class OnnxModel(nn.Module):
     """An exported ``.onnx`` file run by onnxruntime, usable wherever a model is: ``Colorizer(OnnxModel(p))``.
 
     It has no parameters; ``predict_ab`` moves the input to the CPU, runs the session and returns ab on
-    the input's device. The temperature was fixed at export, so ``output`` is ``"ab"``.
+    the input's device. The temperature was fixed at export (``default_temperature``), so ``output`` is
+    ``"ab"``.
     """
 
     output = "ab"
+    default_size: int | None = None  # the pipeline's working size
 
     def __init__(self, path: str | Path, *, threads: int | None = None):
         """
@@ -153,12 +119,12 @@ class OnnxModel(nn.Module):
         self.path = path
         self.model_name: str = meta.get("model", path.stem)
         self.stride: int = int(meta.get("stride", 32))
-        self.temperature: float = float(meta.get("temperature", DEFAULT_TEMPERATURE))
+        self.default_temperature: float = float(meta.get("temperature", DEFAULT_TEMPERATURE))  # baked in
         self.input_name: str = self.session.get_inputs()[0].name
 
-    def predict_ab(self, l_norm: torch.Tensor, **kwargs) -> torch.Tensor:
-        """Normalized L (B, 1, H, W) -> normalized ab (B, 2, H, W). Extra keywords (a temperature) are
-        ignored: the exported graph has its own."""
+    def predict_ab(self, l_norm: torch.Tensor, *, temperature: float | None = None) -> torch.Tensor:
+        """Normalized L (B, 1, H, W) -> normalized ab (B, 2, H, W). ``temperature`` is ignored: the
+        exported graph has its own (``default_temperature``)."""
         x = l_norm.detach().to("cpu", torch.float32).contiguous().numpy()
         (ab,) = self.session.run(None, {self.input_name: x})
         return torch.from_numpy(ab).to(l_norm.device)

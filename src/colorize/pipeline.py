@@ -7,10 +7,6 @@ is joined to that full-resolution L. So the output has exactly the input's size 
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence, Union
@@ -23,7 +19,9 @@ from PIL import Image, ImageOps
 
 from colorize.color import (denormalize_ab, lab_to_linear_rgb_in_gamut, linear_to_srgb, linear_to_srgb_uint8,
                             normalize_l, rgb_to_l, uint8_rgb_to_l)
-from colorize.models._base import DEFAULT_TEMPERATURE, optimize_for_inference
+from colorize.io import pass_through, save_image, to_rgb
+from colorize.models.base import optimize_for_inference
+from colorize.runtime import tune_allocator
 
 if TYPE_CHECKING:
     from colorize.hints import Hint, Propagator
@@ -150,35 +148,6 @@ class _RowResizer:
 
 
 STRIP_PIXELS = 1 << 20  # full-resolution work is done ~1 megapixel at a time: flat memory for any size
-_allocator_tuned = False
-
-
-def tune_allocator() -> bool:
-    """Let glibc's malloc keep freed memory for reuse (once per process; Linux/glibc only).
-
-    Every strip allocates the same few tensors of up to ~12 MB. By default glibc serves such blocks with
-    fresh memory maps and gives them back to the system on free, so each strip pays page faults on
-    memory it had a moment ago: measured here, 1.3-1.9x the time of the whole pipeline on 1-24
-    megapixel photos. Blocks under 32 MB now come from the heap, and up to 128 MB of freed heap is kept.
-    Skipped when the user set glibc's own ``MALLOC_*`` variables or ``COLORIZE_NO_MALLOC_TUNING``.
-    Returns whether the settings were applied (now or before).
-    """
-    global _allocator_tuned
-    if _allocator_tuned:
-        return True
-    if not sys.platform.startswith("linux") or any(
-            k.startswith("MALLOC_") or k == "COLORIZE_NO_MALLOC_TUNING" for k in os.environ):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    _allocator_tuned = bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
-    return _allocator_tuned
-
-
 class Colorizer:
     """Colorize photos with a trained model.
 
@@ -196,6 +165,7 @@ class Colorizer:
         guided: bool = True,
         device: str = "cpu",
         threads: int | None = None,
+        runtime: str = "torch",
     ):
         """
         Args:
@@ -209,7 +179,9 @@ class Colorizer:
             saturation: multiplies the predicted chroma (1 = as predicted).
             guided: edge-aware upsampling of ab guided by the full-size L (False: plain bilinear).
             device: torch device for the network and the color math.
-            threads: torch intra-op threads (None: leave as is).
+            threads: torch intra-op threads, and onnxruntime's (None: leave as is).
+            runtime: ``"torch"`` or ``"onnx"`` (:func:`colorize.hub.resolve_model`); with onnx the
+                temperature is baked into the exported model.
         """
         from colorize.hub import resolve_model
 
@@ -221,20 +193,26 @@ class Colorizer:
         if saturation < 0:
             raise ValueError(f"saturation must be >= 0, got {saturation}")
         self.device = torch.device(device)
-        self.model = resolve_model(model, device=str(self.device))
+        self.model = resolve_model(model, device=str(self.device), runtime=runtime, temperature=temperature,
+                                   threads=threads)
         if not isinstance(model, nn.Module):  # a model we loaded ourselves: rewrite it for speed
             optimize_for_inference(self.model)
         self.model.to(memory_format=torch.channels_last)
-        self.size = int(size or getattr(self.model, "default_size", None) or DEFAULT_SIZE)
-        if temperature is None:
-            temperature = getattr(self.model, "default_temperature", DEFAULT_TEMPERATURE)
+        self.size = int(size or self.model.default_size or DEFAULT_SIZE)
+        if temperature is None or runtime == "onnx":  # onnx: the one baked into the export
+            temperature = self.model.default_temperature
         if self.size < self.stride:
             raise ValueError(f"size must be >= {self.stride} for this model, got {self.size}")
         self.temperature, self.saturation, self.guided = temperature, saturation, guided
 
     @property
     def stride(self) -> int:
-        return int(getattr(self.model, "stride", 32))
+        return int(self.model.stride)
+
+    @property
+    def has_confidence(self) -> bool:
+        """Whether :meth:`predict_confidence` works: a classification (bins) model run by torch."""
+        return self.model.output == "bins" and getattr(self.model, "bins", None) is not None
 
     @property
     def model_name(self) -> str:
@@ -258,9 +236,7 @@ class Colorizer:
     def predict(self, l_small: torch.Tensor) -> torch.Tensor:
         """(B, 1, h, w) L in [0, 100] -> (B, 2, h, w) normalized ab, scaled by ``saturation``."""
         x = normalize_l(l_small).contiguous(memory_format=torch.channels_last)
-        kwargs = {"temperature": self.temperature} if getattr(self.model, "output", "") == "bins" else {}
-        ab = self.model.predict_ab(x, **kwargs) if hasattr(self.model, "predict_ab") else self.model(x)
-        return ab.float() * self.saturation
+        return self.model.predict_ab(x, temperature=self.temperature).float() * self.saturation
 
     @torch.inference_mode()
     def predict_confidence(self, l_small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,10 +251,10 @@ class Colorizer:
         Raises:
             ValueError: the model predicts colors directly (no distribution to measure).
         """
-        bins = getattr(self.model, "bins", None)
-        if getattr(self.model, "output", "") != "bins" or bins is None:
+        if not self.has_confidence:
             raise ValueError(f"confidence needs a classification (bins) model; {self.model_name} predicts "
-                             f"'{getattr(self.model, 'output', 'ab')}' directly (ONNX models included)")
+                             f"'{self.model.output}' directly (ONNX models included)")
+        bins = self.model.bins
         x = normalize_l(l_small).contiguous(memory_format=torch.channels_last)
         logits = self.model(x)
         ab = bins.decode(logits, temperature=self.temperature)
@@ -329,9 +305,7 @@ class Colorizer:
             confidence: also measure the network's confidence (classification models only).
         """
         if isinstance(image, Image.Image):
-            from colorize.data import _to_rgb
-
-            rgb = torch.from_numpy(np.array(_to_rgb(ImageOps.exif_transpose(image)))).permute(2, 0, 1)[None]
+            rgb = torch.from_numpy(np.array(to_rgb(ImageOps.exif_transpose(image)))).permute(2, 0, 1)[None]
         elif isinstance(image, np.ndarray):
             arr = image if image.ndim == 3 else image[:, :, None]
             rgb = torch.from_numpy(np.array(arr[:, :, :3])).permute(2, 0, 1)[None]  # a copy: may be read-only
@@ -402,9 +376,7 @@ class Colorizer:
                 dicts ``{"x", "y", "color", "radius"?}`` or ``"X,Y,COLOR[,RADIUS]"`` strings.
         """
         if isinstance(image, Image.Image):
-            from colorize.data import _to_rgb
-
-            rgb = _to_rgb(ImageOps.exif_transpose(image))
+            rgb = to_rgb(ImageOps.exif_transpose(image))
             return Image.fromarray(self.colorize_uint8(np.array(rgb), hints=hints))
         if isinstance(image, np.ndarray):
             return self._call_numpy(image, hints)
@@ -454,10 +426,10 @@ class Colorizer:
         Returns:
             size, the photo's tone report, whether it was passed through and the hints used.
         Raises:
-            :class:`colorize.data.ImageError` naming the file on bad input.
+            :class:`colorize.io.ImageError` naming the file on bad input.
         """
-        from colorize.data import load_image
         from colorize.hints import as_hints, hints_from_tint
+        from colorize.io import load_image
         from colorize.tone import classify
 
         img = load_image(src)
@@ -493,64 +465,6 @@ def confidence_path(dst: str | Path) -> Path:
     return dst.with_name(f"{dst.stem}.confidence.png")
 
 
-def pass_through(src: str | Path, dst: str | Path, img: Image.Image, *, quality: int = 95) -> None:
-    """Write a photo unchanged: its very bytes when ``dst`` has ``src``'s extension, else ``img`` re-encoded."""
-    import shutil
-
-    from colorize.checkpoint import atomic_write
-
-    if Path(src).suffix.lower() == Path(dst).suffix.lower():
-        atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
-    else:
-        save_image(img, dst, quality=quality)
-
-
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:
     """(3, H, W) float [0, 1] -> (H, W, 3) uint8."""
     return (rgb.clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).cpu().numpy()
-
-
-def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95) -> None:
-    """Write atomically (temp file + rename): a crash never leaves a half-written image."""
-    from colorize.checkpoint import atomic_write
-
-    dst = Path(dst)
-    fmt = Image.registered_extensions().get(dst.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{dst}: unknown image extension '{dst.suffix}'")
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options),
-                 verify=lambda tmp: verify_image(tmp, img.size))
-
-
-def verify_image(path: str | Path, size: tuple[int, int]) -> None:
-    """Check a just-written image is whole: raises :class:`OSError` if it is cut short or unreadable
-    (Pillow's BMP and TIFF writers do not notice a short write on a full disk).
-
-    JPEG, PNG, WebP and BMP are checked from their structure (end marker, recorded length: nothing is
-    decoded, so a 24-megapixel JPEG costs no second decode); other formats are read back in full.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as written:
-            if written.size != tuple(size):
-                raise ValueError(f"it reads back as {written.size[0]}x{written.size[1]}, not {size[0]}x{size[1]}")
-            fmt = written.format
-            if fmt not in _ENDS and fmt not in ("WEBP", "BMP"):
-                written.load()
-        length = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            f.seek(max(0, length - 12))
-            tail = f.read()
-        if fmt in _ENDS and not tail.endswith(_ENDS[fmt]):
-            raise ValueError(f"its {fmt} end marker is missing")
-        recorded = {"WEBP": lambda: int.from_bytes(head[4:8], "little") + 8,
-                    "BMP": lambda: int.from_bytes(head[2:6], "little")}.get(fmt)
-        if recorded is not None and recorded() != length:
-            raise ValueError(f"{length} bytes where its header records {recorded()}")
-    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, struct.error on a short file
-        raise OSError(errno.EIO, f"the written image is incomplete ({e}); is the disk full?") from None
-
-
-_ENDS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}  # the last bytes of a whole file

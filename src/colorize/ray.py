@@ -72,8 +72,8 @@ class ColorizeBatch:
         """
         from colorize.pipeline import Colorizer
 
-        kwargs = {"temperature": temperature} if temperature is not None else {}
-        self.colorizer = Colorizer(model, size=size, saturation=saturation, device=device, threads=threads, **kwargs)
+        self.colorizer = Colorizer(model, size=size, temperature=temperature, saturation=saturation, device=device,
+                                   threads=threads)
         self.column = column
 
     def colorize(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -106,8 +106,7 @@ class _ArchiveWorker(ColorizeBatch):
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from PIL import Image, ImageOps
 
-        from colorize.data import ImageError, _to_rgb, load_image
-        from colorize.pipeline import save_image
+        from colorize.io import ImageError, load_image, save_image, to_rgb
         from colorize.tone import classify
 
         errors, tones, described = [], [], []
@@ -119,7 +118,7 @@ class _ArchiveWorker(ColorizeBatch):
                 # exactly what Colorizer.colorize_file does, so the outputs are the local engine's bytes
                 img = load_image(src)
                 tone = classify(img)  # gray, toned or color: reported as the local engine does
-                rgb = _to_rgb(ImageOps.exif_transpose(img))
+                rgb = to_rgb(ImageOps.exif_transpose(img))
                 out = self.colorize([np.array(rgb)])[0]
             except ImageError as e:
                 errors.append(str(e))

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import glob
 import io
-import os
 import random
 import re
 import tarfile
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -23,7 +21,8 @@ from typing import BinaryIO, Iterator, Sequence
 
 import torch
 
-from colorize.data import Augment, ImageError, find_images, load_image, photo_transform
+from colorize.data import Augment, find_images, photo_transform
+from colorize.io import AtomicFile, ImageError, load_image
 
 SHARD_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 SHARD_NAME = "shard-{:06d}.tar"
@@ -233,16 +232,15 @@ class _ShardWriter:
     def __init__(self, out_dir: Path, max_count: int, max_bytes: int, result: PackResult):
         self.out_dir, self.max_count, self.max_bytes, self.result = out_dir, max_count, max_bytes, result
         self.tar: tarfile.TarFile | None = None
-        self.tmp = ""
+        self.file: AtomicFile | None = None
         self.count = self.size = 0
 
     def add(self, name: str, data: bytes, mtime: float) -> None:
         if self.tar is not None and (self.count >= self.max_count or self.size + len(data) > self.max_bytes):
             self.close()
         if self.tar is None:
-            fd, self.tmp = tempfile.mkstemp(dir=self.out_dir, prefix=".shard-", suffix=".tar.tmp")
-            os.close(fd)
-            self.tar = tarfile.open(self.tmp, "w", format=tarfile.PAX_FORMAT)
+            self.file = AtomicFile(self.out_dir / SHARD_NAME.format(len(self.result.shards)))
+            self.tar = tarfile.open(self.file.tmp, "w", format=tarfile.PAX_FORMAT)
             self.count = self.size = 0
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode = len(data), int(mtime), 0o644
@@ -257,16 +255,14 @@ class _ShardWriter:
             return
         self.tar.close()
         self.tar = None
-        path = self.out_dir / SHARD_NAME.format(len(self.result.shards))
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, path)
-        self.result.shards.append(path)
+        self.file.commit()
+        self.result.shards.append(self.file.path)
 
     def abort(self) -> None:
         if self.tar is not None:
             self.tar.close()
             self.tar = None
-            Path(self.tmp).unlink(missing_ok=True)
+            self.file.discard()
 
 
 def _shard_key(rel: Path, used: set[str]) -> str:

@@ -28,11 +28,11 @@ import torch
 import torch.nn as nn
 
 from colorize import distributed
-from colorize.checkpoint import (atomic_write, clean_stale_temporaries, load_checkpoint, save_checkpoint,
-                                 save_weights)
+from colorize.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from colorize.color import model_lab_to_rgb, rgb_to_model_lab
 from colorize.data import Augment, BadFileLog, PhotoDataset, collate, find_images, split_train_val
 from colorize.distributed import Dist, EpochSampler, pick_device  # noqa: F401 (pick_device: public here too)
+from colorize.io import atomic_write, clean_stale_temporaries
 from colorize.losses import LOSSES, color_loss
 from colorize.models import create_model, list_models
 from colorize.shards import ShardDataset, is_shard_spec, resolve_shards
@@ -300,7 +300,7 @@ def warm_start(model: nn.Module, path: str | Path) -> None:
     options must match; its class-rebalancing weights come with it (no new prior), and a prior correction
     folded into its head for inference (``colorize export --prior-correction``) is taken back out."""
     from colorize.checkpoint import load_model
-    from colorize.models._base import correct_prior
+    from colorize.models.base import correct_prior
 
     src = load_model(path)
     if type(src) is not type(model) or src.state_dict().keys() != model.state_dict().keys():

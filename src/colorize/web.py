@@ -35,7 +35,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -43,7 +43,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
 from colorize import __version__
-from colorize.data import MIN_SIDE, ImageError, _to_rgb
+from colorize.io import ImageError, decode
 from colorize.hints import Hint, as_hints, hints_from_json, hints_from_tint, hints_to_json
 from colorize.pipeline import Colorizer, Prediction
 from colorize.tone import ToneReport, classify
@@ -144,22 +144,15 @@ def open_upload(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
 
 def decode_upload(img: Image.Image, name: str) -> Image.Image:
     """Decode an opened upload to 8-bit RGB with EXIF orientation applied, as
-    :func:`colorize.data.load_image` does for files.
+    :func:`colorize.io.load_image` does for files (:func:`colorize.io.decode`).
 
     Raises:
         UploadRejected: 422 for truncated, corrupt or too small images.
     """
     try:
-        with img:
-            img.load()
-            rgb = _to_rgb(ImageOps.exif_transpose(img))
-    except (OSError, SyntaxError, ValueError) as e:
-        broken = "truncated" in str(e).lower() or "broken" in str(e).lower()
-        reason = "truncated or corrupt image data" if broken else f"cannot decode image ({e})"
-        raise UploadRejected(name, reason, 422) from None
-    if min(rgb.size) < MIN_SIDE:
-        raise UploadRejected(name, f"too small ({rgb.width}x{rgb.height}; need at least {MIN_SIDE} px per side)", 422)
-    return rgb
+        return decode(img, name)
+    except ImageError as e:
+        raise UploadRejected(name, e.reason, 422) from None
 
 
 def load_image_bytes(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -366,7 +359,7 @@ def analyze_upload(colorizer: Colorizer, img: Image.Image, name: str, pid: str) 
     rgb = decode_upload(img, name)
     tone = classify(rgb)
     tint = hints_from_tint(rgb) if tone.kind == "color" else []
-    with_confidence = getattr(colorizer.model, "output", "ab") == "bins"
+    with_confidence = colorizer.has_confidence
     prediction = colorizer.analyze(rgb, confidence=with_confidence)
     return Photo(pid, prediction, source_format, name, tone, colorizer, tint)
 
@@ -550,7 +543,7 @@ def create_app(
         """The loaded model (one per server), the options a request may set, and the upload limits."""
         return {
             "models": [{"name": base.model_name, "loaded": True, "stride": base.stride,
-                        "output": getattr(base.model, "output", "ab")}],
+                        "output": base.model.output}],
             "default": base.model_name,
             "options": {
                 "size": {"default": base.size, "min": base.stride, "max": MAX_WORK_SIZE},
@@ -559,7 +552,7 @@ def create_app(
             },
             "limits": {"max_upload_bytes": max_bytes, "max_pixels": max_pixels},
             "hints": {"max": MAX_HINTS},
-            "confidence": getattr(base.model, "output", "ab") == "bins",
+            "confidence": base.has_confidence,
         }
 
     @app.post("/api/colorize", response_class=Response, openapi_extra={"requestBody": UPLOAD_BODY},

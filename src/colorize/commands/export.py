@@ -17,10 +17,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--working-size", type=int, help="record the working size the pipeline should use by default")
     p.add_argument("--prior-correction", type=float, default=0.0,
                    help="classification models: undo this share (0..1) of class rebalancing's pull toward rare, "
-                        "saturated colors, folded into the weights (see models._base.correct_prior)")
+                        "saturated colors, folded into the weights (see models.base.correct_prior)")
     args = p.parse_args(argv)
 
-    from colorize.hub import resolve_model
+    from colorize.hub import recorded_defaults, resolve_model
 
     try:
         model = resolve_model(args.model)
@@ -28,21 +28,21 @@ def main(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.prior_correction:
-        from colorize.models._base import correct_prior
+        from colorize.models.base import correct_prior
 
         correct_prior(model, args.prior_correction)
     if args.format == "safetensors":
         from colorize.checkpoint import save_weights
 
-        recorded = {"temperature": args.temperature or getattr(model, "default_temperature", None),  # keep defaults
-                    "working_size": args.working_size or getattr(model, "default_size", None),
+        kept = recorded_defaults(args.model)  # the source file's own defaults are kept
+        recorded = {"temperature": args.temperature or kept.get("temperature"),
+                    "working_size": args.working_size or (int(kept["working_size"]) if "working_size" in kept
+                                                          else None),
                     "prior_correction": getattr(model, "prior_correction", None)}
         save_weights(args.output, model, metadata={k: str(v) for k, v in recorded.items() if v is not None})
     else:
-        from colorize.models._base import DEFAULT_TEMPERATURE
         from colorize.onnx import export_onnx
 
-        temperature = args.temperature or getattr(model, "default_temperature", DEFAULT_TEMPERATURE)
-        export_onnx(model, args.output, size=args.size, temperature=temperature)
+        export_onnx(model, args.output, size=args.size, temperature=args.temperature or None)
     print(f"wrote {args.output}")
     return 0

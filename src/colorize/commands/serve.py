@@ -7,6 +7,8 @@ import copy
 import ipaddress
 import sys
 
+from colorize.commands.options import add_model_options, build_colorizer
+
 LOOPBACK_NAMES = ("localhost",)
 
 
@@ -23,15 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="colorize serve", description=__doc__)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", help="shipped model name or a .safetensors/.pt file (default: unet_lite0)")
-    p.add_argument("--size", type=int, help="default working size (long side); requests may override")
-    p.add_argument("--temperature", type=float, default=None, help="default annealed-mean temperature")
-    p.add_argument("--saturation", type=float, default=1.0, help="default chroma multiplier")
+    add_model_options(p, device=False, runtime=False)  # defaults: a request may override size, temperature, saturation
     p.add_argument("--workers", type=int, default=1, help="inference threads (default 1)")
     p.add_argument("--queue", type=int, default=8, help="photos that may wait beyond those running (503 beyond)")
     p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default 25 MB)")
     p.add_argument("--max-pixels", type=int, default=None, help="largest image in pixels (default 16 million)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return p
 
@@ -41,15 +39,13 @@ def main(argv: list[str]) -> int:
 
     import uvicorn
 
-    from colorize.pipeline import Colorizer
     from colorize.web import DEFAULT_MAX_PIXELS, create_app
 
     if not _is_loopback(args.host):
         print(f"warning: binding to {args.host}: the app has no authentication; anyone who can reach this "
               "address can use it", file=sys.stderr)
-    kwargs = {"temperature": args.temperature} if args.temperature is not None else {}
     try:
-        colorizer = Colorizer(args.model, size=args.size, saturation=args.saturation, threads=args.threads, **kwargs)
+        colorizer = build_colorizer(args)
         app = create_app(colorizer, max_upload_mb=args.max_upload_mb,
                          max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, workers=args.workers,
                          queue_size=args.queue)

@@ -8,14 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from colorize.commands.options import add_model_options, build_colorizer
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="colorize video", description=__doc__)
     p.add_argument("input", metavar="IN", help="input video (any format FFmpeg reads)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output video; its extension picks the container (default: IN_color.mp4 beside IN)")
-    p.add_argument("--model", help="shipped model name or a .safetensors/.pt file (default: unet_lite0)")
-    p.add_argument("--size", type=int, help="working size (long side) the network sees; default per model")
+    add_model_options(p, runtime=False)
     p.add_argument("--no-temporal", action="store_true",
                    help="colorize every frame on its own (no color propagation along the motion)")
     p.add_argument("--report", action="store_true",
@@ -26,13 +27,12 @@ def _parser() -> argparse.ArgumentParser:
                         "frame numbers from 0; each hint holds for its frame's shot, carried along the motion")
     p.add_argument("--batch-size", type=int, default=8, help="frames per network call (default 8)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
 
 
 def _default_output(src: Path) -> Path:
-    from colorize.cli import OUTPUT_SUFFIX
+    from colorize.batch import OUTPUT_SUFFIX
 
     return src.with_name(f"{src.stem}{OUTPUT_SUFFIX}.mp4")
 
@@ -75,13 +75,12 @@ def main(argv: list[str]) -> int:
         print(f"error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
         return 2
 
-    from colorize.pipeline import Colorizer
     from colorize.video import VideoError, colorize_video, load_video_hints
 
     try:
         hints = load_video_hints(args.hints) if args.hints else None
-        colorizer = Colorizer(args.model, size=args.size, threads=args.threads)
-    except (ValueError, FileNotFoundError) as e:
+        colorizer = build_colorizer(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from colorize.models._base import ColorNet, RegressionHead
 from colorize.models._registry import register_model
+from colorize.models.base import ColorNet, RegressionHead
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from colorize.models._base import ColorNet, RegressionHead, conv_bn_relu
 from colorize.models._registry import register_model
+from colorize.models.base import ColorNet, RegressionHead, conv_bn_relu
 
 
 class Beta(ColorNet):

@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from colorize.models._base import ColorNet, RegressionHead, gray_for_classifier
 from colorize.models._registry import register_model
+from colorize.models.base import ColorNet, RegressionHead, gray_for_classifier
 from colorize.models.backbones import backbone_cfg, create_backbone
 
 

@@ -1,9 +1,10 @@
 """U-Net on a pretrained backbone's multi-scale features: the shipped default (``unet_lite0``).
 
 The gray photo goes through an ImageNet backbone (``features_only``); a light decoder upsamples the
-deepest features, concatenating each shallower level, down to the backbone's finest level (stride 2
-for EfficientNet). The head predicts logits over the in-gamut ab bins (Zhang et al.'s
-classification, decoded by annealed mean) or ab directly (regression).
+deepest features, concatenating each shallower level, down to the finest level used: stride 2 for
+EfficientNet with every level, stride 4 for ``unet_lite0`` (levels 1..4), whose output is at 1/4 of
+the input. The head predicts logits over the in-gamut ab bins (Zhang et al.'s classification,
+decoded by annealed mean) or ab directly (regression).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from colorize.models._inference import fuse_conv_act, fuse_conv_bn
-from colorize.models._base import (AbBins, BinHead, ColorNet, RegressionHead, conv_bn_relu, fold_gray_stem,
-                                   gray_for_classifier)
 from colorize.models._registry import register_model
+from colorize.models.base import (AbBins, BinHead, ColorNet, RegressionHead, conv_bn_relu, fold_gray_stem,
+                                  gray_for_classifier)
 from colorize.models.backbones import backbone_cfg, create_backbone
 
 
@@ -173,7 +174,7 @@ class UNet(ColorNet):
         x = feats[-1] if self.context is None else self.context(feats[-1])
         for up, skip in zip(self.decoder, reversed(feats[:-1])):
             x = up(x, skip)
-        return self.head(x)  # (B, Q, h, w) bin logits or (B, 2, h, w) ab at the finest level used
+        return self.head(x)  # (B, Q or 2, H/s, W/s) bin logits or ab; s: the finest level's stride (4: unet_lite0)
 
 
 @register_model

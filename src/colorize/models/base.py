@@ -1,8 +1,15 @@
-"""What every colorization model shares: the output contract and the two kinds of heads.
+"""What every colorization model shares: the model contract and the two kinds of heads.
 
-A model takes normalized L ``(B, 1, H, W)`` (H, W multiples of ``model.stride``) and
-``predict_ab`` returns normalized ab ``(B, 2, H, W)`` in [-1, 1]. ``forward`` returns what the loss
-needs: ab (``output == "ab"``), RGB in [0, 1] (``"rgb"``) or logits over ab bins (``"bins"``).
+The contract, met by every :class:`ColorNet`, by :class:`colorize.onnx.OnnxModel` and by any other
+module once wrapped in :class:`ModuleModel`:
+
+- ``predict_ab(l_norm, *, temperature)``: normalized L ``(B, 1, H, W)`` (H, W multiples of ``stride``)
+  -> normalized ab ``(B, 2, H, W)`` in [-1, 1]; ``temperature`` is the annealed-mean temperature of
+  classification models (others ignore it).
+- ``output``: what ``forward`` returns for the loss: ab (``"ab"``), RGB in [0, 1] (``"rgb"``) or logits
+  over ab bins (``"bins"``).
+- ``stride``, and the inference defaults recorded with the weights: ``default_temperature``,
+  ``default_size`` (the working size; None: the pipeline's).
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ class ColorNet(nn.Module):
 
     output: str = "ab"
     stride: int = 1
+    default_temperature: float = DEFAULT_TEMPERATURE  # tuned for the weights when their file records it
+    default_size: int | None = None  # working size recorded in the weight file, if any
 
     def optimize_for_inference(self) -> "ColorNet":
         """Rewrite the model for inference with the same outputs: BatchNorms folded into convolutions,
@@ -207,6 +216,40 @@ def correct_prior(model: nn.Module, strength: float) -> nn.Module:
     head.proj.bias -= strength * model.bins.weights.log()
     model.prior_correction = getattr(model, "prior_correction", 0.0) + strength
     return model
+
+
+class ModuleModel(nn.Module):
+    """Any module whose ``forward`` (or own ``predict_ab``) maps normalized L to normalized ab, given the
+    model contract: its ``stride`` (default 32), ``model_name`` and recorded defaults when it has them."""
+
+    output = "ab"
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+        self.stride: int = int(getattr(module, "stride", 32))
+        self.model_name: str = getattr(module, "model_name", type(module).__name__)
+        self.default_temperature: float = getattr(module, "default_temperature", DEFAULT_TEMPERATURE)
+        self.default_size: int | None = getattr(module, "default_size", None)
+
+    def predict_ab(self, l_norm: torch.Tensor, *, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+        predict = getattr(self.module, "predict_ab", None)
+        if predict is None:
+            return self.module(l_norm)
+        return predict(l_norm, temperature=temperature) if getattr(self.module, "output", "") == "bins" \
+            else predict(l_norm)
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        return self.predict_ab(l_norm)
+
+
+CONTRACT = ("predict_ab", "output", "stride", "default_temperature", "default_size")  # see the module doc
+
+
+def as_model(module: nn.Module) -> nn.Module:
+    """``module`` if it meets the model contract (every :class:`ColorNet`, ``OnnxModel``), else wrapped in
+    :class:`ModuleModel`."""
+    return module if all(hasattr(module, name) for name in CONTRACT) else ModuleModel(module)
 
 
 def optimize_for_inference(model: nn.Module) -> nn.Module:

@@ -1,0 +1,185 @@
+"""Colorizing many files: plan where each input's output goes, then run a :class:`Colorizer` over them.
+
+:func:`plan_outputs` pairs every input photo with its output path (folder structure kept, problems and
+duplicates accounted for by name); :func:`colorize_files` colorizes the pairs one by one and reports
+what happened to each, stopping cleanly on a full disk or Ctrl-C. The ``colorize PATH...`` command
+(:mod:`colorize.commands.colorize`) is argument parsing and printing around these two.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable
+
+if TYPE_CHECKING:
+    from colorize.archive import DoneRecord
+    from colorize.pipeline import Colorizer
+
+OUTPUT_SUFFIX = "_color"
+DEFAULT_OUTPUT = "colorized"  # the output folder when none is given
+DEFAULT_QUALITY = 95
+WRITABLE = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # output formats; others become PNG
+
+
+@dataclass
+class Plan:
+    """What a run will do with its inputs: each one is accounted for by name."""
+
+    pairs: list[tuple[Path, Path]] = field(default_factory=list)  # (input, output)
+    problems: list[tuple[Path, str]] = field(default_factory=list)  # inputs that cannot be used, and why
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (input, the same file met first)
+
+
+def output_file(paths: list[str], output: str | None) -> Path | None:
+    """The output file named by ``output`` for a single input file (None: ``output`` is a folder)."""
+    from colorize.data import IMAGE_EXTENSIONS
+
+    if not output or not Path(paths[0]).is_file() or len({Path(p).resolve() for p in paths}) != 1:
+        return None  # the same file given twice is still one input
+    out = Path(output)
+    return out if out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir() else None
+
+
+def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
+    """Pair every input image with its output path, keeping folder structure relative to each root.
+
+    A missing path, broken link or unsupported file becomes a problem (reported with the rest, the
+    batch goes on); the same file reached twice is planned once.
+
+    Args:
+        paths: files, folders (recursive) or glob patterns.
+        output: the output folder (None: ``colorized``), or for a single input file an output file name.
+        fmt: ``"same"`` (the input's format, PNG where it cannot be written) or an extension without dot.
+    """
+    from colorize.data import scan_folder
+
+    out_root = Path(output) if output else Path(DEFAULT_OUTPUT)
+    named = output_file(paths, output)
+    plan = Plan()
+    first: dict[Path, Path] = {}  # resolved input -> the path it was first met by
+    for raw in paths:
+        root = Path(raw)
+        if root.is_dir():
+            files, problems = scan_folder(root)
+            plan.problems += problems
+            if out_root.resolve() != root.resolve() and out_root.resolve().is_relative_to(root.resolve()):
+                files = [f for f in files if not f.resolve().is_relative_to(out_root.resolve())]  # earlier outputs
+        elif root.is_file():
+            files = [root]
+        elif any(c in raw for c in "*?["):  # a pattern the shell did not expand
+            files = sorted(Path(f) for f in glob.glob(raw, recursive=True) if Path(f).is_file())
+            if not files:
+                plan.problems.append((root, "no file matches this pattern"))
+        else:
+            plan.problems.append((root, "broken symlink" if root.is_symlink() else "no such file or folder"))
+            continue
+        for f in files:
+            key = f.resolve()
+            if key in first:
+                plan.duplicates.append((f, first[key]))
+                continue
+            first[key] = f
+            if named is not None:
+                plan.pairs.append((f, named))
+                continue
+            rel = f.relative_to(root) if root.is_dir() else Path(f.name)
+            if root.is_dir() and len(paths) > 1:
+                rel = Path(root.name) / rel
+            suffix = f.suffix if fmt == "same" else f".{fmt}"
+            if suffix.lower() not in WRITABLE:
+                suffix = ".png"
+            plan.pairs.append((f, out_root / rel.with_suffix(suffix)))
+    return plan
+
+
+def conflict(pairs: list[tuple[Path, Path]], *, named: bool, in_place_ok: bool) -> str | None:
+    """Why these pairs must not run (two inputs to one output, an output over an input, an output beside
+    its input without ``in_place_ok``), or None. ``named``: the output file was named by the user."""
+    inputs = {p.resolve() for p, _ in pairs}
+    writers: dict[Path, Path] = {}  # output -> the input that writes it
+    for src, dst in pairs:
+        if writers.setdefault(dst.resolve(), src) != src:
+            return f"{writers[dst.resolve()]} and {src} would both be written to {dst}; rename one of them"
+        if dst.resolve() in inputs:
+            return f"output {dst} would overwrite an input; choose another -o"
+        # an output file named explicitly is the user's intent; a folder of outputs beside the inputs is not
+        if not named and not in_place_ok and dst.resolve().parent == src.resolve().parent:
+            return f"output {dst} would be written next to its input; choose another -o or pass --in-place-ok"
+    return None
+
+
+@dataclass
+class BatchResult:
+    """What :func:`colorize_files` did, input by input."""
+
+    done: int = 0
+    failed: list[str] = field(default_factory=list)  # "path: reason"
+    notes: list[str] = field(default_factory=list)  # used anyway, worth knowing (only the first frame, ...)
+    warned: list[str] = field(default_factory=list)  # photos already in color: what was done with them
+    kinds: dict[str, int] = field(default_factory=dict)  # inputs by tone: gray, toned, color
+    stopped: str = ""  # why the run stopped early ("interrupted", a full disk), if it did
+    left: int = 0  # inputs not started when it stopped
+
+
+def colorize_files(colorizer: "Colorizer", pairs: list[tuple[Path, Path]], *, quality: int = DEFAULT_QUALITY,
+                   hints_for: Callable[[Path], list] | None = None, confidence: bool = False,
+                   keep_color: bool = False, tint_as_hints: bool = False, record: "DoneRecord | None" = None,
+                   progress: Callable[[list], Iterable] | None = None) -> BatchResult:
+    """Colorize every (input, output) pair with :meth:`Colorizer.colorize_file`.
+
+    A bad input is a failure and the batch goes on; a full disk, an unwritable record or Ctrl-C stops it
+    (``stopped``, ``left``): finished outputs are kept, the one being written is never left half done.
+
+    Args:
+        hints_for: input path -> its color hints (None: no hints).
+        confidence, keep_color, tint_as_hints, quality: as for :meth:`Colorizer.colorize_file`.
+        record: marks each finished input done (``archive.DoneRecord``), so a rerun skips it.
+        progress: wraps the list of pairs in a progress display (None: none).
+    """
+    import errno
+    import sqlite3
+    import warnings
+
+    from colorize.io import ImageError, ImageNote
+
+    result = BatchResult()
+    for i, (src, dst) in enumerate((progress or iter)(pairs)):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ImageNote)
+                done = colorizer.colorize_file(src, dst, quality=quality, hints=hints_for(src) if hints_for else None,
+                                               confidence=confidence, keep_color=keep_color,
+                                               tint_as_hints=tint_as_hints)
+            result.notes += [str(w.message) for w in caught if issubclass(w.category, ImageNote)]
+            tone = done.tone
+            result.kinds[tone.kind] = result.kinds.get(tone.kind, 0) + 1
+            if tone.kind == "color":
+                action = ("passed through unchanged (--keep-color)" if done.passed_through else
+                          f"colorized from its lightness with {done.hints} hints from its tint" if tint_as_hints
+                          else "colorized from its lightness; --keep-color writes such photos unchanged, "
+                               "--tint-as-hints uses their colors as hints")
+                result.warned.append(f"{src}: {tone.describe()}; {action}")
+            result.done += 1
+            if record is not None:
+                record.mark_done(src)
+        except ImageError as e:
+            result.failed.append(str(e))
+        except ValueError as e:  # a hint outside this photo
+            result.failed.append(f"{src}: {e}")
+        except sqlite3.Error as e:  # the record: "database or disk is full", a disk error
+            result.failed.append(f"{record.path}: cannot record {src} as done ({e})")
+            result.stopped = f"the record {record.path} cannot be written ({e})"
+            result.left = len(pairs) - i - 1
+            break
+        except OSError as e:  # output side: disk full, permissions
+            result.failed.append(f"{src}: cannot write {dst} ({e.strerror or e})")
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+                result.stopped = f"cannot write to {dst.parent} ({e.strerror or e})"
+                result.left = len(pairs) - i - 1
+                break
+        except KeyboardInterrupt:  # Ctrl-C: the photo being written was not renamed into place
+            result.stopped, result.left = "interrupted", len(pairs) - i
+            break
+    return result

@@ -1,0 +1,286 @@
+"""``colorize PATH...``: colorize photos, files and folders (recursive), into an output folder.
+
+Argument parsing and printing over :mod:`colorize.batch` (plan the outputs, colorize the files) or, with
+``--engine ray``, :func:`colorize.ray.colorize_pairs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from colorize import __version__
+from colorize.batch import DEFAULT_OUTPUT, DEFAULT_QUALITY, colorize_files, conflict, output_file, plan_outputs
+from colorize.cli import SUBCOMMANDS
+from colorize.commands.options import add_model_options, build_colorizer
+
+PROGRESS_SECONDS = 10.0  # without a terminal: one progress line this often
+
+
+def main(argv: list[str]) -> int:
+    return run(parser().parse_args(argv))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="colorize",
+        description="Colorize black-and-white photos. Files and folders (recursive) are accepted.",
+        epilog="subcommands:\n" + "\n".join(f"  {k:<8} {v}" for k, v in SUBCOMMANDS.items())
+        + "\n\nrun `colorize SUBCOMMAND --help` for each one's options",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="output folder (default: ./colorized); for a single file, may be a file name")
+    add_model_options(p)
+    p.add_argument("--format", choices=["same", "jpg", "png", "webp", "tif", "bmp"], default="same",
+                   help="output format (same: as the input's, PNG for formats that cannot be written)")
+    p.add_argument("--quality", type=_quality, default=DEFAULT_QUALITY, metavar="Q",
+                   help=f"JPEG and WebP quality, 1-100 (default {DEFAULT_QUALITY})")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument("--in-place-ok", action="store_true",
+                   help="allow writing into the input folder (never over an input file)")
+    p.add_argument("--record", action="store_true",
+                   help="keep a record of finished files in OUT/.colorize-done*.sqlite; a rerun after a crash "
+                        "skips them (even with --overwrite)")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="process only part K of N (1 <= K <= N) of the files, split by a hash of their "
+                        "relative path: run N of these on N machines or GPUs; implies --record")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: a Ray Data pipeline, on a local Ray or a cluster "
+                        "(needs the ray extra; see docs/scaling.md)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="with --engine ray: join this Ray cluster (auto, HOST:PORT or ray://HOST:PORT) "
+                        "instead of starting a local Ray")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --engine ray: colorizing actors, each loading the model once (default: one per CPU)")
+    g = p.add_argument_group("guiding the colors (local engine)")
+    g.add_argument("--hint", action="append", default=[], metavar="X,Y,COLOR[,RADIUS]",
+                   help="a color hint (repeatable): a point in the photo's pixels, a color (#2a6fdb, red, "
+                        "rgb(..)) and optionally a radius in pixels (default: bounded by the photo's edges only)")
+    g.add_argument("--hints", metavar="FILE",
+                   help='hints from a JSON file: [{"x": 120, "y": 80, "color": "#2a6fdb", "radius": 40}, ...], '
+                        'or {"photo.jpg": [...], ...} for several photos')
+    g.add_argument("--confidence", action="store_true",
+                   help="also write NAME.confidence.png beside each output (255 = the model is sure)")
+    g.add_argument("--keep-color", action="store_true",
+                   help="write photos that are already in color unchanged instead of recolorizing them")
+    g.add_argument("--tint-as-hints", action="store_true",
+                   help="use a hand-tinted (partly colored) photo's own colors as hints")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--version", action="version", version=f"colorize {__version__}")
+    return p
+
+
+def _quality(text: str) -> int:
+    quality = int(text)
+    if not 1 <= quality <= 100:
+        raise argparse.ArgumentTypeError(f"quality must be 1..100, got {quality}")
+    return quality
+
+
+def _shard(spec: str) -> tuple[int, int]:
+    from colorize.archive import parse_shard
+
+    try:
+        return parse_shard(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _progress(items: list, *, quiet: bool):
+    """A progress bar on a terminal; otherwise (logs, pipes) a plain line every PROGRESS_SECONDS."""
+    if quiet or not items or os.environ.get("COLORIZE_NO_PROGRESS") == "1":
+        return items
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(items, unit="img", dynamic_ncols=True)
+    return _plain_progress(items)
+
+
+def _plain_progress(items: list):
+    start = last = time.monotonic()
+    for i, item in enumerate(items, 1):
+        yield item
+        now = time.monotonic()
+        if now - last >= PROGRESS_SECONDS or i == len(items):
+            print(f"progress: {i}/{len(items)} images ({100 * i // len(items)}%), {now - start:.0f} s",
+                  file=sys.stderr, flush=True)
+            last = now
+
+
+def _hints_for(args: argparse.Namespace, sources: list[Path]):
+    """A function: input path -> its hints, from ``--hint`` and ``--hints``. Hints given as a plain list
+    need a single input photo; a ``{file name: [...]}`` file may name several (by name or path)."""
+    from colorize.hints import load_hints, parse_hint
+
+    given = [parse_hint(h) for h in getattr(args, "hint", None) or []]
+    per_file: dict[str, list] = {}
+    hints_file = getattr(args, "hints", None)
+    if hints_file:
+        loaded = load_hints(hints_file)
+        if isinstance(loaded, dict):
+            per_file = loaded
+        else:
+            given += loaded
+    if given and len(sources) != 1:
+        raise ValueError(f"--hint and a list of --hints are for one photo, got {len(sources)}; give a JSON "
+                         'object {"photo.jpg": [...]} to hint several')
+    if per_file:
+        known = {str(s) for s in sources} | {s.name for s in sources}
+        unknown = sorted(set(per_file) - known)
+        if unknown:
+            raise ValueError(f"{hints_file}: no input photo named {', '.join(unknown)}")
+
+    def hints_for(src: Path) -> list:
+        return given + per_file.get(str(src), per_file.get(src.name, []))
+
+    return hints_for
+
+
+def run(args: argparse.Namespace) -> int:
+    """Colorize every image; print a summary naming every input not done; exit 1 if any failed."""
+    engine = getattr(args, "engine", "local")
+    if engine == "ray":
+        from colorize.ray import RayEngineError, require_ray
+
+        try:
+            require_ray()
+        except RayEngineError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if args.runtime != "torch":
+            print("error: --engine ray runs --runtime torch only", file=sys.stderr)
+            return 2
+        guided = [flag for flag, name in (("--hint", "hint"), ("--hints", "hints"), ("--confidence", "confidence"),
+                                          ("--keep-color", "keep_color"), ("--tint-as-hints", "tint_as_hints"))
+                  if getattr(args, name, None)]
+        if guided:
+            print(f"error: {', '.join(guided)}: the local engine only (drop --engine ray); the ray engine "
+                  "colorizes as predicted", file=sys.stderr)
+            return 2
+    elif getattr(args, "address", None) or getattr(args, "workers", None):
+        print("error: --address and --workers need --engine ray", file=sys.stderr)
+        return 2
+    from colorize import archive
+    from colorize.io import clean_stale_temporaries
+
+    plan = plan_outputs(args.paths, args.output, args.format)
+    pairs = plan.pairs
+    problems = [f"{path}: {reason}" for path, reason in plan.problems]
+    named = output_file(args.paths, args.output)
+    out_dir = named.parent if named is not None else Path(args.output or DEFAULT_OUTPUT)
+    shard = getattr(args, "shard", None)
+    if shard:
+        found = len(pairs)
+        pairs = archive.select_shard(pairs, out_dir, shard)
+        if found and not pairs:
+            print(f"shard {shard[0]}/{shard[1]}: none of the {found} images")
+            return 0
+    problem = conflict(pairs, named=named is not None, in_place_ok=args.in_place_ok)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if not pairs:
+        for msg in problems:
+            print(f"error: {msg}", file=sys.stderr)
+        print("no images found", file=sys.stderr)
+        return 2 if problems else 1
+    try:
+        hints_for = _hints_for(args, [src for src, _ in pairs])
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stale = [t for folder in sorted({d.parent for _, d in pairs}) for t in clean_stale_temporaries(folder)]
+    if stale:
+        print(f"removed {len(stale)} temporary file(s) left by an interrupted run (e.g. {stale[0]})")
+    record, recorded = None, 0
+    if shard or getattr(args, "record", False):
+        settings = {k: getattr(args, k) for k in ("model", "size", "temperature", "saturation", "format")}
+        try:
+            record = archive.DoneRecord(archive.record_path(out_dir, shard), settings)
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if record.reset:
+            print(f"settings changed since {record.path} was made; starting a new record")
+        planned = len(pairs)
+        pairs = record.pending(pairs, out_dir)
+        recorded = planned - len(pairs)
+    todo = [(s, d) for s, d in pairs if args.overwrite or not d.exists()]
+    skipped = len(pairs) - len(todo)
+    if engine == "ray":
+        from colorize.ray import colorize_pairs
+
+        try:
+            result = colorize_pairs(todo, model=args.model, size=args.size, temperature=args.temperature,
+                                    saturation=args.saturation, device=args.device, threads=args.threads,
+                                    address=args.address, workers=args.workers, progress=not args.quiet,
+                                    on_done=record.mark_done if record is not None else None)
+        except (RayEngineError, ValueError) as e:
+            if record is not None:
+                record.close()
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        warned = [f"{msg}; colorized from its lightness (the local engine's --keep-color writes such photos "
+                  "unchanged)" for msg in result.in_color]
+        return _report(args, result.done, skipped, list(problems) + result.failed, record, recorded,
+                       notes=[f"{d}: same file as {first}; done once" for d, first in plan.duplicates],
+                       destination=named or out_dir, kinds=result.kinds, warned=warned)
+
+    try:
+        colorizer = build_colorizer(args)
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        if record is not None:
+            record.close()
+        return 2
+    if getattr(args, "confidence", False) and not colorizer.has_confidence:
+        print(f"error: --confidence needs a classification (bins) model; {colorizer.model_name} predicts "
+              "colors directly (the onnx runtime too)", file=sys.stderr)
+        if record is not None:
+            record.close()
+        return 2
+    result = colorize_files(colorizer, todo, quality=args.quality, hints_for=hints_for, confidence=args.confidence,
+                            keep_color=args.keep_color, tint_as_hints=args.tint_as_hints, record=record,
+                            progress=lambda items: _progress(items, quiet=args.quiet))
+    notes = [f"{d}: same file as {first}; done once" for d, first in plan.duplicates] + result.notes
+    return _report(args, result.done, skipped, list(problems) + result.failed, record, recorded, notes=notes,
+                   stopped=result.stopped, left=result.left, destination=named or out_dir, kinds=result.kinds,
+                   warned=result.warned)
+
+
+def _report(args: argparse.Namespace, done: int, skipped: int, failed: list[str], record, recorded: int, *,
+            notes: list[str] = (), stopped: str = "", left: int = 0, destination: Path | None = None,
+            kinds: dict[str, int] | None = None, warned: list[str] = ()) -> int:
+    """Close the record, print the summary (with the inputs by tone: gray, toned, color), each note,
+    warning and failure; exit 130 after Ctrl-C, 1 if any failed."""
+    import sqlite3
+
+    if record is not None:
+        try:
+            record.close()
+        except sqlite3.Error:
+            pass
+    print(f"done: {done}, skipped (exists, use --overwrite): {skipped}, failed: {len(failed)}"
+          + (f", done before (record): {recorded}" if record is not None else "")
+          + (f"  -> {destination}" if done and destination else ""))
+    if kinds:
+        print("inputs: " + ", ".join(f"{kinds[k]} {k}" for k in ("gray", "toned", "color") if k in kinds))
+    for msg in notes:
+        print(f"  note: {msg}")
+    for msg in warned:
+        print(f"  warning: {msg}", file=sys.stderr)
+    for msg in failed:
+        print(f"  failed: {msg}", file=sys.stderr)
+    if stopped:
+        advice = "Run again" if stopped == "interrupted" else "Free some space and run again"
+        print(f"stopped: {stopped}; {left} image(s) not done. {advice}: finished outputs are kept and skipped.",
+              file=sys.stderr)
+    if stopped == "interrupted":
+        return 130  # the shell's code for Ctrl-C
+    return 1 if failed else 0

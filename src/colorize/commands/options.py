@@ -1,0 +1,56 @@
+"""The model options every colorizing command shares, and the :class:`Colorizer` built from them.
+
+Imports nothing heavy: ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+MAX_WORK_SIZE = 2048  # the web API's cap too (web.MAX_WORK_SIZE): compute grows with its square
+
+
+def working_size(text: str) -> int:
+    """``--size``: the working size, 16..MAX_WORK_SIZE."""
+    size = int(text)
+    if not 16 <= size <= MAX_WORK_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{size} is outside 16..{MAX_WORK_SIZE}: it is the size the network works at, not the output's "
+            "(which keeps the photo's size); larger costs time with the square and adds no detail")
+    return size
+
+
+def add_model_options(p: argparse.ArgumentParser, *, device: bool = True, runtime: bool = True) -> None:
+    """Add ``--model --size --temperature --saturation --threads`` and, unless turned off, ``--device``
+    and ``--runtime`` (read back by :func:`build_colorizer`)."""
+    p.add_argument("--model", help="shipped model name or a .safetensors/.pt file (default: unet_lite0)")
+    p.add_argument("--size", type=working_size, metavar="PX",
+                   help=f"working size: the long side, in pixels, the network sees (at most {MAX_WORK_SIZE}); the "
+                        "output keeps the photo's own size. Default: the one stored in the model's weight file")
+    p.add_argument("--temperature", type=float, default=None, metavar="T",
+                   help="how boldly to color (classification models): lower keeps strong colors where the "
+                        "model is sure and leaves more of the photo gray; higher spreads softer, more muted color "
+                        "over more of it. Default: the value tuned for the model, stored in its weight file "
+                        "(`colorize models` shows it)")
+    p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier (default 1.0)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    if runtime:
+        p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                       help="inference engine: torch, or onnx (onnxruntime; the model is exported to ONNX once "
+                            "and cached, or give --model FILE.onnx)")
+    if device:
+        p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
+
+
+def build_colorizer(args: argparse.Namespace):
+    """The :class:`colorize.pipeline.Colorizer` the options of :func:`add_model_options` describe.
+
+    Raises:
+        ValueError, FileNotFoundError, ImportError, RuntimeError or OSError naming what is wrong.
+    """
+    from colorize.pipeline import Colorizer
+    from colorize.runtime import pick_device
+
+    return Colorizer(args.model, size=args.size, temperature=args.temperature, saturation=args.saturation,
+                     threads=args.threads, device=str(pick_device(getattr(args, "device", "cpu"))),
+                     runtime=getattr(args, "runtime", "torch"))

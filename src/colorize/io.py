@@ -1,0 +1,299 @@
+"""Reading and writing photos and files: the one place that decodes a photo and writes a file.
+
+- :func:`load_image` decodes a photo from a path or its bytes to 8-bit RGB with EXIF orientation
+  applied (:func:`to_rgb`: CMYK, palette, 16-bit, float, alpha and gray made 8-bit RGB); an unreadable,
+  truncated, degenerate or oversized file raises :class:`ImageError` naming the file and the reason.
+- :func:`save_image` writes a photo, checked to be whole, through :func:`atomic_write` (temp file,
+  fsync, rename) or :class:`AtomicFile` for writers that need a path held open (video, tar shards).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import re
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MIN_SIDE = 8  # smaller images carry no usable content
+# The one limit on a photo's pixels (decompression-bomb guard): ~14,000 x 14,000, a 600 dpi scan of a
+# 23 x 23 inch print. Pillow's own guard is raised to it, so every file past it gets the same message.
+MAX_PIXELS = 200_000_000
+if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow warns above it and refuses above twice it
+
+
+class ImageNote(UserWarning):
+    """Something a user should know about a photo that was used anyway (only its first frame, ...)."""
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as a photo; ``str(e)`` names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+# -- reading photos ------------------------------------------------------------------------------
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB; transparency is composited onto white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = float(arr.max()) if arr.size else 0.0
+        if img.mode == "F" and top <= 1.0:  # float data in 0..1 (scientific and HDR-tool TIFFs)
+            hi = 1.0
+        else:
+            hi = 65535.0 if img.mode.startswith("I;16") or top > 255 else 255.0
+        return Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGB" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    if img.mode == "RGB":
+        return img
+    return img.convert("RGB")  # L, 1, CMYK (PIL inverts Adobe CMYK), YCbCr, LAB, HSV
+
+
+def _too_many_pixels(width: int | None = None, height: int | None = None) -> str:
+    size = f"{width}x{height} = {width * height:,} pixels" if width else "more pixels than that"
+    return (f"too large: {size}; the limit is {MAX_PIXELS:,} pixels (about 14,000 x 14,000); "
+            "scale it down first")
+
+
+def _open(source) -> Image.Image:
+    """``Image.open`` without Pillow's warning for sizes between MAX_PIXELS and twice it: the check
+    right after opening refuses them with the one message."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(source)
+
+
+def load_image(path: str | Path, *, data: bytes | None = None) -> Image.Image:
+    """Open a photo as 8-bit RGB with EXIF orientation applied. Raises :class:`ImageError`.
+
+    ``data``: the file's bytes (e.g. a member of a tar shard); ``path`` then only names it in errors.
+    """
+    try:
+        with _open(Path(path) if data is None else io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageError(path, _too_many_pixels(img.width, img.height))
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                warnings.warn(ImageNote(f"{path}: has {frames} frames (pages); only the first is colorized"),
+                              stacklevel=2)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = to_rgb(img)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageError(path, "is a folder, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image file (unrecognized format)") from None
+    except Image.DecompressionBombError:  # Pillow refused it while opening: past twice MAX_PIXELS
+        raise ImageError(path, _too_many_pixels()) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(path, decode_failure(e)) from None
+    check_size(rgb, path)
+    return rgb
+
+
+def decode(img: Image.Image, name: str | Path) -> Image.Image:
+    """An opened image (e.g. identified from its header alone) decoded to 8-bit RGB with EXIF orientation
+    applied, then closed, as :func:`load_image` does for files. Raises :class:`ImageError` (naming
+    ``name``) for truncated, corrupt or too small images."""
+    try:
+        with img:
+            img.load()
+            rgb = to_rgb(ImageOps.exif_transpose(img))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(name, decode_failure(e)) from None
+    check_size(rgb, name)
+    return rgb
+
+
+def decode_failure(e: BaseException) -> str:
+    """Why Pillow could not decode an image, as an :class:`ImageError` reason."""
+    broken = "truncated" in str(e).lower() or "broken" in str(e).lower()  # Pillow's words for cut-short data
+    return "truncated or corrupt image data" if broken else f"cannot decode image ({e})"
+
+
+def check_size(rgb: Image.Image, name: str | Path) -> None:
+    """Raise :class:`ImageError` for an image under :data:`MIN_SIDE` pixels on a side."""
+    if min(rgb.size) < MIN_SIDE:
+        raise ImageError(name, f"too small ({rgb.width}x{rgb.height}; need at least {MIN_SIDE} px per side)")
+
+
+# -- writing files -------------------------------------------------------------------------------
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: done once, before any thread starts
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+TEMP_SUFFIX = ".tmp"
+STALE_SECONDS = 60.0  # a temporary of ours untouched this long was left by a killed run
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp makes
+
+
+class AtomicFile:
+    """A hidden temporary beside ``path`` that becomes ``path`` only when complete: readers never see a
+    half-written file, and a full disk is an error here rather than a short file later.
+
+    ``with AtomicFile(path) as tmp:`` writes at ``tmp``; leaving the block normally commits (flush to
+    disk, usual permissions, rename onto ``path``), an exception (KeyboardInterrupt included) removes
+    the temporary. Writers that span several calls (tar shards) call :meth:`commit` / :meth:`discard`.
+    ``suffix`` ends the temporary's name (a video writer picks its container from the extension).
+    """
+
+    def __init__(self, path: str | Path, *, suffix: str = ""):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=TEMP_SUFFIX + suffix)
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def __enter__(self) -> Path:
+        return self.tmp
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.discard(error)
+
+    def commit(self) -> None:
+        """Flush the temporary to disk and rename it onto ``path``."""
+        try:
+            with open(self.tmp, "rb+") as f:
+                os.fsync(f.fileno())  # the data is on disk before the name points at it
+            os.chmod(self.tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+            os.replace(self.tmp, self.path)
+        except BaseException as e:
+            self.discard(e)
+            raise
+        _fsync_dir(self.path.parent)
+
+    def discard(self, error: BaseException | None = None) -> None:
+        """Remove the temporary; an OSError that caused it gets ``path`` as its file name."""
+        self.tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(self.path)  # "[Errno 28] No space left on device: 'runs/x/last.pt'"
+
+
+def atomic_write(path: str | Path, write, *, verify=None) -> None:
+    """Call ``write(tmp_path)``, check it, flush it to disk, then rename onto ``path`` (:class:`AtomicFile`).
+
+    Args:
+        write: writes the file at the temporary path it is given (a ``str``).
+        verify: optional ``verify(tmp_path)`` that raises if the written file is incomplete (some
+            writers, Pillow's BMP and TIFF among them, do not notice a short write).
+    """
+    with AtomicFile(path) as tmp:
+        write(str(tmp))
+        if verify is not None:
+            verify(str(tmp))
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def clean_stale_temporaries(folder: str | Path, *, older_than: float = STALE_SECONDS) -> list[Path]:
+    """Remove the hidden temporaries :func:`atomic_write` leaves when its process is killed (``kill -9``,
+    power loss): ``.NAME.XXXXXXXX.tmp`` files in ``folder`` untouched for ``older_than`` seconds (a
+    younger one may belong to a run still writing it). Other files are never touched.
+    Returns the removed paths."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for entry in folder.iterdir():
+        if not _TEMP_NAME.match(entry.name):
+            continue
+        try:
+            if entry.is_file() and not entry.is_symlink() and now - entry.stat().st_mtime >= older_than:
+                entry.unlink()
+                removed.append(entry)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+    return removed
+
+
+def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95) -> None:
+    """Write atomically (temp file + rename): a crash never leaves a half-written image."""
+    dst = Path(dst)
+    fmt = Image.registered_extensions().get(dst.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{dst}: unknown image extension '{dst.suffix}'")
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options),
+                 verify=lambda tmp: verify_image(tmp, img.size))
+
+
+def verify_image(path: str | Path, size: tuple[int, int]) -> None:
+    """Check a just-written image is whole: raises :class:`OSError` if it is cut short or unreadable
+    (Pillow's BMP and TIFF writers do not notice a short write on a full disk).
+
+    JPEG, PNG, WebP and BMP are checked from their structure (end marker, recorded length: nothing is
+    decoded, so a 24-megapixel JPEG costs no second decode); other formats are read back in full.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as written:
+            if written.size != tuple(size):
+                raise ValueError(f"it reads back as {written.size[0]}x{written.size[1]}, not {size[0]}x{size[1]}")
+            fmt = written.format
+            if fmt not in _ENDS and fmt not in ("WEBP", "BMP"):
+                written.load()
+        length = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, length - 12))
+            tail = f.read()
+        if fmt in _ENDS and not tail.endswith(_ENDS[fmt]):
+            raise ValueError(f"its {fmt} end marker is missing")
+        recorded = {"WEBP": lambda: int.from_bytes(head[4:8], "little") + 8,
+                    "BMP": lambda: int.from_bytes(head[2:6], "little")}.get(fmt)
+        if recorded is not None and recorded() != length:
+            raise ValueError(f"{length} bytes where its header records {recorded()}")
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, struct.error on a short file
+        raise OSError(errno.EIO, f"the written image is incomplete ({e}); is the disk full?") from None
+
+
+_ENDS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}  # the last bytes of a whole file
+
+
+def pass_through(src: str | Path, dst: str | Path, img: Image.Image, *, quality: int = 95) -> None:
+    """Write a photo unchanged: its very bytes when ``dst`` has ``src``'s extension, else ``img`` re-encoded."""
+    import shutil
+
+    if Path(src).suffix.lower() == Path(dst).suffix.lower():
+        atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+    else:
+        save_image(img, dst, quality=quality)

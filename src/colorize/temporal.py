@@ -1,0 +1,249 @@
+"""Temporal consistency for video: colors carried from frame to frame along the optical flow.
+
+At the working size, the previous frame's ab is carried along the optical flow of the gray frames
+and blended with the new prediction::
+
+    ab_t = a * c * warp(ab_{t-1}) + (1 - a * c) * pred_t
+
+where ``c`` in [0, 1] is the per-pixel reliability of the flow (forward-backward agreement and the
+lightness error after warping) and the blend restarts from ``pred_t`` at scene cuts. Flicker is
+measured the same way: the mean ab change between consecutive frames after warping by the flow.
+
+Plain functions on numpy arrays (L in [0, 100] as (h, w), normalized ab as (h, w, 2)); OpenCV gives
+the flow. No video files here: :mod:`colorize.video` reads and writes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from colorize.color import AB_SCALE
+
+L_TO_U8 = 255.0 / 100.0  # L in [0, 100] -> 8-bit gray for OpenCV's flow
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """How strongly ab is carried along the motion, and when it is not."""
+
+    alpha: float = 0.8  # weight of the propagated ab where the flow is fully reliable
+    fb_tolerance: float = 0.75  # px: forward-backward mismatch where reliability falls to 1/e
+    l_tolerance: float = 6.0  # L units: lightness error after warping where reliability falls to 1/e
+    cut_threshold: float = 0.3  # histogram distance (0..1) between gray frames that marks a scene cut
+    min_reliable: float = 0.15  # mean reliability below this also counts as a cut (the flow failed)
+
+    def __post_init__(self):
+        if not 0.0 <= self.alpha < 1.0:
+            raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
+        for name in ("fb_tolerance", "l_tolerance"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("cut_threshold", "min_reliable"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@lru_cache(maxsize=1)
+def _dis():
+    import cv2
+
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+
+def gray_u8(l: np.ndarray) -> np.ndarray:
+    """(h, w) L in [0, 100] -> (h, w) uint8, the input OpenCV's flow wants."""
+    return np.clip(l * L_TO_U8 + 0.5, 0, 255).astype(np.uint8)
+
+
+def optical_flow(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Dense flow on ``src``'s grid (DIS, medium preset): ``src(x) ~ dst(x + flow(x))``.
+
+    Args:
+        src, dst: (h, w) L in [0, 100].
+    Returns:
+        (h, w, 2) float32 displacements (dx, dy) in pixels.
+    """
+    return _dis().calc(gray_u8(src), gray_u8(dst), None)
+
+
+def _sample_grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h, w = flow.shape[:2]
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return gx + flow[..., 0], gy + flow[..., 1]
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Backward warp: ``out(x) = image(x + flow(x))``, bilinear, edges repeated.
+
+    Args:
+        image: (h, w) or (h, w, C) float32.
+        flow: (h, w, 2) on the output grid.
+    """
+    import cv2
+
+    map_x, map_y = _sample_grid(flow)
+    return cv2.remap(np.ascontiguousarray(image, np.float32), map_x, map_y, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+@dataclass
+class Motion:
+    """How the current frame came from the previous one."""
+
+    flow: np.ndarray  # (h, w, 2) on the current grid: current(x) ~ previous(x + flow(x))
+    confidence: np.ndarray  # (h, w) in [0, 1]: how far the flow can be trusted at each pixel
+
+
+def flow_confidence(flow_back: np.ndarray, flow_fwd: np.ndarray, l_cur: np.ndarray, l_prev: np.ndarray,
+                    cfg: TemporalConfig = TemporalConfig()) -> np.ndarray:
+    """Per-pixel reliability of ``flow_back`` (current -> previous) in [0, 1].
+
+    Low where going back then forward again does not return to the start (occlusions, bad matches;
+    tolerance grows with the motion as in Sundaram et al. 2010), where the warped previous lightness
+    does not match the current one, and where the flow points outside the previous frame.
+
+    Args:
+        flow_back: (h, w, 2) flow from the current frame to the previous one.
+        flow_fwd: (h, w, 2) flow from the previous frame to the current one.
+        l_cur, l_prev: (h, w) L in [0, 100].
+    """
+    h, w = l_cur.shape
+    fwd_at_target = warp(flow_fwd, flow_back)  # (h, w, 2): forward flow where each pixel lands
+    round_trip = np.sum((flow_back + fwd_at_target) ** 2, axis=-1)
+    scale = cfg.fb_tolerance**2 + 0.01 * (np.sum(flow_back**2, -1) + np.sum(fwd_at_target**2, -1))
+    l_err = np.abs(l_cur - warp(l_prev, flow_back))
+    map_x, map_y = _sample_grid(flow_back)
+    inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
+    conf = np.exp(-round_trip / scale) * np.exp(-((l_err / cfg.l_tolerance) ** 2))
+    return (conf * inside).astype(np.float32)
+
+
+def estimate_motion(l_prev: np.ndarray, l_cur: np.ndarray, cfg: TemporalConfig = TemporalConfig()) -> Motion:
+    """Flow from the current frame back to the previous one, with its per-pixel reliability.
+
+    Args:
+        l_prev, l_cur: (h, w) L in [0, 100] at working size.
+    """
+    back = optical_flow(l_cur, l_prev)
+    fwd = optical_flow(l_prev, l_cur)
+    return Motion(back, flow_confidence(back, fwd, l_cur, l_prev, cfg))
+
+
+def histogram_distance(l_a: np.ndarray, l_b: np.ndarray, *, bins: int = 32) -> float:
+    """Half the L1 distance between the lightness histograms: 0 (same) .. 1 (disjoint)."""
+    ha = np.histogram(l_a, bins=bins, range=(0.0, 100.0))[0] / l_a.size
+    hb = np.histogram(l_b, bins=bins, range=(0.0, 100.0))[0] / l_b.size
+    return 0.5 * float(np.abs(ha - hb).sum())
+
+
+def is_scene_cut(l_prev: np.ndarray, l_cur: np.ndarray, *, threshold: float = TemporalConfig.cut_threshold) -> bool:
+    """True when the gray frames' histograms differ by more than ``threshold`` (a different shot)."""
+    return histogram_distance(l_prev, l_cur) > threshold
+
+
+def blend(pred: np.ndarray, propagated: np.ndarray, confidence: np.ndarray, *, alpha: float) -> np.ndarray:
+    """``alpha * c * propagated + (1 - alpha * c) * pred``: trust the past where the flow is reliable.
+
+    Args:
+        pred, propagated: (h, w, 2) normalized ab.
+        confidence: (h, w) in [0, 1].
+    """
+    weight = (alpha * confidence)[..., None]
+    return (weight * propagated + (1.0 - weight) * pred).astype(np.float32)
+
+
+def flicker(ab: np.ndarray, ab_prev: np.ndarray, motion: Motion) -> float:
+    """Mean ab change (Lab units) between consecutive frames after following the motion, weighted
+    by the flow's reliability. Lower is steadier; 0 means colors move exactly with the content.
+
+    Args:
+        ab, ab_prev: (h, w, 2) normalized ab of the current and previous frame.
+        motion: from :func:`estimate_motion` (previous -> current).
+    """
+    diff = np.linalg.norm(ab - warp(ab_prev, motion.flow), axis=-1) * AB_SCALE
+    weight = motion.confidence
+    total = float(weight.sum())
+    return float((diff * weight).sum() / total) if total > 0 else float("nan")
+
+
+def chroma(ab: np.ndarray) -> float:
+    """Mean chroma ``|ab|`` in Lab units of (h, w, 2) normalized ab."""
+    return float(np.linalg.norm(ab, axis=-1).mean() * AB_SCALE)
+
+
+@dataclass
+class TemporalStats:
+    """Running measurements of one video: cuts, flicker and chroma of the output and of the raw predictions."""
+
+    frames: int = 0
+    cuts: list[int] = field(default_factory=list)  # indices of frames that start a new shot
+    flicker: list[float] = field(default_factory=list)  # per frame pair, of what is composed
+    flicker_per_frame: list[float] = field(default_factory=list)  # per frame pair, of the raw predictions
+    chroma: list[float] = field(default_factory=list)
+    chroma_per_frame: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Means over the video (None where nothing was measured) and the ratio output / per-frame."""
+
+        def mean(values: list[float]) -> float | None:
+            finite = [v for v in values if np.isfinite(v)]
+            return float(np.mean(finite)) if finite else None
+
+        out = {"cuts": list(self.cuts), "flicker": mean(self.flicker),
+               "flicker_per_frame": mean(self.flicker_per_frame),
+               "chroma": mean(self.chroma), "chroma_per_frame": mean(self.chroma_per_frame)}
+        f, f0 = out["flicker"], out["flicker_per_frame"]
+        out["flicker_ratio"] = f / f0 if f is not None and f0 else None
+        return out
+
+
+class TemporalSmoother:
+    """Carries ab along the motion from frame to frame and measures flicker; one instance per video.
+
+    >>> smoother = TemporalSmoother()
+    >>> for l, pred in frames:          # (h, w) L and (h, w, 2) normalized ab at working size
+    ...     ab = smoother(l, pred)     # what to compose
+    """
+
+    def __init__(self, cfg: TemporalConfig = TemporalConfig(), *, enabled: bool = True, measure: bool = True):
+        """
+        Args:
+            cfg: blending strength, flow reliability tolerances and cut thresholds.
+            enabled: False passes predictions through unchanged (per-frame colorization).
+            measure: estimate the motion even when disabled, to measure flicker.
+        """
+        self.cfg, self.enabled, self.measure = cfg, enabled, measure
+        self.stats = TemporalStats()
+        self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (L, pred, output)
+
+    def __call__(self, l: np.ndarray, pred: np.ndarray) -> np.ndarray:
+        """One frame: (h, w) L in [0, 100] and (h, w, 2) predicted normalized ab -> (h, w, 2) ab to compose."""
+        index = self.stats.frames
+        self.stats.frames += 1
+        out, motion = pred, None
+        if self._prev is not None and self._prev[0].shape != l.shape:
+            self._prev = None  # the frame size changed: nothing to follow
+        if self._prev is not None:
+            l_prev, pred_prev, out_prev = self._prev
+            cut = is_scene_cut(l_prev, l, threshold=self.cfg.cut_threshold)
+            if not cut and (self.enabled or self.measure):
+                motion = estimate_motion(l_prev, l, self.cfg)
+                if float(motion.confidence.mean()) < self.cfg.min_reliable:
+                    cut, motion = True, None
+            if cut:
+                self.stats.cuts.append(index)
+            if motion is not None:
+                if self.enabled:
+                    out = blend(pred, warp(out_prev, motion.flow), motion.confidence, alpha=self.cfg.alpha)
+                if self.measure:
+                    self.stats.flicker.append(flicker(out, out_prev, motion))
+                    self.stats.flicker_per_frame.append(flicker(pred, pred_prev, motion))
+        if self.measure:
+            self.stats.chroma.append(chroma(out))
+            self.stats.chroma_per_frame.append(chroma(pred))
+        self._prev = (l, pred, out)
+        return out

@@ -1,0 +1,90 @@
+"""Reading and writing photos and files: decoding to 8-bit RGB, atomic writes, whole images only."""
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from colorize.io import AtomicFile, ImageError, atomic_write, clean_stale_temporaries, decode, load_image, save_image
+from helpers import make_photo
+
+
+def test_decode_bytes_and_path_alike(tmp_path):
+    photo = make_photo(40, 30).convert("L")
+    photo.save(tmp_path / "p.png")
+    data = (tmp_path / "p.png").read_bytes()
+    from_path, from_bytes = load_image(tmp_path / "p.png"), load_image("upload.png", data=data)
+    opened = decode(Image.open(io.BytesIO(data)), "upload.png")
+    assert from_path.mode == from_bytes.mode == opened.mode == "RGB"
+    assert from_path.tobytes() == from_bytes.tobytes() == opened.tobytes()
+
+
+@pytest.mark.parametrize("cut, reason", [(0.9, "truncated or corrupt"), (None, "too small")])
+def test_decode_failures_name_the_file(cut, reason):
+    buf = io.BytesIO()
+    (make_photo(640, 480) if cut else make_photo(64, 48).resize((4, 4))).save(buf, format="JPEG")
+    data = buf.getvalue()[: int(len(buf.getvalue()) * cut)] if cut else buf.getvalue()
+    with pytest.raises(ImageError, match=f"upload.jpg: {reason}"):
+        decode(Image.open(io.BytesIO(data)), "upload.jpg")
+
+
+def test_atomic_file_keeps_a_suffix_and_discards_on_error(tmp_path):
+    target = tmp_path / "clip.mp4"
+    with AtomicFile(target, suffix=".mp4") as tmp:
+        assert tmp.suffix == ".mp4" and tmp.parent == tmp_path
+        tmp.write_bytes(b"video")
+    assert target.read_bytes() == b"video"
+    with pytest.raises(KeyboardInterrupt):
+        with AtomicFile(target, suffix=".mp4") as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"] and target.read_bytes() == b"video"
+
+
+def test_save_image_round_trips(tmp_path):
+    save_image(make_photo(), tmp_path / "out.png")
+    assert Image.open(tmp_path / "out.png").size == make_photo().size
+
+
+def test_atomic_write_creates_folders_and_replaces(tmp_path):
+    target = tmp_path / "deep" / "er" / "file.txt"
+    atomic_write(target, lambda tmp: Path(tmp).write_text("one"))
+    atomic_write(target, lambda tmp: Path(tmp).write_text("two"))
+    assert target.read_text() == "two" and [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+
+def test_atomic_write_on_a_full_disk_names_the_file_and_leaves_nothing(tmp_path):
+    import errno
+
+    def write(tmp):
+        Path(tmp).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as e:
+        atomic_write(tmp_path / "last.pt", write)
+    assert e.value.errno == errno.ENOSPC and "last.pt" in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+    def incomplete(tmp):
+        raise OSError(errno.EIO, "reads back short")
+
+    with pytest.raises(OSError, match="reads back short"):
+        atomic_write(tmp_path / "x.bin", lambda tmp: Path(tmp).write_bytes(b"data"), verify=incomplete)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_clean_stale_temporaries_removes_only_old_ones_of_ours(tmp_path):
+    import os
+    import time
+
+    names = {".last.pt.k3j2h1g0.tmp": True, ".best.safetensors.abcdefgh.tmp": True,
+             ".last.pt.fresh123.tmp": False, ".hidden.tmp": False, "last.pt": False, "x.tmp": False}
+    old = time.time() - 3600
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+        if name != ".last.pt.fresh123.tmp":
+            os.utime(tmp_path / name, (old, old))
+    removed = {p.name for p in clean_stale_temporaries(tmp_path)}
+    assert removed == {n for n, stale in names.items() if stale}
+    assert {p.name for p in tmp_path.iterdir()} == {n for n, stale in names.items() if not stale}
