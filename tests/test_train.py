@@ -277,3 +277,15 @@ def test_warm_start_continues_from_shipped_weights_with_a_fresh_optimizer(photo_
 
     with pytest.raises(ValueError, match="shipped.safetensors"):
         setup(_cfg(photo_dir, tmp_path / "other", model="alpha", init_weights=str(shipped)))
+
+
+def test_training_progress_without_a_terminal_is_plain_lines(photo_dir, tmp_path, monkeypatch, capsys):
+    """In a log or a pipe, training prints whole progress lines (no carriage-return bar)."""
+    import colorize.train as train_mod
+
+    monkeypatch.delenv("COLORIZE_NO_PROGRESS", raising=False)
+    monkeypatch.setattr(train_mod, "PROGRESS_SECONDS", 0.0)  # a line per batch
+    fit(setup(_cfg(photo_dir, tmp_path / "run", epoch_images=8, batch_size=4)))
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert "epoch 1/1: 1/2 batches" in err and "epoch 1/1: 2/2 batches" in err

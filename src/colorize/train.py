@@ -19,6 +19,7 @@ import gc
 import itertools
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -39,6 +40,7 @@ from colorize.shards import ShardDataset, is_shard_spec, resolve_shards
 
 DEFAULT_DATA = "../shared/data/train"
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+PROGRESS_SECONDS = 30.0  # without a terminal: one plain progress line this often
 
 
 @dataclass
@@ -442,8 +444,10 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
     skip = run.epoch_step  # batches trained on before a mid-epoch checkpoint: replayed, not trained
     (total, count), t0 = (run.epoch_loss if skip else (0.0, 0)), time.perf_counter()
     saved = time.monotonic()
+    show = os.environ.get("COLORIZE_NO_PROGRESS") != "1" and run.dist.is_main
     bar = tqdm(loader, total=steps, desc=f"epoch {run.epoch + 1}/{cfg.epochs}", unit="batch", dynamic_ncols=True,
-               disable=os.environ.get("COLORIZE_NO_PROGRESS") == "1" or not run.dist.is_main)
+               disable=not show or not sys.stderr.isatty())  # logs and pipes: plain lines below instead
+    plain_every, said = (PROGRESS_SECONDS if show and not sys.stderr.isatty() else math.inf), time.monotonic()
     for i, (images, errors) in enumerate(bar):
         bad.add(errors)
         if i < skip:  # loading them keeps the data order and every augmentation draw as they were
@@ -463,6 +467,10 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
         count += len(images)
         bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{count / (time.perf_counter() - t0):.1f}")
         run.epoch_step, run.epoch_loss = i + 1, (total, count)
+        if time.monotonic() - said >= plain_every:
+            print(f"epoch {run.epoch + 1}/{cfg.epochs}: {i + 1}/{steps} batches, loss {total / count:.4f}, "
+                  f"{count / (time.perf_counter() - t0):.1f} img/s", file=sys.stderr, flush=True)
+            said = time.monotonic()
         if run.dist.is_main and cfg.checkpoint_minutes and time.monotonic() - saved >= 60 * cfg.checkpoint_minutes:
             _checkpoint(run, run.out_dir / "last.pt")  # a kill loses minutes, not an epoch
             saved = time.monotonic()
