@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, replace
@@ -309,6 +310,23 @@ def _frame_rgb(frame: av.VideoFrame, width: int, height: int) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)[None]
 
 
+class _PlainProgress:
+    """Without a terminal (logs, pipes): a whole line every ``seconds`` instead of a carriage-return bar."""
+
+    def __init__(self, total: int | None, *, enabled: bool, seconds: float = 10.0):
+        self.total, self.enabled, self.seconds = total, enabled, seconds
+        self.done, self.start = 0, time.monotonic()
+        self.last = self.start
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.enabled and now - self.last >= self.seconds:
+            of = f"/{self.total}" if self.total else ""
+            print(f"progress: {self.done}{of} frames, {now - self.start:.0f} s", file=sys.stderr, flush=True)
+            self.last = now
+
+
 def _show_progress(progress: bool | None) -> bool:
     return os.environ.get("COLORIZE_NO_PROGRESS") != "1" if progress is None else progress
 
@@ -366,14 +384,17 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                 aout, copied = _add_audio_stream(out, dst, ain) if ain is not None else (None, False)
                 if aout is not None:
                     audio_mode = f"copied ({ain.codec_context.name})" if copied else f"re-encoded to {aout.name}"
+                show = _show_progress(progress)
                 bar = tqdm(total=vin.frames or None, unit="frame", dynamic_ncols=True,
-                           disable=not _show_progress(progress))
+                           disable=not show or not sys.stderr.isatty())
+                plain = _PlainProgress(vin.frames, enabled=show and not sys.stderr.isatty())
                 batch: list[av.VideoFrame] = []
 
                 def flush() -> None:
                     for packet in _colorize_batch(batch, colorizer, smoother, vout, width, height, tracked):
                         out.mux(packet)
                     bar.update(len(batch))
+                    plain.update(len(batch))
                     batch.clear()
 
                 with bar:
