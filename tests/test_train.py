@@ -289,3 +289,17 @@ def test_training_progress_without_a_terminal_is_plain_lines(photo_dir, tmp_path
     err = capsys.readouterr().err
     assert "\r" not in err
     assert "epoch 1/1: 1/2 batches" in err and "epoch 1/1: 2/2 batches" in err
+
+
+def test_train_cli_names_a_bad_init_file_without_a_traceback(photo_dir, tmp_path, capsys):
+    from colorize.checkpoint import save_weights
+    from colorize.cli import main
+    from colorize.models import create_model
+
+    weights = tmp_path / "alpha.safetensors"
+    save_weights(weights, create_model("alpha"))
+    code = main(["train", "--model", "unet_lite0", "--data", str(photo_dir), "--size", "64", "--epochs", "1",
+                 "--epoch-images", "4", "--batch-size", "2", "--num-workers", "0", "--threads", "1",
+                 "--out", str(tmp_path / "run"), "--init", str(weights)])
+    out = capsys.readouterr().out
+    assert code == 2 and "alpha.safetensors" in out and "Traceback" not in out

@@ -69,8 +69,17 @@ def main(argv: list[str]) -> int:
     except ImportError as e:  # an optional package (the train extra) is missing
         print(f"error: {e}")
         return 2
+    except ValueError as e:  # e.g. --init weights of another architecture (named with the reason)
+        print(f"error: {e}")
+        return 2
     except OSError as e:  # a full disk or a folder that cannot be written: last.pt holds the last good state
         print(f"error: {e}; resume with --resume once it is fixed")
+        return 1
+    except RuntimeError as e:  # torch.save's own writer reports a full disk this way
+        if "writ" not in str(e).lower():
+            raise
+        print(f"error: cannot write a checkpoint in {cfg.out_dir} ({str(e).splitlines()[0]}); "
+              "resume with --resume once it is fixed")
         return 1
     if from_env().is_main:
         print(f"finished: {metrics}")
