@@ -1,3 +1,4 @@
+from pathlib import Path
 import warnings
 
 import numpy as np
@@ -139,3 +140,12 @@ def test_one_pixel_limit_with_one_message(tmp_path):
         assert name in str(e.value) and f"{MAX_PIXELS:,}" in str(e.value)
         messages.append(str(e.value).split("the limit")[1])
     assert messages[0] == messages[1]
+
+
+def test_source_name_is_the_first_folder_below_its_root(tmp_path):
+    from colorize.data import source_name
+
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    assert source_name(tmp_path / "a" / "deep" / "x.jpg", [tmp_path]) == "a"
+    assert source_name(tmp_path / "x.jpg", [tmp_path]) == tmp_path.name
+    assert source_name(Path("/elsewhere/dir/x.jpg"), [tmp_path]) == "dir"

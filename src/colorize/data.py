@@ -219,3 +219,13 @@ class BadFileLog:
 
     def summary(self) -> str:
         return f"{len(self.seen)} unreadable image(s) skipped" if self.seen else ""
+
+
+def source_name(path: Path, roots: Sequence[Path]) -> str:
+    """A photo's source: its first folder below the data root holding it; the root's name for photos
+    directly in it or given as files."""
+    for root in roots:
+        if root.is_dir() and path.is_relative_to(root):
+            parts = path.relative_to(root).parts
+            return parts[0] if len(parts) > 1 else root.name
+    return path.parent.name

@@ -217,7 +217,7 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    from colorize.data import ImageError, find_images
+    from colorize.data import ImageError, find_images, source_name
     from colorize.pipeline import Colorizer
 
     bad = [p for p in protocols if p not in PROTOCOLS]
@@ -299,16 +299,6 @@ def evaluate(
     _write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     _write_text(out_dir / "report.md", markdown_report(summary))
     return summary
-
-
-def source_name(path: Path, roots: Sequence[Path]) -> str:
-    """A photo's source: its first folder below the data root holding it; the root's name for photos
-    directly in it or given as files."""
-    for root in roots:
-        if root.is_dir() and path.is_relative_to(root):
-            parts = path.relative_to(root).parts
-            return parts[0] if len(parts) > 1 else root.name
-    return path.parent.name
 
 
 def _display_name(path: Path, roots: Sequence[Path]) -> str:

@@ -31,7 +31,7 @@ import torch.nn as nn
 from colorize import distributed
 from colorize.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from colorize.color import model_lab_to_rgb, rgb_to_model_lab
-from colorize.data import Augment, BadFileLog, PhotoDataset, collate, find_images, split_train_val
+from colorize.data import Augment, BadFileLog, PhotoDataset, collate, find_images, source_name, split_train_val
 from colorize.distributed import Dist, EpochSampler, pick_device  # noqa: F401 (pick_device: public here too)
 from colorize.io import atomic_write, clean_stale_temporaries
 from colorize.losses import LOSSES, color_loss
@@ -391,22 +391,11 @@ def _loader(run: Run, epoch: int) -> tuple[Iterable, int]:
     return loader, len(loader)
 
 
-def source_of(path: Path, roots: list[Path]) -> str:
-    """A photo's source: its first folder below the data root that holds it ("" directly in a root)."""
-    for root in roots:
-        try:
-            parts = path.relative_to(root).parts
-        except ValueError:
-            continue
-        return parts[0] if len(parts) > 1 else ""
-    return ""
-
-
 def source_weights(paths: list[Path], data: list[str], balance: float) -> torch.Tensor:
     """Per-photo sampling weights that draw each source (subfolder of a data root) in proportion to
     its size ** ``balance``: 1 leaves photos equal, 0.5 gives large sources the square root of their share."""
     roots = [Path(d) for d in data if Path(d).is_dir()]
-    sources = [source_of(p, roots) for p in paths]
+    sources = [source_name(p, roots) for p in paths]
     counts: dict[str, int] = {}
     for s in sources:
         counts[s] = counts.get(s, 0) + 1
