@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from colorize.evaluate import GRAY, evaluate
 from colorize.hub import resolve_model
-from colorize.models.base import correct_prior, optimize_for_inference
+from tune_decoding import decoded  # benchmarks/: one way to decode a model for scoring
 
 
 def main() -> None:
@@ -37,12 +37,7 @@ def main() -> None:
     for f in args.snapshots:
         with safe_open(f, "pt") as sf:
             meta = sf.metadata() or {}
-        m = resolve_model(f)
-        if args.prior_correction:
-            correct_prior(m, args.prior_correction)
-        optimize_for_inference(m)
-        m.default_temperature = args.temperature
-        m.model_name = Path(f).stem
+        m = decoded(resolve_model(f), args.prior_correction, args.temperature, Path(f).stem)
         seen[m.model_name] = args.offset + int(meta.get("photos_seen", 0))
         models.append(m)
     summary = evaluate(args.data, models, out_dir=Path(args.output).with_suffix(""), limit=args.limit, grid_rows=0,

@@ -26,18 +26,23 @@ from colorize.hub import resolve_model
 from colorize.models.base import correct_prior, optimize_for_inference
 
 
+def decoded(model, correction: float, temperature: float, name: str):
+    """``model`` made inference-ready with a prior correction folded in and a temperature recorded,
+    labelled ``name`` for the evaluation report (changes and returns ``model``)."""
+    if correction:
+        correct_prior(model, correction)
+    optimize_for_inference(model)
+    model.default_temperature = temperature
+    model.model_name = name
+    return model
+
+
 def settings_models(spec: str, corrections: list[float], temperatures: list[float]) -> list:
     """One inference-ready copy of the model per (prior correction, temperature), labelled by it."""
     base = resolve_model(spec)
     out = []
     for beta, t in itertools.product(corrections, temperatures):
-        m = copy.deepcopy(base)
-        if beta:
-            correct_prior(m, beta)
-        optimize_for_inference(m)
-        m.default_temperature = t
-        m.model_name = f"pc{beta:g}_T{t:g}"
-        out.append(m)
+        out.append(decoded(copy.deepcopy(base), beta, t, f"pc{beta:g}_T{t:g}"))
     return out
 
 
