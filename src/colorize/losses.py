@@ -1,9 +1,11 @@
-"""Training losses: regression on ab (or RGB) and Zhang et al.'s rebalanced classification over ab bins."""
+"""Training losses: regression on ab (or RGB), Zhang et al.'s rebalanced classification over ab bins, and a
+frozen classifier as a loss (the write-ups' next step)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from colorize.color import AB_SCALE, model_lab_to_rgb
 from colorize.models.base import AbBins, ColorNet
@@ -69,3 +71,43 @@ def color_loss(model: ColorNet, out: torch.Tensor, l_norm: torch.Tensor, ab_norm
     if model.output == "rgb":
         return F.mse_loss(out, model_lab_to_rgb(l_norm, ab_norm))
     return regression_loss(out, downsample_ab(ab_norm, out.shape[-2:]), kind="mse" if kind == "mse" else "smooth_l1")
+
+
+class SemanticLoss:
+    """Classifier as a loss: a frozen ImageNet classifier should see in the colorized photo what it sees in
+    the true one (KL divergence between its class distributions on the two).
+
+    The colors it judges are decoded as the shipped model decodes them (prior correction, then the annealed
+    mean at ``temperature``) and upsampled to the crop, so the term pulls on the colors users get: a wrong
+    confident color that changes what the photo shows costs more than a muted one. The network must not
+    be the evaluation's judge (``evaluate.CLASSIFIER``), or bench/'s agreement figure would grade its own loss.
+    """
+
+    def __init__(self, name: str, *, device: torch.device, prior_correction: float, temperature: float,
+                 channels_last: bool = True):
+        from colorize.evaluate import CLASSIFIER
+        from colorize.models.backbones import backbone_cfg, create_backbone
+
+        if name == CLASSIFIER:
+            raise ValueError(f"semantic_net '{name}' is the evaluation's judge; choose another classifier")
+        cfg = backbone_cfg(name)
+        self.net: nn.Module = create_backbone(name, pretrained=True).to(device).eval().requires_grad_(False)
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.mean = torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(cfg.std, device=device).view(1, 3, 1, 1)
+        self.prior_correction, self.temperature = prior_correction, temperature
+
+    def _logp(self, rgb: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.net((rgb - self.mean) / self.std), dim=1)
+
+    def __call__(self, model: ColorNet, logits: torch.Tensor, l_norm: torch.Tensor,
+                 ab_norm: torch.Tensor) -> torch.Tensor:
+        bins: AbBins = model.bins
+        adjusted = logits - self.prior_correction * bins.weights.log().view(1, -1, 1, 1)
+        ab = bins.decode(adjusted, temperature=self.temperature)
+        if ab.shape[-2:] != l_norm.shape[-2:]:
+            ab = F.interpolate(ab, size=l_norm.shape[-2:], mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            target = self._logp(model_lab_to_rgb(l_norm, ab_norm))
+        return F.kl_div(self._logp(model_lab_to_rgb(l_norm, ab)), target, log_target=True, reduction="batchmean")

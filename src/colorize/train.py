@@ -34,7 +34,7 @@ from colorize.color import model_lab_to_rgb, rgb_to_model_lab
 from colorize.data import Augment, BadFileLog, PhotoDataset, collate, find_images, source_name, split_train_val
 from colorize.distributed import Dist, EpochSampler, pick_device  # noqa: F401 (pick_device: public here too)
 from colorize.io import atomic_write, clean_stale_temporaries
-from colorize.losses import LOSSES, color_loss
+from colorize.losses import LOSSES, SemanticLoss, color_loss
 from colorize.models import create_model, list_models
 from colorize.shards import ShardDataset, is_shard_spec, resolve_shards
 
@@ -75,6 +75,10 @@ class TrainConfig:
     early_stop_patience: int = 6  # epochs without improvement before stopping; 0 = never
     loss: str = "auto"  # auto (by the model's output) | mse | smooth_l1 | bins
     reg_weight: float = 0.0  # bins models: weight of the smooth-L1 term on the mean ab
+    semantic_weight: float = 0.0  # bins models: weight of the classifier-as-loss term (losses.SemanticLoss)
+    semantic_net: str = "tf_efficientnet_lite0"  # its frozen classifier (never the evaluation's judge)
+    semantic_prior_correction: float = 0.6  # the decoding it judges: as the shipped weights are exported
+    semantic_temperature: float = 0.5
     augment: bool = True
     source_balance: float = 1.0  # photo sets in subfolders (sources) drawn in proportion to size ** this:
     # 1 = every photo alike, 0.5 = square root (large sources count less), 0 = every source alike
@@ -202,6 +206,7 @@ class Run:
     scaler: torch.amp.GradScaler | None = None  # loss scaling, enabled for fp16 only
     epoch_step: int = 0  # batches of the current epoch already trained on (a mid-epoch checkpoint)
     epoch_loss: tuple[float, int] = (0.0, 0)  # their summed loss and photo count
+    semantic: SemanticLoss | None = None  # the classifier-as-loss term, when the recipe weighs it
 
     def __post_init__(self):
         if self.wrapped is None:
@@ -269,6 +274,11 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
     else:
         optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     run = Run(cfg, model, optimizer, train_set, val_set, device, out_dir, dist=dist, amp=amp_dtype(cfg.amp, device))
+    if cfg.semantic_weight > 0:
+        if getattr(model, "output", "") != "bins":
+            raise ValueError(f"semantic_weight needs a classification (bins) model, not '{cfg.model}'")
+        run.semantic = SemanticLoss(cfg.semantic_net, device=device, prior_correction=cfg.semantic_prior_correction,
+                                    temperature=cfg.semantic_temperature, channels_last=cfg.channels_last)
 
     last = out_dir / "last.pt"
     ckpt = None
@@ -432,7 +442,7 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
     loader, steps = _loader(run, run.epoch)
     skip = run.epoch_step  # batches trained on before a mid-epoch checkpoint: replayed, not trained
     (total, count), t0 = (run.epoch_loss if skip else (0.0, 0)), time.perf_counter()
-    saved = time.monotonic()
+    saved, sem_total = time.monotonic(), 0.0
     show = os.environ.get("COLORIZE_NO_PROGRESS") != "1" and run.dist.is_main
     bar = tqdm(loader, total=steps, desc=f"epoch {run.epoch + 1}/{cfg.epochs}", unit="batch", dynamic_ncols=True,
                disable=not show or not sys.stderr.isatty())  # logs and pipes: plain lines below instead
@@ -447,6 +457,10 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
         with _autocast(run):
             out = run.wrapped(l_norm)
         loss = color_loss(model, out.float(), l_norm, ab_norm, kind=cfg.loss, reg_weight=cfg.reg_weight)
+        if run.semantic is not None:
+            semantic = run.semantic(model, out.float(), l_norm, ab_norm)
+            sem_total += semantic.item() * len(images)
+            loss = loss + cfg.semantic_weight * semantic
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)
@@ -457,7 +471,8 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
         bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{count / (time.perf_counter() - t0):.1f}")
         run.epoch_step, run.epoch_loss = i + 1, (total, count)
         if time.monotonic() - said >= plain_every:
-            print(f"epoch {run.epoch + 1}/{cfg.epochs}: {i + 1}/{steps} batches, loss {total / count:.4f}, "
+            semantic = f" (semantic {sem_total / count:.4f})" if run.semantic is not None else ""
+            print(f"epoch {run.epoch + 1}/{cfg.epochs}: {i + 1}/{steps} batches, loss {total / count:.4f}{semantic}, "
                   f"{count / (time.perf_counter() - t0):.1f} img/s", file=sys.stderr, flush=True)
             said = time.monotonic()
         if run.dist.is_main and cfg.checkpoint_minutes and time.monotonic() - saved >= 60 * cfg.checkpoint_minutes:
