@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean onnx
 
 install: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned: this machine ships these wheels; never let pip pick an unpinned torch
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[train,web,video,eval,onnx,ray,dev]'
+	$(BIN)/pip install -q -e '.[torch,train,web,video,eval,onnx,ray,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,6 +23,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# the light engine's files, rebuilt whenever colorize/steps.py or the shipped weights change
+# (then update the ONNX sha256 in src/colorize/hub.py; tests/test_lite.py holds both engines together)
+onnx: $(STAMP)
+	$(BIN)/python -m colorize.steps src/colorize/graphs
+	$(BIN)/colorize export unet_lite0 --format onnx -o weights/unet_lite0.onnx
 
 clean:
 	rm -rf $(VENV) out colorized .pytest_cache

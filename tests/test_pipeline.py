@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from colorize.color import gray_rgb_from_l, lab_to_rgb, normalize_ab, normalize_l, rgb_to_l, rgb_to_lab
+from colorize import layout
 from colorize.pipeline import Colorizer, guided_upsample, working_shape
 from helpers import make_photo, tiny_bins_model
 
@@ -155,7 +156,7 @@ def test_guided_upsample_keeps_a_step_edge_sharp():
 
 @pytest.mark.parametrize("shape, radius", [((1, 2, 17, 9), 2), ((2, 1, 3, 4), 2), ((1, 3, 6, 6), 1)])
 def test_box_filter_is_the_border_clipped_window_mean(shape, radius):
-    from colorize.pipeline import _box
+    from colorize.steps import _box
 
     torch.manual_seed(0)
     x = torch.rand(shape)
@@ -219,7 +220,7 @@ def test_strip_compose_equals_whole_image_compose(tiny_model_file, monkeypatch):
     ab_small = colorizer.predict(prepared.l_small)
     ab = pipeline.guided_upsample(normalize_l(prepared.l_small), ab_small, normalize_l(prepared.l_full))
     whole = lab_to_rgb_in_gamut(prepared.l_full, denormalize_ab(ab))
-    monkeypatch.setattr(pipeline, "STRIP_PIXELS", 203 * 10)  # 16 strips, the last one partial
+    monkeypatch.setattr(layout, "STRIP_PIXELS", 203 * 10)  # 16 strips, the last one partial
     strips = colorizer.compose(prepared, ab_small)
     assert (strips - whole).abs().max() < 1e-4
     as_uint8 = colorizer.compose(prepared, ab_small, uint8=True)
@@ -237,7 +238,7 @@ def test_strip_prepare_equals_whole_image_lightness(tiny_model_file, monkeypatch
     rgb = torch.randint(0, 256, (1, 3, 157, 203), dtype=torch.uint8)
     rgb = rgb if dtype == torch.uint8 else rgb.float() / 255
     whole = uint8_rgb_to_l(rgb) if dtype == torch.uint8 else rgb_to_l(rgb)
-    monkeypatch.setattr(pipeline, "STRIP_PIXELS", 203 * 10)  # 16 strips, the last one partial
+    monkeypatch.setattr(layout, "STRIP_PIXELS", 203 * 10)  # 16 strips, the last one partial
     prepared = colorizer.prepare(rgb)
     assert prepared.l_full.shape == (1, 1, 157, 203)
     assert (prepared.l_full - whole).abs().max() < 1e-4  # the same up to vectorized float rounding

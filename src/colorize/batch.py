@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
     from colorize.archive import DoneRecord
+    from colorize.lite import LiteColorizer
     from colorize.pipeline import Colorizer
+    from colorize.tone import ToneReport
 
 OUTPUT_SUFFIX = "_color"
 DEFAULT_OUTPUT = "colorized"  # the output folder when none is given
@@ -111,6 +113,16 @@ def conflict(pairs: list[tuple[Path, Path]], *, named: bool, in_place_ok: bool) 
 
 
 @dataclass
+class FileResult:
+    """What a colorizer's ``colorize_file`` did with one file."""
+
+    size: tuple[int, int]  # (width, height)
+    tone: "ToneReport | None"  # gray, toned or color, with the statistics (None: not classified, light engine)
+    passed_through: bool = False  # a color photo written unchanged (keep_color)
+    hints: int = 0  # hints applied (given and from the photo's tint)
+
+
+@dataclass
 class BatchResult:
     """What :func:`colorize_files` did, input by input."""
 
@@ -123,7 +135,7 @@ class BatchResult:
     left: int = 0  # inputs not started when it stopped
 
 
-def colorize_files(colorizer: "Colorizer", pairs: list[tuple[Path, Path]], *, quality: int = DEFAULT_QUALITY,
+def colorize_files(colorizer: "Colorizer | LiteColorizer", pairs: list[tuple[Path, Path]], *, quality: int = DEFAULT_QUALITY,
                    hints_for: Callable[[Path], list] | None = None, confidence: bool = False,
                    keep_color: bool = False, tint_as_hints: bool = False, record: "DoneRecord | None" = None,
                    progress: Callable[[list], Iterable] | None = None) -> BatchResult:
@@ -154,8 +166,9 @@ def colorize_files(colorizer: "Colorizer", pairs: list[tuple[Path, Path]], *, qu
                                                tint_as_hints=tint_as_hints)
             result.notes += [str(w.message) for w in caught if issubclass(w.category, ImageNote)]
             tone = done.tone
-            result.kinds[tone.kind] = result.kinds.get(tone.kind, 0) + 1
-            if tone.kind == "color":
+            if tone is not None:
+                result.kinds[tone.kind] = result.kinds.get(tone.kind, 0) + 1
+            if tone is not None and tone.kind == "color":
                 action = ("passed through unchanged (--keep-color)" if done.passed_through else
                           f"colorized from its lightness with {done.hints} hints from its tint" if tint_as_hints
                           else "colorized from its lightness; --keep-color writes such photos unchanged, "

@@ -26,7 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 
-        return importlib.import_module(f"colorize.commands.{argv[0]}").main(argv[1:])
+        from colorize.commands.options import torch_installed
+
+        try:
+            return importlib.import_module(f"colorize.commands.{argv[0]}").main(argv[1:])
+        except ImportError:
+            if torch_installed():
+                raise
+            from colorize.lite import TORCH_ONLY
+
+            print(f"error: colorize {argv[0]} {TORCH_ONLY}", file=sys.stderr)
+            return 2
     if not argv:
         from colorize.commands import colorize
 

@@ -31,10 +31,7 @@ LAB_DELTA = 0.2068966  # 6/29: f-space threshold for the inverse
 SRGB_THRESHOLD = 0.04045
 LINEAR_THRESHOLD = 0.0031308
 
-# Model-side scales: L in [0, 100] -> [-1, 1]; ab / 128 -> roughly [-1, 1].
-L_CENTER = 50.0
-L_SCALE = 50.0
-AB_SCALE = 128.0
+from colorize.layout import AB_SCALE, L_CENTER, L_SCALE  # noqa: E402,F401 (model-side scales, torch-free)
 
 
 def _matmul_channels(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:

@@ -280,7 +280,7 @@ class Propagator:
 
     def apply(self, ab: torch.Tensor, hints: Sequence[Hint]) -> torch.Tensor:
         """Working-size normalized ab (1, 2, h, w) -> the same with the hints' corrections added."""
-        from colorize.pipeline import guided_coefficients
+        from colorize.steps import guided_coefficients
 
         if not hints:
             return ab

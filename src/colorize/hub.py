@@ -7,8 +7,10 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch.nn as nn
+if TYPE_CHECKING:  # torch is imported by the functions that need it: the light install has none
+    import torch.nn as nn
 
 DEFAULT_MODEL = "unet_lite0"
 
@@ -22,12 +24,15 @@ class ShippedWeights:
     train_size: int  # crop size it was trained at (its inference defaults live in the file's metadata)
     license: str
     card: str  # model card beside the weights
+    onnx: str | None = None  # the same weights exported for the light engine (``make onnx``), beside them
+    onnx_sha256: str | None = None
 
 
 SHIPPED: dict[str, ShippedWeights] = {
     "unet_lite0": ShippedWeights("unet_lite0.safetensors",
                                  "4127b83dbc8386ac315cc7b2d14bc861629c28f2e19452ece79650c90a126b69", 160, "MIT (weights); backbone Apache-2.0",
-                                 "unet_lite0.md"),
+                                 "unet_lite0.md", "unet_lite0.onnx",
+                                 "de517c90ec699198a772d656f88a61ee8bc416cd106d7e7c6fecb0b9c1e24a17"),
 }
 
 
@@ -75,8 +80,8 @@ def weight_file(model: str | Path | None = None) -> Path:
 RUNTIMES = ("torch", "onnx")
 
 
-def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = "cpu", runtime: str = "torch",
-                  temperature: float | None = None, threads: int | None = None) -> nn.Module:
+def resolve_model(model: "str | Path | nn.Module | None" = None, *, device: str = "cpu", runtime: str = "torch",
+                  temperature: float | None = None, threads: int | None = None) -> "nn.Module":
     """A model meeting the model contract (:mod:`colorize.models.base`), with the inference defaults
     recorded in its file, ready for inference.
 
@@ -91,6 +96,8 @@ def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = 
     Raises:
         ValueError naming the valid choices on a bad name or runtime.
     """
+    import torch.nn as nn
+
     from colorize.checkpoint import load_model
     from colorize.models.base import as_model
 
@@ -110,23 +117,31 @@ def resolve_model(model: str | Path | nn.Module | None = None, *, device: str = 
     return load_model(shipped_file(str(model)), map_location=device)
 
 
-def shipped_file(name: str) -> Path:
-    """A shipped model's weight file, checked against its sha256. Raises with the valid choices on a bad
-    name, :class:`FileNotFoundError` when the file is missing, ValueError when its hash differs."""
+def shipped_file(name: str, *, onnx: bool = False) -> Path:
+    """A shipped model's weight file (``onnx``: its ONNX export for the light engine), checked against its
+    sha256. Raises with the valid choices on a bad name, :class:`FileNotFoundError` when the file is
+    missing, ValueError when its hash differs."""
     if name not in SHIPPED:
-        from colorize.models import list_models
+        try:
+            from colorize.models import list_models
 
-        hint = " (it has no trained weights yet; train it with `colorize train`)" if name in list_models() else ""
+            known = name in list_models()
+        except ImportError:  # the light install: no model code
+            known = False
+        hint = " (it has no trained weights yet; train it with `colorize train`)" if known else ""
         raise ValueError(f"no trained weights for model '{name}'{hint}; choose from: {', '.join(SHIPPED)}, "
                          f"or give a .safetensors / .pt file")
     spec = SHIPPED[name]
-    file = weights_dir() / spec.file
+    if onnx and spec.onnx is None:
+        raise FileNotFoundError(f"'{name}' ships no ONNX export")
+    file = weights_dir() / (spec.onnx if onnx else spec.file)
     if not file.is_file():
-        raise FileNotFoundError(f"weights for '{name}' not found at {file}")
-    if spec.sha256 is not None:
+        raise FileNotFoundError(f"{'ONNX export' if onnx else 'weights'} for '{name}' not found at {file}")
+    expected = spec.onnx_sha256 if onnx else spec.sha256
+    if expected is not None:
         digest = hashlib.sha256(file.read_bytes()).hexdigest()
-        if digest != spec.sha256:
-            raise ValueError(f"{file}: sha256 {digest} does not match the expected {spec.sha256}")
+        if digest != expected:
+            raise ValueError(f"{file}: sha256 {digest} does not match the expected {expected}")
     return file
 
 

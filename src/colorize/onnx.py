@@ -17,7 +17,7 @@ import torch.nn as nn
 from colorize.models.base import DEFAULT_TEMPERATURE, as_model
 
 OPSET = 17
-EXPORT_VERSION = 2  # part of cached file names: bump when the export of the same weights changes
+EXPORT_VERSION = 3  # part of cached file names: bump when the export of the same weights changes
 INPUT, OUTPUT = "l_norm", "ab_norm"
 
 
@@ -73,6 +73,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, size: int = 256,
         proto = onnx.load(tmp)
         meta = {"model": getattr(model, "model_name", type(model).__name__), "stride": str(stride),
                 "temperature": str(temperature), "producer": "colorize"}
+        if getattr(model, "default_size", None):
+            meta["working_size"] = str(int(model.default_size))
         onnx.helper.set_model_props(proto, meta)
         onnx.save(proto, tmp)
 
@@ -98,28 +100,18 @@ class OnnxModel(nn.Module):
             threads: onnxruntime intra-op threads (None: onnxruntime's default).
         """
         super().__init__()
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise ImportError("the ONNX runtime needs onnxruntime: pip install 'colorize[onnx]'") from e
+        from colorize.lite import session
+
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         # idle onnxruntime threads spin by default: they would take the cores from the torch work around
         # the network (upsampling, Lab to RGB) that runs right after each call
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            meta = self.session.get_modelmeta().custom_metadata_map
-        except Exception as e:  # onnxruntime raises its own types: garbage, truncated, unsupported ops
-            raise ValueError(f"{path}: not a usable ONNX model ({type(e).__name__}: {str(e).strip()[:300]})") from None
+        self.session = session(path, threads, spinning=False)
+        meta = self.session.get_modelmeta().custom_metadata_map
         self.path = path
         self.model_name: str = meta.get("model", path.stem)
         self.stride: int = int(meta.get("stride", 32))
         self.default_temperature: float = float(meta.get("temperature", DEFAULT_TEMPERATURE))  # baked in
+        self.default_size = int(meta["working_size"]) if "working_size" in meta else None
         self.input_name: str = self.session.get_inputs()[0].name
 
     def predict_ab(self, l_norm: torch.Tensor, *, temperature: float | None = None) -> torch.Tensor:

@@ -17,11 +17,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from colorize.color import (denormalize_ab, lab_to_linear_rgb_in_gamut, linear_to_srgb, linear_to_srgb_uint8,
-                            normalize_l, rgb_to_l, uint8_rgb_to_l)
+from colorize import steps
+from colorize.color import normalize_l, rgb_to_l, uint8_rgb_to_l
+from colorize.batch import FileResult
 from colorize.io import pass_through, save_image, to_rgb
+from colorize.layout import strips, working_shape
 from colorize.models.base import optimize_for_inference
 from colorize.runtime import tune_allocator
+from colorize.steps import GUIDE_EPS, GUIDE_RADIUS, guided_coefficients
 
 if TYPE_CHECKING:
     from colorize.hints import Hint, Propagator
@@ -64,56 +67,11 @@ class Prediction:
         return self._propagator
 
 
-def working_shape(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
-    """Scale so the long side is ~``size`` (never upscaling past the original), round to the stride."""
-    scale = min(1.0, size / max(height, width))
-    h = max(stride, round(height * scale / stride) * stride)
-    w = max(stride, round(width * scale / stride) * stride)
-    return h, w
-
-
-def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over the (2r+1)^2 window around each pixel, clipped at the borders: what ``avg_pool2d`` with
-    ``count_include_pad=False`` computes, as 4r shifted adds (several times faster on CPU)."""
-    h, w = x.shape[-2:]
-    p = F.pad(x, (r, r, r, r))
-    rows = p[..., :, 0:w]
-    for i in range(1, 2 * r + 1):
-        rows = rows + p[..., :, i:i + w]
-    total = rows[..., 0:h, :]
-    for i in range(1, 2 * r + 1):
-        total = total + rows[..., i:i + h, :]
-
-    def count(n: int) -> torch.Tensor:  # window length at each position along a side of length n
-        i = torch.arange(n, device=x.device)
-        return ((i + r).clamp(max=n - 1) - (i - r).clamp(min=0) + 1).to(x.dtype)
-
-    return total / (count(h)[:, None] * count(w)[None, :])
-
-
-def guided_coefficients(guide: torch.Tensor, src: torch.Tensor, *, radius: int = 2,
-                        eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fast guided filter (He & Sun 2015) at low resolution: the local linear model ``src ~ A * guide + B``.
-
-    Args:
-        guide: (B, 1, h, w) normalized L at working size.
-        src: (B, C, h, w) normalized ab at working size.
-    Returns:
-        A, B: (B, C, h, w) each, box-smoothed.
-    """
-    mean_i = _box(guide, radius)
-    mean_p = _box(src, radius)
-    cov_ip = _box(guide * src, radius) - mean_i * mean_p
-    var_i = _box(guide * guide, radius) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
-    return _box(a, radius), _box(b, radius)
-
-
 def guided_upsample(guide_small: torch.Tensor, src_small: torch.Tensor, guide_full: torch.Tensor, *,
-                    radius: int = 2, eps: float = 1e-3) -> torch.Tensor:
-    """Edge-aware upsampling: A, B fitted at low resolution, bilinearly upsampled, applied to the
-    full-resolution guide. Colors snap to the edges of the real L instead of bleeding across them.
+                    radius: int = GUIDE_RADIUS, eps: float = GUIDE_EPS) -> torch.Tensor:
+    """Edge-aware upsampling of a whole map at once: A, B fitted at low resolution, bilinearly upsampled,
+    applied to the full-resolution guide (:meth:`Colorizer.compose` does the same a strip at a time).
+    Colors snap to the edges of the real L instead of bleeding across them.
 
     Returns:
         (B, C, H, W) for ``guide_full`` (B, 1, H, W).
@@ -125,29 +83,6 @@ def guided_upsample(guide_small: torch.Tensor, src_small: torch.Tensor, guide_fu
     return a * guide_full + b
 
 
-def _bilinear_taps(n_out: int, n_in: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Source indices and weights of 1-D bilinear resizing, exactly as F.interpolate(align_corners=False)."""
-    src = ((torch.arange(n_out, device=device, dtype=torch.float32) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
-    i0 = src.floor().long().clamp(max=n_in - 1)
-    i1 = (i0 + 1).clamp(max=n_in - 1)
-    return i0, i1, (src - i0).clamp(0, 1)
-
-
-class _RowResizer:
-    """Bilinear upsampling of a small map (B, C, h, w) to (H, W), produced a strip of rows at a time."""
-
-    def __init__(self, small: torch.Tensor, height: int, width: int):
-        # widen the few small rows once (bilinear with the height kept: only the width is interpolated);
-        # each strip then only blends whole rows
-        self.wide = F.interpolate(small, size=(small.shape[-2], width), mode="bilinear", align_corners=False)
-        self.rows = _bilinear_taps(height, small.shape[-2], small.device)
-
-    def __call__(self, r0: int, r1: int) -> torch.Tensor:
-        y0, y1, wy = (t[r0:r1] for t in self.rows)
-        return torch.lerp(self.wide.index_select(2, y0), self.wide.index_select(2, y1), wy[:, None])  # (B, C, r, W)
-
-
-STRIP_PIXELS = 1 << 20  # full-resolution work is done ~1 megapixel at a time: flat memory for any size
 class Colorizer:
     """Colorize photos with a trained model.
 
@@ -224,10 +159,10 @@ class Colorizer:
         rgb = rgb.to(self.device)
         height, width = rgb.shape[-2:]
         l_full = torch.empty(rgb.shape[0], 1, height, width, device=self.device)
-        step = max(1, STRIP_PIXELS // width)
+        rows = strips(height, width)
         to_l = uint8_rgb_to_l if rgb.dtype == torch.uint8 else (lambda x: rgb_to_l(x.float()))
-        for r0 in range(0, height, step):  # a strip at a time: small temporaries, reused by the allocator
-            l_full[..., r0:r0 + step, :] = to_l(rgb[..., r0:r0 + step, :])
+        for r0 in rows:  # a strip at a time: small temporaries, reused by the allocator
+            l_full[..., r0:r0 + rows.step, :] = to_l(rgb[..., r0:r0 + rows.step, :])
         h, w = working_shape(*l_full.shape[-2:], self.size, self.stride)
         l_small = F.interpolate(l_full, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         return Prepared(l_full, l_small)
@@ -270,20 +205,13 @@ class Colorizer:
         or uint8 with ``uint8=True``. Full-resolution work goes a strip of rows at a time."""
         l_full = prepared.l_full
         height, width = l_full.shape[-2:]
-        if self.guided:
-            coeffs = torch.cat(guided_coefficients(normalize_l(prepared.l_small), ab_small), dim=1)
-        else:
-            coeffs = ab_small
-        resize = _RowResizer(coeffs, height, width)
+        coeffs = steps.coefficients(prepared.l_small, ab_small, guided=self.guided)
         out = torch.empty(1, 3, height, width, device=l_full.device, dtype=torch.uint8 if uint8 else torch.float32)
-        step = max(1, STRIP_PIXELS // width)
-        for r0 in range(0, height, step):
-            r1 = min(height, r0 + step)
-            l = l_full[:, :, r0:r1]
-            c = resize(r0, r1)
-            ab = c[:, :2] * normalize_l(l) + c[:, 2:] if self.guided else c
-            lin = lab_to_linear_rgb_in_gamut(l, denormalize_ab(ab))
-            out[:, :, r0:r1] = linear_to_srgb_uint8(lin) if uint8 else linear_to_srgb(lin).clamp_(0.0, 1.0)
+        rows = strips(height, width)
+        for r0 in rows:
+            first = torch.tensor(r0, device=l_full.device)
+            out[:, :, r0:r0 + rows.step] = steps.compose(coeffs, l_full[:, :, r0:r0 + rows.step], first, height,
+                                                         uint8=uint8)
         return out
 
     def with_hints(self, prepared: Prepared, ab_small: torch.Tensor, hints: HintsLike) -> torch.Tensor:
@@ -344,12 +272,12 @@ class Colorizer:
         if prediction.confidence is None:
             raise ValueError("this prediction was made without confidence=True")
         width, height = prediction.size
-        resize = _RowResizer(prediction.confidence, height, width)
         out = torch.empty(height, width, dtype=torch.uint8)
-        step = max(1, STRIP_PIXELS // width)
-        for r0 in range(0, height, step):
-            r1 = min(height, r0 + step)
-            out[r0:r1] = (resize(r0, r1)[0, 0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu()
+        rows = strips(height, width)
+        for r0 in rows:
+            r1 = min(height, r0 + rows.step)
+            strip = steps.resize_rows(prediction.confidence, torch.tensor(r0), r1 - r0, height, width)
+            out[r0:r1] = (strip[0, 0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu()
         return Image.fromarray(out.numpy(), mode="L")
 
     @torch.inference_mode()
@@ -413,7 +341,7 @@ class Colorizer:
 
     def colorize_file(self, src: str | Path, dst: str | Path, *, quality: int = 95, hints: HintsLike = None,
                       confidence: bool = False, keep_color: bool = False,
-                      tint_as_hints: bool = False) -> "FileResult":
+                      tint_as_hints: bool = False) -> FileResult:
         """Read ``src``, colorize, write ``dst`` atomically (format from its extension).
 
         Args:
@@ -447,16 +375,6 @@ class Colorizer:
         else:
             save_image(self(img, hints=hints), dst, quality=quality)
         return FileResult(img.size, tone, hints=len(hints))
-
-
-@dataclass
-class FileResult:
-    """What :meth:`Colorizer.colorize_file` did with one file."""
-
-    size: tuple[int, int]  # (width, height)
-    tone: "ToneReport"  # gray, toned or color, with the statistics
-    passed_through: bool = False  # a color photo written unchanged (keep_color)
-    hints: int = 0  # hints applied (given and from the photo's tint)
 
 
 def confidence_path(dst: str | Path) -> Path:

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from colorize.color import normalize_ab, rgb_to_lab
 from colorize.io import AtomicFile
-from colorize.pipeline import Colorizer, working_shape
+from colorize.layout import working_shape
+from colorize.pipeline import Colorizer
 from colorize.temporal import Motion, TemporalConfig, TemporalSmoother, estimate_motion, is_scene_cut
 
 if TYPE_CHECKING:

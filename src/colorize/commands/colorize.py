@@ -15,7 +15,7 @@ from pathlib import Path
 from colorize import __version__
 from colorize.batch import DEFAULT_OUTPUT, DEFAULT_QUALITY, colorize_files, conflict, output_file, plan_outputs
 from colorize.cli import SUBCOMMANDS
-from colorize.commands.options import add_model_options, build_colorizer
+from colorize.commands.options import add_model_options, build_colorizer, torch_installed
 
 PROGRESS_SECONDS = 10.0  # without a terminal: one progress line this often
 
@@ -114,13 +114,15 @@ def _plain_progress(items: list):
 
 
 def _hints_for(args: argparse.Namespace, sources: list[Path]):
-    """A function: input path -> its hints, from ``--hint`` and ``--hints``. Hints given as a plain list
+    """A function: input path -> its hints, from ``--hint`` and ``--hints`` (None without either). Hints given as a plain list
     need a single input photo; a ``{file name: [...]}`` file may name several (by name or path)."""
+    hints_file = getattr(args, "hints", None)
+    if not getattr(args, "hint", None) and not hints_file:
+        return None
     from colorize.hints import load_hints, parse_hint
 
     given = [parse_hint(h) for h in getattr(args, "hint", None) or []]
     per_file: dict[str, list] = {}
-    hints_file = getattr(args, "hints", None)
     if hints_file:
         loaded = load_hints(hints_file)
         if isinstance(loaded, dict):
@@ -153,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         except RayEngineError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        if args.runtime != "torch":
+        if args.runtime == "onnx":
             print("error: --engine ray runs --runtime torch only", file=sys.stderr)
             return 2
         guided = [flag for flag, name in (("--hint", "hint"), ("--hints", "hints"), ("--confidence", "confidence"),
@@ -165,6 +167,14 @@ def run(args: argparse.Namespace) -> int:
             return 2
     elif getattr(args, "address", None) or getattr(args, "workers", None):
         print("error: --address and --workers need --engine ray", file=sys.stderr)
+        return 2
+    torch_options = [flag for flag, name in (("--hint", "hint"), ("--hints", "hints"), ("--confidence", "confidence"),
+                                             ("--keep-color", "keep_color"), ("--tint-as-hints", "tint_as_hints"))
+                     if getattr(args, name, None)]
+    if torch_options and not torch_installed():
+        from colorize.lite import TORCH_ONLY
+
+        print(f"error: {', '.join(torch_options)}: {TORCH_ONLY}", file=sys.stderr)
         return 2
     from colorize import archive
     from colorize.io import clean_stale_temporaries
@@ -233,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
                        destination=named or out_dir, kinds=result.kinds, warned=warned)
 
     try:
-        colorizer = build_colorizer(args)
+        colorizer = build_colorizer(args, torch_options=torch_options)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         if record is not None:

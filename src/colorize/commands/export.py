@@ -41,8 +41,9 @@ def main(argv: list[str]) -> int:
                     "prior_correction": getattr(model, "prior_correction", None)}
         save_weights(args.output, model, metadata={k: str(v) for k, v in recorded.items() if v is not None})
     else:
+        from colorize.models.base import optimize_for_inference
         from colorize.onnx import export_onnx
 
-        export_onnx(model, args.output, size=args.size, temperature=args.temperature or None)
+        export_onnx(optimize_for_inference(model), args.output, size=args.size, temperature=args.temperature or None)
     print(f"wrote {args.output}")
     return 0

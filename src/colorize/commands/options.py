@@ -33,24 +33,51 @@ def add_model_options(p: argparse.ArgumentParser, *, device: bool = True, runtim
                         "over more of it. Default: the value tuned for the model, stored in its weight file "
                         "(`colorize models` shows it)")
     p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier (default 1.0)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads")
     if runtime:
-        p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
-                       help="inference engine: torch, or onnx (onnxruntime; the model is exported to ONNX once "
-                            "and cached, or give --model FILE.onnx)")
+        p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                       help="inference engine: torch, or onnx (onnxruntime alone: the light install's engine; a "
+                            "weight file is exported to ONNX once and cached, or give --model FILE.onnx). "
+                            "Default auto: torch where it is installed, else onnx")
     if device:
         p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
 
 
-def build_colorizer(args: argparse.Namespace):
-    """The :class:`colorize.pipeline.Colorizer` the options of :func:`add_model_options` describe.
+def torch_installed() -> bool:
+    """Whether torch can be imported (the full install), without importing it."""
+    import importlib.util
 
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # blocked, or a broken entry in sys.modules
+        return False
+
+
+def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = ()):
+    """The colorizer the options of :func:`add_model_options` describe: a
+    :class:`colorize.pipeline.Colorizer` (torch), or with ``--runtime onnx`` (``auto`` without torch) the
+    light engine's :class:`colorize.lite.LiteColorizer`.
+
+    Args:
+        torch_options: the command's options in use that only the torch pipeline serves (``--hint``, ...);
+            with them, ``--runtime onnx`` runs the network on onnxruntime inside the torch pipeline.
     Raises:
         ValueError, FileNotFoundError, ImportError, RuntimeError or OSError naming what is wrong.
     """
+    runtime = getattr(args, "runtime", "torch")
+    if runtime == "auto":
+        runtime = "torch" if torch_installed() else "onnx"
+    device = getattr(args, "device", "cpu")
+    needs_torch = list(torch_options) + [flag for flag, used in (("--temperature", args.temperature is not None),
+                                                                  (f"--device {device}", device != "cpu")) if used]
+    if runtime == "onnx" and not (needs_torch and torch_installed()):
+        from colorize.lite import TORCH_ONLY, LiteColorizer
+
+        if needs_torch:
+            raise ValueError(f"{', '.join(needs_torch)}: {TORCH_ONLY}")
+        return LiteColorizer(args.model, size=args.size, saturation=args.saturation, threads=args.threads)
     from colorize.pipeline import Colorizer
     from colorize.runtime import pick_device
 
     return Colorizer(args.model, size=args.size, temperature=args.temperature, saturation=args.saturation,
-                     threads=args.threads, device=str(pick_device(getattr(args, "device", "cpu"))),
-                     runtime=getattr(args, "runtime", "torch"))
+                     threads=args.threads, device=str(pick_device(device)), runtime=runtime)

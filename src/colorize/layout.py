@@ -1,0 +1,25 @@
+"""How the pipeline lays out its work, torch-free so both engines share it: the working size the network
+sees, the strips full-resolution work is done in, and the scales of the network's input and output."""
+
+from __future__ import annotations
+
+# Model-side scales: L in [0, 100] -> [-1, 1]; ab / 128 -> roughly [-1, 1].
+L_CENTER = 50.0
+L_SCALE = 50.0
+AB_SCALE = 128.0
+
+GRAPHS = ("lightness", "coefficients", "compose")  # the step graphs (colorize.steps) the light engine runs
+STRIP_PIXELS = 1 << 20  # full-resolution work is done ~1 megapixel at a time: flat memory for any size
+
+
+def working_shape(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
+    """Scale so the long side is ~``size`` (never upscaling past the original), round to the stride."""
+    scale = min(1.0, size / max(height, width))
+    h = max(stride, round(height * scale / stride) * stride)
+    w = max(stride, round(width * scale / stride) * stride)
+    return h, w
+
+
+def strips(height: int, width: int) -> range:
+    """The first rows of the strips a (height, width) photo is processed in; ``.step`` is their height."""
+    return range(0, height, max(1, STRIP_PIXELS // width))

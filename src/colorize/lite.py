@@ -1,0 +1,157 @@
+"""The light engine: colorize photos with onnxruntime, numpy and Pillow alone (no torch).
+
+It runs the same pipeline as :class:`colorize.pipeline.Colorizer`, step for step: the network is the shipped
+model's ONNX export (``weights/<model>.onnx``, made by ``make onnx``), and the full-resolution steps are
+the graphs exported from :mod:`colorize.steps` (``graphs/*.onnx`` in the package), so there is one
+description of each step and two engines to run it. The working-size lightness is Pillow's antialiased
+bilinear reduction, which is the operation torch's ``F.interpolate(antialias=True)`` computes
+(``tests/test_lite.py`` holds them to each other and the two engines' photos to one 8-bit level).
+
+What needs torch stays there: hints, confidence maps, telling color photos from gray ones (``--keep-color``,
+``--tint-as-hints``), temperatures other than the one baked into the export, training, evaluation, video
+and the web app. ``pip install 'colorize[torch]'`` adds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from colorize.batch import FileResult
+from colorize.io import load_image, save_image, to_rgb
+from colorize.layout import GRAPHS, L_CENTER, L_SCALE, strips, working_shape
+
+TORCH_ONLY = "needs the torch engine: pip install 'colorize[torch]' (this is the light install, onnxruntime only)"
+
+
+def graphs_dir() -> Path:
+    """The step graphs exported from :mod:`colorize.steps`, shipped inside the package."""
+    return Path(__file__).resolve().parent / "graphs"
+
+
+def session(path: str | Path, threads: int | None = None, *, spinning: bool = True) -> Any:
+    """An onnxruntime CPU session for ``path``, or ValueError naming the file and the reason.
+
+    ``spinning=False`` stops idle worker threads from spinning: for a graph whose calls alternate with
+    other (torch) work that wants the cores."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise ImportError("the ONNX runtime needs onnxruntime: pip install onnxruntime") from e
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own types: missing, garbage, truncated, unsupported ops
+        raise ValueError(f"{path}: not a usable ONNX model ({type(e).__name__}: {str(e).strip()[:300]})") from None
+
+
+def network_file(model: str | Path | None = None) -> Path:
+    """The ONNX network for a model spec: a shipped name's export (checked against its sha256), an
+    ``.onnx`` file as given, or a weight file exported once and cached (that needs torch)."""
+    from colorize.hub import DEFAULT_MODEL, SHIPPED, cached_onnx, shipped_file
+
+    name = DEFAULT_MODEL if model is None else str(model)
+    if name in SHIPPED:
+        return shipped_file(name, onnx=True)
+    if not Path(name).is_file():
+        raise FileNotFoundError(f"model file not found: {name} (shipped models: {', '.join(SHIPPED)})")
+    if Path(name).suffix.lower() == ".onnx":
+        return Path(name)
+    try:
+        return cached_onnx(name)
+    except ImportError:
+        raise ValueError(f"{name}: a weight file has to be exported to ONNX first, which {TORCH_ONLY}; "
+                         "or give an exported .onnx file") from None
+
+
+class LiteColorizer:
+    """Colorize photos without torch.
+
+    >>> colorizer = LiteColorizer()                   # the shipped default model
+    >>> color = colorizer(Image.open("grandma.jpg"))  # PIL in, PIL out, same size
+    """
+
+    def __init__(self, model: str | Path | None = None, *, size: int | None = None, saturation: float = 1.0,
+                 guided: bool = True, threads: int | None = None):
+        """
+        Args:
+            model: None for the shipped default, a shipped model's name, or an exported ``.onnx`` file.
+            size: working size (long side) the network sees; None: the one recorded in the export, else 256.
+            saturation: multiplies the predicted chroma (1 = as predicted).
+            guided: edge-aware upsampling of the colors (False: plain bilinear).
+            threads: onnxruntime intra-op threads (None: its default, the physical cores).
+        """
+        if saturation < 0:
+            raise ValueError(f"saturation must be >= 0, got {saturation}")
+        self.network = session(network_file(model), threads)
+        meta = self.network.get_modelmeta().custom_metadata_map
+        self.model_name: str = meta.get("model", Path(str(model or "model")).stem)
+        self.stride = int(meta.get("stride", 32))
+        self.temperature = float(meta["temperature"]) if "temperature" in meta else None  # baked in
+        self.size = int(size or meta.get("working_size", 256))
+        if self.size < self.stride:
+            raise ValueError(f"size must be >= {self.stride} for this model, got {self.size}")
+        self.saturation, self.guided = saturation, guided
+        self.steps = {name: session(graphs_dir() / f"{name}.onnx", threads) for name in GRAPHS}
+
+    def _run(self, step: str, **inputs: np.ndarray) -> np.ndarray:
+        return self.steps[step].run(None, inputs)[0]
+
+    def colorize_uint8(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 sRGB -> (H, W, 3) uint8 colorized, the same photo size and lightness."""
+        height, width = rgb.shape[:2]
+        rows = strips(height, width)
+        l_full = np.empty((1, 1, height, width), np.float32)
+        for r0 in rows:
+            strip = np.ascontiguousarray(rgb[r0:r0 + rows.step].transpose(2, 0, 1)[None])
+            l_full[:, :, r0:r0 + rows.step] = self._run("lightness", rgb=strip)
+        h, w = working_shape(height, width, self.size, self.stride)
+        # Pillow's bilinear reduction (antialiased, exact: no reducing_gap) = F.interpolate(antialias=True)
+        l_small = np.asarray(Image.fromarray(l_full[0, 0]).resize((w, h), Image.BILINEAR))[None, None]
+        net_in = self.network.get_inputs()[0].name
+        (ab,) = self.network.run(None, {net_in: (l_small - L_CENTER) / L_SCALE})
+        ab = ab.astype(np.float32) * np.float32(self.saturation)
+        if self.guided:
+            coeffs = self._run("coefficients", l_small=l_small, ab=ab)
+        else:  # steps.coefficients(guided=False): A = 0, B = ab
+            coeffs = np.concatenate([np.zeros_like(ab), ab], axis=1)
+        out = np.empty((height, width, 3), np.uint8)
+        size = np.array(height, np.int64)
+        for r0 in rows:
+            strip = self._run("compose", coeffs=coeffs, l=l_full[:, :, r0:r0 + rows.step],
+                              first_row=np.array(r0, np.int64), height=size)
+            out[r0:r0 + rows.step] = strip[0].transpose(1, 2, 0)
+        return out
+
+    def __call__(self, image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
+        """Colorize one photo: a PIL image (returns PIL) or an (H, W, 3) uint8 array (returns one)."""
+        if isinstance(image, Image.Image):
+            rgb = np.array(to_rgb(ImageOps.exif_transpose(image)))
+            return Image.fromarray(self.colorize_uint8(rgb))
+        if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+            return self.colorize_uint8(image)
+        raise TypeError("the light engine takes a PIL image or an (H, W, 3) uint8 array; other arrays and "
+                        f"tensors {TORCH_ONLY}")
+
+    def colorize_file(self, src: str | Path, dst: str | Path, *, quality: int = 95, hints: Any = None,
+                      confidence: bool = False, keep_color: bool = False, tint_as_hints: bool = False) -> FileResult:
+        """Read ``src``, colorize, write ``dst`` atomically (format from its extension), as
+        :meth:`colorize.pipeline.Colorizer.colorize_file` does; the options marked there as needing a
+        classification of the photo, hints or confidence raise ValueError here."""
+        asked = [name for name, on in (("hints", bool(hints)), ("confidence", confidence),
+                                       ("keep_color", keep_color), ("tint_as_hints", tint_as_hints)) if on]
+        if asked:
+            raise ValueError(f"{', '.join(asked)} {TORCH_ONLY}")
+        img = load_image(src)
+        save_image(self(img), dst, quality=quality)
+        return FileResult(img.size, None)

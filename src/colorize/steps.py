@@ -1,0 +1,178 @@
+"""The pipeline's full-resolution steps, written once in torch and run by two engines.
+
+:class:`colorize.pipeline.Colorizer` calls these functions directly (torch engine). The light install
+(:mod:`colorize.lite`, no torch) runs the same functions exported to ONNX graphs by :func:`export_graphs`
+and shipped in the package's ``graphs/`` folder: one description of each step, so the two engines cannot
+drift apart (``tests/test_lite.py`` checks that their outputs agree within one 8-bit level).
+
+The steps, around the network (which has its own export, :mod:`colorize.onnx`):
+
+- ``lightness``: an 8-bit RGB strip (1, 3, r, W) -> its CIE L (1, 1, r, W), in [0, 100];
+- the working-size lightness is an antialiased bilinear shrink of that (torch's ``F.interpolate`` with
+  ``antialias=True`` here, Pillow's identical bilinear reduction in the light engine: a library operation,
+  not ours to describe);
+- ``coefficients``: working-size L and the network's ab -> the guided filter's local linear model
+  (1, 4, h, w): ab ~ A * L + B, A in channels 0-1 and B in 2-3;
+- ``compose``: the coefficients, one full-resolution strip of L and the strip's first row -> the strip in
+  color, 8-bit (1, 3, r, W): A and B bilinearly upsampled for those rows only, ab = A * L + B, Lab to RGB
+  with out-of-gamut colors pulled in by their chroma (hue and lightness kept), sRGB companding.
+
+Strips (:func:`colorize.layout.strips`) keep memory flat for any photo size.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from colorize.color import (denormalize_ab, lab_to_linear_rgb_in_gamut, linear_to_srgb, linear_to_srgb_uint8,
+                            normalize_l, uint8_rgb_to_l)
+from colorize.layout import GRAPHS
+
+GUIDE_RADIUS = 2  # guided filter window (working-size pixels) and regularization (normalized L squared)
+GUIDE_EPS = 1e-3
+GRAPH_OPSET = 17
+
+
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over the (2r+1)^2 window around each pixel, clipped at the borders: what ``avg_pool2d`` with
+    ``count_include_pad=False`` computes, as 4r shifted adds (several times faster on CPU)."""
+    h, w = x.shape[-2:]
+    p = F.pad(x, (r, r, r, r))
+    rows = p[..., :, 0:w]
+    for i in range(1, 2 * r + 1):
+        rows = rows + p[..., :, i:i + w]
+    total = rows[..., 0:h, :]
+    for i in range(1, 2 * r + 1):
+        total = total + rows[..., i:i + h, :]
+
+    def count(n: int) -> torch.Tensor:  # window length at each position along a side of length n
+        i = torch.arange(n, device=x.device)
+        return ((i + r).clamp(max=n - 1) - (i - r).clamp(min=0) + 1).to(x.dtype)
+
+    return total / (count(h)[:, None] * count(w)[None, :])
+
+
+def guided_coefficients(guide: torch.Tensor, src: torch.Tensor, *, radius: int = GUIDE_RADIUS,
+                        eps: float = GUIDE_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fast guided filter (He & Sun 2015) at low resolution: the local linear model ``src ~ A * guide + B``.
+
+    Args:
+        guide: (B, 1, h, w) normalized L at working size.
+        src: (B, C, h, w) normalized ab at working size.
+    Returns:
+        A, B: (B, C, h, w) each, box-smoothed.
+    """
+    mean_i = _box(guide, radius)
+    mean_p = _box(src, radius)
+    cov_ip = _box(guide * src, radius) - mean_i * mean_p
+    var_i = _box(guide * guide, radius) - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    return _box(a, radius), _box(b, radius)
+
+
+def coefficients(l_small: torch.Tensor, ab: torch.Tensor, *, guided: bool = True) -> torch.Tensor:
+    """Working-size L (B, 1, h, w) in [0, 100] and normalized ab (B, 2, h, w) -> (B, 4, h, w): A and B of
+    ``ab ~ A * normalized L + B``; with ``guided=False``, A = 0 and B = ab (plain bilinear upsampling)."""
+    if not guided:
+        return torch.cat([torch.zeros_like(ab), ab], dim=1)
+    return torch.cat(guided_coefficients(normalize_l(l_small), ab), dim=1)
+
+
+def resize_rows(small: torch.Tensor, first_row: torch.Tensor, rows: int, height: int, width: int) -> torch.Tensor:
+    """Rows ``first_row .. first_row + rows`` of ``small`` (B, C, h, w) bilinearly resized to (height, width),
+    exactly as ``F.interpolate(align_corners=False)`` of the whole map would give them: (B, C, rows, width).
+
+    ``first_row`` is a 0-d tensor so the exported graph takes it as an input.
+    """
+    h = small.shape[-2]
+    y = (torch.arange(rows, device=small.device, dtype=torch.float32) + first_row.to(torch.float32) + 0.5)
+    src = (y * (h / torch.as_tensor(height, dtype=torch.float32)) - 0.5).clamp(min=0)
+    i0 = src.floor().to(torch.int64).clamp(max=h - 1)
+    i1 = (i0 + 1).clamp(max=h - 1)
+    wy = (src - i0.to(torch.float32)).clamp(0, 1)[:, None]
+    size = (rows, width)  # only the width changes below: each of these rows is widened on its own
+    top = F.interpolate(small.index_select(2, i0), size=size, mode="bilinear", align_corners=False)
+    bottom = F.interpolate(small.index_select(2, i1), size=size, mode="bilinear", align_corners=False)
+    return torch.lerp(top, bottom, wy)
+
+
+def compose(coeffs: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor, height: torch.Tensor | int, *,
+            uint8: bool = True) -> torch.Tensor:
+    """One strip of the photo in color.
+
+    Args:
+        coeffs: (1, 4, h, w) from :func:`coefficients`.
+        l: (1, 1, r, W) full-resolution L of the strip, in [0, 100].
+        first_row: 0-d int64 tensor: the strip's first row in the photo.
+        height: the photo's height in rows.
+        uint8: 8-bit sRGB (a table lookup) or float sRGB in [0, 1].
+    Returns:
+        (1, 3, r, W) sRGB inside the gamut, lightness exactly ``l``.
+    """
+    c = resize_rows(coeffs, first_row, l.shape[-2], height, l.shape[-1])
+    ab = c[:, :2] * normalize_l(l) + c[:, 2:]
+    lin = lab_to_linear_rgb_in_gamut(l, denormalize_ab(ab))
+    return linear_to_srgb_uint8(lin) if uint8 else linear_to_srgb(lin).clamp_(0.0, 1.0)
+
+
+# -- the graphs the light engine runs -------------------------------------------------------------------
+class _Lightness(nn.Module):
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        return uint8_rgb_to_l(rgb)
+
+
+class _Coefficients(nn.Module):
+    def forward(self, l_small: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        return coefficients(l_small, ab)
+
+
+class _Compose(nn.Module):
+    def forward(self, coeffs: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor,
+                height: torch.Tensor) -> torch.Tensor:
+        return compose(coeffs, l, first_row, height)
+
+
+def export_graphs(folder: str | Path) -> list[Path]:
+    """Export ``lightness``, ``coefficients`` and ``compose`` to ``folder/<name>.onnx`` (dynamic sizes),
+    as the light engine loads them. Run at packaging time: ``python -m colorize.steps src/colorize/graphs``."""
+    from colorize.io import atomic_write
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, width, h, w = 24, 40, 8, 12  # example shapes for tracing; every axis below is dynamic
+    l = torch.rand(1, 1, rows, width) * 100
+    specs = {
+        "lightness": (_Lightness(), (torch.randint(0, 256, (1, 3, rows, width), dtype=torch.uint8),), ["rgb"], "l",
+                      {"rgb": {2: "rows", 3: "width"}, "l": {2: "rows", 3: "width"}}),
+        "coefficients": (_Coefficients(), (torch.rand(1, 1, h, w) * 100, torch.rand(1, 2, h, w) - 0.5),
+                         ["l_small", "ab"], "coeffs",
+                         {"l_small": {2: "h", 3: "w"}, "ab": {2: "h", 3: "w"}, "coeffs": {2: "h", 3: "w"}}),
+        "compose": (_Compose(), (torch.rand(1, 4, h, w), l, torch.tensor(3), torch.tensor(100)),
+                    ["coeffs", "l", "first_row", "height"], "rgb",
+                    {"coeffs": {2: "h", 3: "w"}, "l": {2: "rows", 3: "width"}, "rgb": {2: "rows", 3: "width"}}),
+    }
+    assert set(specs) == set(GRAPHS)
+    written = []
+    for name, (module, args, inputs, output, axes) in specs.items():
+        def write(tmp: str, module=module, args=args, inputs=inputs, output=output, axes=axes) -> None:
+            with warnings.catch_warnings():  # tracer warnings: Python-side shape arithmetic, symbolic in the graph
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module.eval(), args, tmp, dynamo=False, opset_version=GRAPH_OPSET,
+                                  input_names=inputs, output_names=[output], dynamic_axes=axes)
+
+        atomic_write(folder / f"{name}.onnx", write)
+        written.append(folder / f"{name}.onnx")
+    return written
+
+
+if __name__ == "__main__":
+    import sys
+
+    for path in export_graphs(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "graphs"):
+        print(path)

@@ -1,0 +1,175 @@
+"""The light engine (onnxruntime, no torch) against the torch pipeline: one description of each step, two
+engines, the same photos within one 8-bit level."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from colorize import hub, layout, steps
+from colorize.lite import LiteColorizer, graphs_dir
+from colorize.pipeline import Colorizer
+from helpers import make_photo, tiny_bins_model
+
+pytest.importorskip("onnx")  # exporting: the torch install's onnx extra
+
+
+def _photos() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [np.array(make_photo(96, 64, seed=1)), np.array(make_photo(203, 157, seed=2)),
+            rng.integers(0, 256, (45, 70, 3), dtype=np.uint8),  # noise: every pixel's own color and edge
+            np.array(make_photo(40, 300, seed=3))]  # tall and narrow
+
+
+def _max_level_difference(a: np.ndarray, b: np.ndarray) -> int:
+    assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    """A tiny classification model, in torch and exported to ONNX (its colors are vivid: many pixels out of
+    the sRGB gamut, so the gamut fitting is exercised)."""
+    from colorize.onnx import export_onnx
+
+    model = tiny_bins_model()
+    path = export_onnx(model, tmp_path_factory.mktemp("lite") / "tiny.onnx", size=32, temperature=0.38)
+    return model, path
+
+
+@pytest.mark.parametrize("guided", [True, False])
+def test_engines_agree_within_one_level(tiny_pair, guided, monkeypatch):
+    model, path = tiny_pair
+    monkeypatch.setattr(layout, "STRIP_PIXELS", 70 * 13)  # several strips, the last one partial, both engines
+    torch_engine = Colorizer(model, size=48, temperature=0.38, saturation=1.3, guided=guided)
+    light = LiteColorizer(path, size=48, saturation=1.3, guided=guided)
+    for photo in _photos():
+        assert _max_level_difference(light.colorize_uint8(photo), torch_engine.colorize_uint8(photo)) <= 1
+
+
+def test_shipped_model_agrees_in_both_engines(monkeypatch):
+    """The shipped ONNX export is the shipped safetensors (``make onnx``): same photos within one level."""
+    monkeypatch.delenv("COLORIZE_WEIGHTS", raising=False)
+    light, torch_engine = LiteColorizer(), Colorizer()
+    assert (light.size, light.temperature) == (torch_engine.size, torch_engine.temperature)
+    for photo in _photos()[:2]:
+        out = light.colorize_uint8(photo)
+        assert _max_level_difference(out, torch_engine.colorize_uint8(photo)) <= 1
+        assert np.ptp(out.astype(int), axis=2).mean() > 1  # colored, not gray
+
+
+def test_shipped_graphs_are_the_current_steps(tmp_path):
+    """graphs/*.onnx are exports of steps.py as it is now: a fresh export computes the same."""
+    import onnxruntime as ort
+
+    steps.export_graphs(tmp_path)
+    rng = np.random.default_rng(0)
+    coeffs = rng.normal(0, 0.5, (1, 4, 9, 13)).astype(np.float32)
+    inputs = {"lightness": {"rgb": rng.integers(0, 256, (1, 3, 11, 17), dtype=np.uint8)},
+              "coefficients": {"l_small": rng.uniform(0, 100, (1, 1, 9, 13)).astype(np.float32),
+                               "ab": rng.normal(0, 0.4, (1, 2, 9, 13)).astype(np.float32)},
+              "compose": {"coeffs": coeffs, "l": rng.uniform(0, 100, (1, 1, 7, 50)).astype(np.float32),
+                          "first_row": np.array(5, np.int64), "height": np.array(40, np.int64)}}
+    for name in layout.GRAPHS:
+        shipped = ort.InferenceSession(str(graphs_dir() / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        fresh = ort.InferenceSession(str(tmp_path / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        a, b = shipped.run(None, inputs[name])[0], fresh.run(None, inputs[name])[0]
+        assert np.array_equal(a, b), f"graphs/{name}.onnx is stale: run `make onnx`"
+
+
+@pytest.mark.parametrize("size,small", [((157, 203), (48, 64)), ((400, 600), (171, 256)), ((64, 64), (64, 64)),
+                                        ((33, 500), (16, 256))])
+def test_pillow_reduction_is_torch_antialiased_bilinear(size, small):
+    """The working-size lightness: Pillow's bilinear reduction (light) = F.interpolate(antialias=True) (torch)."""
+    rng = np.random.default_rng(0)
+    l_full = (rng.uniform(0, 100, size) * 0.2 + np.linspace(0, 80, size[1])[None]).astype(np.float32)
+    pil = np.asarray(Image.fromarray(l_full).resize(small[::-1], Image.BILINEAR))
+    ref = F.interpolate(torch.from_numpy(l_full)[None, None], size=small, mode="bilinear", align_corners=False,
+                        antialias=True)[0, 0].numpy()
+    assert np.abs(pil - ref).max() < 1e-3
+
+
+def test_row_strips_resize_as_the_whole_map():
+    small = torch.rand(1, 4, 9, 13)
+    whole = F.interpolate(small, size=(70, 50), mode="bilinear", align_corners=False)
+    for r0, rows in [(0, 70), (0, 1), (13, 20), (69, 1)]:
+        strip = steps.resize_rows(small, torch.tensor(r0), rows, 70, 50)
+        assert torch.allclose(strip, whole[:, :, r0:r0 + rows], atol=1e-6)
+
+
+def test_light_engine_refuses_what_needs_torch(tiny_pair, tmp_path):
+    _, path = tiny_pair
+    light = LiteColorizer(path, size=32)
+    src = tmp_path / "p.png"
+    make_photo().save(src)
+    with pytest.raises(ValueError, match="hints, confidence.*colorize\\[torch\\]"):
+        light.colorize_file(src, tmp_path / "o.png", hints=["1,1,red"], confidence=True)
+    with pytest.raises(TypeError, match="PIL image"):
+        light(torch.zeros(3, 8, 8))
+    assert not (tmp_path / "o.png").exists()
+    light.colorize_file(src, tmp_path / "o.png")
+    assert Image.open(tmp_path / "o.png").size == Image.open(src).size
+
+
+def test_shipped_onnx_is_checked_against_its_sha256(tmp_path, monkeypatch):
+    spec = hub.SHIPPED[hub.DEFAULT_MODEL]
+    monkeypatch.delenv("COLORIZE_WEIGHTS", raising=False)
+    shipped = hub.weights_dir() / spec.onnx
+    changed = bytearray(shipped.read_bytes())
+    changed[-10] ^= 1
+    (tmp_path / spec.onnx).write_bytes(changed)
+    monkeypatch.setenv("COLORIZE_WEIGHTS", str(tmp_path))
+    with pytest.raises(ValueError, match="does not match the expected"):
+        LiteColorizer()
+
+
+# A process in which torch, torchvision, timm and safetensors cannot be imported: the light install.
+NO_TORCH = textwrap.dedent("""
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "torchvision", "timm", "safetensors"):
+                raise ImportError("no module named " + name)
+    sys.meta_path.insert(0, Block())
+    from colorize.cli import main
+    code = main(sys.argv[1:])
+    assert not any(m.split(".")[0] == "torch" for m in sys.modules), "torch was imported"
+    sys.exit(code)
+""")
+
+
+def _colorize_without_torch(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "COLORIZE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1",
+                               "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
+
+
+def test_cli_colorizes_a_folder_without_torch(tmp_path, tiny_pair):
+    _, path = tiny_pair
+    (tmp_path / "in").mkdir()
+    for i in range(2):
+        make_photo(80, 60, seed=i).convert("L").save(tmp_path / "in" / f"p{i}.png")
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"not a jpeg")
+    run = _colorize_without_torch(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(path))
+    assert run.returncode == 1, run.stderr  # one bad file among good ones: the rest are done
+    assert "broken.jpg" in run.stderr and "Traceback" not in run.stderr
+    for i in range(2):
+        out = Image.open(tmp_path / "out" / f"p{i}.png")
+        assert out.mode == "RGB" and out.size == (80, 60)
+        assert np.ptp(np.asarray(out).astype(int), axis=2).mean() > 1  # in color
+
+
+def test_cli_without_torch_names_what_needs_it(tmp_path):
+    make_photo().save(tmp_path / "p.png")
+    for args in (["--hint", "1,1,red"], ["--keep-color"], ["--temperature", "0.3"]):
+        run = _colorize_without_torch(str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png"), *args)
+        assert run.returncode == 2 and "colorize[torch]" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    run = _colorize_without_torch("models")  # a subcommand of the full install
+    assert run.returncode == 2 and "colorize models needs the torch engine" in run.stderr
+    assert not (tmp_path / "o.png").exists()
