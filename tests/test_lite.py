@@ -71,7 +71,8 @@ def test_shipped_graphs_are_the_current_steps(tmp_path):
     steps.export_graphs(tmp_path)
     rng = np.random.default_rng(0)
     coeffs = rng.normal(0, 0.5, (1, 4, 9, 13)).astype(np.float32)
-    inputs = {"lightness": {"rgb": rng.integers(0, 256, (1, 3, 11, 17), dtype=np.uint8)},
+    inputs = {"lab": {"rgb": rng.uniform(0, 1, (1, 3, 6, 9)).astype(np.float32)},
+              "lightness": {"rgb": rng.integers(0, 256, (1, 3, 11, 17), dtype=np.uint8)},
               "coefficients": {"l_small": rng.uniform(0, 100, (1, 1, 9, 13)).astype(np.float32),
                                "ab": rng.normal(0, 0.4, (1, 2, 9, 13)).astype(np.float32)},
               "compose": {"coeffs": coeffs, "l": rng.uniform(0, 100, (1, 1, 7, 50)).astype(np.float32),
@@ -115,6 +116,21 @@ def test_light_engine_refuses_what_needs_torch(tiny_pair, tmp_path):
     assert not (tmp_path / "o.png").exists()
     light.colorize_file(src, tmp_path / "o.png")
     assert Image.open(tmp_path / "o.png").size == Image.open(src).size
+
+
+def test_tone_is_told_alike_by_both_engines(tiny_pair):
+    """Gray, toned or color: the light engine measures the thumbnail's Lab with the export of rgb_to_lab."""
+    from colorize.tone import classify
+
+    _, path = tiny_pair
+    light = LiteColorizer(path, size=32)
+    gray = make_photo(120, 90).convert("L").convert("RGB")
+    sepia = np.asarray(gray).astype(np.float32) * np.array([1.0, 0.85, 0.65], np.float32)
+    photos = {"gray": gray, "toned": Image.fromarray(sepia.astype(np.uint8)), "color": make_photo(120, 90)}
+    for kind, photo in photos.items():
+        torch_report, light_report = classify(photo), classify(photo, to_lab=light.to_lab)
+        assert torch_report.kind == light_report.kind == kind
+        assert abs(torch_report.colored - light_report.colored) < 0.01
 
 
 def test_shipped_onnx_is_checked_against_its_sha256(tmp_path, monkeypatch):
@@ -163,11 +179,18 @@ def test_cli_colorizes_a_folder_without_torch(tmp_path, tiny_pair):
         out = Image.open(tmp_path / "out" / f"p{i}.png")
         assert out.mode == "RGB" and out.size == (80, 60)
         assert np.ptp(np.asarray(out).astype(int), axis=2).mean() > 1  # in color
+    assert "inputs: 2 gray" in run.stdout
+
+    make_photo(80, 60, seed=5).save(tmp_path / "in" / "color.png")  # already in color: kept as it is
+    run = _colorize_without_torch(str(tmp_path / "in" / "color.png"), "-o", str(tmp_path / "kept.png"),
+                                  "--model", str(path), "--keep-color")
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "kept.png").read_bytes() == (tmp_path / "in" / "color.png").read_bytes()
 
 
 def test_cli_without_torch_names_what_needs_it(tmp_path):
     make_photo().save(tmp_path / "p.png")
-    for args in (["--hint", "1,1,red"], ["--keep-color"], ["--temperature", "0.3"]):
+    for args in (["--hint", "1,1,red"], ["--tint-as-hints"], ["--temperature", "0.3"]):
         run = _colorize_without_torch(str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png"), *args)
         assert run.returncode == 2 and "colorize[torch]" in run.stderr and "Traceback" not in run.stderr, run.stderr
     run = _colorize_without_torch("models")  # a subcommand of the full install

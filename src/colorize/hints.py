@@ -337,10 +337,10 @@ def hints_from_tint(image: Image.Image | np.ndarray, *, size: int = 256) -> list
     from colorize.tone import off_tone, small_rgb
 
     width, height = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
-    lab = rgb_to_lab(small_rgb(image, size).double())[0]  # (3, h, w)
+    lab = rgb_to_lab(torch.from_numpy(small_rgb(image, size)).double())[0]  # (3, h, w)
     ab = lab[1:]
     base = ab.reshape(2, -1).median(dim=1).values
-    tinted = (off_tone(ab, base) > TINT_MIN_CHROMA).numpy()
+    tinted = off_tone(ab.numpy(), base.numpy()) > TINT_MIN_CHROMA
     tinted = ndimage.binary_opening(tinted, iterations=1)
     labels, count = ndimage.label(tinted)
     if count == 0:

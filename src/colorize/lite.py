@@ -7,9 +7,8 @@ description of each step and two engines to run it. The working-size lightness i
 bilinear reduction, which is the operation torch's ``F.interpolate(antialias=True)`` computes
 (``tests/test_lite.py`` holds them to each other and the two engines' photos to one 8-bit level).
 
-What needs torch stays there: hints, confidence maps, telling color photos from gray ones (``--keep-color``,
-``--tint-as-hints``), temperatures other than the one baked into the export, training, evaluation, video
-and the web app. ``pip install 'colorize[torch]'`` adds it.
+What needs torch stays there: hints (``--tint-as-hints`` too), confidence maps, temperatures other than the
+one baked into the export, GPUs, training, evaluation, video and the web app. ``pip install 'colorize[torch]'`` adds it.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from colorize.batch import FileResult
-from colorize.io import load_image, save_image, to_rgb
+from colorize.io import load_image, pass_through, save_image, to_rgb
 from colorize.layout import GRAPHS, L_CENTER, L_SCALE, strips, working_shape
 
 TORCH_ONLY = "needs the torch engine: pip install 'colorize[torch]' (this is the light install, onnxruntime only)"
@@ -143,15 +142,25 @@ class LiteColorizer:
         raise TypeError("the light engine takes a PIL image or an (H, W, 3) uint8 array; other arrays and "
                         f"tensors {TORCH_ONLY}")
 
+    def to_lab(self, rgb: np.ndarray) -> np.ndarray:
+        """(1, 3, h, w) float sRGB in [0, 1] -> CIE Lab (:func:`colorize.color.rgb_to_lab`, exported)."""
+        return self._run("lab", rgb=rgb.astype(np.float32))
+
     def colorize_file(self, src: str | Path, dst: str | Path, *, quality: int = 95, hints: Any = None,
                       confidence: bool = False, keep_color: bool = False, tint_as_hints: bool = False) -> FileResult:
         """Read ``src``, colorize, write ``dst`` atomically (format from its extension), as
-        :meth:`colorize.pipeline.Colorizer.colorize_file` does; the options marked there as needing a
-        classification of the photo, hints or confidence raise ValueError here."""
+        :meth:`colorize.pipeline.Colorizer.colorize_file` does; hints, tints as hints and confidence raise
+        ValueError here (they need torch)."""
+        from colorize.tone import classify
+
         asked = [name for name, on in (("hints", bool(hints)), ("confidence", confidence),
-                                       ("keep_color", keep_color), ("tint_as_hints", tint_as_hints)) if on]
+                                       ("tint_as_hints", tint_as_hints)) if on]
         if asked:
             raise ValueError(f"{', '.join(asked)} {TORCH_ONLY}")
         img = load_image(src)
+        tone = classify(img, to_lab=self.to_lab)
+        if keep_color and tone.kind == "color":
+            pass_through(src, dst, img, quality=quality)
+            return FileResult(img.size, tone, passed_through=True)
         save_image(self(img), dst, quality=quality)
-        return FileResult(img.size, None)
+        return FileResult(img.size, tone)

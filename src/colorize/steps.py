@@ -7,6 +7,7 @@ drift apart (``tests/test_lite.py`` checks that their outputs agree within one 8
 
 The steps, around the network (which has its own export, :mod:`colorize.onnx`):
 
+- ``lab``: float sRGB (1, 3, h, w) -> CIE Lab, for a thumbnail's statistics (:func:`colorize.tone.classify`);
 - ``lightness``: an 8-bit RGB strip (1, 3, r, W) -> its CIE L (1, 1, r, W), in [0, 100];
 - the working-size lightness is an antialiased bilinear shrink of that (torch's ``F.interpolate`` with
   ``antialias=True`` here, Pillow's identical bilinear reduction in the light engine: a library operation,
@@ -30,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from colorize.color import (denormalize_ab, lab_to_linear_rgb_in_gamut, linear_to_srgb, linear_to_srgb_uint8,
-                            normalize_l, uint8_rgb_to_l)
+                            normalize_l, rgb_to_lab, uint8_rgb_to_l)
 from colorize.layout import GRAPHS
 
 GUIDE_RADIUS = 2  # guided filter window (working-size pixels) and regularization (normalized L squared)
@@ -127,6 +128,11 @@ class _Lightness(nn.Module):
         return uint8_rgb_to_l(rgb)
 
 
+class _Lab(nn.Module):
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        return rgb_to_lab(rgb)
+
+
 class _Coefficients(nn.Module):
     def forward(self, l_small: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         return coefficients(l_small, ab)
@@ -150,6 +156,7 @@ def export_graphs(folder: str | Path) -> list[Path]:
     specs = {
         "lightness": (_Lightness(), (torch.randint(0, 256, (1, 3, rows, width), dtype=torch.uint8),), ["rgb"], "l",
                       {"rgb": {2: "rows", 3: "width"}, "l": {2: "rows", 3: "width"}}),
+        "lab": (_Lab(), (torch.rand(1, 3, h, w),), ["rgb"], "lab", {"rgb": {2: "h", 3: "w"}, "lab": {2: "h", 3: "w"}}),
         "coefficients": (_Coefficients(), (torch.rand(1, 1, h, w) * 100, torch.rand(1, 2, h, w) - 0.5),
                          ["l_small", "ab"], "coeffs",
                          {"l_small": {2: "h", 3: "w"}, "ab": {2: "h", 3: "w"}, "coeffs": {2: "h", 3: "w"}}),

@@ -22,14 +22,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
-
-from colorize.color import rgb_to_lab
 
 GRAY_CHROMA = 4.0  # ab units: below this a pixel looks neutral (JPEG and scanner noise stay under it)
 TINT_CHROMA = 10.0  # ab units off the photo's tone: the pixel has a color of its own
@@ -60,51 +56,60 @@ class ToneReport:
         return f"already in color ({100 * self.colored:.0f}% of it colored, hues spread {self.hue_spread:.0f} deg)"
 
 
-def off_tone(ab: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+def off_tone(ab: np.ndarray, base: np.ndarray) -> np.ndarray:
     """Distance (ab units) of colors ``ab`` (2, ...) from the tone ray through ``base`` (2,): from neutral
     outward along ``base``'s hue (neutral itself when ``base`` is within :data:`GRAY_CHROMA` of it)."""
-    norm = float(base.norm())
+    norm = float(np.linalg.norm(base))
     if norm < GRAY_CHROMA:
-        return ab.norm(dim=0)
-    u = (base / norm).view(2, *[1] * (ab.dim() - 1))
-    along = (ab * u).sum(dim=0, keepdim=True).clamp(min=0)
-    return (ab - along * u).norm(dim=0)
+        return np.linalg.norm(ab, axis=0)
+    u = (base / norm).reshape(2, *[1] * (ab.ndim - 1))
+    along = np.clip((ab * u).sum(axis=0, keepdims=True), 0, None)
+    return np.linalg.norm(ab - along * u, axis=0)
 
 
-def small_rgb(image: Image.Image | np.ndarray | torch.Tensor, size: int = ANALYSIS_SIZE) -> torch.Tensor:
-    """A photo reduced to at most ``size`` px on the long side (box filter), as (1, 3, h, w) float in
-    [0, 1]. PIL images and uint8 arrays are reduced by Pillow before any float copy is made, so a
-    24-megapixel scan costs a thumbnail."""
+def small_rgb(image: "Image.Image | np.ndarray | Any", size: int = ANALYSIS_SIZE) -> np.ndarray:
+    """A photo reduced to at most ``size`` px on the long side (box filter), as (1, 3, h, w) float32 in
+    [0, 1]. Images and arrays are reduced by Pillow before any float copy is made, so a 24-megapixel scan
+    costs a thumbnail; a (3, H, W) float tensor in [0, 1] is brought to 8 bits first."""
+    if not isinstance(image, (Image.Image, np.ndarray)):  # a torch tensor
+        image = (image.detach().float().clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).byte().cpu().numpy()
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image if image.ndim == 2 else image[..., :3])
-    if isinstance(image, Image.Image):
-        thumb = image.convert("RGB")
-        thumb.thumbnail((size, size), Image.Resampling.BOX)
-        return torch.from_numpy(np.array(thumb, np.float32)).permute(2, 0, 1)[None] / 255.0
-    x = image.float()[None] if image.dim() == 3 else image.float()
-    scale = size / max(x.shape[-2:])
-    return F.interpolate(x, scale_factor=scale, mode="area") if scale < 1 else x
+    thumb = image.convert("RGB")
+    thumb.thumbnail((size, size), Image.Resampling.BOX)
+    return np.ascontiguousarray(np.asarray(thumb, np.float32).transpose(2, 0, 1)[None] / 255.0)
 
 
-def classify(image: Image.Image | np.ndarray | torch.Tensor) -> ToneReport:
+def _torch_lab(rgb: np.ndarray) -> np.ndarray:
+    import torch
+
+    from colorize.color import rgb_to_lab
+
+    return rgb_to_lab(torch.from_numpy(rgb).double()).numpy()
+
+
+def classify(image: "Image.Image | np.ndarray | Any", *,
+             to_lab: Callable[[np.ndarray], np.ndarray] | None = None) -> ToneReport:
     """Gray, toned or color, by chroma statistics (see the module docstring).
 
     Args:
         image: a PIL image, (H, W, 3) uint8 array, or (3, H, W) float tensor in [0, 1].
+        to_lab: (1, 3, h, w) sRGB in [0, 1] -> CIE Lab, same shape: :func:`colorize.color.rgb_to_lab` (torch)
+            unless the light engine passes its export of it.
     """
-    ab = rgb_to_lab(small_rgb(image).double())[0, 1:].reshape(2, -1)  # (2, N)
-    chroma = ab.norm(dim=0)
-    base = ab.median(dim=1).values
-    colored = float((off_tone(ab, base) > TINT_CHROMA).double().mean())
+    ab = (to_lab or _torch_lab)(small_rgb(image))[0, 1:].reshape(2, -1).astype(np.float64)  # (2, N)
+    chroma = np.linalg.norm(ab, axis=0)
+    base = np.median(ab, axis=1)
+    colored = float((off_tone(ab, base) > TINT_CHROMA).mean())
     chromatic_mask = chroma > GRAY_CHROMA
-    chromatic = float(chromatic_mask.double().mean())
+    chromatic = float(chromatic_mask.mean())
     spread = 0.0
     if chromatic_mask.any():
         unit = ab[:, chromatic_mask] / chroma[chromatic_mask]
         weights = chroma[chromatic_mask]
-        resultant = float((unit * weights).sum(dim=1).norm() / weights.sum())
+        resultant = float(np.linalg.norm((unit * weights).sum(axis=1)) / weights.sum())
         spread = math.degrees(math.sqrt(max(0.0, -2.0 * math.log(max(resultant, 1e-12)))))  # circular std
-    tone_chroma = float(base.norm())
+    tone_chroma = float(np.linalg.norm(base))
     tone_hue = math.degrees(math.atan2(float(base[1]), float(base[0]))) if tone_chroma > 0 else 0.0
     if chromatic < MIN_COLORED:
         kind = "gray"

@@ -169,8 +169,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: --address and --workers need --engine ray", file=sys.stderr)
         return 2
     torch_options = [flag for flag, name in (("--hint", "hint"), ("--hints", "hints"), ("--confidence", "confidence"),
-                                             ("--keep-color", "keep_color"), ("--tint-as-hints", "tint_as_hints"))
-                     if getattr(args, name, None)]
+                                             ("--tint-as-hints", "tint_as_hints")) if getattr(args, name, None)]
     if torch_options and not torch_installed():
         from colorize.lite import TORCH_ONLY
 
