@@ -43,14 +43,17 @@ def tiny_pair(tmp_path_factory):
     return model, path
 
 
-@pytest.mark.parametrize("guided", [True, False])
-def test_engines_agree_within_one_level(tiny_pair, guided, monkeypatch):
+def test_engines_agree_within_one_level(tiny_pair, monkeypatch):
     model, path = tiny_pair
     monkeypatch.setattr(layout, "STRIP_PIXELS", 70 * 13)  # several strips, the last one partial, both engines
-    torch_engine = Colorizer(model, size=48, temperature=0.38, saturation=1.3, guided=guided)
-    light = LiteColorizer(path, size=48, saturation=1.3, guided=guided)
+    torch_engine = Colorizer(model, size=48, temperature=0.38, saturation=1.3)
+    light = LiteColorizer(path, size=48, saturation=1.3)
     for photo in _photos():
         assert _max_level_difference(light.colorize_uint8(photo), torch_engine.colorize_uint8(photo)) <= 1
+        gray = np.array(Image.fromarray(photo).convert("L"))  # 8-bit gray: one table lookup for its lightness
+        from_gray = light.colorize_uint8(gray)
+        assert _max_level_difference(from_gray, torch_engine.colorize_uint8(gray)) <= 1
+        assert _max_level_difference(from_gray, light.colorize_uint8(np.repeat(gray[..., None], 3, 2))) <= 1
 
 
 def test_shipped_model_agrees_in_both_engines(monkeypatch):
@@ -70,12 +73,14 @@ def test_shipped_graphs_are_the_current_steps(tmp_path):
 
     steps.export_graphs(tmp_path)
     rng = np.random.default_rng(0)
-    coeffs = rng.normal(0, 0.5, (1, 4, 9, 13)).astype(np.float32)
+    wide = rng.normal(0, 0.5, (1, 4, 9, 50)).astype(np.float32)
     inputs = {"lab": {"rgb": rng.uniform(0, 1, (1, 3, 6, 9)).astype(np.float32)},
+              "gray_lightness": {"gray": rng.integers(0, 256, (1, 1, 11, 17), dtype=np.uint8)},
               "lightness": {"rgb": rng.integers(0, 256, (1, 3, 11, 17), dtype=np.uint8)},
               "coefficients": {"l_small": rng.uniform(0, 100, (1, 1, 9, 13)).astype(np.float32),
-                               "ab": rng.normal(0, 0.4, (1, 2, 9, 13)).astype(np.float32)},
-              "compose": {"coeffs": coeffs, "l": rng.uniform(0, 100, (1, 1, 7, 50)).astype(np.float32),
+                               "ab": rng.normal(0, 0.4, (1, 2, 9, 13)).astype(np.float32),
+                               "row": np.zeros((1, 50), np.float32)},
+              "compose": {"wide": wide, "l": rng.uniform(0, 100, (1, 1, 7, 50)).astype(np.float32),
                           "first_row": np.array(5, np.int64), "height": np.array(40, np.int64)}}
     for name in layout.GRAPHS:
         shipped = ort.InferenceSession(str(graphs_dir() / f"{name}.onnx"), providers=["CPUExecutionProvider"])
@@ -99,8 +104,9 @@ def test_pillow_reduction_is_torch_antialiased_bilinear(size, small):
 def test_row_strips_resize_as_the_whole_map():
     small = torch.rand(1, 4, 9, 13)
     whole = F.interpolate(small, size=(70, 50), mode="bilinear", align_corners=False)
+    wide = F.interpolate(small, size=(9, 50), mode="bilinear", align_corners=False)
     for r0, rows in [(0, 70), (0, 1), (13, 20), (69, 1)]:
-        strip = steps.resize_rows(small, torch.tensor(r0), rows, 70, 50)
+        strip = steps.resize_rows(wide, torch.tensor(r0), rows, 70)
         assert torch.allclose(strip, whole[:, :, r0:r0 + rows], atol=1e-6)
 
 

@@ -268,3 +268,10 @@ def test_confidence_needs_a_bins_model(colorizer):
         colorizer.analyze(make_photo(32, 32), confidence=True)
     with pytest.raises(ValueError, match="confidence=True"):
         colorizer.confidence_image(colorizer.analyze(make_photo(32, 32)))
+
+
+def test_gray_lightness_is_the_rgb_lightness_of_equal_channels():
+    from colorize.color import uint8_gray_to_l, uint8_rgb_to_l
+
+    gray = torch.randint(0, 256, (1, 1, 13, 9), dtype=torch.uint8)
+    assert torch.allclose(uint8_gray_to_l(gray), uint8_rgb_to_l(gray.expand(1, 3, 13, 9)), atol=1e-5)

@@ -117,6 +117,25 @@ def uint8_rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
     return 116.0 * _lab_f(y) - 16.0
 
 
+_GRAY_L: dict[torch.device, torch.Tensor] = {}
+
+
+def uint8_gray_to_l(gray: torch.Tensor) -> torch.Tensor:
+    """Lightness of 8-bit gray, (..., 1, H, W) uint8 -> (..., 1, H, W) float32 in [0, 100]: what
+    :func:`uint8_rgb_to_l` gives for R = G = B, as one lookup in a 256-entry table made by it."""
+    table = _GRAY_L.get(gray.device)
+    if table is None:
+        levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 256).expand(3, 1, 256).to(gray.device)
+        table = uint8_rgb_to_l(levels).reshape(256)
+        _GRAY_L[gray.device] = table
+    return table.index_select(0, gray.reshape(-1).int()).view(gray.shape)
+
+
+def uint8_to_l(image: torch.Tensor) -> torch.Tensor:
+    """Lightness of 8-bit sRGB (..., 3, H, W) or 8-bit gray (..., 1, H, W) -> (..., 1, H, W) in [0, 100]."""
+    return uint8_gray_to_l(image) if image.shape[-3] == 1 else uint8_rgb_to_l(image)
+
+
 def gray_from_l(l: torch.Tensor) -> torch.Tensor:
     """The sRGB value in [0, 1] of the neutral gray with lightness ``l``, one channel: (..., 1, H, W).
     Equals every channel of :func:`gray_rgb_from_l` (up to the matrices' ~1e-4 white-point rounding)

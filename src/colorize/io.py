@@ -63,6 +63,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK (PIL inverts Adobe CMYK), YCbCr, LAB, HSV
 
 
+def to_8bit(img: Image.Image) -> Image.Image:
+    """8-bit gray (mode L) as it is: a third of the memory of RGB, and its lightness is one table lookup;
+    anything else -> :func:`to_rgb`."""
+    return img if img.mode == "L" else to_rgb(img)
+
+
 def _too_many_pixels(width: int | None = None, height: int | None = None) -> str:
     size = f"{width}x{height} = {width * height:,} pixels" if width else "more pixels than that"
     return (f"too large: {size}; the limit is {MAX_PIXELS:,} pixels (about 14,000 x 14,000); "

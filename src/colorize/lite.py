@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from colorize.batch import FileResult
-from colorize.io import load_image, pass_through, save_image, to_rgb
+from colorize.io import load_image, pass_through, save_image, to_8bit
 from colorize.layout import GRAPHS, L_CENTER, L_SCALE, strips, working_shape
 
 TORCH_ONLY = "needs the torch engine: pip install 'colorize[torch]' (this is the light install, onnxruntime only)"
@@ -81,13 +81,12 @@ class LiteColorizer:
     """
 
     def __init__(self, model: str | Path | None = None, *, size: int | None = None, saturation: float = 1.0,
-                 guided: bool = True, threads: int | None = None):
+                 threads: int | None = None):
         """
         Args:
             model: None for the shipped default, a shipped model's name, or an exported ``.onnx`` file.
             size: working size (long side) the network sees; None: the one recorded in the export, else 256.
             saturation: multiplies the predicted chroma (1 = as predicted).
-            guided: edge-aware upsampling of the colors (False: plain bilinear).
             threads: onnxruntime intra-op threads (None: its default, the physical cores).
         """
         if saturation < 0:
@@ -100,47 +99,50 @@ class LiteColorizer:
         self.size = int(size or meta.get("working_size", 256))
         if self.size < self.stride:
             raise ValueError(f"size must be >= {self.stride} for this model, got {self.size}")
-        self.saturation, self.guided = saturation, guided
+        self.saturation = saturation
         self.steps = {name: session(graphs_dir() / f"{name}.onnx", threads) for name in GRAPHS}
 
     def _run(self, step: str, **inputs: np.ndarray) -> np.ndarray:
         return self.steps[step].run(None, inputs)[0]
 
     def colorize_uint8(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 sRGB -> (H, W, 3) uint8 colorized, the same photo size and lightness."""
+        """(H, W, 3) uint8 sRGB or (H, W) uint8 gray -> (H, W, 3) uint8 colorized, the same photo size and
+        lightness."""
         height, width = rgb.shape[:2]
         rows = strips(height, width)
         l_full = np.empty((1, 1, height, width), np.float32)
         for r0 in rows:
-            strip = np.ascontiguousarray(rgb[r0:r0 + rows.step].transpose(2, 0, 1)[None])
-            l_full[:, :, r0:r0 + rows.step] = self._run("lightness", rgb=strip)
+            if rgb.ndim == 2:
+                l_strip = self._run("gray_lightness", gray=rgb[None, None, r0:r0 + rows.step])
+            else:
+                l_strip = self._run("lightness", rgb=np.ascontiguousarray(rgb[r0:r0 + rows.step].transpose(2, 0, 1)[None]))
+            l_full[:, :, r0:r0 + rows.step] = l_strip
         h, w = working_shape(height, width, self.size, self.stride)
         # Pillow's bilinear reduction (antialiased, exact: no reducing_gap) = F.interpolate(antialias=True)
         l_small = np.asarray(Image.fromarray(l_full[0, 0]).resize((w, h), Image.BILINEAR))[None, None]
         net_in = self.network.get_inputs()[0].name
         (ab,) = self.network.run(None, {net_in: (l_small - L_CENTER) / L_SCALE})
         ab = ab.astype(np.float32) * np.float32(self.saturation)
-        if self.guided:
-            coeffs = self._run("coefficients", l_small=l_small, ab=ab)
-        else:  # steps.coefficients(guided=False): A = 0, B = ab
-            coeffs = np.concatenate([np.zeros_like(ab), ab], axis=1)
+        row = np.zeros((1, width), np.float32)  # its shape gives the graph the photo's width
+        wide = self._run("coefficients", l_small=l_small, ab=ab, row=row)
         out = np.empty((height, width, 3), np.uint8)
         size = np.array(height, np.int64)
         for r0 in rows:
-            strip = self._run("compose", coeffs=coeffs, l=l_full[:, :, r0:r0 + rows.step],
+            strip = self._run("compose", wide=wide, l=l_full[:, :, r0:r0 + rows.step],
                               first_row=np.array(r0, np.int64), height=size)
             out[r0:r0 + rows.step] = strip[0].transpose(1, 2, 0)
         return out
 
     def __call__(self, image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
-        """Colorize one photo: a PIL image (returns PIL) or an (H, W, 3) uint8 array (returns one)."""
+        """Colorize one photo: a PIL image (returns PIL) or an (H, W, 3) or (H, W) uint8 array (returns an
+        (H, W, 3) one)."""
         if isinstance(image, Image.Image):
-            rgb = np.array(to_rgb(ImageOps.exif_transpose(image)))
-            return Image.fromarray(self.colorize_uint8(rgb))
-        if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+            return Image.fromarray(self.colorize_uint8(np.array(to_8bit(ImageOps.exif_transpose(image)))))
+        if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
+                image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
             return self.colorize_uint8(image)
-        raise TypeError("the light engine takes a PIL image or an (H, W, 3) uint8 array; other arrays and "
-                        f"tensors {TORCH_ONLY}")
+        raise TypeError("the light engine takes a PIL image or an (H, W, 3) or (H, W) uint8 array; other arrays "
+                        f"and tensors {TORCH_ONLY}")
 
     def to_lab(self, rgb: np.ndarray) -> np.ndarray:
         """(1, 3, h, w) float sRGB in [0, 1] -> CIE Lab (:func:`colorize.color.rgb_to_lab`, exported)."""

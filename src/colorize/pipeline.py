@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from colorize import steps
-from colorize.color import normalize_l, rgb_to_l, uint8_rgb_to_l
+from colorize.color import normalize_l, rgb_to_l, uint8_to_l
 from colorize.batch import FileResult
-from colorize.io import pass_through, save_image, to_rgb
+from colorize.io import pass_through, save_image, to_8bit, to_rgb
 from colorize.layout import strips, working_shape
 from colorize.models.base import optimize_for_inference
 from colorize.runtime import tune_allocator
@@ -155,12 +155,13 @@ class Colorizer:
 
     # -- the three stages; video and batch code call them directly -------------------------------
     def prepare(self, rgb: torch.Tensor) -> Prepared:
-        """(1, 3, H, W) sRGB, float in [0, 1] or uint8 -> full-size L and working-size L."""
+        """(1, 3, H, W) sRGB, float in [0, 1] or uint8, or (1, 1, H, W) uint8 gray -> full-size L and
+        working-size L."""
         rgb = rgb.to(self.device)
         height, width = rgb.shape[-2:]
         l_full = torch.empty(rgb.shape[0], 1, height, width, device=self.device)
         rows = strips(height, width)
-        to_l = uint8_rgb_to_l if rgb.dtype == torch.uint8 else (lambda x: rgb_to_l(x.float()))
+        to_l = uint8_to_l if rgb.dtype == torch.uint8 else (lambda x: rgb_to_l(x.float()))
         for r0 in rows:  # a strip at a time: small temporaries, reused by the allocator
             l_full[..., r0:r0 + rows.step, :] = to_l(rgb[..., r0:r0 + rows.step, :])
         h, w = working_shape(*l_full.shape[-2:], self.size, self.stride)
@@ -205,12 +206,12 @@ class Colorizer:
         or uint8 with ``uint8=True``. Full-resolution work goes a strip of rows at a time."""
         l_full = prepared.l_full
         height, width = l_full.shape[-2:]
-        coeffs = steps.coefficients(prepared.l_small, ab_small, guided=self.guided)
+        wide = steps.coefficients(prepared.l_small, ab_small, width, guided=self.guided)
         out = torch.empty(1, 3, height, width, device=l_full.device, dtype=torch.uint8 if uint8 else torch.float32)
         rows = strips(height, width)
         for r0 in rows:
             first = torch.tensor(r0, device=l_full.device)
-            out[:, :, r0:r0 + rows.step] = steps.compose(coeffs, l_full[:, :, r0:r0 + rows.step], first, height,
+            out[:, :, r0:r0 + rows.step] = steps.compose(wide, l_full[:, :, r0:r0 + rows.step], first, height,
                                                          uint8=uint8)
         return out
 
@@ -273,10 +274,12 @@ class Colorizer:
             raise ValueError("this prediction was made without confidence=True")
         width, height = prediction.size
         out = torch.empty(height, width, dtype=torch.uint8)
+        wide = F.interpolate(prediction.confidence, size=(prediction.confidence.shape[-2], width), mode="bilinear",
+                             align_corners=False)
         rows = strips(height, width)
         for r0 in rows:
             r1 = min(height, r0 + rows.step)
-            strip = steps.resize_rows(prediction.confidence, torch.tensor(r0), r1 - r0, height, width)
+            strip = steps.resize_rows(wide, torch.tensor(r0), r1 - r0, height)
             out[r0:r1] = (strip[0, 0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu()
         return Image.fromarray(out.numpy(), mode="L")
 
@@ -304,8 +307,8 @@ class Colorizer:
                 dicts ``{"x", "y", "color", "radius"?}`` or ``"X,Y,COLOR[,RADIUS]"`` strings.
         """
         if isinstance(image, Image.Image):
-            rgb = to_rgb(ImageOps.exif_transpose(image))
-            return Image.fromarray(self.colorize_uint8(np.array(rgb), hints=hints))
+            pixels = to_8bit(ImageOps.exif_transpose(image))
+            return Image.fromarray(self.colorize_uint8(np.array(pixels), hints=hints))
         if isinstance(image, np.ndarray):
             return self._call_numpy(image, hints)
         if isinstance(image, torch.Tensor):
@@ -314,14 +317,17 @@ class Colorizer:
 
     @torch.inference_mode()
     def colorize_uint8(self, rgb: np.ndarray, *, hints: HintsLike = None) -> np.ndarray:
-        """(H, W, 3) uint8 sRGB -> (H, W, 3) uint8 colorized: the fast path for 8-bit photos, whose
-        memory stays flat (~10 bytes per pixel) however large the photo."""
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # (1, 3, H, W) uint8 view
+        """(H, W, 3) uint8 sRGB or (H, W) uint8 gray -> (H, W, 3) uint8 colorized: the fast path for 8-bit
+        photos, whose memory stays flat (~10 bytes per pixel) however large the photo."""
+        x = torch.from_numpy(rgb)
+        x = x[None, None] if x.dim() == 2 else x.permute(2, 0, 1)[None]  # (1, C, H, W) uint8 view
         prepared = self.prepare(x)
         out = self.compose(prepared, self.with_hints(prepared, self.predict(prepared.l_small), hints), uint8=True)
         return out[0].permute(1, 2, 0).contiguous().cpu().numpy()  # torch's copy: faster than numpy's here
 
     def _call_numpy(self, arr: np.ndarray, hints: HintsLike = None) -> np.ndarray:
+        if arr.ndim == 2 and arr.dtype == np.uint8:
+            return self.colorize_uint8(np.array(arr), hints=hints)  # gray: a copy, input arrays may be read-only
         if arr.ndim == 2:
             arr3 = np.repeat(arr[:, :, None], 3, axis=2)
         elif arr.ndim == 3 and arr.shape[2] in (3, 4):

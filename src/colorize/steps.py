@@ -8,15 +8,16 @@ drift apart (``tests/test_lite.py`` checks that their outputs agree within one 8
 The steps, around the network (which has its own export, :mod:`colorize.onnx`):
 
 - ``lab``: float sRGB (1, 3, h, w) -> CIE Lab, for a thumbnail's statistics (:func:`colorize.tone.classify`);
-- ``lightness``: an 8-bit RGB strip (1, 3, r, W) -> its CIE L (1, 1, r, W), in [0, 100];
+- ``lightness``: an 8-bit RGB strip (1, 3, r, W) -> its CIE L (1, 1, r, W), in [0, 100]; ``gray_lightness`` the
+  same for an 8-bit gray strip (1, 1, r, W): a table lookup (most inputs are gray: a third of the memory);
 - the working-size lightness is an antialiased bilinear shrink of that (torch's ``F.interpolate`` with
   ``antialias=True`` here, Pillow's identical bilinear reduction in the light engine: a library operation,
   not ours to describe);
 - ``coefficients``: working-size L and the network's ab -> the guided filter's local linear model
-  (1, 4, h, w): ab ~ A * L + B, A in channels 0-1 and B in 2-3;
-- ``compose``: the coefficients, one full-resolution strip of L and the strip's first row -> the strip in
-  color, 8-bit (1, 3, r, W): A and B bilinearly upsampled for those rows only, ab = A * L + B, Lab to RGB
-  with out-of-gamut colors pulled in by their chroma (hue and lightness kept), sRGB companding.
+  ab ~ A * L + B (A in channels 0-1, B in 2-3), widened to the photo's width: (1, 4, h, W);
+- ``compose``: those, one full-resolution strip of L and the strip's first row -> the strip in color,
+  8-bit (1, 3, r, W): A and B blended from two rows for each output row, ab = A * L + B, Lab to RGB with
+  out-of-gamut colors pulled in by their chroma (hue and lightness kept), sRGB companding.
 
 Strips (:func:`colorize.layout.strips`) keep memory flat for any photo size.
 """
@@ -31,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from colorize.color import (denormalize_ab, lab_to_linear_rgb_in_gamut, linear_to_srgb, linear_to_srgb_uint8,
-                            normalize_l, rgb_to_lab, uint8_rgb_to_l)
+                            normalize_l, rgb_to_lab, uint8_to_l)
 from colorize.layout import GRAPHS
 
 GUIDE_RADIUS = 2  # guided filter window (working-size pixels) and regularization (normalized L squared)
@@ -77,38 +78,39 @@ def guided_coefficients(guide: torch.Tensor, src: torch.Tensor, *, radius: int =
     return _box(a, radius), _box(b, radius)
 
 
-def coefficients(l_small: torch.Tensor, ab: torch.Tensor, *, guided: bool = True) -> torch.Tensor:
-    """Working-size L (B, 1, h, w) in [0, 100] and normalized ab (B, 2, h, w) -> (B, 4, h, w): A and B of
-    ``ab ~ A * normalized L + B``; with ``guided=False``, A = 0 and B = ab (plain bilinear upsampling)."""
-    if not guided:
-        return torch.cat([torch.zeros_like(ab), ab], dim=1)
-    return torch.cat(guided_coefficients(normalize_l(l_small), ab), dim=1)
+def coefficients(l_small: torch.Tensor, ab: torch.Tensor, width: int, *, guided: bool = True) -> torch.Tensor:
+    """Working-size L (B, 1, h, w) in [0, 100] and normalized ab (B, 2, h, w) -> (B, 4, h, width): A and B of
+    ``ab ~ A * normalized L + B``, already widened to the photo's ``width`` (bilinear: each row on its own,
+    so :func:`compose` only has to blend two rows per output row); with ``guided=False``, A = 0 and B = ab
+    (plain bilinear upsampling)."""
+    if guided:
+        coeffs = torch.cat(guided_coefficients(normalize_l(l_small), ab), dim=1)
+    else:
+        coeffs = torch.cat([torch.zeros_like(ab), ab], dim=1)
+    return F.interpolate(coeffs, size=(coeffs.shape[-2], width), mode="bilinear", align_corners=False)
 
 
-def resize_rows(small: torch.Tensor, first_row: torch.Tensor, rows: int, height: int, width: int) -> torch.Tensor:
-    """Rows ``first_row .. first_row + rows`` of ``small`` (B, C, h, w) bilinearly resized to (height, width),
-    exactly as ``F.interpolate(align_corners=False)`` of the whole map would give them: (B, C, rows, width).
+def resize_rows(wide: torch.Tensor, first_row: torch.Tensor, rows: int, height: int | torch.Tensor) -> torch.Tensor:
+    """Rows ``first_row .. first_row + rows`` of ``wide`` (B, C, h, W) bilinearly resized to ``height`` rows,
+    exactly as ``F.interpolate(align_corners=False)`` of the whole map would give them: (B, C, rows, W).
 
-    ``first_row`` is a 0-d tensor so the exported graph takes it as an input.
+    ``first_row`` is a 0-d tensor (and ``height`` may be one) so the exported graph takes them as inputs.
     """
-    h = small.shape[-2]
-    y = (torch.arange(rows, device=small.device, dtype=torch.float32) + first_row.to(torch.float32) + 0.5)
+    h = wide.shape[-2]
+    y = torch.arange(rows, device=wide.device, dtype=torch.float32) + first_row.to(torch.float32) + 0.5
     src = (y * (h / torch.as_tensor(height, dtype=torch.float32)) - 0.5).clamp(min=0)
     i0 = src.floor().to(torch.int64).clamp(max=h - 1)
     i1 = (i0 + 1).clamp(max=h - 1)
     wy = (src - i0.to(torch.float32)).clamp(0, 1)[:, None]
-    size = (rows, width)  # only the width changes below: each of these rows is widened on its own
-    top = F.interpolate(small.index_select(2, i0), size=size, mode="bilinear", align_corners=False)
-    bottom = F.interpolate(small.index_select(2, i1), size=size, mode="bilinear", align_corners=False)
-    return torch.lerp(top, bottom, wy)
+    return torch.lerp(wide.index_select(2, i0), wide.index_select(2, i1), wy)
 
 
-def compose(coeffs: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor, height: torch.Tensor | int, *,
+def compose(wide: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor, height: torch.Tensor | int, *,
             uint8: bool = True) -> torch.Tensor:
     """One strip of the photo in color.
 
     Args:
-        coeffs: (1, 4, h, w) from :func:`coefficients`.
+        wide: (1, 4, h, W) from :func:`coefficients`.
         l: (1, 1, r, W) full-resolution L of the strip, in [0, 100].
         first_row: 0-d int64 tensor: the strip's first row in the photo.
         height: the photo's height in rows.
@@ -116,7 +118,7 @@ def compose(coeffs: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor, heig
     Returns:
         (1, 3, r, W) sRGB inside the gamut, lightness exactly ``l``.
     """
-    c = resize_rows(coeffs, first_row, l.shape[-2], height, l.shape[-1])
+    c = resize_rows(wide, first_row, l.shape[-2], height)
     ab = c[:, :2] * normalize_l(l) + c[:, 2:]
     lin = lab_to_linear_rgb_in_gamut(l, denormalize_ab(ab))
     return linear_to_srgb_uint8(lin) if uint8 else linear_to_srgb(lin).clamp_(0.0, 1.0)
@@ -125,7 +127,7 @@ def compose(coeffs: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor, heig
 # -- the graphs the light engine runs -------------------------------------------------------------------
 class _Lightness(nn.Module):
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
-        return uint8_rgb_to_l(rgb)
+        return uint8_to_l(rgb)  # the channel count is fixed at export: one graph for RGB, one for gray
 
 
 class _Lab(nn.Module):
@@ -134,14 +136,14 @@ class _Lab(nn.Module):
 
 
 class _Coefficients(nn.Module):
-    def forward(self, l_small: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-        return coefficients(l_small, ab)
+    def forward(self, l_small: torch.Tensor, ab: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+        return coefficients(l_small, ab, row.shape[-1])  # row: (1, W), any values: its shape is the width
 
 
 class _Compose(nn.Module):
-    def forward(self, coeffs: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor,
+    def forward(self, wide: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor,
                 height: torch.Tensor) -> torch.Tensor:
-        return compose(coeffs, l, first_row, height)
+        return compose(wide, l, first_row, height)
 
 
 def export_graphs(folder: str | Path) -> list[Path]:
@@ -156,13 +158,16 @@ def export_graphs(folder: str | Path) -> list[Path]:
     specs = {
         "lightness": (_Lightness(), (torch.randint(0, 256, (1, 3, rows, width), dtype=torch.uint8),), ["rgb"], "l",
                       {"rgb": {2: "rows", 3: "width"}, "l": {2: "rows", 3: "width"}}),
+        "gray_lightness": (_Lightness(), (torch.randint(0, 256, (1, 1, rows, width), dtype=torch.uint8),), ["gray"],
+                           "l", {"gray": {2: "rows", 3: "width"}, "l": {2: "rows", 3: "width"}}),
         "lab": (_Lab(), (torch.rand(1, 3, h, w),), ["rgb"], "lab", {"rgb": {2: "h", 3: "w"}, "lab": {2: "h", 3: "w"}}),
-        "coefficients": (_Coefficients(), (torch.rand(1, 1, h, w) * 100, torch.rand(1, 2, h, w) - 0.5),
-                         ["l_small", "ab"], "coeffs",
-                         {"l_small": {2: "h", 3: "w"}, "ab": {2: "h", 3: "w"}, "coeffs": {2: "h", 3: "w"}}),
-        "compose": (_Compose(), (torch.rand(1, 4, h, w), l, torch.tensor(3), torch.tensor(100)),
-                    ["coeffs", "l", "first_row", "height"], "rgb",
-                    {"coeffs": {2: "h", 3: "w"}, "l": {2: "rows", 3: "width"}, "rgb": {2: "rows", 3: "width"}}),
+        "coefficients": (_Coefficients(), (torch.rand(1, 1, h, w) * 100, torch.rand(1, 2, h, w) - 0.5,
+                                           torch.zeros(1, width)), ["l_small", "ab", "row"], "wide",
+                         {"l_small": {2: "h", 3: "w"}, "ab": {2: "h", 3: "w"}, "row": {1: "width"},
+                          "wide": {2: "h", 3: "width"}}),
+        "compose": (_Compose(), (torch.rand(1, 4, h, width), l, torch.tensor(3), torch.tensor(100)),
+                    ["wide", "l", "first_row", "height"], "rgb",
+                    {"wide": {2: "h", 3: "width"}, "l": {2: "rows", 3: "width"}, "rgb": {2: "rows", 3: "width"}}),
     }
     assert set(specs) == set(GRAPHS)
     written = []
