@@ -202,3 +202,22 @@ def test_cli_without_torch_names_what_needs_it(tmp_path):
     run = _colorize_without_torch("models")  # a subcommand of the full install
     assert run.returncode == 2 and "colorize models needs the torch engine" in run.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_auto_runtime_picks_the_light_engine_for_small_jobs(tmp_path, monkeypatch):
+    import argparse
+
+    from colorize.commands import colorize as command
+    from colorize.commands.options import build_colorizer
+
+    monkeypatch.delenv("COLORIZE_WEIGHTS", raising=False)
+    args = dict(runtime="auto", model=None, size=None, temperature=None, saturation=1.0, threads=None, device="cpu")
+    assert isinstance(build_colorizer(argparse.Namespace(**args)), LiteColorizer)
+    assert isinstance(build_colorizer(argparse.Namespace(**{**args, "temperature": 0.3})), Colorizer)
+    assert isinstance(build_colorizer(argparse.Namespace(**args), torch_options=["--hint"]), Colorizer)
+    for i in range(3):
+        make_photo(1000, 500).save(tmp_path / f"p{i}.png")
+    (tmp_path / "bad.png").write_bytes(b"no")
+    pairs = [(p, p) for p in sorted(tmp_path.iterdir())]
+    assert command._megapixels(pairs, 100) == pytest.approx(1.5)
+    assert command._megapixels(pairs, 0.7) == pytest.approx(1.0)  # stops counting once past the limit

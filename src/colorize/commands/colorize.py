@@ -18,6 +18,9 @@ from colorize.cli import SUBCOMMANDS
 from colorize.commands.options import add_model_options, build_colorizer, torch_installed
 
 PROGRESS_SECONDS = 10.0  # without a terminal: one progress line this often
+# --runtime auto on the torch install: the light engine starts ~2.5 s sooner (no torch import) but takes
+# ~0.1 s more per megapixel (benchmarks/light.py); up to this many megapixels in all, it finishes first
+LIGHT_MAX_MEGAPIXELS = 20.0
 
 
 def main(argv: list[str]) -> int:
@@ -111,6 +114,22 @@ def _plain_progress(items: list):
             print(f"progress: {i}/{len(items)} images ({100 * i // len(items)}%), {now - start:.0f} s",
                   file=sys.stderr, flush=True)
             last = now
+
+
+def _megapixels(pairs: list[tuple[Path, Path]], limit: float) -> float:
+    """The inputs' pixels in millions, read from their headers, counted until past ``limit``."""
+    from PIL import Image
+
+    total = 0.0
+    for src, _ in pairs:
+        try:
+            with Image.open(src) as img:
+                total += img.width * img.height / 1e6
+        except Exception:  # unreadable: colorizing reports it by name
+            continue
+        if total > limit:
+            break
+    return total
 
 
 def _hints_for(args: argparse.Namespace, sources: list[Path]):
@@ -241,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
                        notes=[f"{d}: same file as {first}; done once" for d, first in plan.duplicates],
                        destination=named or out_dir, kinds=result.kinds, warned=warned)
 
+    if args.runtime == "auto" and torch_installed() and _megapixels(todo, LIGHT_MAX_MEGAPIXELS) > LIGHT_MAX_MEGAPIXELS:
+        args.runtime = "torch"  # a big job: torch's faster photos outweigh its slower start
     try:
         colorizer = build_colorizer(args, torch_options=torch_options)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as e:

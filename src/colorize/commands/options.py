@@ -38,8 +38,8 @@ def add_model_options(p: argparse.ArgumentParser, *, device: bool = True, runtim
         p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
                        help="inference engine: torch, or onnx (onnxruntime alone: the light install's engine; a "
                             "weight file is exported to ONNX once and cached, or give --model FILE.onnx). "
-                            "Default auto: onnx for a shipped model or .onnx file where no option needs torch (the "
-                            "same photos within one 8-bit level, a faster start), else torch")
+                            "Default auto: onnx for a shipped model or .onnx file where no option needs torch and the "
+                            "job is small (the same photos within one 8-bit level, a start seconds sooner), else torch")
     if device:
         p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
 
