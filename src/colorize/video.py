@@ -41,7 +41,7 @@ ENCODERS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_ENCODERS = ("libx264", "h264", "mpeg4")
 ENCODER_OPTIONS: dict[str, dict[str, str]] = {
-    "libx264": {"crf": "18", "preset": "fast"},
+    "libx264": {"crf": "18", "preset": "veryfast"},  # "fast" took ~20 ms of a 852x480 frame's 51 (2 cores)
     "libvpx-vp9": {"crf": "30", "b": "0", "row-mt": "1"},
     "libvpx": {"crf": "10", "b": "2M"},
 }
