@@ -2,14 +2,17 @@
 
 Public API (imported lazily, so ``colorize --help`` starts without torch)::
 
-    from colorize import Colorizer, create_model, list_models, rgb_to_lab, lab_to_rgb
+    from colorize import Colorizer, LiteColorizer, create_model, list_models, rgb_to_lab, lab_to_rgb
+
+``LiteColorizer`` (the light engine) needs no torch; the rest do.
 """
 
 __version__ = "0.1.0"
-__all__ = ["Colorizer", "create_model", "list_models", "rgb_to_lab", "lab_to_rgb", "__version__"]
+__all__ = ["Colorizer", "LiteColorizer", "create_model", "list_models", "rgb_to_lab", "lab_to_rgb", "__version__"]
 
 _LAZY = {
     "Colorizer": "colorize.pipeline",
+    "LiteColorizer": "colorize.lite",
     "create_model": "colorize.models",
     "list_models": "colorize.models",
     "rgb_to_lab": "colorize.color",
