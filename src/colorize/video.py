@@ -159,7 +159,7 @@ def track_hints(src: str | Path, colorizer: Colorizer, hints: dict[int, list[Hin
     index = 0
     try:
         for frame in _demux(Path(src), container, video, None):
-            l = colorizer.prepare(_frame_rgb(frame, width, height)).l_small[0, 0].cpu().numpy()
+            l = colorizer.prepare(_frame_pixels(frame, width, height)).l_small[0, 0].cpu().numpy()
             h_small, w_small = l.shape
             if prev is not None:
                 motion = None if is_scene_cut(prev, l, threshold=cfg.cut_threshold) else estimate_motion(prev, l, cfg)
@@ -305,8 +305,27 @@ def _add_audio_stream(out: av.container.OutputContainer, dst: Path,
     raise VideoError(f"{dst}: '{dst.suffix}' files take none of the audio codecs {', '.join(FALLBACK_AUDIO_CODECS)}")
 
 
-def _frame_rgb(frame: av.VideoFrame, width: int, height: int) -> torch.Tensor:
-    """Decoded frame -> (1, 3, H, W) uint8 sRGB at the stream's size (the pipeline's 8-bit path)."""
+GRAY_CHROMA_TOLERANCE = 1  # 8-bit U and V this close to 128 everywhere: a frame without color
+
+
+def _is_gray(frame: av.VideoFrame) -> bool:
+    """Whether a planar YUV frame has neutral chroma everywhere (a black-and-white film), read from its U and
+    V planes as they are (no conversion)."""
+    if not frame.format.name.startswith(("yuv4", "yuvj4")) or len(frame.planes) < 3:
+        return False
+    for plane in frame.planes[1:3]:
+        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: plane.height, : plane.width]
+        if rows.size == 0 or np.abs(rows.astype(np.int16) - 128).max() > GRAY_CHROMA_TOLERANCE:
+            return False
+    return True
+
+
+def _frame_pixels(frame: av.VideoFrame, width: int, height: int) -> torch.Tensor:
+    """Decoded frame -> the pipeline's 8-bit input at the stream's size: (1, 1, H, W) gray for a frame
+    without color (its lightness is then one table lookup, and FFmpeg's conversion to gray is cheaper than
+    to RGB), else (1, 3, H, W) sRGB."""
+    if _is_gray(frame):
+        return torch.from_numpy(frame.to_ndarray(format="gray", width=width, height=height))[None, None]
     arr = frame.to_ndarray(format="rgb24", width=width, height=height)
     return torch.from_numpy(arr).permute(2, 0, 1)[None]
 
@@ -444,7 +463,7 @@ def _colorize_batch(frames: list[av.VideoFrame], colorizer: Colorizer, smoother:
     """prepare -> one batched predict -> hints -> temporal blend -> compose -> encode, for a list of frames."""
     import av
 
-    prepared = [colorizer.prepare(_frame_rgb(f, width, height)) for f in frames]
+    prepared = [colorizer.prepare(_frame_pixels(f, width, height)) for f in frames]
     ab_small = colorizer.predict(torch.cat([p.l_small for p in prepared]))  # (B, 2, h, w)
     for frame, prep, pred in zip(frames, prepared, ab_small, strict=True):
         frame_hints = (hints or {}).get(smoother.stats.frames)  # this frame's index in the video
@@ -467,7 +486,8 @@ def _lab_frames(path: Path, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]
     h, w = working_shape(height, width, size, 1)
     try:
         for frame in _demux(path, container, video, None):
-            rgb = F.interpolate(_frame_rgb(frame, width, height).float().div_(255), size=(h, w), mode="area")
+            rgb = F.interpolate(_frame_pixels(frame, width, height).expand(-1, 3, -1, -1).float().div_(255), size=(h, w),
+                                mode="area")
             lab = rgb_to_lab(rgb)[0]  # (3, h, w)
             yield lab[0].numpy(), normalize_ab(lab[1:]).permute(1, 2, 0).numpy()
     finally:
