@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import io
+import sys
 import tarfile
 import threading
 import warnings
@@ -33,6 +34,12 @@ def test_names_and_patterns(tmp_path):
         str(tmp_path / f"shard-{i:06d}.tar") for i in range(3)]
     with pytest.raises(FileNotFoundError, match="no such shard"):
         resolve_shards([str(tmp_path / "missing.tar")])
+
+
+def test_without_webdataset_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "webdataset", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'colorize\[train\]'"):
+        resolve_shards(["http://h/s-{0..1}.tar"])
 
 
 def _tar(path, members: dict[str, bytes]):
