@@ -11,3 +11,4 @@ $PY benchmarks/video_speed.py --frames 48
 $PY benchmarks/load_server.py --clients 4 --seconds 20
 $PY benchmarks/train_speed.py --steps 5
 $PY benchmarks/train_scaling.py
+$PY benchmarks/shard_stream.py

@@ -47,6 +47,25 @@ def test_eval_cli_writes_report(photo_dir, tiny_model_file, tmp_path, capsys):
         assert grid.width == 3 * 192 and grid.height == 20 + 2 * 192  # gray | model | truth, 2 rows
 
 
+def test_eval_cli_runs_an_onnx_file(photo_dir, tiny_model_file, tmp_path):
+    """An ``.onnx`` file is resolved like any spec (hub.resolve_model) and scores as its torch original."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from colorize.hub import resolve_model
+    from colorize.onnx import export_onnx
+
+    onnx_file = export_onnx(resolve_model(tiny_model_file), tmp_path / "alpha_tiny.onnx", size=64)
+    out = tmp_path / "report"
+    assert main(["eval", str(photo_dir), "--model", str(tiny_model_file), "--model", str(onnx_file), "-o", str(out),
+                 "--limit", "2", "--no-semantic", "--grid-rows", "0", "-q"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["methods"] == ["gray", "alpha_tiny", "alpha_tiny_2"]
+    methods = summary["protocols"]["crop256"]["methods"]
+    torch_scores, onnx_scores = methods["alpha_tiny"], methods["alpha_tiny_2"]
+    assert onnx_scores["psnr"] == pytest.approx(torch_scores["psnr"], abs=0.05)
+    assert onnx_scores["colorfulness"] == pytest.approx(torch_scores["colorfulness"], abs=0.1)
+
+
 def test_eval_bad_model_and_protocol(photo_dir, tmp_path, capsys):
     assert main(["eval", str(photo_dir), "--model", str(tmp_path / "missing.safetensors"), "-o",
                  str(tmp_path / "r"), "--no-semantic", "-q"]) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import io
+import sys
 import tarfile
 import threading
 import warnings
@@ -16,16 +17,15 @@ import torch
 
 from colorize.cli import main
 from colorize.data import PhotoDataset, collate, find_images
-from colorize.shards import (ShardDataset, expand_braces, is_shard_spec, iter_samples, resolve_shards, split_key,
-                             write_shards)
+from colorize.shards import ShardDataset, is_shard_spec, iter_shard_photos, resolve_shards, write_shards
 from colorize.train import TrainConfig, train
 from helpers import make_photo
 
 
 def test_names_and_patterns(tmp_path):
-    assert expand_braces("s-{08..11}.tar") == ["s-08.tar", "s-09.tar", "s-10.tar", "s-11.tar"]
-    assert expand_braces("{a,b}/x{0..1}.tar") == ["a/x0.tar", "a/x1.tar", "b/x0.tar", "b/x1.tar"]
-    assert split_key("dir.v1/abc.seg.png") == ("dir.v1/abc", "seg.png")
+    assert resolve_shards(["http://h/s-{08..11}.tar"]) == [f"http://h/s-{i:02d}.tar" for i in range(8, 12)]
+    assert resolve_shards(["http://h/{a,b}/x{0..1}.tar"]) == ["http://h/a/x0.tar", "http://h/a/x1.tar",
+                                                              "http://h/b/x0.tar", "http://h/b/x1.tar"]
     assert all(map(is_shard_spec, ["a.tar", "d/*.tar", "s-{0..3}.tar", "https://host/data/x"]))
     assert not any(map(is_shard_spec, ["photos", "photos/*.jpg"]))
     for i in range(3):
@@ -36,25 +36,60 @@ def test_names_and_patterns(tmp_path):
         resolve_shards([str(tmp_path / "missing.tar")])
 
 
+def test_without_webdataset_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "webdataset", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'colorize\[train\]'"):
+        resolve_shards(["http://h/s-{0..1}.tar"])
+
+
+def _tar(path, members: dict[str, bytes]):
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_samples_are_keyed_webdataset_style(photo_dir, tmp_path):
+    """A sample is the members whose names agree up to the base name's first dot; its photo is its
+    jpg/jpeg/png/webp member; hidden files and samples without a photo are left out."""
+    jpg = (photo_dir / "p1.jpg").read_bytes()
+    _tar(tmp_path / "x.tar", {"dir.v1/abc.jpg": jpg, "dir.v1/abc.seg.png": b"mask", "dir.v1/abc.json": b"{}",
+                              "notes.txt": b"no photo", "dir.v1/.hidden.jpg": jpg, "q.PNG": b"png bytes"})
+    photos = list(iter_shard_photos(str(tmp_path / "x.tar")))
+    assert [(p.key, p.ext, p.data) for p in photos] == [("dir.v1/abc", "jpg", jpg), ("q", "png", b"png bytes")]
+    assert photos[0].name == f"{tmp_path / 'x.tar'}:dir.v1/abc.jpg" and not photos[0].error
+
+
+def test_unreadable_shards_are_reported_and_reading_goes_on(photo_dir, tmp_path):
+    _tar(tmp_path / "good.tar", {"a.jpg": (photo_dir / "p1.jpg").read_bytes()})
+    (tmp_path / "junk.tar").write_bytes(b"this is not a tar file" * 100)
+    truncated = (tmp_path / "good.tar").read_bytes()[:700]  # the header and part of the photo
+    (tmp_path / "cut.tar").write_bytes(truncated)
+    photos = list(iter_shard_photos([str(tmp_path / n) for n in ("junk.tar", "cut.tar", "good.tar")]))
+    assert [p.data is None for p in photos] == [True, True, False]
+    assert photos[0].error.startswith(f"{tmp_path / 'junk.tar'}: unreadable shard (")
+    assert "cut.tar: unreadable shard" in photos[1].error and photos[2].key == "a"
+
+
 def test_pack_folder(photo_dir, tmp_path):
     make_photo(40, 32, seed=50).save(photo_dir / "sub" / "odd.name.bmp")  # re-encoded as PNG
     (photo_dir / "broken.bmp").write_bytes(b"not an image")
-    out = tmp_path / "shards"
+    out = tmp_path / "shards 100%"  # the writer's name pattern is %-formatted
     result = write_shards(photo_dir, out, max_count=5)
     assert [p.name for p in result.shards] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
     assert result.images == 13 and len(result.skipped) == 1 and "broken.bmp" in result.skipped[0]
     assert sorted(p.name for p in out.iterdir()) == [p.name for p in result.shards]  # no temp files left
     keys = Counter()
     for shard in result.shards:
-        with open(shard, "rb") as f:
-            samples = list(iter_samples(f))
-        assert len(samples) <= 5
-        keys.update(k for k, _ in samples)
+        samples = list(iter_shard_photos(str(shard)))
+        assert 0 < len(samples) <= 5 and all(p.data for p in samples)
+        keys.update(p.key for p in samples)
     assert max(keys.values()) == 1 and len(keys) == 13 and "sub/odd_name" in keys and "sub/p0" in keys
     with pytest.raises(FileExistsError):
         write_shards(photo_dir, out)
-    # size limit: every photo is bigger than 1 kB, so each gets a shard of its own
-    assert len(write_shards(photo_dir, tmp_path / "small", max_size_mb=0.001).shards) == 13
+    # size limit: a shard is closed once it reaches it; every photo is bigger than 200 bytes
+    assert len(write_shards(photo_dir, tmp_path / "small", max_size_mb=0.0002).shards) == 13
 
 
 def _tensor_key(x: torch.Tensor) -> bytes:
@@ -88,17 +123,15 @@ def test_stream_over_http(photo_dir, tmp_path):
         urls = resolve_shards([f"{base}/shard-{{000000..{len(shards) - 1:06d}}}.tar"])
         assert len(urls) == 3 and all(u.startswith(base) for u in urls)
         assert len(list(ShardDataset(urls, 32))) == 12
+        (missing,) = iter_shard_photos(f"{base}/shard-000099.tar")
+        assert missing.data is None and "unreadable shard (download failed: HTTP error" in missing.error
     finally:
         server.shutdown()
         server.server_close()
 
 
 def _tar_with_corrupt_member(path, photo_dir):
-    with tarfile.open(path, "w") as tar:
-        for name, data in [("good.jpg", (photo_dir / "p1.jpg").read_bytes()), ("bad.jpg", b"\xff\xd8 garbage")]:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    _tar(path, {"good.jpg": (photo_dir / "p1.jpg").read_bytes(), "bad.jpg": b"\xff\xd8 garbage"})
 
 
 def test_corrupt_member_is_skipped_with_a_warning(photo_dir, tmp_path):

@@ -178,15 +178,6 @@ def method_name(spec: str | Path | torch.nn.Module, taken: set[str]) -> str:
     return label
 
 
-def _as_model(spec: str | Path | torch.nn.Module) -> str | Path | torch.nn.Module:
-    """A spec as :class:`Colorizer` takes it; ``.onnx`` files become an :class:`colorize.onnx.OnnxModel`."""
-    if not isinstance(spec, torch.nn.Module) and Path(spec).suffix.lower() == ".onnx":
-        from colorize.onnx import OnnxModel
-
-        return OnnxModel(spec)
-    return spec
-
-
 def evaluate(
     data: str | Path | Sequence[str | Path],
     models: Sequence[str | Path | torch.nn.Module],
@@ -229,7 +220,7 @@ def evaluate(
         raise ValueError(f"no images found in {', '.join(map(str, roots))}")
     colorizers: dict[str, Colorizer] = {}
     for spec in models:
-        colorizers[method_name(spec, set(colorizers))] = Colorizer(_as_model(spec), size=size)
+        colorizers[method_name(spec, set(colorizers))] = Colorizer(spec, size=size)
     classifier = ImageNetClassifier() if semantic else None
     methods = [GRAY, *colorizers]
     out_dir = Path(out_dir)

@@ -2,8 +2,13 @@
 
 A shard is a plain tar file. Members sharing a key (the member name up to the first dot of its base
 name: ``sub/p0.jpg`` has key ``sub/p0``) are one sample; a sample's first image member (jpg, jpeg,
-png or webp) is its photo. Shards are read front to back as a stream (``tarfile`` mode ``r|*``):
-nothing is unpacked or seeked, so local files and http(s) URLs read alike.
+png or webp) is its photo. Shards are read front to back as a stream, so local files and http(s)
+URLs read alike.
+
+The tar reading and writing, URL fetching, brace expansion and shuffle buffer are the ``webdataset``
+package's (as fast as our former reader: docs/benchmarks.md). Ours: which shards each rank and loader
+worker reads in each pass, decoding as :class:`colorize.data.PhotoDataset` does, bad shards and photos
+reported beside the good ones, and shards written atomically.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO, Iterator, NamedTuple, Sequence
 
 import torch
 
@@ -25,7 +30,7 @@ from colorize.data import Augment, find_images, photo_transform
 from colorize.io import AtomicFile, ImageError, load_image
 
 SHARD_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-SHARD_NAME = "shard-{:06d}.tar"
+SHARD_PATTERN = "shard-%06d.tar"  # webdataset.ShardWriter's %-pattern: shard-000000.tar, ...
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 
@@ -38,31 +43,28 @@ def is_shard_spec(spec: str) -> bool:
     return is_url(spec) or spec.lower().endswith(SHARD_SUFFIXES)
 
 
-def expand_braces(spec: str) -> list[str]:
-    """``shard-{000..009}.tar`` -> ten names (zero padding kept); ``{a,b}`` lists; several braces multiply."""
-    m = re.search(r"\{([^{}]*)\}", spec)
-    if m is None:
-        return [spec]
-    body = m.group(1)
-    span = re.fullmatch(r"(\d+)\.\.(\d+)", body)
-    if span:
-        lo, hi = span.groups()
-        items = [str(i).zfill(len(lo)) for i in range(int(lo), int(hi) + 1)]
-    else:
-        items = body.split(",")
-    head, tail = spec[: m.start()], spec[m.end():]
-    return [name for item in items for name in expand_braces(head + item + tail)]
+def _webdataset():
+    """``import webdataset``, failing with the extra that installs it."""
+    try:
+        import webdataset
+    except ImportError:
+        raise ImportError("tar shards need the webdataset package: pip install 'colorize[train]'") from None
+    return webdataset
 
 
 def resolve_shards(specs: Sequence[str]) -> list[str]:
-    """Data entries -> shard paths and URLs: braces expanded, local globs matched (sorted).
+    """Data entries -> shard paths and URLs: braces expanded (``shard-{000..009}.tar``: ten names, zero
+    padding kept; ``{a,b}`` lists), local globs matched (sorted), duplicates dropped.
 
     Raises:
         FileNotFoundError: a local shard or pattern matches nothing.
     """
+    _webdataset()
+    from braceexpand import braceexpand  # webdataset's own dependency
+
     found: dict[str, None] = {}
     for spec in specs:
-        for name in expand_braces(spec):
+        for name in braceexpand(spec):
             if is_url(name) or Path(name).is_file():
                 found[name] = None
             elif any(c in name for c in "*?["):
@@ -75,44 +77,71 @@ def resolve_shards(specs: Sequence[str]) -> list[str]:
     return list(found)
 
 
-def open_shard(url: str) -> BinaryIO:
-    """A readable byte stream of a local shard or an http(s) URL."""
-    if is_url(url):
-        import urllib.request
+class ShardPhoto(NamedTuple):
+    """One photo read from a shard, or (``data`` None) a shard that could not be read."""
 
-        return urllib.request.urlopen(url, timeout=60)
-    return open(url, "rb")
+    source: str  # the shard's path or URL
+    key: str  # the sample's key in the shard, e.g. "sub/p0" ("" for an unreadable shard)
+    ext: str  # the photo member's extension: jpg, jpeg, png or webp
+    data: bytes | None  # the photo file's bytes; None: the shard is unreadable, ``error`` says why
+    error: str = ""  # "shard: unreadable shard (reason)" when ``data`` is None
 
-
-def split_key(name: str) -> tuple[str, str]:
-    """``dir/abc.x.jpg`` -> (``dir/abc``, ``x.jpg``): WebDataset's rule, the key ends at the base name's first dot."""
-    folder, _, base = name.rpartition("/")
-    stem, _, ext = base.partition(".")
-    return (f"{folder}/{stem}" if folder else stem), ext.lower()
-
-
-def iter_samples(stream: BinaryIO) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) for each run of consecutive tar members sharing a key."""
-    key, files = None, {}
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
-        for member in tar:
-            if not member.isfile() or member.name.rpartition("/")[2].startswith("."):
-                continue
-            k, ext = split_key(member.name)
-            if k != key and files:
-                yield key, files
-                files = {}
-            key = k
-            files[ext] = tar.extractfile(member).read()
-    if files:
-        yield key, files
+    @property
+    def name(self) -> str:
+        """``shard.tar:sub/p0.jpg``: the photo's name in messages (and for :func:`colorize.io.load_image`)."""
+        return f"{self.source}:{self.key}.{self.ext}"
 
 
-def _photo(files: dict[str, bytes]) -> tuple[str, bytes] | None:
-    for ext in SHARD_IMAGE_EXTENSIONS:
-        if ext in files:
-            return ext, files[ext]
-    return None
+def iter_shard_photos(shards: str | Sequence[str]) -> Iterator[ShardPhoto]:
+    """Every photo in ``shards``, shard after shard, in tar order: for readers other than training (decode
+    one with ``colorize.io.load_image(p.name, data=p.data)``).
+
+    Args:
+        shards: shard paths, globs, brace patterns or http(s) URLs (:func:`resolve_shards`); a string is one.
+    Yields:
+        A :class:`ShardPhoto` per sample holding a photo. A shard that cannot be read (not a tar,
+        truncated, a failed download) yields one with ``data`` None after the photos read before the
+        damage, and reading goes on with the next shard.
+    Raises:
+        FileNotFoundError: a local shard or pattern matches nothing (checked before anything is read).
+    """
+    return _read_shards(resolve_shards([shards] if isinstance(shards, str) else shards))
+
+
+# curl's exit statuses: all that webdataset's gopen reports of a failed download
+_CURL_ERRORS = {6: "host not found", 7: "could not connect", 18: "transfer cut short", 22: "HTTP error (4xx/5xx)",
+                28: "timed out", 56: "connection lost"}
+
+
+def _reason(e: BaseException) -> str:
+    """An exception's message without what webdataset adds: the stream and URL appended to ``args``,
+    `` @ <stream>`` to the message."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    message = re.sub(r" @ <.*", "", str(e.args[0]) if e.args else type(e).__name__)
+    curl = re.search(r"'curl'.*: exit (\d+)", message)
+    if curl:
+        status = int(curl.group(1))
+        return f"download failed: {_CURL_ERRORS.get(status, 'curl error')} (curl exit status {status})"
+    return message
+
+
+def _read_shards(urls: Sequence[str]) -> Iterator[ShardPhoto]:
+    """:func:`iter_shard_photos` over resolved shard names."""
+    wds = _webdataset()
+    group_by_keys, tar_file_expander = wds.tariterators.group_by_keys, wds.tariterators.tar_file_expander
+    for url in urls:
+        try:
+            # a URL through webdataset's gopen (curl); a path through open(): gopen takes a Windows drive
+            # letter for a URL scheme
+            with wds.gopen(url) if is_url(url) else open(url, "rb") as stream:
+                # one shard per call: an error ends that shard only, and is reported with its name
+                for sample in group_by_keys(tar_file_expander([{"url": url, "stream": stream}])):
+                    ext = next((e for e in SHARD_IMAGE_EXTENSIONS if e in sample), None)
+                    if ext is not None:
+                        yield ShardPhoto(url, sample["__key__"], ext, sample[ext])
+        except (OSError, EOFError, tarfile.TarError, zlib.error, ValueError) as e:
+            yield ShardPhoto(url, "", "", None, f"{url}: unreadable shard ({_reason(e)})")
 
 
 class ShardDataset(torch.utils.data.IterableDataset):
@@ -153,34 +182,11 @@ class ShardDataset(torch.utils.data.IterableDataset):
                             shuffle_buffer=self.shuffle_buffer)
 
     def my_shards(self, pass_index: int, worker: int = 0, workers: int = 1) -> list[str]:
-        """The shards this rank's worker reads in pass ``pass_index``."""
+        """The shards this rank's worker reads in pass ``pass_index`` (not webdataset's split_by_node,
+        which reads the rank from the environment: ours is given)."""
         order = list(self.shards)
         random.Random(f"shards:{self.seed}:{self.epoch}:{pass_index}").shuffle(order)
         return order[self.rank:: self.world_size][worker::workers]
-
-    def _raw(self, shards: list[str]) -> Iterator[tuple[str, str, bytes | None]]:
-        """(name, image extension, bytes) per sample; bytes None for an unreadable shard (name says why)."""
-        for url in shards:
-            try:
-                with open_shard(url) as stream:
-                    for key, files in iter_samples(stream):
-                        photo = _photo(files)
-                        if photo is not None:
-                            yield f"{url}:{key}.{photo[0]}", photo[0], photo[1]
-            except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
-                yield f"{url}: unreadable shard ({e})", "", None
-
-    def _shuffled(self, items: Iterator, rng: random.Random) -> Iterator:
-        buffer: list = []
-        for item in items:
-            if len(buffer) < self.shuffle_buffer:
-                buffer.append(item)
-                continue
-            i = rng.randrange(len(buffer))
-            buffer[i], item = item, buffer[i]
-            yield item
-        rng.shuffle(buffer)
-        yield from buffer
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, str]]:
         from torchvision.transforms.v2 import functional as TF
@@ -188,18 +194,20 @@ class ShardDataset(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         rng = random.Random(f"buffer:{self.seed}:{self.epoch}:{self.rank}:{worker}")
-        pass_index, pending = 0, ""
+        # a full buffer before the first photo leaves (webdataset's default starts after 100)
+        shuffle = _webdataset().shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)
+        pass_index, pending = 0, ""  # pending: the first bad sample since the last good photo
         while True:
             shards = self.my_shards(pass_index, worker, workers)
             if not shards:
                 return
             good = 0
-            for name, _, data in self._shuffled(self._raw(shards), rng):
-                if data is None:
-                    pending = pending or name
+            for photo in shuffle(_read_shards(shards)):
+                if photo.data is None:
+                    pending = pending or photo.error
                     continue
                 try:
-                    img = load_image(name, data=data)
+                    img = load_image(photo.name, data=photo.data)
                 except ImageError as e:
                     pending = pending or str(e)
                     continue
@@ -225,44 +233,32 @@ class PackResult:
     skipped: list[str] = field(default_factory=list)  # "path: reason" of unreadable files
 
 
-class _ShardWriter:
-    """Writes ``shard-NNNNNN.tar`` files one after another, each to a temp file renamed into place
-    when complete: a crash never leaves a half-written shard under a shard name."""
+class _AtomicShards:
+    """The ``opener`` and ``post`` of a ``webdataset.ShardWriter``: each shard is written to a hidden
+    temporary that is renamed to its name when complete, so a crash never leaves a half-written shard
+    under a shard name."""
 
-    def __init__(self, out_dir: Path, max_count: int, max_bytes: int, result: PackResult):
-        self.out_dir, self.max_count, self.max_bytes, self.result = out_dir, max_count, max_bytes, result
-        self.tar: tarfile.TarFile | None = None
+    def __init__(self):
+        self.written: list[Path] = []
         self.file: AtomicFile | None = None
-        self.count = self.size = 0
+        self.stream: BinaryIO | None = None
 
-    def add(self, name: str, data: bytes, mtime: float) -> None:
-        if self.tar is not None and (self.count >= self.max_count or self.size + len(data) > self.max_bytes):
-            self.close()
-        if self.tar is None:
-            self.file = AtomicFile(self.out_dir / SHARD_NAME.format(len(self.result.shards)))
-            self.tar = tarfile.open(self.file.tmp, "w", format=tarfile.PAX_FORMAT)
-            self.count = self.size = 0
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime, info.mode = len(data), int(mtime), 0o644
-        self.tar.addfile(info, io.BytesIO(data))
-        self.count += 1
-        self.size += len(data) + 1024  # + header and padding, roughly
-        self.result.images += 1
-        self.result.bytes += len(data)
+    def open(self, name: str) -> BinaryIO:
+        self.file = AtomicFile(name)
+        self.stream = open(self.file.tmp, "wb")
+        return self.stream
 
-    def close(self) -> None:
-        if self.tar is None:
-            return
-        self.tar.close()
-        self.tar = None
+    def commit(self, name: str) -> None:
+        self.stream.close()
         self.file.commit()
-        self.result.shards.append(self.file.path)
+        self.written.append(self.file.path)
+        self.file = None
 
-    def abort(self) -> None:
-        if self.tar is not None:
-            self.tar.close()
-            self.tar = None
+    def discard(self) -> None:
+        if self.file is not None:
+            self.stream.close()
             self.file.discard()
+            self.file = None
 
 
 def _shard_key(rel: Path, used: set[str]) -> str:
@@ -286,10 +282,12 @@ def write_shards(folder: str | Path, out_dir: str | Path, *, max_count: int = 10
 
     Args:
         max_count: photos per shard at most.
-        max_size_mb: shard size at most (a single bigger photo gets a shard of its own).
+        max_size_mb: a shard is closed once its photos reach this size (webdataset's ShardWriter rule:
+            it can pass it by one photo).
     Returns:
         a :class:`PackResult`.
     """
+    wds = _webdataset()
     folder, out_dir = Path(folder), Path(out_dir)
     if max_count <= 0 or max_size_mb <= 0:
         raise ValueError(f"max_count and max_size_mb must be positive, got {max_count} and {max_size_mb}")
@@ -302,7 +300,8 @@ def write_shards(folder: str | Path, out_dir: str | Path, *, max_count: int = 10
     if shuffle:
         random.Random(seed).shuffle(files)
     result = PackResult()
-    writer = _ShardWriter(out_dir, max_count, int(max_size_mb * 1e6), result)
+    shards = _AtomicShards()
+    writer = None
     used: set[str] = set()
     try:
         for f in files:
@@ -318,9 +317,18 @@ def write_shards(folder: str | Path, out_dir: str | Path, *, max_count: int = 10
                 buf = io.BytesIO()
                 img.save(buf, format="PNG")
                 ext, data = "png", buf.getvalue()
-            writer.add(f"{_shard_key(f.relative_to(folder), used)}.{ext}", data, f.stat().st_mtime)
-        writer.close()
+            if writer is None:  # it opens its first shard at once: not before there is a photo to put in
+                # PAX: names of any length and alphabet; members extract as 0644, not webdataset's read-only 0444
+                writer = wds.ShardWriter(str(out_dir).replace("%", "%%") + "/" + SHARD_PATTERN, maxcount=max_count,
+                                         maxsize=max_size_mb * 1e6, opener=shards.open, post=shards.commit,
+                                         verbose=0, encoder=False, format="PAX_FORMAT", mode=0o644)
+            writer.write({"__key__": _shard_key(f.relative_to(folder), used), ext: data})
+            result.images += 1
+            result.bytes += len(data)
+        if writer is not None:
+            writer.close()
     except BaseException:
-        writer.abort()
+        shards.discard()
         raise
+    result.shards = shards.written
     return result

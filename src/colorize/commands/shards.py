@@ -13,7 +13,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("folder", metavar="FOLDER", help="folder of photos (searched recursively)")
     p.add_argument("-o", "--output", metavar="OUTDIR", required=True, help="folder for shard-000000.tar, ...")
     p.add_argument("--max-count", type=int, default=10_000, help="photos per shard at most (default 10000)")
-    p.add_argument("--max-size", type=float, default=1000.0, metavar="MB", help="shard size at most (default 1000 MB)")
+    p.add_argument("--max-size", type=float, default=1000.0, metavar="MB", help="close a shard once it holds this much (default 1000 MB)")
     p.add_argument("--no-shuffle", action="store_true", help="pack in path order instead of a seeded random order")
     p.add_argument("--seed", type=int, default=0, help="seed of the packing order (default 0)")
     args = p.parse_args(argv)
@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     try:
         result = write_shards(args.folder, args.output, max_count=args.max_count, max_size_mb=args.max_size,
                               shuffle=not args.no_shuffle, seed=args.seed)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
         print(f"error: {e}")
         return 2
     for msg in result.skipped:
