@@ -35,17 +35,19 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_carries_weights_card_and_recipes(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {p.name for p in (REPO / "weights").iterdir() if p.suffix in (".safetensors", ".md")}
+    shipped = {p.name for p in (REPO / "weights").iterdir() if p.suffix in (".safetensors", ".onnx", ".md")}
     recipes = {p.name for p in (REPO / "configs").glob("*.yaml")}
     assert shipped and recipes
     assert {f"colorize/weights/{n}" for n in shipped} <= names
     assert {f"colorize/configs/{n}" for n in recipes} <= names
+    graphs = {f"colorize/graphs/{p.name}" for p in (REPO / "src" / "colorize" / "graphs").glob("*.onnx")}
+    assert graphs and graphs <= names  # the light engine's steps
     for n in shipped:  # whole files, not links or stubs
         assert zipfile.ZipFile(wheel).getinfo(f"colorize/weights/{n}").file_size == (REPO / "weights" / n).stat().st_size
     requires = [ln for ln in zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA")))
                 .decode().splitlines() if ln.startswith("Requires-Dist:")]
     base = [ln for ln in requires if "extra ==" not in ln]
-    extras_only = ("yaml", "efficientnet", "webdataset")  # training and building needs, never the base install
+    extras_only = ("yaml", "efficientnet", "webdataset", "torch", "timm")  # never the base (light) install
     assert not any(name in ln.lower() for ln in base for name in extras_only), base
 
 
