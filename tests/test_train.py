@@ -90,7 +90,10 @@ def test_resume_without_checkpoint_starts_fresh(photo_dir, tmp_path, capsys):
     assert run.epoch == 0 and run.step == 0 and "starting fresh" in capsys.readouterr().out
 
 
-def test_killed_run_resumes_to_the_end(photo_dir, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_the_end(photo_dir, tmp_path, sig):
+    """Killed hard (the run's last checkpoint is all there is) or stopped by SIGTERM, as a scheduler or a
+    shutdown does (a clean stop: a one-line message, no traceback), the run resumes to the same end."""
     out = tmp_path / "run"
     recipe = tmp_path / "recipe.yaml"
     epochs = 5
@@ -108,10 +111,14 @@ def test_killed_run_resumes_to_the_end(photo_dir, tmp_path):
             assert time.monotonic() < deadline, "no checkpoint after 120 s"
             time.sleep(0.01)
         assert proc.poll() is None, "the run finished before it could be killed; make epochs longer"
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(sig)
     finally:
         proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        text = log.read_text()
+        assert proc.returncode == 130 and "continue with --resume" in text and "Traceback" not in text, text
     killed_at = load_checkpoint(out / "last.pt")["epoch"]
     assert 1 <= killed_at < epochs
 

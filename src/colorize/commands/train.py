@@ -7,6 +7,7 @@ Data-parallel on N GPUs or CPU processes: ``torchrun --nproc_per_node N -m color
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -64,8 +65,18 @@ def main(argv: list[str]) -> int:
     except (ValueError, FileNotFoundError, TypeError, ImportError) as e:
         print(f"error: {e}")
         return 2
+    import signal
+
+    def stop(signum, frame):  # `kill` (a scheduler's, a shutdown's) stops a run as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         metrics = train(cfg, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"interrupted: {cfg.out_dir}/last.pt holds the last checkpoint (epoch end, or at most "
+              f"{cfg.checkpoint_minutes:g} min old); continue with --resume", file=sys.stderr)
+        return 130
     except ImportError as e:  # an optional package (the train extra) is missing
         print(f"error: {e}")
         return 2
