@@ -100,9 +100,14 @@ class LiteColorizer:
         if self.size < self.stride:
             raise ValueError(f"size must be >= {self.stride} for this model, got {self.size}")
         self.saturation = saturation
-        self.steps = {name: session(graphs_dir() / f"{name}.onnx", threads) for name in GRAPHS}
+        self.threads = threads
+        self.steps: dict[str, Any] = {}  # step graphs, loaded on first use (a gray photo needs no RGB step)
 
     def _run(self, step: str, **inputs: np.ndarray) -> np.ndarray:
+        if step not in self.steps:
+            if step not in GRAPHS:
+                raise KeyError(f"no step graph '{step}'; the graphs are {', '.join(GRAPHS)}")
+            self.steps[step] = session(graphs_dir() / f"{step}.onnx", self.threads)
         return self.steps[step].run(None, inputs)[0]
 
     def colorize_uint8(self, rgb: np.ndarray) -> np.ndarray:
