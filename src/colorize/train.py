@@ -36,7 +36,8 @@ from colorize.distributed import Dist, EpochSampler, pick_device  # noqa: F401 (
 from colorize.io import atomic_write, clean_stale_temporaries
 from colorize.losses import LOSSES, SemanticLoss, color_loss
 from colorize.models import create_model, list_models
-from colorize.shards import ShardDataset, is_shard_spec, resolve_shards
+from colorize.shard_dataset import ShardDataset
+from colorize.shards import is_shard_spec, resolve_shards
 
 DEFAULT_DATA = "../shared/data/train"
 AMP_MODES = ("auto", "bf16", "fp16", "off")
