@@ -1,9 +1,10 @@
 """Tar shards: names and patterns, packing a folder, streaming every photo once per pass across ranks
-and workers, skipping corrupt members, and training from shards."""
+and workers, skipping corrupt members, training from shards, and listing their photos as inputs."""
 
 from __future__ import annotations
 
 import functools
+import gzip
 import http.server
 import io
 import sys
@@ -17,7 +18,9 @@ import torch
 
 from colorize.cli import main
 from colorize.data import PhotoDataset, collate, find_images
-from colorize.shards import ShardDataset, is_shard_spec, iter_shard_photos, resolve_shards, write_shards
+from colorize.io import ImageError
+from colorize.shards import (ShardDataset, is_shard_spec, iter_shard_photos, list_photos, resolve_shards,
+                             write_shards)
 from colorize.train import TrainConfig, train
 from helpers import make_photo
 
@@ -162,3 +165,61 @@ def test_train_from_shards(photo_dir, tmp_path):
     with pytest.raises(ValueError, match="mixes"):
         TrainConfig(model="alpha", data=[str(tmp_path / "s" / "*.tar"), str(photo_dir)], val_data=[str(photo_dir)],
                     epoch_images=8)
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, *, mtime: int = 1_700_000_000) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime = len(data), mtime
+    tar.addfile(info, io.BytesIO(data))
+
+
+def test_list_photos_reads_headers_and_each_photo_alone(photo_dir, tmp_path):
+    """One photo per sample, by the stream reader's rules; each read back alone by its offset, byte for byte."""
+    jpg, png = (photo_dir / "p1.jpg").read_bytes(), (photo_dir / "p2.jpg").read_bytes()
+    shard = tmp_path / "x.tar"
+    with tarfile.open(shard, "w", format=tarfile.PAX_FORMAT) as tar:
+        _add(tar, "a/s1.json", b"{}")
+        _add(tar, "a/s1.png", png)
+        _add(tar, "s2.seg.png", png)  # key s2, extension seg.png: not a photo extension
+        _add(tar, "s2.jpg", jpg)  # the sample's photo
+        _add(tar, "s3.txt", b"no photo in this sample")
+        _add(tar, "dir/.hidden.jpg", jpg)
+        _add(tar, "../escape.jpg", jpg)
+        _add(tar, "/abs.jpg", jpg)
+    photos, problems = list_photos(shard)
+    assert [(p.name, p.key, p.suffix) for p in photos] == [("a/s1.png", "a/s1", ".png"), ("s2.jpg", "s2", ".jpg")]
+    assert [p.read_bytes() for p in photos] == [png, jpg]
+    assert str(photos[1]) == f"{shard}:s2.jpg" and photos[1].mtime_ns == 1_700_000_000 * 10**9
+    streamed = [(p.key, p.ext, p.data) for p in iter_shard_photos(str(shard))]  # the training stream: the same
+    assert streamed == [("a/s1", "png", png), ("s2", "jpg", jpg), ("../escape", "jpg", jpg), ("/abs", "jpg", jpg)]
+    unsafe = "unsafe member name (it would be written outside the output folder)"
+    assert sorted(problems) == [(f"{shard}:../escape.jpg", unsafe), (f"{shard}:/abs.jpg", unsafe)]
+
+
+def test_list_photos_names_damaged_shards(photo_dir, tmp_path):
+    jpg = (photo_dir / "p1.jpg").read_bytes()
+    whole = tmp_path / "whole.tar"
+    with tarfile.open(whole, "w") as tar:
+        for i in range(3):
+            _add(tar, f"p{i}.jpg", jpg)
+    data = whole.read_bytes()
+    block = 512 * (1 + (len(jpg) + 511) // 512)  # a member: its header and its padded data
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(data[: block + 512 + len(jpg) // 2])  # the 2nd photo's data cut short
+    photos, problems = list_photos(cut)
+    assert [p.name for p in photos] == ["p0.jpg", "p1.jpg"] and len(problems) == 1
+    assert problems[0][0] == str(cut) and "cut short or damaged after 2 photo(s)" in problems[0][1]
+    assert photos[0].read_bytes() == jpg
+    with pytest.raises(ImageError, match=r"cut.tar:p1.jpg: cut short"):
+        photos[1].read_bytes()
+    headerless = tmp_path / "headerless.tar"
+    headerless.write_bytes(data[: 2 * block + 300])  # ends inside the 3rd header: tarfile alone would not say
+    photos, problems = list_photos(headerless)
+    assert len(photos) == 2 and "no end-of-archive marker" in problems[0][1]
+    (tmp_path / "x.tar.gz").write_bytes(data)
+    (tmp_path / "gz.tar").write_bytes(gzip.compress(data))
+    for name, reason in [("x.tar.gz", "compressed"), ("gz.tar", "not a readable plain tar file"),
+                         ("missing.tar", "not a readable plain tar file")]:
+        photos, problems = list_photos(tmp_path / name)
+        assert not photos and len(problems) == 1 and problems[0][0] == str(tmp_path / name)
+        assert problems[0][1].startswith(reason)

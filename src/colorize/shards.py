@@ -1,9 +1,13 @@
-"""Tar shards in the WebDataset layout: pack a folder of photos into shards, stream them for training.
+"""Tar shards in the WebDataset layout: pack a folder of photos into shards, stream them for training,
+list them as the inputs of ``colorize``.
 
 A shard is a plain tar file. Members sharing a key (the member name up to the first dot of its base
 name: ``sub/p0.jpg`` has key ``sub/p0``) are one sample; a sample's first image member (jpg, jpeg,
-png or webp) is its photo. Shards are read front to back as a stream, so local files and http(s)
-URLs read alike.
+png or webp) is its photo (:func:`split_key`, :func:`photo_extension`: one rule for every reader).
+Training reads shards front to back as a stream, so local files and http(s) URLs read alike.
+``colorize SHARDS -o OUT`` instead lists each shard's headers once (:func:`list_photos`) and reads every
+photo on its own by seeking to its data (:class:`ShardMember`), so a job can skip finished photos and
+spread the rest over processes or machines: plain ``.tar`` files on a filesystem only.
 
 The tar reading and writing, URL fetching, brace expansion and shuffle buffer are the ``webdataset``
 package's (as fast as our former reader: docs/benchmarks.md). Ours: which shards each rank and loader
@@ -18,12 +22,13 @@ from __future__ import annotations
 
 import glob
 import io
+import itertools
 import random
 import re
 import tarfile
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator, NamedTuple, Sequence
 
 from colorize.data import find_images
@@ -86,6 +91,25 @@ def resolve_shards(specs: Sequence[str]) -> list[str]:
     return list(found)
 
 
+def split_key(name: str) -> tuple[str | None, str | None]:
+    """A tar member's (sample key, extension), WebDataset's rule (``webdataset.tariterators.base_plus_ext``):
+    the key ends at the base name's first dot, ``dir.v1/abc.seg.png`` -> (``dir.v1/abc``, ``seg.png``),
+    the extension lower-cased. ``(None, None)``: the member is in no sample (a base name without a dot, or
+    hidden: starting with one). The stream reader groups members by it, so it and :func:`list_photos`
+    cannot disagree."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, ext = base.partition(".")
+    if not stem or not dot:
+        return None, None
+    return (f"{folder}/{stem}" if "/" in name else stem), ext.lower()
+
+
+def photo_extension(extensions) -> str | None:
+    """A sample's photo, given its members' extensions: the first of :data:`SHARD_IMAGE_EXTENSIONS` it
+    has (None: no photo in this sample)."""
+    return next((ext for ext in SHARD_IMAGE_EXTENSIONS if ext in extensions), None)
+
+
 class ShardPhoto(NamedTuple):
     """One photo read from a shard, or (``data`` None) a shard that could not be read."""
 
@@ -145,12 +169,97 @@ def _read_shards(urls: Sequence[str]) -> Iterator[ShardPhoto]:
             # letter for a URL scheme
             with wds.gopen(url) if is_url(url) else open(url, "rb") as stream:
                 # one shard per call: an error ends that shard only, and is reported with its name
-                for sample in group_by_keys(tar_file_expander([{"url": url, "stream": stream}])):
-                    ext = next((e for e in SHARD_IMAGE_EXTENSIONS if e in sample), None)
+                for sample in group_by_keys(tar_file_expander([{"url": url, "stream": stream}]), keys=split_key):
+                    ext = photo_extension(sample)
                     if ext is not None:
                         yield ShardPhoto(url, sample["__key__"], ext, sample[ext])
         except (OSError, EOFError, tarfile.TarError, zlib.error, ValueError) as e:
             yield ShardPhoto(url, "", "", None, f"{url}: unreadable shard ({_reason(e)})")
+
+
+@dataclass(frozen=True)
+class ShardMember:
+    """A sample's photo inside a plain tar shard, as an input of ``colorize``: read on its own by seeking
+    to its data, so the local engine and each Ray actor read just the photos they colorize. Named
+    ``SHARD:MEMBER`` in reports; ``name`` and ``suffix`` answer as a file's path does where a job
+    names or records its inputs (hints by name, the record's relative key)."""
+
+    shard: Path
+    name: str  # the member's name in the tar: sub/p0.jpg (key sub/p0)
+    offset: int  # where its data starts in the shard
+    size: int  # bytes
+    mtime_ns: int = 0  # from its tar header: with size, what the record compares on a rerun
+
+    def __str__(self) -> str:
+        return f"{self.shard}:{self.name}"
+
+    @property
+    def key(self) -> str:
+        return split_key(self.name)[0]
+
+    @property
+    def suffix(self) -> str:
+        return "." + split_key(self.name)[1]  # lower case: one of SHARD_IMAGE_EXTENSIONS
+
+    def read_bytes(self) -> bytes:
+        """The photo's bytes. Raises :class:`ImageError` naming it (shard gone, cut short)."""
+        try:
+            with open(self.shard, "rb") as f:
+                f.seek(self.offset)
+                data = f.read(self.size)
+        except OSError as e:
+            raise ImageError(self, f"cannot read it from its shard ({e.strerror or e})") from None
+        if len(data) != self.size:
+            raise ImageError(self, f"cut short: {len(data)} of its {self.size} bytes are in the shard")
+        return data
+
+
+def list_photos(shard: str | Path) -> tuple[list[ShardMember], list[tuple[str, str]]]:
+    """Every sample's photo in a plain tar shard, in tar order, from its headers alone (no photo is read),
+    by the stream reader's rules (:func:`split_key`, :func:`photo_extension`; regular files only); and
+    what cannot be used, as ``(name, reason)`` pairs.
+
+    A member named outside the output folder (absolute, or with ``..``) is a problem; so is a shard
+    that cannot be read or is cut short (the photos whose headers came before the damage are kept).
+    """
+    shard = Path(shard)
+    if str(shard).lower().endswith((".tar.gz", ".tgz")):
+        return [], [(str(shard), "compressed: its photos cannot be read one by one; gunzip it to a .tar")]
+    members: list[tarfile.TarInfo] = []
+    damage = ""
+    try:
+        with tarfile.open(shard, "r:") as tar:
+            for member in tar:  # headers only: "r:" seeks over the data
+                members.append(member)
+            end = tar.offset  # where the end-of-archive blocks (zeros) must be
+        with open(shard, "rb") as f:
+            f.seek(end)
+            if f.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
+                damage = "no end-of-archive marker"
+    except (OSError, EOFError, tarfile.TarError) as e:
+        if not members:
+            return [], [(str(shard), f"not a readable plain tar file ({e})")]
+        damage = str(e)
+    # (key, extension, member) of the members in a sample; as in the stream, the others do not part a sample
+    keyed = [(*split_key(m.name), m) for m in members if m.isreg()]
+    photos: list[ShardMember] = []
+    problems: list[tuple[str, str]] = []
+    for key, run in itertools.groupby((k for k in keyed if k[0] is not None), key=lambda k: k[0]):
+        by_ext = {ext: m for _, ext, m in run}
+        ext = photo_extension(by_ext)
+        if ext is None:
+            continue
+        member = by_ext[ext]
+        if member.name.startswith("/") or ".." in PurePosixPath(member.name).parts:
+            problems.append((f"{shard}:{member.name}", "unsafe member name (it would be written outside the "
+                                                       "output folder)"))
+            continue
+        photos.append(ShardMember(shard, member.name, member.offset_data, member.size,
+                                  int(member.mtime * 1_000_000_000)))
+    if damage:
+        problems.append((str(shard), f"cut short or damaged after {len(photos)} photo(s) ({damage}); any photos "
+                                     "after those are missing"))
+    return photos, problems
 
 
 @dataclass
