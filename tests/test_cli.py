@@ -330,6 +330,50 @@ def test_the_same_file_given_twice_is_done_once(tiny_model_file, photo_dir, tmp_
     assert len(calls) == 2 and (tmp_path / "named.png").is_file()
 
 
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+            and not p.name.startswith(".")}
+
+
+def test_tar_shards_give_back_the_folder_they_were_packed_from(tiny_model_file, photo_dir, tmp_path, capsys):
+    """Each photo in the shards goes to OUT/<key>.<ext>, with the bytes the folder's own run writes; a bad
+    member and a damaged shard are named and the rest done; --record skips what is finished."""
+    import io
+    import tarfile
+
+    shards = tmp_path / "shards"
+    assert main(["shards", str(photo_dir), "-o", str(shards), "--max-count", "5"]) == 0
+    assert _colorize(tiny_model_file, photo_dir, "-o", tmp_path / "from_folder") == 0
+    with tarfile.open(shards / "extra.tar", "w") as tar:
+        for name, data in [("bad.jpg", b"\xff\xd8 not a jpeg"), ("../up.jpg", (photo_dir / "p1.jpg").read_bytes())]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (shards / "empty.tar").write_bytes(b"")
+    capsys.readouterr()
+
+    out = tmp_path / "from_shards"
+    args = [f"{shards}/*.tar", "-o", out, "--record"]
+    assert _colorize(tiny_model_file, *args) == 1
+    captured = capsys.readouterr()
+    assert "done: 12," in captured.out and "failed: 3" in captured.out
+    failures = sorted(ln.strip() for ln in captured.err.splitlines() if "failed:" in ln)
+    assert [f.split(": ", 2)[1] for f in failures] == [f"{shards}/empty.tar", f"{shards}/extra.tar:../up.jpg",
+                                                       f"{shards}/extra.tar:bad.jpg"], failures
+    assert "not a readable plain tar file" in failures[0] and "unsafe member name" in failures[1]
+    assert _outputs(out) == _outputs(tmp_path / "from_folder") and len(_outputs(out)) == 12
+
+    # a rerun: the finished photos are in the record; the same shard named twice is one input
+    assert _colorize(tiny_model_file, shards / "shard-000000.tar", *args, "--overwrite") == 1
+    captured = capsys.readouterr().out
+    assert "done: 0," in captured and "done before (record): 12" in captured and "done once" in captured
+
+    # --keep-color writes a photo in color with the very bytes it has in the shard
+    assert _colorize(tiny_model_file, shards / "shard-000000.tar", "-o", tmp_path / "kept", "--keep-color") == 0
+    kept = _outputs(tmp_path / "kept")
+    assert len(kept) == 5 and all(data == (photo_dir / name).read_bytes() for name, data in kept.items())
+
+
 def test_mistyped_subcommand_suggests_it(capsys):
     assert main(["modles"]) == 2
     err = capsys.readouterr().err

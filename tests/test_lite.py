@@ -151,13 +151,14 @@ def test_shipped_onnx_is_checked_against_its_sha256(tmp_path, monkeypatch):
         LiteColorizer()
 
 
-# A process in which torch, torchvision, timm and safetensors cannot be imported: the light install.
+# A process in which torch, torchvision, timm and safetensors cannot be imported: the light install. The error is
+# a missing module's, which optional imports (webdataset's of torch) expect.
 NO_TORCH = textwrap.dedent("""
     import importlib.abc, sys
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in ("torch", "torchvision", "timm", "safetensors"):
-                raise ImportError("no module named " + name)
+                raise ModuleNotFoundError("no module named " + name)
     sys.meta_path.insert(0, Block())
     from colorize.cli import main
     code = main(sys.argv[1:])
@@ -192,6 +193,33 @@ def test_cli_colorizes_a_folder_without_torch(tmp_path, tiny_pair):
                                   "--model", str(path), "--keep-color")
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "kept.png").read_bytes() == (tmp_path / "in" / "color.png").read_bytes()
+
+
+def test_cli_colorizes_tar_shards_without_torch(tmp_path, tiny_pair):
+    """A photo inside a tar shard goes through the light engine as a file does, to OUT/<key>.<ext>."""
+    import io
+    import tarfile
+
+    _, path = tiny_pair
+    photos = {"sub/p0.png": make_photo(80, 60, seed=0).convert("L"), "p1.png": make_photo(80, 60, seed=1).convert("L"),
+              "color.png": make_photo(80, 60, seed=5)}
+    files = {}
+    with tarfile.open(tmp_path / "s.tar", "w") as tar:
+        for name, photo in photos.items():
+            buf = io.BytesIO()
+            photo.save(buf, format="PNG")
+            files[name] = buf.getvalue()
+            info = tarfile.TarInfo(name)
+            info.size = len(files[name])
+            tar.addfile(info, io.BytesIO(files[name]))
+    run = _colorize_without_torch(str(tmp_path / "s.tar"), "-o", str(tmp_path / "out"), "--model", str(path),
+                                  "--keep-color")
+    assert run.returncode == 0, run.stderr
+    assert "inputs: 2 gray, 1 color" in run.stdout
+    assert (tmp_path / "out" / "color.png").read_bytes() == files["color.png"]  # kept: its bytes in the shard
+    for name in ("sub/p0.png", "p1.png"):
+        out = Image.open(tmp_path / "out" / name)
+        assert out.mode == "RGB" and out.size == (80, 60) and np.ptp(np.asarray(out).astype(int), axis=2).mean() > 1
 
 
 def test_cli_without_torch_names_what_needs_it(tmp_path):

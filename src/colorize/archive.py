@@ -14,11 +14,14 @@ import hashlib
 import json
 import sqlite3
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence, Union
+
+if TYPE_CHECKING:
+    from colorize.shards import ShardMember
 
 RECORD_STEM = ".colorize-done"
 
-Pair = tuple[Path, Path]  # (input, output)
+Pair = tuple[Union[Path, "ShardMember"], Path]  # (input: a file or a photo in a tar shard, output)
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -37,9 +40,10 @@ def shard_of(key: str, n: int) -> int:
     return int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") % n + 1
 
 
-def relative_key(src: Path, dst: Path, out_dir: Path) -> str:
+def relative_key(src: "Path | ShardMember", dst: Path, out_dir: Path) -> str:
     """An input's path relative to its input root, as the output plan mirrors it: the output's path
-    under ``out_dir`` with the input's suffix (``sub/p0.jpg``); just the file name otherwise."""
+    under ``out_dir`` with the input's suffix (``sub/p0.jpg``; for a photo in a tar shard, its member
+    name); just the file name otherwise."""
     try:
         return dst.relative_to(out_dir).with_suffix(src.suffix).as_posix()
     except ValueError:
@@ -56,6 +60,14 @@ def record_path(out_dir: Path, shard: tuple[int, int] | None = None) -> Path:
     """Where a job's record lives: one file per shard, so machines sharing ``out_dir`` never write
     the same database."""
     return out_dir / (f"{RECORD_STEM}.{shard[0]}-of-{shard[1]}.sqlite" if shard else f"{RECORD_STEM}.sqlite")
+
+
+def _stamp(src: "Path | ShardMember") -> tuple[int, int]:
+    """(size, mtime_ns) of an input: what tells a changed input on a rerun (a shard member's are from its header)."""
+    if isinstance(src, Path):
+        st = src.stat()
+        return st.st_size, st.st_mtime_ns
+    return src.size, src.mtime_ns
 
 
 class DoneRecord:
@@ -99,14 +111,14 @@ class DoneRecord:
         todo = []
         for src, dst in pairs:
             try:
-                st = src.stat()
+                stamp = _stamp(src)
             except OSError:  # gone: let the colorizer report it
                 todo.append((src, dst))
                 continue
             key = relative_key(src, dst, out_dir)
             row = self.db.execute("SELECT size, mtime_ns FROM done WHERE path = ?", (key,)).fetchone()
-            if row != (st.st_size, st.st_mtime_ns):
-                self._todo[src] = (key, st.st_size, st.st_mtime_ns)
+            if row != stamp:
+                self._todo[src] = (key, *stamp)
                 todo.append((src, dst))
         return todo
 

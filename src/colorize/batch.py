@@ -1,9 +1,11 @@
 """Colorizing many files: plan where each input's output goes, then run a :class:`Colorizer` over them.
 
-:func:`plan_outputs` pairs every input photo with its output path (folder structure kept, problems and
-duplicates accounted for by name); :func:`colorize_files` colorizes the pairs one by one and reports
-what happened to each, stopping cleanly on a full disk or Ctrl-C. The ``colorize PATH...`` command
-(:mod:`colorize.commands.colorize`) is argument parsing and printing around these two.
+:func:`plan_outputs` is the one place that lists a job's inputs, photo files and the photos inside
+tar shards alike, and pairs each with its output path (folder structure kept, problems and duplicates
+accounted for by name); :func:`colorize_one` colorizes one input and says what happened to it;
+:func:`colorize_files` runs it over the pairs, stopping cleanly on a full disk or Ctrl-C (the ray
+engine, :mod:`colorize.ray`, runs :func:`colorize_one` in its actors). The ``colorize PATH...``
+command (:mod:`colorize.commands.colorize`) is argument parsing and printing around these.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ from __future__ import annotations
 import glob
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Union
 
 if TYPE_CHECKING:
     from colorize.archive import DoneRecord
     from colorize.lite import LiteColorizer
     from colorize.pipeline import Colorizer
+    from colorize.shards import ShardMember
     from colorize.tone import ToneReport
+
+Source = Union[Path, "ShardMember"]  # an input photo: a file, or a photo inside a tar shard
 
 OUTPUT_SUFFIX = "_color"
 DEFAULT_OUTPUT = "colorized"  # the output folder when none is given
@@ -29,17 +34,20 @@ WRITABLE = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # output
 class Plan:
     """What a run will do with its inputs: each one is accounted for by name."""
 
-    pairs: list[tuple[Path, Path]] = field(default_factory=list)  # (input, output)
-    problems: list[tuple[Path, str]] = field(default_factory=list)  # inputs that cannot be used, and why
-    duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (input, the same file met first)
+    pairs: list[tuple[Source, Path]] = field(default_factory=list)  # (input, output)
+    problems: list[tuple[Path | str, str]] = field(default_factory=list)  # inputs that cannot be used, and why
+    duplicates: list[tuple[Source, Source]] = field(default_factory=list)  # (input, the same photo met first)
 
 
 def output_file(paths: list[str], output: str | None) -> Path | None:
     """The output file named by ``output`` for a single input file (None: ``output`` is a folder)."""
     from colorize.data import IMAGE_EXTENSIONS
+    from colorize.shards import is_shard_spec
 
     if not output or not Path(paths[0]).is_file() or len({Path(p).resolve() for p in paths}) != 1:
         return None  # the same file given twice is still one input
+    if is_shard_spec(paths[0]):  # a shard holds many photos: -o is their folder
+        return None
     out = Path(output)
     return out if out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir() else None
 
@@ -47,22 +55,36 @@ def output_file(paths: list[str], output: str | None) -> Path | None:
 def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
     """Pair every input image with its output path, keeping folder structure relative to each root.
 
-    A missing path, broken link or unsupported file becomes a problem (reported with the rest, the
-    batch goes on); the same file reached twice is planned once.
+    A photo inside tar shards (``.tar`` paths, globs or ``{000..009}`` ranges, in the layout of
+    ``colorize shards``) goes to ``OUT/<its key>.<its extension>``, whichever shard holds it: the
+    shards of a packed folder give back that folder's tree (keys are unique across them).
+
+    A missing path, broken link, unsupported file or unreadable shard becomes a problem (reported with
+    the rest, the batch goes on); the same photo reached twice is planned once.
 
     Args:
-        paths: files, folders (recursive) or glob patterns.
+        paths: files, folders (recursive), glob patterns or tar shards.
         output: the output folder (None: ``colorized``), or for a single input file an output file name.
         fmt: ``"same"`` (the input's format, PNG where it cannot be written) or an extension without dot.
     """
     from colorize.data import scan_folder
+    from colorize.shards import is_shard_spec
 
     out_root = Path(output) if output else Path(DEFAULT_OUTPUT)
     named = output_file(paths, output)
     plan = Plan()
-    first: dict[Path, Path] = {}  # resolved input -> the path it was first met by
+    first: dict[object, Source] = {}  # the input's identity (resolved path; shard and member) -> as first met
     for raw in paths:
         root = Path(raw)
+        if is_shard_spec(raw) and not root.is_dir():
+            for member in _shard_photos(raw, plan):
+                key = (member.shard.resolve(), member.name)
+                if key in first:
+                    plan.duplicates.append((member, first[key]))
+                    continue
+                first[key] = member
+                plan.pairs.append((member, out_root / f"{member.key}{member.suffix if fmt == 'same' else '.' + fmt}"))
+            continue
         if root.is_dir():
             files, problems = scan_folder(root)
             plan.problems += problems
@@ -96,18 +118,44 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
     return plan
 
 
-def conflict(pairs: list[tuple[Path, Path]], *, named: bool, in_place_ok: bool) -> str | None:
+def _shard_photos(spec: str, plan: Plan) -> list["ShardMember"]:
+    """The photos in the tar shards ``spec`` names; what cannot be read goes to ``plan.problems``."""
+    from colorize.shards import is_url, list_photos, resolve_shards
+
+    if is_url(spec):
+        plan.problems.append((spec, "colorize reads tar shards from files (a local or shared filesystem); "
+                                    "download them first"))
+        return []
+    try:
+        shards = resolve_shards([spec])
+    except FileNotFoundError as e:  # "NAME: no such shard"
+        name, _, reason = str(e).rpartition(": ")
+        plan.problems.append((name, reason))
+        return []
+    except ImportError as e:  # brace ranges and globs of shards are webdataset's (braceexpand)
+        plan.problems.append((spec, str(e)))
+        return []
+    photos = []
+    for shard in shards:
+        found, problems = list_photos(shard)
+        photos += found
+        plan.problems += problems
+    return photos
+
+
+def conflict(pairs: list[tuple[Source, Path]], *, named: bool, in_place_ok: bool) -> str | None:
     """Why these pairs must not run (two inputs to one output, an output over an input, an output beside
     its input without ``in_place_ok``), or None. ``named``: the output file was named by the user."""
-    inputs = {p.resolve() for p, _ in pairs}
-    writers: dict[Path, Path] = {}  # output -> the input that writes it
+    inputs = {p.resolve() for p, _ in pairs if isinstance(p, Path)}
+    writers: dict[Path, Source] = {}  # output -> the input that writes it
     for src, dst in pairs:
         if writers.setdefault(dst.resolve(), src) != src:
             return f"{writers[dst.resolve()]} and {src} would both be written to {dst}; rename one of them"
         if dst.resolve() in inputs:
             return f"output {dst} would overwrite an input; choose another -o"
         # an output file named explicitly is the user's intent; a folder of outputs beside the inputs is not
-        if not named and not in_place_ok and dst.resolve().parent == src.resolve().parent:
+        # (a photo inside a shard has no folder of its own)
+        if isinstance(src, Path) and not named and not in_place_ok and dst.resolve().parent == src.resolve().parent:
             return f"output {dst} would be written next to its input; choose another -o or pass --in-place-ok"
     return None
 
@@ -123,8 +171,55 @@ class FileResult:
 
 
 @dataclass
+class Outcome:
+    """What :func:`colorize_one` did with one input."""
+
+    kind: str = ""  # done: its tone (gray, toned or color); "" when it failed or was not classified
+    error: str = ""  # failed: "path: reason"
+    warning: str = ""  # done, and it was already in color: what was done with it
+    notes: list[str] = field(default_factory=list)  # used anyway, worth knowing (only its first frame, ...)
+    write_error: OSError | None = None  # failed to write: why (a full disk stops the local engine)
+
+
+def colorize_one(colorizer: "Colorizer | LiteColorizer", src: Source, dst: Path, *, quality: int = DEFAULT_QUALITY,
+                 hints: list | None = None, confidence: bool = False, keep_color: bool = False,
+                 tint_as_hints: bool = False) -> Outcome:
+    """Colorize one input with the colorizer's ``colorize_file`` (:meth:`Colorizer.colorize_file` or
+    :meth:`LiteColorizer.colorize_file`): the local and the ray engine's step for each photo.
+
+    A bad input, a hint outside the photo or an output that cannot be written comes back as an
+    :class:`Outcome` naming the file and the reason, not as an exception.
+    """
+    import warnings
+
+    from colorize.io import ImageError, ImageNote
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ImageNote)
+            done = colorizer.colorize_file(src, dst, quality=quality, hints=hints, confidence=confidence,
+                                           keep_color=keep_color, tint_as_hints=tint_as_hints)
+    except ImageError as e:
+        return Outcome(error=str(e))
+    except ValueError as e:  # a hint outside this photo
+        return Outcome(error=f"{src}: {e}")
+    except OSError as e:  # output side: disk full, permissions
+        return Outcome(error=f"{src}: cannot write {dst} ({e.strerror or e})", write_error=e)
+    tone = done.tone
+    outcome = Outcome(kind=tone.kind if tone is not None else "",
+                      notes=[str(w.message) for w in caught if issubclass(w.category, ImageNote)])
+    if tone is not None and tone.kind == "color":
+        action = ("passed through unchanged (--keep-color)" if done.passed_through else
+                  f"colorized from its lightness with {done.hints} hints from its tint" if tint_as_hints
+                  else "colorized from its lightness; --keep-color writes such photos unchanged, "
+                       "--tint-as-hints uses their colors as hints")
+        outcome.warning = f"{src}: {tone.describe()}; {action}"
+    return outcome
+
+
+@dataclass
 class BatchResult:
-    """What :func:`colorize_files` did, input by input."""
+    """What a job did, input by input (both engines)."""
 
     done: int = 0
     failed: list[str] = field(default_factory=list)  # "path: reason"
@@ -134,64 +229,55 @@ class BatchResult:
     stopped: str = ""  # why the run stopped early ("interrupted", a full disk), if it did
     left: int = 0  # inputs not started when it stopped
 
+    def add(self, outcome: Outcome) -> None:
+        """Count one input's :class:`Outcome`."""
+        self.notes += outcome.notes
+        if outcome.error:
+            self.failed.append(outcome.error)
+            return
+        self.done += 1
+        if outcome.kind:
+            self.kinds[outcome.kind] = self.kinds.get(outcome.kind, 0) + 1
+        if outcome.warning:
+            self.warned.append(outcome.warning)
 
-def colorize_files(colorizer: "Colorizer | LiteColorizer", pairs: list[tuple[Path, Path]], *, quality: int = DEFAULT_QUALITY,
-                   hints_for: Callable[[Path], list] | None = None, confidence: bool = False,
+
+def colorize_files(colorizer: "Colorizer | LiteColorizer", pairs: list[tuple[Source, Path]], *, quality: int = DEFAULT_QUALITY,
+                   hints_for: Callable[[Source], list] | None = None, confidence: bool = False,
                    keep_color: bool = False, tint_as_hints: bool = False, record: "DoneRecord | None" = None,
                    progress: Callable[[list], Iterable] | None = None) -> BatchResult:
-    """Colorize every (input, output) pair with :meth:`Colorizer.colorize_file`.
+    """Colorize every (input, output) pair with :func:`colorize_one`, in this process.
 
     A bad input is a failure and the batch goes on; a full disk, an unwritable record or Ctrl-C stops it
     (``stopped``, ``left``): finished outputs are kept, the one being written is never left half done.
 
     Args:
-        hints_for: input path -> its color hints (None: no hints).
+        hints_for: input -> its color hints (None: no hints).
         confidence, keep_color, tint_as_hints, quality: as for :meth:`Colorizer.colorize_file`.
         record: marks each finished input done (``archive.DoneRecord``), so a rerun skips it.
         progress: wraps the list of pairs in a progress display (None: none).
     """
     import errno
     import sqlite3
-    import warnings
-
-    from colorize.io import ImageError, ImageNote
 
     result = BatchResult()
     for i, (src, dst) in enumerate((progress or iter)(pairs)):
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ImageNote)
-                done = colorizer.colorize_file(src, dst, quality=quality, hints=hints_for(src) if hints_for else None,
-                                               confidence=confidence, keep_color=keep_color,
-                                               tint_as_hints=tint_as_hints)
-            result.notes += [str(w.message) for w in caught if issubclass(w.category, ImageNote)]
-            tone = done.tone
-            if tone is not None:
-                result.kinds[tone.kind] = result.kinds.get(tone.kind, 0) + 1
-            if tone is not None and tone.kind == "color":
-                action = ("passed through unchanged (--keep-color)" if done.passed_through else
-                          f"colorized from its lightness with {done.hints} hints from its tint" if tint_as_hints
-                          else "colorized from its lightness; --keep-color writes such photos unchanged, "
-                               "--tint-as-hints uses their colors as hints")
-                result.warned.append(f"{src}: {tone.describe()}; {action}")
-            result.done += 1
-            if record is not None:
+            outcome = colorize_one(colorizer, src, dst, quality=quality, hints=hints_for(src) if hints_for else None,
+                                   confidence=confidence, keep_color=keep_color, tint_as_hints=tint_as_hints)
+            result.add(outcome)
+            e = outcome.write_error
+            if e is not None and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+                result.stopped = f"cannot write to {dst.parent} ({e.strerror or e})"
+                result.left = len(pairs) - i - 1
+                break
+            if record is not None and not outcome.error:
                 record.mark_done(src)
-        except ImageError as e:
-            result.failed.append(str(e))
-        except ValueError as e:  # a hint outside this photo
-            result.failed.append(f"{src}: {e}")
         except sqlite3.Error as e:  # the record: "database or disk is full", a disk error
             result.failed.append(f"{record.path}: cannot record {src} as done ({e})")
             result.stopped = f"the record {record.path} cannot be written ({e})"
             result.left = len(pairs) - i - 1
             break
-        except OSError as e:  # output side: disk full, permissions
-            result.failed.append(f"{src}: cannot write {dst} ({e.strerror or e})")
-            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
-                result.stopped = f"cannot write to {dst.parent} ({e.strerror or e})"
-                result.left = len(pairs) - i - 1
-                break
         except KeyboardInterrupt:  # Ctrl-C: the photo being written was not renamed into place
             result.stopped, result.left = "interrupted", len(pairs) - i
             break

@@ -115,6 +115,17 @@ def load_image(path: str | Path, *, data: bytes | None = None) -> Image.Image:
     return rgb
 
 
+def load_input(src) -> tuple[Image.Image, bytes | None]:
+    """A job's input photo, for both engines' ``colorize_file``: a file (a path), or a photo inside a tar
+    shard (:class:`colorize.shards.ShardMember`, read by seeking to it). Returns the image as
+    :func:`load_image` does, and the shard member's bytes (None for a file) for :func:`pass_through`.
+    Raises :class:`ImageError` naming it."""
+    from colorize.shards import ShardMember
+
+    data = src.read_bytes() if isinstance(src, ShardMember) else None
+    return load_image(src, data=data), data
+
+
 def decode(img: Image.Image, name: str | Path) -> Image.Image:
     """An opened image (e.g. identified from its header alone) decoded to 8-bit RGB with EXIF orientation
     applied, then closed, as :func:`load_image` does for files. Raises :class:`ImageError` (naming
@@ -295,11 +306,17 @@ def verify_image(path: str | Path, size: tuple[int, int]) -> None:
 _ENDS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}  # the last bytes of a whole file
 
 
-def pass_through(src: str | Path, dst: str | Path, img: Image.Image, *, quality: int = 95) -> None:
-    """Write a photo unchanged: its very bytes when ``dst`` has ``src``'s extension, else ``img`` re-encoded."""
+def pass_through(src, dst: str | Path, img: Image.Image, *, quality: int = 95, data: bytes | None = None) -> None:
+    """Write a photo unchanged: its very bytes when ``dst`` has ``src``'s extension, else ``img`` re-encoded.
+
+    ``data``: the photo's bytes when ``src`` is not a file of its own (a photo in a tar shard, whose
+    ``suffix`` is its extension); otherwise ``src`` is a path and the file is copied.
+    """
     import shutil
 
-    if Path(src).suffix.lower() == Path(dst).suffix.lower():
-        atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+    if data is None:
+        src = Path(src)
+    if src.suffix.lower() == Path(dst).suffix.lower():
+        atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp) if data is None else Path(tmp).write_bytes(data))
     else:
         save_image(img, dst, quality=quality)

@@ -14,14 +14,17 @@ one baked into the export, GPUs, training, evaluation, video and the web app. ``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from colorize.batch import FileResult
-from colorize.io import load_image, pass_through, save_image, to_8bit
+from colorize.io import load_input, pass_through, save_image, to_8bit
 from colorize.layout import GRAPHS, L_CENTER, L_SCALE, strips, working_shape
+
+if TYPE_CHECKING:
+    from colorize.shards import ShardMember
 
 TORCH_ONLY = "needs the torch engine: pip install 'colorize[torch]' (this is the light install, onnxruntime only)"
 
@@ -153,7 +156,7 @@ class LiteColorizer:
         """(1, 3, h, w) float sRGB in [0, 1] -> CIE Lab (:func:`colorize.color.rgb_to_lab`, exported)."""
         return self._run("lab", rgb=rgb.astype(np.float32))
 
-    def colorize_file(self, src: str | Path, dst: str | Path, *, quality: int = 95, hints: Any = None,
+    def colorize_file(self, src: "str | Path | ShardMember", dst: str | Path, *, quality: int = 95, hints: Any = None,
                       confidence: bool = False, keep_color: bool = False, tint_as_hints: bool = False) -> FileResult:
         """Read ``src``, colorize, write ``dst`` atomically (format from its extension), as
         :meth:`colorize.pipeline.Colorizer.colorize_file` does; hints, tints as hints and confidence raise
@@ -164,10 +167,10 @@ class LiteColorizer:
                                        ("tint_as_hints", tint_as_hints)) if on]
         if asked:
             raise ValueError(f"{', '.join(asked)} {TORCH_ONLY}")
-        img = load_image(src)
+        img, data = load_input(src)  # a file, or a photo inside a tar shard (data: its bytes)
         tone = classify(img, to_lab=self.to_lab)
         if keep_color and tone.kind == "color":
-            pass_through(src, dst, img, quality=quality)
+            pass_through(src, dst, img, quality=quality, data=data)
             return FileResult(img.size, tone, passed_through=True)
         save_image(self(img), dst, quality=quality)
         return FileResult(img.size, tone)

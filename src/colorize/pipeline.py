@@ -28,6 +28,7 @@ from colorize.steps import GUIDE_EPS, GUIDE_RADIUS, guided_coefficients
 
 if TYPE_CHECKING:
     from colorize.hints import Hint, Propagator
+    from colorize.shards import ShardMember
     from colorize.tone import ToneReport
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
@@ -345,12 +346,13 @@ class Colorizer:
             return (y.permute(1, 2, 0).numpy() * np.iinfo(arr.dtype).max + 0.5).astype(arr.dtype)
         return y.permute(1, 2, 0).numpy().astype(arr.dtype)
 
-    def colorize_file(self, src: str | Path, dst: str | Path, *, quality: int = 95, hints: HintsLike = None,
-                      confidence: bool = False, keep_color: bool = False,
+    def colorize_file(self, src: "str | Path | ShardMember", dst: str | Path, *, quality: int = 95,
+                      hints: HintsLike = None, confidence: bool = False, keep_color: bool = False,
                       tint_as_hints: bool = False) -> FileResult:
         """Read ``src``, colorize, write ``dst`` atomically (format from its extension).
 
         Args:
+            src: a photo file, or a photo inside a tar shard (:class:`colorize.shards.ShardMember`).
             hints: color hints in the photo's pixels (see :mod:`colorize.hints`).
             confidence: also write the network's confidence to :func:`confidence_path` of ``dst``.
             keep_color: a photo that is already in color (:func:`colorize.tone.classify`) is written
@@ -363,13 +365,13 @@ class Colorizer:
             :class:`colorize.io.ImageError` naming the file on bad input.
         """
         from colorize.hints import as_hints, hints_from_tint
-        from colorize.io import load_image
+        from colorize.io import load_input
         from colorize.tone import classify
 
-        img = load_image(src)
+        img, data = load_input(src)  # data: a shard member's bytes
         tone = classify(img)
         if keep_color and tone.kind == "color":
-            pass_through(src, dst, img, quality=quality)
+            pass_through(src, dst, img, quality=quality, data=data)
             return FileResult(img.size, tone, passed_through=True)
         hints = as_hints(hints)
         if tint_as_hints and tone.kind == "color":

@@ -1,4 +1,4 @@
-"""``colorize PATH...``: colorize photos, files and folders (recursive), into an output folder.
+"""``colorize PATH...``: colorize photos, files, folders (recursive) and tar shards, into an output folder.
 
 Argument parsing and printing over :mod:`colorize.batch` (plan the outputs, colorize the files) or, with
 ``--engine ray``, :func:`colorize.ray.colorize_pairs`.
@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from colorize import __version__
-from colorize.batch import DEFAULT_OUTPUT, DEFAULT_QUALITY, colorize_files, conflict, output_file, plan_outputs
+from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, Source, colorize_files, conflict, output_file,
+                            plan_outputs)
 from colorize.cli import SUBCOMMANDS
 from colorize.commands.options import add_model_options, build_colorizer, torch_installed
 
@@ -30,12 +31,14 @@ def main(argv: list[str]) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="colorize",
-        description="Colorize black-and-white photos. Files and folders (recursive) are accepted.",
+        description="Colorize black-and-white photos. Files, folders (recursive) and tar shards (as packed by "
+                    "`colorize shards`: each photo goes to OUT/<its key>.<ext>) are accepted.",
         epilog="subcommands:\n" + "\n".join(f"  {k:<8} {v}" for k, v in SUBCOMMANDS.items())
         + "\n\nrun `colorize SUBCOMMAND --help` for each one's options",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="image files, folders, or .tar shards (paths, globs, {000..009} ranges)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output folder (default: ./colorized); for a single file, may be a file name")
     add_model_options(p)
@@ -116,14 +119,19 @@ def _plain_progress(items: list):
             last = now
 
 
-def _megapixels(pairs: list[tuple[Path, Path]], limit: float) -> float:
-    """The inputs' pixels in millions, read from their headers, counted until past ``limit``."""
+def _megapixels(pairs: list[tuple[Source, Path]], limit: float) -> float:
+    """The inputs' pixels in millions, read from their headers (a photo in a tar shard: from its bytes),
+    counted until past ``limit``."""
+    import io
+
     from PIL import Image
+
+    from colorize.shards import ShardMember
 
     total = 0.0
     for src, _ in pairs:
         try:
-            with Image.open(src) as img:
+            with Image.open(io.BytesIO(src.read_bytes()) if isinstance(src, ShardMember) else src) as img:
                 total += img.width * img.height / 1e6
         except Exception:  # unreadable: colorizing reports it by name
             continue
