@@ -1,18 +1,22 @@
-"""The ray engine: the local engine's outputs byte for byte, its record and error report; a worker
-killed with SIGKILL mid-job; ColorizeBatch in a user's Ray Data pipeline; the cluster recipes.
+"""The ray engine: the local engine's inputs (folders, tar shards), outputs byte for byte, record, error
+report and nothing else on the terminal; a bad model named before Ray starts; a worker killed with
+SIGKILL mid-job; ColorizeBatch in a user's Ray Data pipeline; the cluster recipes.
 
-Ray tests share one local Ray on 127.0.0.1 with 2 CPUs and skip when ray is not installed.
+Ray tests share one local Ray on 127.0.0.1 with 2 CPUs and skip when ray is not installed. Each CLI
+run on it starts new actors (a second or two each on an idle machine): runs are few and cover much.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import runpy
 import shlex
 import signal
 import sys
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -45,6 +49,15 @@ def local_ray():
 
 def _outputs(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.jpg"))}
+
+
+OUR_LINES = ("done: ", "inputs: ", "  note: ", "  warning: ", "  failed: ")  # all a run prints with -q
+
+
+def _only_our_lines(captured) -> None:
+    """Nothing but our summary on the terminal: Ray's own logs and forwarded errors went to its log."""
+    stray = [ln for ln in (captured.out + captured.err).splitlines() if not ln.startswith(OUR_LINES)]
+    assert not stray, stray
 
 
 def _actor_pids(name: str) -> list[int]:
@@ -83,40 +96,84 @@ def test_ray_options_need_the_ray_engine(photo_dir, tmp_path, capsys):
     assert "need --engine ray" in capsys.readouterr().err
 
 
-@needs_ray
-@pytest.mark.parametrize("flag", [["--hint", "1,1,red"], ["--confidence"], ["--keep-color"], ["--tint-as-hints"]])
-def test_guiding_options_are_for_the_local_engine(flag, photo_dir, tmp_path, capsys):
-    assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--engine", "ray", *flag]) == 2
-    assert f"{flag[0]}: the local engine only" in capsys.readouterr().err
+def test_a_bad_model_is_one_line_before_ray_starts(photo_dir, tmp_path, tiny_model_file, capfd, monkeypatch):
+    pytest.importorskip("ray")
+    import colorize.ray
+
+    monkeypatch.setattr(colorize.ray, "connect", lambda *a, **k: pytest.fail("Ray was started"))
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(tiny_model_file.read_bytes()[:1000])
+    for extra in ([], ["--engine", "ray"]):
+        assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(bad), "-q", *extra]) == 2
+        err = capfd.readouterr().err
+        assert err.startswith(f"error: {bad}: not a readable safetensors file") and len(err.splitlines()) == 1, err
+        if extra:
+            assert err == local_err  # the local engine's line, exit code 2 alike
+        local_err = err
+    # --confidence with a model that has no color distribution: the same check as the local engine's
+    args = [str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file), "--confidence", "-q"]
+    assert main([*args, "--engine", "ray"]) == 2
+    assert "--confidence needs a classification (bins) model" in capfd.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
+def _shards_with_bad_members(photos: Path, out: Path) -> Path:
+    """``colorize shards`` of ``photos`` into ``out``, plus ``extra.tar``: a corrupt photo, an unsafe name."""
+    assert main(["shards", str(photos), "-o", str(out), "--max-count", "2"]) == 0
+    with tarfile.open(out / "extra.tar", "w") as tar:
+        for name, data in [("corrupt.jpg", (photos / "g0.jpg").read_bytes()[:200]), ("../up.jpg", b"x")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out
+
+
 @needs_ray
-def test_same_outputs_record_and_errors_as_local(local_ray, photo_dir, tmp_path, tiny_model_file, capsys):
+def test_same_outputs_report_and_record_as_local(local_ray, photo_dir, tmp_path, tiny_model_file, capfd):
+    """One run over a folder and tar shards, with bad files, bad members, a hint and --keep-color: the
+    local engine's outputs byte for byte, its report line for line, and nothing else on the terminal."""
     (photo_dir / "corrupt.jpg").write_bytes((photo_dir / "p1.jpg").read_bytes()[:300])  # truncated
     (photo_dir / "sub" / "notes.png").write_text("not an image")
-    common = ["--model", str(tiny_model_file), "-q"]
-    assert main([str(photo_dir), "-o", str(tmp_path / "local"), *common]) == 1
-    local = capsys.readouterr()
-    local_err, local_inputs = local.err, [ln for ln in local.out.splitlines() if ln.startswith("inputs: ")]
+    grays = tmp_path / "grays"
+    grays.mkdir()
+    for i in range(3):  # gray photos: colorized (the color ones in photo_dir pass through with --keep-color)
+        make_photo(72, 48, seed=20 + i).convert("L").save(grays / f"g{i}.jpg", quality=92)
+    shards = _shards_with_bad_members(grays, tmp_path / "shards")
+    hints = tmp_path / "hints.json"
+    hints.write_text(json.dumps({"g1.jpg": [{"x": 20, "y": 10, "color": "#2a6fdb", "radius": 30}]}))
+    common = ["--model", str(tiny_model_file), "-q", "--keep-color", "--hints", str(hints)]
+    inputs = [str(photo_dir), f"{shards}/*.tar"]
+    capfd.readouterr()
+    assert main([*inputs, "-o", str(tmp_path / "local"), *common]) == 1
+    local = capfd.readouterr()
 
-    ray_args = [str(photo_dir), "-o", str(tmp_path / "ray"), *common, "--engine", "ray", "--workers", "2", "--record"]
+    ray_args = [*inputs, "-o", str(tmp_path / "ray"), *common, "--engine", "ray", "--workers", "2", "--record"]
     assert main(ray_args) == 1  # the bad files fail the run, the rest are done
-    out = capsys.readouterr()
-    assert "done: 12," in out.out and "failed: 2" in out.out
-    inputs_line = [ln for ln in out.out.splitlines() if ln.startswith("inputs: ")]
-    assert inputs_line and inputs_line == local_inputs  # the tone report, as the local engine's
-    failures = sorted(ln.strip() for ln in out.err.splitlines() if ln.strip().startswith("failed:"))
-    assert failures == sorted(ln.strip() for ln in local_err.splitlines() if ln.strip().startswith("failed:"))
-    assert sum("corrupt.jpg: truncated or corrupt" in f for f in failures) == 1  # reported once, not retried
-    assert any("notes.png: not an image" in f for f in failures)
+    out = capfd.readouterr()
+    _only_our_lines(out)
+    assert "done: 15," in out.out and "failed: 4" in out.out
+    assert [ln for ln in out.out.splitlines() if ln.startswith("inputs: ")] == ["inputs: 3 gray, 12 color"]
+    assert sorted(out.out.splitlines()[1:]) == sorted(local.out.splitlines()[1:])  # tones, notes
+    assert sorted(out.err.splitlines()) == sorted(local.err.splitlines())  # failures, warnings: line for line
+    failures = [ln for ln in out.err.splitlines() if ln.startswith("  failed: ")]
+    for name, reason in [("photos/corrupt.jpg", "truncated or corrupt"), ("sub/notes.png", "not an image"),
+                         ("extra.tar:corrupt.jpg", "truncated or corrupt"), ("extra.tar:../up.jpg", "unsafe member")]:
+        assert sum(f"{name}: {reason}" in f for f in failures) == 1, (name, failures)  # reported once, not retried
 
-    local, distributed = _outputs(tmp_path / "local"), _outputs(tmp_path / "ray")
-    assert len(local) == 12 and local == distributed  # byte for byte, same names
+    local_files, ray_files = _outputs(tmp_path / "local"), _outputs(tmp_path / "ray")
+    assert len(local_files) == 15 and local_files == ray_files  # byte for byte, same names
+    assert {"g0.jpg", "g1.jpg", "g2.jpg"} <= set(ray_files) and ray_files["g1.jpg"] != ray_files["g0.jpg"]
+    assert ray_files["photos/p1.jpg"] == (photo_dir / "p1.jpg").read_bytes()  # in color: kept as it was
+
+    for bad in (photo_dir / "corrupt.jpg", photo_dir / "sub" / "notes.png", shards / "extra.tar"):
+        bad.unlink()
+    assert main(ray_args) == 0  # a rerun: every photo left is in the record (and no Ray job is started)
+    out = capfd.readouterr()
+    assert "done: 0, skipped (exists, use --overwrite): 0, failed: 0, done before (record): 15" in out.out
 
 
 @needs_ray
-def test_worker_killed_mid_job_finishes_and_rerun_skips(local_ray, tmp_path, tiny_model_file, capsys):
+def test_worker_killed_mid_job_finishes_and_rerun_skips(local_ray, tmp_path, tiny_model_file, capfd):
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(24):  # large enough that the job lasts a few seconds
@@ -142,13 +199,15 @@ def test_worker_killed_mid_job_finishes_and_rerun_skips(local_ray, tmp_path, tin
     assert killed, "no worker was killed"
     pid, present = killed[0]
     assert present < 24, "the kill came after the job had finished"
-    assert code == 0, capsys.readouterr().err
-    assert "done: 24," in capsys.readouterr().out
+    captured = capfd.readouterr()
+    assert code == 0, captured.err
+    assert "done: 24," in captured.out
+    _only_our_lines(captured)  # Ray's "(raylet) ... worker died" messages went to its log
     assert not Path(f"/proc/{pid}").exists()
 
     # every output present, complete and exactly the local engine's
     assert main([str(photos), "-o", str(tmp_path / "local"), "--model", str(tiny_model_file), "-q"]) == 0
-    capsys.readouterr()
+    capfd.readouterr()
     finished, reference = _outputs(out), _outputs(tmp_path / "local")
     assert len(finished) == 24 and finished == reference
     for name in finished:
@@ -157,7 +216,7 @@ def test_worker_killed_mid_job_finishes_and_rerun_skips(local_ray, tmp_path, tin
             assert img.size == (960, 720)
 
     assert main([*args, "--engine", "ray", "--workers", "2"]) == 0
-    assert "done: 0, skipped (exists, use --overwrite): 0, failed: 0, done before (record): 24" in capsys.readouterr().out
+    assert "done: 0, skipped (exists, use --overwrite): 0, failed: 0, done before (record): 24" in capfd.readouterr().out
 
 
 @needs_ray
@@ -195,6 +254,34 @@ def test_colorize_batch_without_ray(tiny_model_file):
     assert ragged.dtype == object and ragged[1].shape == (40, 80, 3)
     for got, img in zip([*stacked["image"], *ragged], same + mixed):
         assert np.array_equal(got, colorizer(img))
+
+
+def test_the_ledger_counts_the_workers_that_died_on_each_photo():
+    from colorize.ray import _Ledger
+
+    ledger = _Ledger()
+    assert ledger.start(1) == 0
+    ledger.finish(1)
+    assert ledger.start(1) == 0  # finished before its block was retried: a new attempt, not a death
+    assert [ledger.start(2) for _ in range(4)] == [0, 1, 2, 3]  # never finished: its workers died
+    assert ledger.running == {1: 1, 2: 4}  # only photos in flight (or killing their workers) are held
+
+
+def test_what_ray_prints_goes_to_its_log(tmp_path, capfd):
+    from colorize.ray import _ray_output_to
+
+    log = tmp_path / "ray.log"
+    print("before")
+    with _ray_output_to(log) as terminal:
+        os.write(2, b"[E core_worker.cc] a C++ log line\n")  # Ray's C++ logs: straight to file descriptor 2
+        print("(raylet) an error forwarded to the driver")  # Ray's error thread: sys.stdout
+        print("a Ray logger's line", file=sys.stderr)
+        terminal.write("our progress bar\n")
+    print("after")
+    captured = capfd.readouterr()
+    assert captured.out == "before\nafter\n" and captured.err == "our progress bar\n"
+    assert log.read_text().splitlines() == ["[E core_worker.cc] a C++ log line",
+                                            "(raylet) an error forwarded to the driver", "a Ray logger's line"]
 
 
 def test_cluster_recipes_have_what_a_launch_needs():

@@ -1,36 +1,49 @@
-"""The archive job on Ray: the same files, outputs and record as the local engine, run as a Ray Data
+"""The archive job on Ray: the same inputs, outputs and record as the local engine, run as a Ray Data
 pipeline on one machine or a cluster.
 
-The driver lists the inputs and holds the record (as ``colorize IN -o OUT`` does); Ray Data streams
-the (input, output) pairs in blocks of a few photos through an actor pool. Each actor loads the
-model once, reads and decodes its photos, colorizes them with :class:`ColorizeBatch` and writes each
-output atomically (temp file, then rename), returning one small row per photo: its paths and an
-error message or none. The driver records a photo as done only when its row comes back, so the
-record never holds a file whose output is not in place.
+The driver lists the inputs and holds the record (as ``colorize IN -o OUT`` does: photo files and
+photos inside tar shards alike, :func:`colorize.batch.plan_outputs`); Ray Data streams one small row
+per photo (where to read it, where to write it, its hints) in blocks of a few photos through an actor
+pool. Each actor loads the model once and runs the local engine's step, :func:`colorize.batch.colorize_one`,
+on its photos: read and decode (a shard member by seeking to its bytes), colorize, write atomically
+(temp file, then rename); it returns one small row per photo: its outcome. The driver records a
+photo as done only when its row comes back, so the record never holds a file whose output is not in place.
 
-Faults: an actor whose process dies is restarted and its block retried (at most
-``MAX_TASK_RETRIES`` times); a block that still fails is dropped and its photos are reported as
-failed, so an input that kills its worker is reported, not retried forever. Bad files (corrupt,
-truncated, not an image) never fail a block: they come back as error rows naming the file and the
-reason, like the local engine's.
+Faults: an actor whose process dies is restarted and its block retried (Ray Data's default). A
+ledger actor counts, per photo, the workers that died while colorizing it; at ``MAX_WORKER_DEATHS``
+the photo is reported as failed instead of tried again, so an input that kills its worker is
+reported, not retried forever. (Ray 2.60 bounds actor task retries only through ``map_batches``'s
+deprecated ``**ray_remote_args``; the ledger needs no Ray option and counts per photo, not per block.)
+Bad files (corrupt, truncated, not an image) never fail a block: they come back as error rows naming
+the file and the reason, like the local engine's.
+
+While the job runs, what Ray itself prints (its C++ logs, the errors it forwards to the driver, its
+loggers) goes to a log file, not the terminal: the user sees our progress bar and our summary. The
+log is kept, and named, only when the job failed or a worker died on a photo.
 
 ``ray`` is imported only inside functions: this module (and :class:`ColorizeBatch`) imports without it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
-import warnings
-from dataclasses import dataclass, field
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TextIO
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from colorize.batch import BatchResult, Source
+
 INSTALL_HINT = "the ray engine needs Ray: pip install 'colorize[ray]' (or pip install 'ray[data]==2.60.0')"
-MAX_TASK_RETRIES = 3  # restarts of a dead actor's block before its photos are reported as failed
+MAX_WORKER_DEATHS = 3  # workers that may die while colorizing one photo before it is reported as failed
+WORKER_DIED = "its Ray worker died"  # how such a photo's failure begins, after its name
 ROWS_PER_BLOCK = 8  # photos per block: a block is the unit of retry, so a lost worker redoes few
 
 
@@ -96,55 +109,107 @@ def _column(arrays: list[np.ndarray]) -> np.ndarray:
     return col
 
 
-class _ArchiveWorker(ColorizeBatch):
-    """The archive job's actor: read + decode, colorize, write atomically; returns small rows only."""
+class _Ledger:
+    """Per photo, the attempts at it whose worker died: one Ray actor for the whole job, called by every
+    colorizing actor before and after each photo. Holds only the photos being colorized (and those
+    whose workers died), never the whole job."""
 
-    def __init__(self, *, quality: int = 95, **kwargs):
-        super().__init__(**kwargs)
-        self.quality = quality
+    def __init__(self):
+        self.running: dict[int, int] = {}  # photo id -> attempts started and not finished
+
+    def start(self, photo: int) -> int:
+        """Photo ``photo`` is starting; returns how many earlier attempts at it never finished."""
+        died = self.running.get(photo, 0)
+        self.running[photo] = died + 1
+        return died
+
+    def finish(self, photo: int) -> None:
+        self.running.pop(photo, None)
+
+
+class _ArchiveWorker:
+    """The archive job's actor: :func:`colorize.batch.colorize_one` on each photo of a block (read and
+    decode, colorize, write atomically), the local engine's step; returns small rows only."""
+
+    def __init__(self, *, ledger, quality: int, confidence: bool, keep_color: bool, tint_as_hints: bool,
+                 **colorizer_kwargs):
+        from colorize.pipeline import Colorizer
+
+        self.colorizer = Colorizer(**colorizer_kwargs)
+        self.ledger = ledger
+        self.options = dict(quality=quality, confidence=confidence, keep_color=keep_color,
+                            tint_as_hints=tint_as_hints)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from PIL import Image, ImageOps
+        import ray
 
-        from colorize.io import ImageError, load_image, save_image, to_rgb
-        from colorize.tone import classify
+        from colorize.batch import Outcome, colorize_one
+        from colorize.hints import hints_from_json
 
-        errors, tones, described = [], [], []
-        for src, dst in zip(batch["src"], batch["dst"]):
-            src, dst = str(src), str(dst)
-            tones.append("")
-            described.append("")
-            try:
-                # exactly what Colorizer.colorize_file does, so the outputs are the local engine's bytes
-                img = load_image(src)
-                tone = classify(img)  # gray, toned or color: reported as the local engine does
-                rgb = to_rgb(ImageOps.exif_transpose(img))
-                out = self.colorize([np.array(rgb)])[0]
-            except ImageError as e:
-                errors.append(str(e))
-                continue
-            except Exception as e:  # a decoder bug: report the file, never fail (and retry) the block
-                errors.append(f"{src}: cannot colorize ({type(e).__name__}: {e})")
-                continue
-            try:
-                save_image(Image.fromarray(out), dst, quality=self.quality)
-            except (OSError, ValueError) as e:  # output side: disk full, permissions
-                errors.append(f"{src}: cannot write {dst} ({e})")
-                continue
-            errors.append("")
-            tones[-1], described[-1] = tone.kind, tone.describe()
-        return {"src": batch["src"], "error": np.array(errors, dtype=object),
-                "tone": np.array(tones, dtype=object), "tone_text": np.array(described, dtype=object)}
+        out: dict[str, list] = {"id": [], "error": [], "kind": [], "warning": [], "notes": []}
+        for k, photo in enumerate(batch["id"]):
+            photo, src, dst = int(photo), _source(batch, k), Path(str(batch["dst"][k]))
+            died = ray.get(self.ledger.start.remote(photo))
+            if died >= MAX_WORKER_DEATHS:
+                outcome = Outcome(error=f"{src}: {WORKER_DIED} {died} times while colorizing it; not tried again "
+                                        "(a rerun with --record retries only such files)")
+            else:
+                hints = str(batch["hints"][k])
+                try:
+                    outcome = colorize_one(self.colorizer, src, dst, hints=hints_from_json(json.loads(hints)) if hints
+                                           else None, **self.options)
+                except Exception as e:  # a decoder bug: report the file, never fail (and retry) the block
+                    outcome = Outcome(error=f"{src}: cannot colorize ({type(e).__name__}: {e})")
+            self.ledger.finish.remote(photo)
+            for name, value in [("id", photo), ("error", outcome.error), ("kind", outcome.kind),
+                                ("warning", outcome.warning), ("notes", "\n".join(outcome.notes))]:
+                out[name].append(value)
+        return {"id": np.array(out.pop("id"), dtype=np.int64),
+                **{name: np.array(values, dtype=object) for name, values in out.items()}}
 
 
-@dataclass
-class RayResult:
-    """What :func:`colorize_pairs` did."""
+def _row(photo: int, src: "Source", dst: Path, hints: list) -> dict:
+    """The row that tells an actor where photo ``photo`` is and where it goes: absolute paths (Ray workers
+    do not share the driver's working directory), and for a photo in a tar shard, where its bytes are."""
+    from colorize.hints import hints_to_json
 
-    done: int = 0
-    failed: list[str] = field(default_factory=list)  # "path: reason", as the local engine reports them
-    kinds: dict[str, int] = field(default_factory=dict)  # inputs done, by tone: gray, toned, color
-    in_color: list[str] = field(default_factory=list)  # "path: how it is in color", for inputs already in color
+    member = not isinstance(src, Path)
+    return {"id": photo, "src": os.path.abspath(src.shard if member else src), "member": src.name if member else "",
+            "offset": src.offset if member else 0, "size": src.size if member else 0, "dst": os.path.abspath(dst),
+            "hints": json.dumps(hints_to_json(hints)) if hints else ""}
+
+
+def _source(batch: dict[str, np.ndarray], k: int) -> "Source":
+    """Row ``k``'s input, as :func:`_row` described it."""
+    from colorize.shards import ShardMember
+
+    path, member = Path(str(batch["src"][k])), str(batch["member"][k])
+    return ShardMember(path, member, int(batch["offset"][k]), int(batch["size"][k])) if member else path
+
+
+@contextmanager
+def _ray_output_to(log: Path) -> Iterator[TextIO]:
+    """Route what this process prints while Ray runs to ``log``: Ray's C++ logs (file descriptor 2), the
+    errors it forwards to the driver (``sys.stdout``), its loggers (``sys.stderr``). Yields a stream
+    on the real stderr, for our one progress bar."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = os.dup(1), os.dup(2)
+    streams = sys.stdout, sys.stderr
+    terminal = os.fdopen(os.dup(saved[1]), "w", buffering=1)
+    with open(log, "a", buffering=1) as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        sys.stdout = sys.stderr = sink
+        try:
+            yield terminal
+        finally:
+            sys.stdout, sys.stderr = streams
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            terminal.close()
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
@@ -173,98 +238,118 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     return True
 
 
-def colorize_pairs(pairs: Sequence[tuple[Path, Path]], *, model: str | None = None, size: int | None = None,
+def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, model: str | None = None, size: int | None = None,
                    temperature: float | None = None, saturation: float = 1.0, device: str = "cpu",
-                   threads: int | None = None, quality: int = 95, address: str | None = None,
-                   workers: int | None = None, on_done: Callable[[Path], None] | None = None,
-                   progress: bool = True) -> RayResult:
-    """Colorize every (input, output) pair on Ray; the outputs are :meth:`Colorizer.colorize_file`'s.
+                   threads: int | None = None, quality: int = 95, hints_for: Callable[["Source"], list] | None = None,
+                   confidence: bool = False, keep_color: bool = False, tint_as_hints: bool = False,
+                   address: str | None = None, workers: int | None = None,
+                   on_done: Callable[["Source"], None] | None = None, progress: bool = True) -> "BatchResult":
+    """Colorize every (input, output) pair on Ray, each with :func:`colorize.batch.colorize_one` as the
+    local engine does: the same outputs, byte for byte, and the same report.
 
     Args:
-        pairs: inputs and their outputs; every Ray node must see them under these paths (shared storage).
-        model, size, temperature, saturation, device: as for :class:`colorize.Colorizer`.
+        pairs: inputs (files, or photos in tar shards) and their outputs; every Ray node must see them
+            under these paths (shared storage).
+        model, size, temperature, saturation, device: as for :class:`colorize.Colorizer`. The actors
+            load the model: check it first (build a Colorizer, as the ``colorize`` command does) to
+            report a bad weight file before Ray starts.
         threads: torch threads (and Ray CPUs) per actor; default 1.
+        quality, hints_for, confidence, keep_color, tint_as_hints: as for :func:`colorize.batch.colorize_files`.
         address: a running cluster to join; None starts a local Ray (and stops it at the end).
         workers: colorizing actors; default: one per ``threads`` CPUs of the cluster.
         on_done: called in this process with each input whose output is in place (e.g. to record it).
         progress: show one progress bar.
     Raises:
-        RayEngineError: Ray is missing, the cluster is unreachable, or the pipeline failed as a whole.
+        RayEngineError: Ray is missing, the cluster is unreachable, or the pipeline failed as a whole
+            (the message names the log of Ray's own messages).
     """
+    from colorize.batch import BatchResult, Outcome
+
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    threads = max(1, threads or 1)
-    result = RayResult()
+    result = BatchResult()
     if not pairs:
         return result
-    _check_model(model)  # here, not as an actor's traceback
-    started = connect(address, num_cpus=None if address else (workers or os.cpu_count() or 1) * threads)
-    ray = require_ray()
+    require_ray()
+    threads = max(1, threads or 1)
+    rows = [_row(i, src, dst, hints_for(src) if hints_for else []) for i, (src, dst) in enumerate(pairs)]
+    actor = dict(model=None if model is None else str(model), size=size, temperature=temperature,
+                 saturation=saturation, device=device, threads=threads, quality=quality, confidence=confidence,
+                 keep_color=keep_color, tint_as_hints=tint_as_hints)
+    fd, name = tempfile.mkstemp(prefix="colorize-ray-", suffix=".log")
+    os.close(fd)
+    log, keep_log, seen = Path(name), True, set()  # the log is kept unless the job ends well
     try:
-        import ray.data
-        from tqdm import tqdm
+        with _ray_output_to(log) as terminal:
+            started = connect(address, num_cpus=None if address else (workers or os.cpu_count() or 1) * threads)
+            try:
+                from tqdm import tqdm
 
-        logging.getLogger("ray.data").setLevel(logging.ERROR)  # no "execution finished" lines: ours is the report
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # ours is the one bar
-        ctx.print_on_execution_start = False
-        ctx.max_errored_blocks = -1  # a block whose worker died MAX_TASK_RETRIES+1 times: report, go on
-        if workers is None:
-            workers = max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
-        gpu = str(device).startswith("cuda")
-        # absolute paths: Ray workers do not share the driver's working directory
-        by_src = {os.path.abspath(s): Path(s) for s, _ in pairs}
-        rows = [{"src": os.path.abspath(s), "dst": os.path.abspath(d)} for s, d in pairs]
-        per_block = max(1, min(ROWS_PER_BLOCK, math.ceil(len(rows) / (4 * workers))))
-        blocks = math.ceil(len(rows) / per_block)
-        workers = min(workers, blocks)
-        ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        with warnings.catch_warnings():  # max_task_retries has no named parameter in Ray 2.60
-            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*ray_remote_args")
-            ds = ds.map_batches(
-                _ArchiveWorker,
-                fn_constructor_kwargs=dict(model=None if model is None else str(model), size=size,
-                                           temperature=temperature, saturation=saturation,
-                                           device="cuda" if gpu else device, threads=threads, quality=quality),
-                batch_size=per_block, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
-                num_cpus=threads, num_gpus=1 if gpu else 0, max_task_retries=MAX_TASK_RETRIES)
-        seen: set[str] = set()
-        with tqdm(total=len(rows), unit="img", disable=not progress, dynamic_ncols=True) as bar:
-            for row in ds.iter_rows():
-                src = str(row["src"])
-                seen.add(src)
-                if row["error"]:
-                    result.failed.append(str(row["error"]))
-                else:
-                    result.done += 1
-                    kind = str(row.get("tone") or "")
-                    if kind:
-                        result.kinds[kind] = result.kinds.get(kind, 0) + 1
-                    if kind == "color":
-                        result.in_color.append(f"{by_src[src]}: {row.get('tone_text')}")
-                    if on_done is not None:
-                        on_done(by_src[src])
-                bar.update(1)
-        lost = [s for s in by_src if s not in seen]
-        result.failed += [f"{by_src[s]}: its Ray worker died {MAX_TASK_RETRIES + 1} times on the block holding it "
-                          "(a rerun with --record retries only such files)" for s in lost]
-    except RayEngineError:
-        raise
+                with tqdm(total=len(rows), unit="img", disable=not progress, dynamic_ncols=True, file=terminal) as bar:
+                    for row in _outcome_rows(rows, actor, workers=workers):
+                        photo = int(row["id"])
+                        seen.add(photo)
+                        src = pairs[photo][0]
+                        result.add(Outcome(kind=str(row["kind"]), error=_as_given(str(row["error"]), rows[photo], src),
+                                           warning=_as_given(str(row["warning"]), rows[photo], src),
+                                           notes=[_as_given(n, rows[photo], src)
+                                                  for n in str(row["notes"]).split("\n") if n]))
+                        if not row["error"] and on_done is not None:
+                            on_done(src)
+                        bar.update(1)
+            except KeyboardInterrupt:  # Ctrl-C: what came back is recorded; outputs are whole or absent
+                result.stopped, result.left = "interrupted", len(rows) - len(seen)
+            finally:
+                if started:
+                    import ray
+
+                    ray.shutdown()
+        lost = [] if result.stopped else [pairs[i][0] for i in range(len(rows)) if i not in seen]
+        result.failed += [f"{src}: its block of photos failed in Ray as a whole (a rerun with --record retries only "
+                          "such files)" for src in lost]
+        keep_log = bool(lost) or any(WORKER_DIED in msg for msg in result.failed)
+        if keep_log:
+            result.notes.append(f"Ray's own messages (workers that died, blocks that failed): {log}")
+    except RayEngineError as e:
+        raise RayEngineError(f"{e}; Ray's own messages: {log}") from None
     except Exception as e:  # the pipeline as a whole (e.g. the model cannot load in the actors)
-        raise RayEngineError(f"the Ray job failed: {_first_line(e)}") from None
+        raise RayEngineError(f"the Ray job failed: {_first_line(e)}; Ray's own messages: {log}") from None
     finally:
-        if started:
-            ray.shutdown()
+        if not keep_log:
+            log.unlink(missing_ok=True)
     return result
 
 
-def _check_model(model: str | Path | None) -> None:
-    """Raise ValueError unless ``model`` is a shipped name or an existing file (the actors load it)."""
-    from colorize.hub import SHIPPED, weight_file
+def _outcome_rows(rows: list[dict], actor: dict, *, workers: int | None) -> Iterator[dict]:
+    """Run the pipeline on the connected Ray: ``rows`` through a pool of :class:`_ArchiveWorker` built with
+    ``actor``; yields each photo's outcome row as it comes back."""
+    import ray
+    import ray.data
 
-    if model is None or str(model) in SHIPPED or weight_file(model).is_file():
-        return
-    raise ValueError(f"no model '{model}': choose from: {', '.join(SHIPPED)}, or give a .safetensors / .pt file")
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # no "execution finished" lines: ours is the report
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # ours is the one bar
+    ctx.print_on_execution_start = False
+    ctx.max_errored_blocks = -1  # a block that fails as a whole: its photos are reported, the rest go on
+    threads = actor["threads"]
+    if workers is None:
+        workers = max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
+    gpu = str(actor["device"]).startswith("cuda")
+    per_block = max(1, min(ROWS_PER_BLOCK, math.ceil(len(rows) / (4 * workers))))
+    blocks = math.ceil(len(rows) / per_block)
+    ledger = ray.remote(num_cpus=0)(_Ledger).remote()
+    ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+        _ArchiveWorker, fn_constructor_kwargs={**actor, "ledger": ledger, "device": "cuda" if gpu else actor["device"]},
+        batch_size=per_block, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=min(workers, blocks)),
+        num_cpus=threads, num_gpus=1 if gpu else 0)
+    yield from ds.iter_rows()
+    ray.kill(ledger)
+
+
+def _as_given(text: str, row: dict, src: "Source") -> str:
+    """``text`` naming an input by the absolute path its ``row`` gave Ray, naming it as given instead."""
+    absolute = f"{row['src']}:{row['member']}" if row["member"] else row["src"]
+    return str(src) + text[len(absolute):] if text.startswith(absolute) else text
 
 
 def _first_line(e: BaseException) -> str:

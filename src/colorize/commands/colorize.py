@@ -1,7 +1,7 @@
 """``colorize PATH...``: colorize photos, files, folders (recursive) and tar shards, into an output folder.
 
 Argument parsing and printing over :mod:`colorize.batch` (plan the outputs, colorize the files) or, with
-``--engine ray``, :func:`colorize.ray.colorize_pairs`.
+``--engine ray``, :func:`colorize.ray.colorize_pairs`: the same inputs, outputs and report.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
                         "instead of starting a local Ray")
     p.add_argument("--workers", type=int, metavar="N",
                    help="with --engine ray: colorizing actors, each loading the model once (default: one per CPU)")
-    g = p.add_argument_group("guiding the colors (local engine)")
+    g = p.add_argument_group("guiding the colors")
     g.add_argument("--hint", action="append", default=[], metavar="X,Y,COLOR[,RADIUS]",
                    help="a color hint (repeatable): a point in the photo's pixels, a color (#2a6fdb, red, "
                         "rgb(..)) and optionally a radius in pixels (default: bounded by the photo's edges only)")
@@ -185,13 +185,6 @@ def run(args: argparse.Namespace) -> int:
         if args.runtime == "onnx":
             print("error: --engine ray runs --runtime torch only", file=sys.stderr)
             return 2
-        guided = [flag for flag, name in (("--hint", "hint"), ("--hints", "hints"), ("--confidence", "confidence"),
-                                          ("--keep-color", "keep_color"), ("--tint-as-hints", "tint_as_hints"))
-                  if getattr(args, name, None)]
-        if guided:
-            print(f"error: {', '.join(guided)}: the local engine only (drop --engine ray); the ray engine "
-                  "colorizes as predicted", file=sys.stderr)
-            return 2
     elif getattr(args, "address", None) or getattr(args, "workers", None):
         print("error: --address and --workers need --engine ray", file=sys.stderr)
         return 2
@@ -250,28 +243,13 @@ def run(args: argparse.Namespace) -> int:
     todo = [(s, d) for s, d in pairs if args.overwrite or not d.exists()]
     skipped = len(pairs) - len(todo)
     if engine == "ray":
-        from colorize.ray import colorize_pairs
-
-        try:
-            result = colorize_pairs(todo, model=args.model, size=args.size, temperature=args.temperature,
-                                    saturation=args.saturation, device=args.device, threads=args.threads,
-                                    address=args.address, workers=args.workers, progress=not args.quiet,
-                                    on_done=record.mark_done if record is not None else None)
-        except (RayEngineError, ValueError) as e:
-            if record is not None:
-                record.close()
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        warned = [f"{msg}; colorized from its lightness (the local engine's --keep-color writes such photos "
-                  "unchanged)" for msg in result.in_color]
-        return _report(args, result.done, skipped, list(problems) + result.failed, record, recorded,
-                       notes=[f"{d}: same file as {first}; done once" for d, first in plan.duplicates],
-                       destination=named or out_dir, kinds=result.kinds, warned=warned)
-
-    if args.runtime == "auto" and torch_installed() and _megapixels(todo, LIGHT_MAX_MEGAPIXELS) > LIGHT_MAX_MEGAPIXELS:
+        args.runtime = "torch"  # its actors run the torch pipeline (--runtime onnx is refused above)
+    elif args.runtime == "auto" and torch_installed() and _megapixels(todo, LIGHT_MAX_MEGAPIXELS) > LIGHT_MAX_MEGAPIXELS:
         args.runtime = "torch"  # a big job: torch's faster photos outweigh its slower start
     try:
-        colorizer = build_colorizer(args, torch_options=torch_options)
+        # the ray engine's actors load their own copies: here its model is only checked, on this machine's
+        # CPU, so that a bad weight file is one line before Ray starts
+        colorizer = build_colorizer(args, torch_options=torch_options, device="cpu" if engine == "ray" else None)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         if record is not None:
@@ -283,9 +261,25 @@ def run(args: argparse.Namespace) -> int:
         if record is not None:
             record.close()
         return 2
-    result = colorize_files(colorizer, todo, quality=args.quality, hints_for=hints_for, confidence=args.confidence,
-                            keep_color=args.keep_color, tint_as_hints=args.tint_as_hints, record=record,
-                            progress=lambda items: _progress(items, quiet=args.quiet))
+    options = dict(quality=args.quality, hints_for=hints_for, confidence=args.confidence,
+                   keep_color=args.keep_color, tint_as_hints=args.tint_as_hints)
+    if engine == "ray":
+        from colorize.ray import colorize_pairs
+
+        del colorizer
+        try:
+            result = colorize_pairs(todo, model=args.model, size=args.size, temperature=args.temperature,
+                                    saturation=args.saturation, device=args.device, threads=args.threads,
+                                    address=args.address, workers=args.workers, progress=not args.quiet,
+                                    on_done=record.mark_done if record is not None else None, **options)
+        except (RayEngineError, ValueError) as e:
+            if record is not None:
+                record.close()
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    else:
+        result = colorize_files(colorizer, todo, record=record,
+                                progress=lambda items: _progress(items, quiet=args.quiet), **options)
     notes = [f"{d}: same file as {first}; done once" for d, first in plan.duplicates] + result.notes
     return _report(args, result.done, skipped, list(problems) + result.failed, record, recorded, notes=notes,
                    stopped=result.stopped, left=result.left, destination=named or out_dir, kinds=result.kinds,

@@ -62,7 +62,7 @@ def _has_onnx(model: str | None) -> bool:
     return SHIPPED[name].onnx is not None if name in SHIPPED else name.lower().endswith(".onnx")
 
 
-def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = ()):
+def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = (), device: str | None = None):
     """The colorizer the options of :func:`add_model_options` describe: a
     :class:`colorize.pipeline.Colorizer` (torch), or with ``--runtime onnx`` (``auto`` without torch) the
     light engine's :class:`colorize.lite.LiteColorizer`.
@@ -70,11 +70,13 @@ def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = ()):
     Args:
         torch_options: the command's options in use that only the torch pipeline serves (``--hint``, ...);
             with them, ``--runtime onnx`` runs the network on onnxruntime inside the torch pipeline.
+        device: overrides ``--device`` (the ray engine checks the model on the driver's CPU; its actors run on
+            the device asked for).
     Raises:
         ValueError, FileNotFoundError, ImportError, RuntimeError or OSError naming what is wrong.
     """
     runtime = getattr(args, "runtime", "torch")
-    device = getattr(args, "device", "cpu")
+    device = device or getattr(args, "device", "cpu")
     needs_torch = list(torch_options) + [flag for flag, used in (("--temperature", args.temperature is not None),
                                                                   (f"--device {device}", device != "cpu")) if used]
     if runtime == "auto":  # the light engine where it serves: same photos (within a level), a third of the start-up
