@@ -103,13 +103,12 @@ def test_a_bad_model_is_one_line_before_ray_starts(photo_dir, tmp_path, tiny_mod
     monkeypatch.setattr(colorize.ray, "connect", lambda *a, **k: pytest.fail("Ray was started"))
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(tiny_model_file.read_bytes()[:1000])
-    for extra in ([], ["--engine", "ray"]):
-        assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(bad), "-q", *extra]) == 2
-        err = capfd.readouterr().err
-        assert err.startswith(f"error: {bad}: not a readable safetensors file") and len(err.splitlines()) == 1, err
-        if extra:
-            assert err == local_err  # the local engine's line, exit code 2 alike
-        local_err = err
+    errors = []
+    for engine in ("local", "ray"):
+        assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(bad), "-q", "--engine", engine]) == 2
+        errors.append(capfd.readouterr().err)
+    assert errors[0] == errors[1], errors  # the local engine's one line, exit code 2 alike
+    assert errors[1].startswith(f"error: {bad}: not a readable safetensors file") and len(errors[1].splitlines()) == 1
     # --confidence with a model that has no color distribution: the same check as the local engine's
     args = [str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file), "--confidence", "-q"]
     assert main([*args, "--engine", "ray"]) == 2
@@ -216,7 +215,8 @@ def test_worker_killed_mid_job_finishes_and_rerun_skips(local_ray, tmp_path, tin
             assert img.size == (960, 720)
 
     assert main([*args, "--engine", "ray", "--workers", "2"]) == 0
-    assert "done: 0, skipped (exists, use --overwrite): 0, failed: 0, done before (record): 24" in capfd.readouterr().out
+    assert "done: 0, skipped (exists, use --overwrite): 0, failed: 0, done before (record): 24" in \
+        capfd.readouterr().out
 
 
 @needs_ray
