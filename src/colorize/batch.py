@@ -165,7 +165,7 @@ class FileResult:
     """What a colorizer's ``colorize_file`` did with one file."""
 
     size: tuple[int, int]  # (width, height)
-    tone: "ToneReport | None"  # gray, toned or color, with the statistics (None: not classified, light engine)
+    tone: "ToneReport"  # gray, toned or color, with the statistics (both engines classify)
     passed_through: bool = False  # a color photo written unchanged (keep_color)
     hints: int = 0  # hints applied (given and from the photo's tint)
 
@@ -206,9 +206,8 @@ def colorize_one(colorizer: "Colorizer | LiteColorizer", src: Source, dst: Path,
     except OSError as e:  # output side: disk full, permissions
         return Outcome(error=f"{src}: cannot write {dst} ({e.strerror or e})", write_error=e)
     tone = done.tone
-    outcome = Outcome(kind=tone.kind if tone is not None else "",
-                      notes=[str(w.message) for w in caught if issubclass(w.category, ImageNote)])
-    if tone is not None and tone.kind == "color":
+    outcome = Outcome(kind=tone.kind, notes=[str(w.message) for w in caught if issubclass(w.category, ImageNote)])
+    if tone.kind == "color":
         action = ("passed through unchanged (--keep-color)" if done.passed_through else
                   f"colorized from its lightness with {done.hints} hints from its tint" if tint_as_hints
                   else "colorized from its lightness; --keep-color writes such photos unchanged, "

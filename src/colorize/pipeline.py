@@ -29,7 +29,6 @@ from colorize.steps import GUIDE_EPS, GUIDE_RADIUS, guided_coefficients
 if TYPE_CHECKING:
     from colorize.hints import Hint, Propagator
     from colorize.shards import ShardMember
-    from colorize.tone import ToneReport
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
