@@ -30,9 +30,9 @@ class ShippedWeights:
 
 SHIPPED: dict[str, ShippedWeights] = {
     "unet_lite0": ShippedWeights("unet_lite0.safetensors",
-                                 "4127b83dbc8386ac315cc7b2d14bc861629c28f2e19452ece79650c90a126b69", 160, "MIT (weights); backbone Apache-2.0",
+                                 "6eca61d115f2785be84e5f420f59c3eb94b28774086e9fde2f64e1d09a4595cf", 160, "MIT (weights); backbone Apache-2.0",
                                  "unet_lite0.md", "unet_lite0.onnx",
-                                 "de517c90ec699198a772d656f88a61ee8bc416cd106d7e7c6fecb0b9c1e24a17"),
+                                 "609f4dd9e346845615a8fc92e9991cf3db6a703172f198639f3939f6deb9b675"),
 }
 
 
