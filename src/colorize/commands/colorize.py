@@ -19,9 +19,9 @@ from colorize.cli import SUBCOMMANDS
 from colorize.commands.options import add_model_options, build_colorizer, torch_installed
 
 PROGRESS_SECONDS = 10.0  # without a terminal: one progress line this often
-# --runtime auto on the torch install: the light engine starts ~2.5 s sooner (no torch import) but takes
-# ~0.1 s more per megapixel (benchmarks/light.py); up to this many megapixels in all, it finishes first
-LIGHT_MAX_MEGAPIXELS = 20.0
+# --runtime auto on the torch install: the light engine starts ~5.8 s sooner (no torch import) but takes
+# ~0.08-0.13 s more per megapixel (benchmarks/light.py, 2 cores); up to ~40 megapixels in all it finishes first
+LIGHT_MAX_MEGAPIXELS = 40.0
 
 
 def main(argv: list[str]) -> int:
