@@ -176,7 +176,7 @@ def test_export_folds_a_prior_correction_into_the_weights(tmp_path):
     corrected = load_model(target)
     assert corrected.prior_correction == 0.5 and corrected.default_temperature == 0.7
     shift = corrected.head.proj.bias - model.head.proj.bias
-    assert torch.allclose(shift, -0.5 * model.bins.weights.log(), atol=1e-6)
+    assert torch.allclose(shift, -0.5 * model.bins.rebalance.log(), atol=1e-6)
     with pytest.raises(ValueError, match="classification"):
         from colorize.models.base import correct_prior
 

@@ -29,7 +29,7 @@ def _dense_reference(logits, ab_norm, bins, *, rebalance=True):
     target = bins.encode(downsample_ab(ab_norm, logits.shape[-2:]))  # (B, Q, h, w)
     nll = -(target * F.log_softmax(logits, dim=1)).sum(1)  # (B, h, w)
     if rebalance:
-        nll = nll * (target * bins.weights.view(1, -1, 1, 1)).sum(1)
+        nll = nll * (target * bins.rebalance.view(1, -1, 1, 1)).sum(1)
     return nll.mean()
 
 
@@ -56,7 +56,7 @@ def test_rebalancing_changes_the_loss_and_favors_rare_colors(bins):
     assert classification_loss(logits, ab_norm, bins, rebalance=True).item() != pytest.approx(plain.item(), rel=1e-3)
 
     # the same mistake costs more on a rare color than on a common one
-    rare, common = int(bins.weights.argmax()), int(bins.weights.argmin())
+    rare, common = int(bins.rebalance.argmax()), int(bins.rebalance.argmin())
     logits = torch.zeros(1, bins.num_bins, 1, 1)
     costs = {}
     for k in (rare, common):

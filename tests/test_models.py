@@ -115,7 +115,7 @@ def test_prior_correction_divides_the_rebalancing_tilt_back_out():
         probs = torch.softmax(model(x), dim=1)[0, :, 0, 0]
         after = model.predict_ab(x, temperature=1.0).norm(dim=1).mean()
     # fully corrected, the probabilities are proportional to 1 / w: the prior itself
-    expected = 1 / model.bins.weights
+    expected = 1 / model.bins.rebalance
     assert torch.allclose(probs, expected / expected.sum(), atol=1e-6)
     assert after < 0.8 * before  # common (muted) colors gain where the net has no preference
     assert model.prior_correction == 1.0
@@ -127,10 +127,10 @@ def test_prior_rebalancing_upweights_rare_bins():
     gray = int(bins.centers.norm(dim=1).argmin())
     counts[gray] = 1000.0
     bins.set_prior(counts)
-    assert bins.weights[gray] < bins.weights.median()
-    assert bins.weights.min() > 0
+    assert bins.rebalance[gray] < bins.rebalance.median()
+    assert bins.rebalance.min() > 0
     # mixing with uniform (lambda 0.5) bounds the weights: max/min <= Q + 1
-    assert bins.weights.max() / bins.weights.min() <= bins.num_bins + 1
+    assert bins.rebalance.max() / bins.rebalance.min() <= bins.num_bins + 1
 
 
 @pytest.mark.parametrize("name, folds_stem, kwargs", [("unet_lite0", True, {}), ("unet_lite0", True, {"context": True}),
@@ -223,3 +223,15 @@ def test_training_runs_the_frozen_prefix_fused_with_the_same_features():
     assert not any("_fast_prefix" in k for k in model.state_dict())
     model.eval()
     assert not model._fast_prefix  # inference uses the plain modules (which optimize_for_inference rewrites)
+
+
+def test_weight_files_with_the_former_buffer_name_still_load():
+    """``AbBins.rebalance`` was ``weights``: state dicts saved under that name load into the renamed buffer."""
+    from colorize.models.base import AbBins
+
+    saved = AbBins()
+    saved.rebalance.copy_(torch.linspace(0.5, 2.0, saved.num_bins))
+    state = {("weights" if k == "rebalance" else k): v for k, v in saved.state_dict().items()}
+    loaded = AbBins()
+    loaded.load_state_dict(state)  # strict: no key left over, none missing
+    assert torch.equal(loaded.rebalance, saved.rebalance)

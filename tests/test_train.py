@@ -52,7 +52,7 @@ def test_smoke_run_writes_every_artifact(photo_dir, tmp_path, model, size):
     shipped = load_model(out / "best.safetensors")
     assert shipped.model_name == model
     if model == "unet_lite0":  # classification path: the rebalancing prior was estimated and saved
-        weights = shipped.bins.weights
+        weights = shipped.bins.rebalance
         assert not torch.allclose(weights, torch.ones_like(weights))
 
 

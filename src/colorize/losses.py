@@ -45,7 +45,7 @@ def classification_loss(logits: torch.Tensor, ab_norm: torch.Tensor, bins: AbBin
     idx, wts = idx.permute(0, 2, 3, 1).reshape(-1, 4), wts.permute(0, 2, 3, 1).reshape(-1, 4)
     nll = -(wts * logp.gather(1, idx)).sum(1)  # (N,)
     if rebalance:
-        nll = nll * (wts * bins.weights[idx]).sum(1)
+        nll = nll * (wts * bins.rebalance[idx]).sum(1)
     loss = nll.mean()
     if reg_weight > 0:
         mean_ab = logp.exp() @ (bins.centers / AB_SCALE)  # (N, 2): the annealed mean at T = 1
@@ -104,7 +104,7 @@ class SemanticLoss:
     def __call__(self, model: ColorNet, logits: torch.Tensor, l_norm: torch.Tensor,
                  ab_norm: torch.Tensor) -> torch.Tensor:
         bins: AbBins = model.bins
-        adjusted = logits - self.prior_correction * bins.weights.log().view(1, -1, 1, 1)
+        adjusted = logits - self.prior_correction * bins.rebalance.log().view(1, -1, 1, 1)
         ab = bins.decode(adjusted, temperature=self.temperature)
         if ab.shape[-2:] != l_norm.shape[-2:]:
             ab = F.interpolate(ab, size=l_norm.shape[-2:], mode="bilinear", align_corners=False)

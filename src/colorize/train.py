@@ -366,7 +366,7 @@ def estimate_prior(model: nn.Module, dataset: PhotoDataset | ShardDataset, cfg: 
                    dist: Dist = Dist()) -> None:
     """Empirical ab-bin frequencies of (up to ``prior_images``) training photos -> rebalancing weights.
     Every rank counts its share and the counts are summed, so all ranks get the same weights."""
-    device = model.bins.weights.device
+    device = model.bins.rebalance.device
     counts, seen = count_ab_bins(model, dataset, cfg, dist=dist)
     *counts_list, seen = distributed.all_sum([*counts.tolist(), seen], device)
     counts = torch.tensor(counts_list, dtype=torch.float64)

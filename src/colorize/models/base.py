@@ -102,7 +102,8 @@ class AbBins(nn.Module):
     Buffers (saved with the model, so a checkpoint decodes on its own):
         centers: (Q, 2) bin centers in Lab units.
         cell_to_bin: (G*G,) nearest in-gamut bin for every grid cell, used for soft-encoding.
-        weights: (Q,) class-rebalancing weights (all ones until ``set_prior`` is called).
+        rebalance: (Q,) class-rebalancing weights (all ones until ``set_prior`` is called). Weight files
+            written before the name changed call it ``weights``; they load as they are.
     """
 
     def __init__(self, grid: int = 10, ab_range: int = 110):
@@ -112,7 +113,13 @@ class AbBins(nn.Module):
         centers, cell_to_bin = ab_gamut_bins(grid=grid, ab_range=ab_range)
         self.register_buffer("centers", centers)
         self.register_buffer("cell_to_bin", cell_to_bin)
-        self.register_buffer("weights", torch.ones(len(centers)))
+        self.register_buffer("rebalance", torch.ones(len(centers)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        old = prefix + "weights"  # the buffer's former name, in weight files and checkpoints made before
+        if old in state_dict and prefix + "rebalance" not in state_dict:
+            state_dict[prefix + "rebalance"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def num_bins(self) -> int:
@@ -174,7 +181,7 @@ class AbBins(nn.Module):
         smooth = smooth / smooth.sum()
         w = 1.0 / ((1 - mix) * smooth + mix / self.num_bins)
         w = w / (smooth * w).sum()
-        self.weights.copy_(w.float())
+        self.rebalance.copy_(w.float())
 
 
 class BinHead(nn.Module):
@@ -213,7 +220,7 @@ def correct_prior(model: nn.Module, strength: float) -> nn.Module:
     head = getattr(model, "head", None)
     if getattr(model, "output", "") != "bins" or not isinstance(head, BinHead) or head.proj.bias is None:
         raise ValueError(f"prior correction needs a classification (bins) model, got {type(model).__name__}")
-    head.proj.bias -= strength * model.bins.weights.log()
+    head.proj.bias -= strength * model.bins.rebalance.log()
     model.prior_correction = getattr(model, "prior_correction", 0.0) + strength
     return model
 
