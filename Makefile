@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # the light engine's files, rebuilt whenever colorize/steps.py or the shipped weights change
-# (then update the ONNX sha256 in src/colorize/hub.py; tests/test_lite.py holds both engines together)
+# (then update the ONNX sha256 in src/colorize/shipped.py; tests/test_lite.py holds both engines together)
 onnx: $(STAMP)
 	$(BIN)/python -m colorize.steps src/colorize/graphs
 	$(BIN)/colorize export unet_lite0 --format onnx -o weights/unet_lite0.onnx

@@ -34,7 +34,7 @@ QUICK_SCAN = (1200, 800)  # --quick: the memory and scan checks run on this inst
 
 def build_model(name: str):
     """(module, note): the shipped weights for a shipped model when present, else random weights."""
-    from colorize.hub import SHIPPED, resolve_model, weights_dir
+    from colorize.shipped import SHIPPED, resolve_model, weights_dir
     from colorize.models import create_model
 
     if name in SHIPPED and (weights_dir() / SHIPPED[name].file).is_file():
@@ -171,7 +171,7 @@ def main() -> int:
         print(json.dumps(memory_child(name, onnx if onnx != "-" else None, int(w), int(h))))
         return 0
 
-    from colorize.hub import DEFAULT_MODEL, SHIPPED, weights_dir
+    from colorize.shipped import DEFAULT_MODEL, SHIPPED, weights_dir
     from colorize.models import list_models
 
     models = [DEFAULT_MODEL] if args.quick and not args.models else (args.models or list_models())

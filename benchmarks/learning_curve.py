@@ -18,7 +18,7 @@ from pathlib import Path
 from safetensors import safe_open
 
 from colorize.evaluate import GRAY, evaluate
-from colorize.hub import resolve_model
+from colorize.shipped import resolve_model
 from tune_decoding import decoded  # benchmarks/: one way to decode a model for scoring
 
 

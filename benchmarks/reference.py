@@ -34,7 +34,7 @@ def build_models() -> dict[str, Any]:
     """name -> (module for the pipeline, weights note); ours first."""
     import torch
 
-    from colorize.hub import DEFAULT_MODEL
+    from colorize.shipped import DEFAULT_MODEL
     from colorize.models import create_model
     from colorize.models.base import optimize_for_inference
 

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from colorize.evaluate import GRAY, evaluate
-from colorize.hub import resolve_model
+from colorize.shipped import resolve_model
 from colorize.models.base import correct_prior, optimize_for_inference
 
 

@@ -146,7 +146,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 def test_recorded_defaults_come_from_the_header_without_building_the_model(tmp_path, monkeypatch):
     import colorize.checkpoint as checkpoint
     from colorize.checkpoint import save_weights
-    from colorize.hub import recorded_defaults
+    from colorize.shipped import recorded_defaults
     from colorize.models import create_model
 
     path = tmp_path / "tuned.safetensors"

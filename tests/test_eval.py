@@ -48,10 +48,10 @@ def test_eval_cli_writes_report(photo_dir, tiny_model_file, tmp_path, capsys):
 
 
 def test_eval_cli_runs_an_onnx_file(photo_dir, tiny_model_file, tmp_path):
-    """An ``.onnx`` file is resolved like any spec (hub.resolve_model) and scores as its torch original."""
+    """An ``.onnx`` file is resolved like any spec (shipped.resolve_model) and scores as its torch original."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from colorize.hub import resolve_model
+    from colorize.shipped import resolve_model
     from colorize.onnx import export_onnx
 
     onnx_file = export_onnx(resolve_model(tiny_model_file), tmp_path / "alpha_tiny.onnx", size=64)

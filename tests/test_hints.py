@@ -136,7 +136,7 @@ def test_tint_becomes_hints():
 def test_contract_with_the_shipped_model():
     """The same contract with the real (classification) model, whose prediction varies across a flat region
     and ripples near the frame; skipped when its weights are not installed."""
-    from colorize.hub import weight_file
+    from colorize.shipped import weight_file
 
     if not weight_file(None).is_file():
         pytest.skip("shipped weights not installed")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from colorize import hub, layout, steps
+from colorize import shipped, layout, steps
 from colorize.lite import LiteColorizer, graphs_dir
 from colorize.pipeline import Colorizer
 from helpers import make_photo, tiny_bins_model
@@ -140,10 +140,10 @@ def test_tone_is_told_alike_by_both_engines(tiny_pair):
 
 
 def test_shipped_onnx_is_checked_against_its_sha256(tmp_path, monkeypatch):
-    spec = hub.SHIPPED[hub.DEFAULT_MODEL]
+    spec = shipped.SHIPPED[shipped.DEFAULT_MODEL]
     monkeypatch.delenv("COLORIZE_WEIGHTS", raising=False)
-    shipped = hub.weights_dir() / spec.onnx
-    changed = bytearray(shipped.read_bytes())
+    original = shipped.weights_dir() / spec.onnx
+    changed = bytearray(original.read_bytes())
     changed[-10] ^= 1
     (tmp_path / spec.onnx).write_bytes(changed)
     monkeypatch.setenv("COLORIZE_WEIGHTS", str(tmp_path))

@@ -10,7 +10,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from colorize.models import create_model  # noqa: E402
-from colorize.hub import cached_onnx  # noqa: E402
+from colorize.shipped import cached_onnx  # noqa: E402
 from colorize.onnx import OnnxModel, export_onnx  # noqa: E402
 from colorize.pipeline import Colorizer  # noqa: E402
 
@@ -56,7 +56,7 @@ def test_pipeline_runs_with_onnx(unet_onnx, photo):
 
 def test_cli_export_regression_model(tmp_path, tiny_model_file):
     from colorize.cli import main
-    from colorize.hub import resolve_model
+    from colorize.shipped import resolve_model
 
     path = tmp_path / "alpha.onnx"
     assert main(["export", str(tiny_model_file), "-o", str(path), "--format", "onnx", "--size", "64"]) == 0

@@ -61,7 +61,7 @@ def test_installed_wheel_colorizes_from_any_folder(wheel, tmp_path):
     make_photo(40, 32).convert("L").save(work / "photo.jpg")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COLORIZE_WEIGHTS")}
     env.update(PYTHONPATH=str(target), OMP_NUM_THREADS="1", COLORIZE_NO_PROGRESS="1")
-    script = ("import sys, colorize.hub as h; from colorize.cli import main; "
+    script = ("import sys, colorize.shipped as h; from colorize.cli import main; "
               "print('weights:', h.weights_dir()); print('recipe:', h.package_dir('configs')); sys.exit(main())")
     res = subprocess.run([sys.executable, "-c", script, "photo.jpg", "-q"], cwd=work, env=env,
                          capture_output=True, text=True, timeout=600)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from colorize import hub
+from colorize import shipped
 from colorize.checkpoint import load_model, save_checkpoint
 from colorize.cli import main
 from helpers import make_photo
@@ -37,8 +37,8 @@ def workdir(tmp_path, monkeypatch, tiny_bins_model_file, tiny_model_file):
     """The files the README's commands name, and an untrained model of the shipped kind (classification,
     so --confidence works) as the shipped default."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(hub.SHIPPED, hub.DEFAULT_MODEL,
-                        hub.ShippedWeights(tiny_bins_model_file.name, None, 32, "test", "none.md"))
+    monkeypatch.setitem(shipped.SHIPPED, shipped.DEFAULT_MODEL,
+                        shipped.ShippedWeights(tiny_bins_model_file.name, None, 32, "test", "none.md"))
     monkeypatch.setenv("COLORIZE_WEIGHTS", str(tiny_bins_model_file.parent))
     for i, name in enumerate(["grandma.jpg", "photo.jpg", "old.jpg", "album/a.jpg", "album/trip/b.png",
                               "scans/s.png", "my_scans/m.jpg", "photos/p.jpg"]):

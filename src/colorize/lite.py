@@ -60,7 +60,7 @@ def session(path: str | Path, threads: int | None = None, *, spinning: bool = Tr
 def network_file(model: str | Path | None = None) -> Path:
     """The ONNX network for a model spec: a shipped name's export (checked against its sha256), an
     ``.onnx`` file as given, or a weight file exported once and cached (that needs torch)."""
-    from colorize.hub import DEFAULT_MODEL, SHIPPED, cached_onnx, shipped_file
+    from colorize.shipped import DEFAULT_MODEL, SHIPPED, cached_onnx, shipped_file
 
     name = DEFAULT_MODEL if model is None else str(model)
     if name in SHIPPED:

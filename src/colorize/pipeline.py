@@ -115,10 +115,10 @@ class Colorizer:
             guided: edge-aware upsampling of ab guided by the full-size L (False: plain bilinear).
             device: torch device for the network and the color math.
             threads: torch intra-op threads, and onnxruntime's (None: leave as is).
-            runtime: ``"torch"`` or ``"onnx"`` (:func:`colorize.hub.resolve_model`); with onnx the
+            runtime: ``"torch"`` or ``"onnx"`` (:func:`colorize.shipped.resolve_model`); with onnx the
                 temperature is baked into the exported model.
         """
-        from colorize.hub import resolve_model
+        from colorize.shipped import resolve_model
 
         if threads:
             torch.set_num_threads(threads)

@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
     import torch
 
     from colorize.evaluate import PROTOCOLS, evaluate
-    from colorize.hub import DEFAULT_MODEL, SHIPPED, weights_dir
+    from colorize.shipped import DEFAULT_MODEL, SHIPPED, weights_dir
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
                         "saturated colors, folded into the weights (see models.base.correct_prior)")
     args = p.parse_args(argv)
 
-    from colorize.hub import recorded_defaults, resolve_model
+    from colorize.shipped import recorded_defaults, resolve_model
 
     try:
         model = resolve_model(args.model)

@@ -7,8 +7,8 @@ import argparse
 
 def main(argv: list[str]) -> int:
     argparse.ArgumentParser(prog="colorize models", description=__doc__).parse_args(argv)
-    from colorize.hub import DEFAULT_MODEL, SHIPPED, recorded_defaults, weights_dir
     from colorize.models import list_models
+    from colorize.shipped import DEFAULT_MODEL, SHIPPED, recorded_defaults, weights_dir
 
     for name in list_models():
         spec = SHIPPED.get(name)

@@ -56,7 +56,7 @@ def torch_installed() -> bool:
 
 def _has_onnx(model: str | None) -> bool:
     """Whether the light engine can run ``model`` as it is: a shipped model with its ONNX export, or an .onnx file."""
-    from colorize.hub import DEFAULT_MODEL, SHIPPED
+    from colorize.shipped import DEFAULT_MODEL, SHIPPED
 
     name = model or DEFAULT_MODEL
     return SHIPPED[name].onnx is not None if name in SHIPPED else name.lower().endswith(".onnx")

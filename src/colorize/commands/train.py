@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def _recipe_path(recipe: str) -> Path:
-    from colorize.hub import package_dir
+    from colorize.shipped import package_dir
 
     recipes = package_dir("configs")  # the shipped recipes, inside the installed package
     p = Path(recipe)

@@ -2,30 +2,30 @@
 
 import pytest
 
-from colorize import hub
+from colorize import shipped
 
 
 def test_shipped_weights_load_through_their_sha256(tmp_path, monkeypatch):
     monkeypatch.delenv("COLORIZE_WEIGHTS", raising=False)
-    spec = hub.SHIPPED[hub.DEFAULT_MODEL]
-    shipped = hub.weights_dir() / spec.file
-    assert spec.sha256 is not None and shipped.is_file()
-    model = hub.resolve_model()  # the default: checked against its sha256, then built from the file alone
-    recorded = hub.recorded_defaults()
-    assert model.model_name == hub.DEFAULT_MODEL and not model.training
+    spec = shipped.SHIPPED[shipped.DEFAULT_MODEL]
+    original = shipped.weights_dir() / spec.file
+    assert spec.sha256 is not None and original.is_file()
+    model = shipped.resolve_model()  # the default: checked against its sha256, then built from the file alone
+    recorded = shipped.recorded_defaults()
+    assert model.model_name == shipped.DEFAULT_MODEL and not model.training
     assert model.default_temperature == recorded.get("temperature", model.default_temperature)
     assert model.default_size == (int(recorded["working_size"]) if "working_size" in recorded else None)
 
-    changed = bytearray(shipped.read_bytes())
+    changed = bytearray(original.read_bytes())
     changed[-1] ^= 1  # one bit of one weight
     (tmp_path / spec.file).write_bytes(changed)
     monkeypatch.setenv("COLORIZE_WEIGHTS", str(tmp_path))
     with pytest.raises(ValueError, match="does not match the expected"):
-        hub.resolve_model(hub.DEFAULT_MODEL)
+        shipped.resolve_model(shipped.DEFAULT_MODEL)
 
 
 def test_unknown_name_and_runtime_name_the_choices():
     with pytest.raises(ValueError, match="choose from: unet_lite0"):
-        hub.resolve_model("no_such_model")
+        shipped.resolve_model("no_such_model")
     with pytest.raises(ValueError, match="choose from: torch, onnx"):
-        hub.resolve_model(runtime="tensorrt")
+        shipped.resolve_model(runtime="tensorrt")
