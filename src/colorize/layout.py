@@ -8,7 +8,8 @@ L_CENTER = 50.0
 L_SCALE = 50.0
 AB_SCALE = 128.0
 
-GRAPHS = ("lab", "lightness", "gray_lightness", "coefficients", "compose")  # the step graphs (colorize.steps) the light engine runs
+# the step graphs exported from colorize.steps that the light engine runs
+GRAPHS = ("lab", "lightness", "gray_lightness", "coefficients", "compose")
 STRIP_PIXELS = 1 << 20  # full-resolution work is done ~1 megapixel at a time: flat memory for any size
 
 

@@ -13,6 +13,7 @@ one baked into the export, GPUs, training, evaluation, video and the web app. ``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,25 @@ def session(path: str | Path, threads: int | None = None, *, spinning: bool = Tr
         raise ValueError(f"{path}: not a usable ONNX model ({type(e).__name__}: {str(e).strip()[:300]})") from None
 
 
+@dataclass(frozen=True)
+class ExportInfo:
+    """What an exported network records about itself (:func:`colorize.onnx.export_onnx` writes it), read
+    from an onnxruntime session: both engines' ONNX models take their defaults from here."""
+
+    model_name: str
+    stride: int
+    temperature: float | None  # baked into the graph (classification models)
+    working_size: int | None  # the pipeline's working size recorded at export
+    input_name: str
+
+    @classmethod
+    def of(cls, sess: Any, path: str | Path) -> "ExportInfo":
+        meta = sess.get_modelmeta().custom_metadata_map
+        return cls(meta.get("model", Path(path).stem), int(meta.get("stride", 32)),
+                   float(meta["temperature"]) if "temperature" in meta else None,
+                   int(meta["working_size"]) if "working_size" in meta else None, sess.get_inputs()[0].name)
+
+
 def network_file(model: str | Path | None = None) -> Path:
     """The ONNX network for a model spec: a shipped name's export (checked against its sha256), an
     ``.onnx`` file as given, or a weight file exported once and cached (that needs torch)."""
@@ -94,12 +114,12 @@ class LiteColorizer:
         """
         if saturation < 0:
             raise ValueError(f"saturation must be >= 0, got {saturation}")
-        self.network = session(network_file(model), threads)
-        meta = self.network.get_modelmeta().custom_metadata_map
-        self.model_name: str = meta.get("model", Path(str(model or "model")).stem)
-        self.stride = int(meta.get("stride", 32))
-        self.temperature = float(meta["temperature"]) if "temperature" in meta else None  # baked in
-        self.size = int(size or meta.get("working_size", 256))
+        path = network_file(model)
+        self.network = session(path, threads)
+        self.info = ExportInfo.of(self.network, path)
+        self.model_name, self.stride = self.info.model_name, self.info.stride
+        self.temperature = self.info.temperature  # baked in
+        self.size = int(size or self.info.working_size or 256)
         if self.size < self.stride:
             raise ValueError(f"size must be >= {self.stride} for this model, got {self.size}")
         self.saturation = saturation
@@ -123,13 +143,13 @@ class LiteColorizer:
             if rgb.ndim == 2:
                 l_strip = self._run("gray_lightness", gray=rgb[None, None, r0:r0 + rows.step])
             else:
-                l_strip = self._run("lightness", rgb=np.ascontiguousarray(rgb[r0:r0 + rows.step].transpose(2, 0, 1)[None]))
+                strip = np.ascontiguousarray(rgb[r0:r0 + rows.step].transpose(2, 0, 1)[None])
+                l_strip = self._run("lightness", rgb=strip)
             l_full[:, :, r0:r0 + rows.step] = l_strip
         h, w = working_shape(height, width, self.size, self.stride)
         # Pillow's bilinear reduction (antialiased, exact: no reducing_gap) = F.interpolate(antialias=True)
         l_small = np.asarray(Image.fromarray(l_full[0, 0]).resize((w, h), Image.BILINEAR))[None, None]
-        net_in = self.network.get_inputs()[0].name
-        (ab,) = self.network.run(None, {net_in: (l_small - L_CENTER) / L_SCALE})
+        (ab,) = self.network.run(None, {self.info.input_name: (l_small - L_CENTER) / L_SCALE})
         ab = ab.astype(np.float32) * np.float32(self.saturation)
         row = np.zeros((1, width), np.float32)  # its shape gives the graph the photo's width
         wide = self._run("coefficients", l_small=l_small, ab=ab, row=row)

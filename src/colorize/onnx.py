@@ -100,19 +100,19 @@ class OnnxModel(nn.Module):
             threads: onnxruntime intra-op threads (None: onnxruntime's default).
         """
         super().__init__()
-        from colorize.lite import session
+        from colorize.lite import ExportInfo, session
 
         path = Path(path)
         # idle onnxruntime threads spin by default: they would take the cores from the torch work around
         # the network (upsampling, Lab to RGB) that runs right after each call
         self.session = session(path, threads, spinning=False)
-        meta = self.session.get_modelmeta().custom_metadata_map
+        info = ExportInfo.of(self.session, path)
         self.path = path
-        self.model_name: str = meta.get("model", path.stem)
-        self.stride: int = int(meta.get("stride", 32))
-        self.default_temperature: float = float(meta.get("temperature", DEFAULT_TEMPERATURE))  # baked in
-        self.default_size = int(meta["working_size"]) if "working_size" in meta else None
-        self.input_name: str = self.session.get_inputs()[0].name
+        self.model_name: str = info.model_name
+        self.stride: int = info.stride
+        self.default_temperature: float = DEFAULT_TEMPERATURE if info.temperature is None else info.temperature
+        self.default_size = info.working_size
+        self.input_name: str = info.input_name
 
     def predict_ab(self, l_norm: torch.Tensor, *, temperature: float | None = None) -> torch.Tensor:
         """Normalized L (B, 1, H, W) -> normalized ab (B, 2, H, W). ``temperature`` is ignored: the

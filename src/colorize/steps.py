@@ -148,8 +148,8 @@ class _Compose(nn.Module):
 
 
 def export_graphs(folder: str | Path) -> list[Path]:
-    """Export ``lightness``, ``coefficients`` and ``compose`` to ``folder/<name>.onnx`` (dynamic sizes),
-    as the light engine loads them. Run at packaging time: ``python -m colorize.steps src/colorize/graphs``."""
+    """Export every step of :data:`colorize.layout.GRAPHS` to ``folder/<name>.onnx`` (dynamic sizes), as
+    the light engine loads them. Run at packaging time: ``python -m colorize.steps src/colorize/graphs``."""
     from colorize.io import atomic_write
 
     folder = Path(folder)
