@@ -243,6 +243,8 @@ def test_auto_runtime_picks_the_light_engine_for_small_jobs(tmp_path, monkeypatc
     assert isinstance(build_colorizer(argparse.Namespace(**args)), LiteColorizer)
     assert isinstance(build_colorizer(argparse.Namespace(**{**args, "temperature": 0.3})), Colorizer)
     assert isinstance(build_colorizer(argparse.Namespace(**args), torch_options=["--hint"]), Colorizer)
+    big_job = build_colorizer(argparse.Namespace(**args), megapixels=lambda limit: limit + 1)
+    assert isinstance(big_job, Colorizer)  # past the light engine's break-even: torch's faster photos
     for i in range(3):
         make_photo(1000, 500).save(tmp_path / f"p{i}.png")
     (tmp_path / "bad.png").write_bytes(b"no")

@@ -19,9 +19,6 @@ from colorize.cli import SUBCOMMANDS
 from colorize.commands.options import add_model_options, build_colorizer, torch_installed
 
 PROGRESS_SECONDS = 10.0  # without a terminal: one progress line this often
-# --runtime auto on the torch install: the light engine starts ~5.8 s sooner (no torch import) but takes
-# ~0.08-0.13 s more per megapixel (benchmarks/light.py, 2 cores); up to ~40 megapixels in all it finishes first
-LIGHT_MAX_MEGAPIXELS = 40.0
 
 
 def main(argv: list[str]) -> int:
@@ -244,12 +241,11 @@ def run(args: argparse.Namespace) -> int:
     skipped = len(pairs) - len(todo)
     if engine == "ray":
         args.runtime = "torch"  # its actors run the torch pipeline (--runtime onnx is refused above)
-    elif args.runtime == "auto" and torch_installed() and _megapixels(todo, LIGHT_MAX_MEGAPIXELS) > LIGHT_MAX_MEGAPIXELS:
-        args.runtime = "torch"  # a big job: torch's faster photos outweigh its slower start
     try:
         # the ray engine's actors load their own copies: here its model is only checked, on this machine's
         # CPU, so that a bad weight file is one line before Ray starts
-        colorizer = build_colorizer(args, torch_options=torch_options, device="cpu" if engine == "ray" else None)
+        colorizer = build_colorizer(args, torch_options=torch_options, device="cpu" if engine == "ray" else None,
+                                    megapixels=lambda limit: _megapixels(todo, limit))
     except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         if record is not None:

@@ -6,8 +6,12 @@ Imports nothing heavy: ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
 MAX_WORK_SIZE = 2048  # the web API's cap too (web.MAX_WORK_SIZE): compute grows with its square
+# --runtime auto on the torch install: the light engine starts ~5.8 s sooner (no torch import) but takes
+# ~0.08-0.13 s more per megapixel (benchmarks/light.py, 2 cores); up to ~40 megapixels in all it finishes first
+LIGHT_MAX_MEGAPIXELS = 40.0
 
 
 def working_size(text: str) -> int:
@@ -62,7 +66,8 @@ def _has_onnx(model: str | None) -> bool:
     return SHIPPED[name].onnx is not None if name in SHIPPED else name.lower().endswith(".onnx")
 
 
-def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = (), device: str | None = None):
+def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = (), device: str | None = None,
+                    megapixels: Callable[[float], float] | None = None):
     """The colorizer the options of :func:`add_model_options` describe: a
     :class:`colorize.pipeline.Colorizer` (torch), or with ``--runtime onnx`` (``auto`` without torch) the
     light engine's :class:`colorize.lite.LiteColorizer`.
@@ -72,6 +77,9 @@ def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = (), 
             with them, ``--runtime onnx`` runs the network on onnxruntime inside the torch pipeline.
         device: overrides ``--device`` (the ray engine checks the model on the driver's CPU; its actors run on
             the device asked for).
+        megapixels: ``megapixels(limit)``: the job's size, counted until past ``limit``; with ``--runtime
+            auto`` on the torch install, a job past :data:`LIGHT_MAX_MEGAPIXELS` runs on torch (faster photos
+            outweigh its slower start). None: a small job.
     Raises:
         ValueError, FileNotFoundError, ImportError, RuntimeError or OSError naming what is wrong.
     """
@@ -79,8 +87,10 @@ def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = (), 
     device = device or getattr(args, "device", "cpu")
     needs_torch = list(torch_options) + [flag for flag, used in (("--temperature", args.temperature is not None),
                                                                   (f"--device {device}", device != "cpu")) if used]
-    if runtime == "auto":  # the light engine where it serves: same photos (within a level), a third of the start-up
-        runtime = "onnx" if not torch_installed() or (not needs_torch and _has_onnx(args.model)) else "torch"
+    if runtime == "auto":  # the light engine where it serves: same photos (within a level), a sooner start
+        small = megapixels is None or megapixels(LIGHT_MAX_MEGAPIXELS) <= LIGHT_MAX_MEGAPIXELS
+        light = not needs_torch and _has_onnx(args.model) and small
+        runtime = "onnx" if not torch_installed() or light else "torch"
     if runtime == "onnx" and not (needs_torch and torch_installed()):
         from colorize.lite import TORCH_ONLY, LiteColorizer
 
