@@ -48,12 +48,48 @@ def test_engines_agree_within_one_level(tiny_pair, monkeypatch):
     monkeypatch.setattr(layout, "STRIP_PIXELS", 70 * 13)  # several strips, the last one partial, both engines
     torch_engine = Colorizer(model, size=48, temperature=0.38, saturation=1.3)
     light = LiteColorizer(path, size=48, saturation=1.3)
+    assert light.temperature == 0.38  # the export's default
     for photo in _photos():
         assert _max_level_difference(light.colorize_uint8(photo), torch_engine.colorize_uint8(photo)) <= 1
         gray = np.array(Image.fromarray(photo).convert("L"))  # 8-bit gray: one table lookup for its lightness
         from_gray = light.colorize_uint8(gray)
         assert _max_level_difference(from_gray, torch_engine.colorize_uint8(gray)) <= 1
         assert _max_level_difference(from_gray, light.colorize_uint8(np.repeat(gray[..., None], 3, 2))) <= 1
+
+
+def test_one_export_serves_every_temperature(tiny_pair):
+    """The export takes the temperature as an input: each one colors as the torch model does at it."""
+    model, path = tiny_pair
+    photo = _photos()[0]
+    outs = {}
+    for t in (0.2, 1.0, 2.5):
+        outs[t] = LiteColorizer(path, size=48, temperature=t).colorize_uint8(photo)
+        assert _max_level_difference(outs[t], Colorizer(model, size=48, temperature=t).colorize_uint8(photo)) <= 1
+    chroma = {t: np.ptp(out.astype(int), axis=2).mean() for t, out in outs.items()}
+    assert chroma[0.2] > chroma[1.0] > chroma[2.5]  # higher temperature: more muted
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        LiteColorizer(path, temperature=0)
+
+
+def test_export_with_a_fixed_temperature_says_so(tmp_path):
+    """An export made before the temperature was an input (version 3) runs at its own and refuses another."""
+    import onnx
+
+    from colorize.onnx import OnnxModel, export_onnx
+
+    path = export_onnx(tiny_bins_model(), tmp_path / "t.onnx", size=32, temperature=0.5)
+    proto = onnx.load(path)  # fix the temperature input to 0.5, as the former exports baked it in
+    (t_input,) = [i for i in proto.graph.input if i.name == "temperature"]
+    proto.graph.input.remove(t_input)
+    proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array(0.5, np.float32), "temperature"))
+    onnx.save(proto, tmp_path / "fixed.onnx")
+    fixed, current = LiteColorizer(tmp_path / "fixed.onnx", size=48), LiteColorizer(path, size=48)
+    assert not fixed.info.takes_temperature and fixed.temperature == 0.5
+    assert _max_level_difference(fixed.colorize_uint8(_photos()[0]), current.colorize_uint8(_photos()[0])) == 0
+    for make in (lambda: LiteColorizer(tmp_path / "fixed.onnx", temperature=0.3),
+                 lambda: OnnxModel(tmp_path / "fixed.onnx").predict_ab(torch.zeros(1, 1, 32, 32), temperature=0.3)):
+        with pytest.raises(ValueError, match="fixed.onnx: this export fixes its temperature at 0.5"):
+            make()
 
 
 def test_shipped_model_agrees_in_both_engines(monkeypatch):
@@ -224,7 +260,7 @@ def test_cli_colorizes_tar_shards_without_torch(tmp_path, tiny_pair):
 
 def test_cli_without_torch_names_what_needs_it(tmp_path):
     make_photo().save(tmp_path / "p.png")
-    for args in (["--hint", "1,1,red"], ["--tint-as-hints"], ["--temperature", "0.3"]):
+    for args in (["--hint", "1,1,red"], ["--tint-as-hints"], ["--device", "cuda"]):
         run = _colorize_without_torch(str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png"), *args)
         assert run.returncode == 2 and "colorize[torch]" in run.stderr and "Traceback" not in run.stderr, run.stderr
     run = _colorize_without_torch("models")  # a subcommand of the full install
@@ -241,7 +277,8 @@ def test_auto_runtime_picks_the_light_engine_for_small_jobs(tmp_path, monkeypatc
     monkeypatch.delenv("COLORIZE_WEIGHTS", raising=False)
     args = dict(runtime="auto", model=None, size=None, temperature=None, saturation=1.0, threads=None, device="cpu")
     assert isinstance(build_colorizer(argparse.Namespace(**args)), LiteColorizer)
-    assert isinstance(build_colorizer(argparse.Namespace(**{**args, "temperature": 0.3})), Colorizer)
+    bolder = build_colorizer(argparse.Namespace(**{**args, "temperature": 0.3}))
+    assert isinstance(bolder, LiteColorizer) and bolder.temperature == 0.3
     assert isinstance(build_colorizer(argparse.Namespace(**args), torch_options=["--hint"]), Colorizer)
     big_job = build_colorizer(argparse.Namespace(**args), megapixels=lambda limit: limit + 1)
     assert isinstance(big_job, Colorizer)  # past the light engine's break-even: torch's faster photos

@@ -10,7 +10,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from colorize.models import create_model  # noqa: E402
-from colorize.shipped import cached_onnx  # noqa: E402
+from colorize.shipped import cached_onnx, shipped_file  # noqa: E402
 from colorize.onnx import OnnxModel, export_onnx  # noqa: E402
 from colorize.pipeline import Colorizer  # noqa: E402
 
@@ -72,7 +72,7 @@ def test_cached_onnx_exports_once(tmp_path, tiny_model_file):
     assert path.parent == tmp_path and path.suffix == ".onnx"
     mtime = path.stat().st_mtime_ns
     assert cached_onnx(tiny_model_file, folder=tmp_path) == path and path.stat().st_mtime_ns == mtime
-    assert cached_onnx(tiny_model_file, folder=tmp_path, temperature=0.5) != path
+    assert cached_onnx("unet_lite0", folder=tmp_path) == shipped_file("unet_lite0", onnx=True)  # not re-exported
     assert cached_onnx(path) == path  # an .onnx file is used as is
     with pytest.raises(ValueError, match="choose from"):
         cached_onnx("no_such_model", folder=tmp_path)

@@ -7,8 +7,8 @@ description of each step and two engines to run it. The working-size lightness i
 bilinear reduction, which is the operation torch's ``F.interpolate(antialias=True)`` computes
 (``tests/test_lite.py`` holds them to each other and the two engines' photos to one 8-bit level).
 
-What needs torch stays there: hints (``--tint-as-hints`` too), confidence maps, temperatures other than the
-one baked into the export, GPUs, training, evaluation, video and the web app. ``pip install 'colorize[torch]'`` adds it.
+What needs torch stays there: hints (``--tint-as-hints`` too), confidence maps, GPUs, training, evaluation,
+video and the web app. ``pip install 'colorize[torch]'`` adds it.
 """
 
 from __future__ import annotations
@@ -63,36 +63,45 @@ class ExportInfo:
     """What an exported network records about itself (:func:`colorize.onnx.export_onnx` writes it), read
     from an onnxruntime session: both engines' ONNX models take their defaults from here."""
 
+    path: Path
     model_name: str
     stride: int
-    temperature: float | None  # baked into the graph (classification models)
+    temperature: float | None  # the tuned default (classification models)
     working_size: int | None  # the pipeline's working size recorded at export
     input_name: str
+    takes_temperature: bool  # False: an export (before version 4) with its temperature baked in
 
     @classmethod
     def of(cls, sess: Any, path: str | Path) -> "ExportInfo":
         meta = sess.get_modelmeta().custom_metadata_map
-        return cls(meta.get("model", Path(path).stem), int(meta.get("stride", 32)),
+        inputs = [i.name for i in sess.get_inputs()]
+        return cls(Path(path), meta.get("model", Path(path).stem), int(meta.get("stride", 32)),
                    float(meta["temperature"]) if "temperature" in meta else None,
-                   int(meta["working_size"]) if "working_size" in meta else None, sess.get_inputs()[0].name)
+                   int(meta["working_size"]) if "working_size" in meta else None, inputs[0], "temperature" in inputs)
+
+    def feed(self, l_norm: np.ndarray, temperature: float | None = None) -> dict[str, np.ndarray]:
+        """The network's inputs for ``l_norm`` at ``temperature`` (None: the default), or ValueError when the
+        export fixes another temperature."""
+        if self.takes_temperature:
+            t = self.temperature if temperature is None else temperature  # an export records its default
+            return {self.input_name: l_norm, "temperature": np.array(t, np.float32)}
+        if temperature is not None and self.temperature is not None and abs(temperature - self.temperature) > 1e-6:
+            raise ValueError(f"{self.path}: this export fixes its temperature at {self.temperature:g}; export the "
+                             "model again (colorize export MODEL --format onnx) to choose another")
+        return {self.input_name: l_norm}
 
 
 def network_file(model: str | Path | None = None) -> Path:
-    """The ONNX network for a model spec: a shipped name's export (checked against its sha256), an
+    """The ONNX network for a model spec (:func:`colorize.shipped.cached_onnx`): a shipped name's export, an
     ``.onnx`` file as given, or a weight file exported once and cached (that needs torch)."""
-    from colorize.shipped import DEFAULT_MODEL, SHIPPED, cached_onnx, shipped_file
+    from colorize.shipped import SHIPPED, cached_onnx
 
-    name = DEFAULT_MODEL if model is None else str(model)
-    if name in SHIPPED:
-        return shipped_file(name, onnx=True)
-    if not Path(name).is_file():
-        raise FileNotFoundError(f"model file not found: {name} (shipped models: {', '.join(SHIPPED)})")
-    if Path(name).suffix.lower() == ".onnx":
-        return Path(name)
+    if model is not None and str(model) not in SHIPPED and not Path(model).is_file():
+        raise FileNotFoundError(f"model file not found: {model} (shipped models: {', '.join(SHIPPED)})")
     try:
-        return cached_onnx(name)
+        return cached_onnx(model)
     except ImportError:
-        raise ValueError(f"{name}: a weight file has to be exported to ONNX first, which {TORCH_ONLY}; "
+        raise ValueError(f"{model}: a weight file has to be exported to ONNX first, which {TORCH_ONLY}; "
                          "or give an exported .onnx file") from None
 
 
@@ -103,22 +112,27 @@ class LiteColorizer:
     >>> color = colorizer(Image.open("grandma.jpg"))  # PIL in, PIL out, same size
     """
 
-    def __init__(self, model: str | Path | None = None, *, size: int | None = None, saturation: float = 1.0,
-                 threads: int | None = None):
+    def __init__(self, model: str | Path | None = None, *, size: int | None = None, temperature: float | None = None,
+                 saturation: float = 1.0, threads: int | None = None):
         """
         Args:
             model: None for the shipped default, a shipped model's name, or an exported ``.onnx`` file.
             size: working size (long side) the network sees; None: the one recorded in the export, else 256.
+            temperature: annealed-mean temperature (classification models; None: the one tuned for the
+                weights, recorded in the export). Lower keeps strong colors, higher mutes them.
             saturation: multiplies the predicted chroma (1 = as predicted).
             threads: onnxruntime intra-op threads (None: its default, the physical cores).
         """
         if saturation < 0:
             raise ValueError(f"saturation must be >= 0, got {saturation}")
+        if temperature is not None and temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         path = network_file(model)
         self.network = session(path, threads)
         self.info = ExportInfo.of(self.network, path)
         self.model_name, self.stride = self.info.model_name, self.info.stride
-        self.temperature = self.info.temperature  # baked in
+        self.info.feed(np.zeros(0, np.float32), temperature)  # an export with a fixed other temperature: say so now
+        self.temperature = self.info.temperature if temperature is None else temperature
         self.size = int(size or self.info.working_size or 256)
         if self.size < self.stride:
             raise ValueError(f"size must be >= {self.stride} for this model, got {self.size}")
@@ -149,7 +163,7 @@ class LiteColorizer:
         h, w = working_shape(height, width, self.size, self.stride)
         # Pillow's bilinear reduction (antialiased, exact: no reducing_gap) = F.interpolate(antialias=True)
         l_small = np.asarray(Image.fromarray(l_full[0, 0]).resize((w, h), Image.BILINEAR))[None, None]
-        (ab,) = self.network.run(None, {self.info.input_name: (l_small - L_CENTER) / L_SCALE})
+        (ab,) = self.network.run(None, self.info.feed((l_small - L_CENTER) / L_SCALE, self.temperature))
         ab = ab.astype(np.float32) * np.float32(self.saturation)
         row = np.zeros((1, width), np.float32)  # its shape gives the graph the photo's width
         wide = self._run("coefficients", l_small=l_small, ab=ab, row=row)

@@ -1,9 +1,10 @@
 """ONNX export of a model's ``predict_ab`` and an onnxruntime-backed model for the same pipeline.
 
-The exported graph is ``l_norm (B, 1, H, W) -> ab_norm (B, 2, H, W)``: the model plus its decoding
-(annealed mean at the default temperature for classification models), with dynamic batch, height
-and width (H and W multiples of the model's stride). The model's name, stride and temperature are
-stored in the file's metadata, so ``Colorizer(OnnxModel("model.onnx"))`` works like the torch model.
+The exported graph is ``l_norm (B, 1, H, W) -> ab_norm (B, 2, H, W)``: the model plus its decoding, with
+dynamic batch, height and width (H and W multiples of the model's stride). A classification model's graph
+takes a second input, ``temperature`` (a float32 scalar: the annealed mean's), so one export serves every
+temperature. The model's name, stride, tuned temperature and working size are stored in the file's
+metadata, so ``Colorizer(OnnxModel("model.onnx"))`` works like the torch model.
 """
 
 from __future__ import annotations
@@ -17,19 +18,27 @@ import torch.nn as nn
 from colorize.models.base import DEFAULT_TEMPERATURE, as_model
 
 OPSET = 17
-EXPORT_VERSION = 3  # part of cached file names: bump when the export of the same weights changes
-INPUT, OUTPUT = "l_norm", "ab_norm"
+EXPORT_VERSION = 4  # part of cached file names: bump when the export of the same weights changes
+INPUT, TEMPERATURE, OUTPUT = "l_norm", "temperature", "ab_norm"
 
 
 class PredictAb(nn.Module):
-    """``forward(l_norm) -> ab_norm``: a model's ``predict_ab`` at a fixed temperature, for export."""
+    """``forward(l_norm[, temperature]) -> ab_norm``: a model's ``predict_ab``, for export; the temperature
+    is an input for classification models (``output == "bins"``)."""
 
-    def __init__(self, model: nn.Module, *, temperature: float = DEFAULT_TEMPERATURE):
+    def __init__(self, model: nn.Module):
         super().__init__()
-        self.model, self.temperature = as_model(model), temperature
+        self.model = as_model(model)
 
-    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
-        return self.model.predict_ab(l_norm, temperature=self.temperature)
+    def forward(self, l_norm: torch.Tensor, temperature: torch.Tensor | None = None) -> torch.Tensor:
+        if temperature is None:
+            return self.model.predict_ab(l_norm)
+        return self.model.predict_ab(l_norm, temperature=temperature)
+
+
+def takes_temperature(model: nn.Module) -> bool:
+    """Whether ``model``'s export has a ``temperature`` input (its output is decoded from ab bins)."""
+    return getattr(as_model(model), "output", "") == "bins"
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, size: int = 256,
@@ -40,8 +49,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, size: int = 256,
         model: a colorization model (``create_model`` / ``resolve_model``).
         path: the ``.onnx`` file to write (atomically).
         size: side of the square example input used for tracing (rounded to the model's stride).
-        temperature: annealed-mean temperature baked into classification models (None: the model's
-            ``default_temperature``).
+        temperature: the annealed-mean temperature recorded as the export's default (None: the model's
+            ``default_temperature``); classification models take any other at run time.
         opset: ONNX opset version (>= 17).
     Returns:
         The written path.
@@ -55,8 +64,13 @@ def export_onnx(model: nn.Module, path: str | Path, *, size: int = 256,
         temperature = model.default_temperature
     stride = model.stride
     side = max(stride, round(size / stride) * stride)
-    wrapper = PredictAb(model, temperature=temperature).eval()  # export restores this (eval) mode
-    example = torch.zeros(1, 1, side, side, device=next(model.parameters()).device)
+    wrapper = PredictAb(model).eval()  # export restores this (eval) mode
+    device = next(model.parameters()).device
+    example: tuple[torch.Tensor, ...] = (torch.zeros(1, 1, side, side, device=device),)
+    inputs = [INPUT]
+    if takes_temperature(model):  # traced at a value other than 1 (decode skips the division at exactly 1)
+        example += (torch.tensor(0.5 if temperature == 1 else temperature, device=device),)
+        inputs.append(TEMPERATURE)
     axes = {0: "batch", 2: "height", 3: "width"}
     path = Path(path)
 
@@ -67,8 +81,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, size: int = 256,
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
-            torch.onnx.export(wrapper, (example,), tmp, dynamo=False, opset_version=opset,
-                              input_names=[INPUT], output_names=[OUTPUT],
+            torch.onnx.export(wrapper, example, tmp, dynamo=False, opset_version=opset,
+                              input_names=inputs, output_names=[OUTPUT],
                               dynamic_axes={INPUT: axes, OUTPUT: axes})
         proto = onnx.load(tmp)
         meta = {"model": getattr(model, "model_name", type(model).__name__), "stride": str(stride),
@@ -86,8 +100,8 @@ class OnnxModel(nn.Module):
     """An exported ``.onnx`` file run by onnxruntime, usable wherever a model is: ``Colorizer(OnnxModel(p))``.
 
     It has no parameters; ``predict_ab`` moves the input to the CPU, runs the session and returns ab on
-    the input's device. The temperature was fixed at export (``default_temperature``), so ``output`` is
-    ``"ab"``.
+    the input's device. The graph decodes (``output`` is ``"ab"``): at the temperature asked for when the
+    export takes one, else at the one fixed at export (``default_temperature``).
     """
 
     output = "ab"
@@ -112,13 +126,16 @@ class OnnxModel(nn.Module):
         self.stride: int = info.stride
         self.default_temperature: float = DEFAULT_TEMPERATURE if info.temperature is None else info.temperature
         self.default_size = info.working_size
-        self.input_name: str = info.input_name
+        self.info = info
 
     def predict_ab(self, l_norm: torch.Tensor, *, temperature: float | None = None) -> torch.Tensor:
-        """Normalized L (B, 1, H, W) -> normalized ab (B, 2, H, W). ``temperature`` is ignored: the
-        exported graph has its own (``default_temperature``)."""
+        """Normalized L (B, 1, H, W) -> normalized ab (B, 2, H, W), at ``temperature`` (None: the default).
+
+        Raises:
+            ValueError: another temperature than the export's, from an export that fixes its own.
+        """
         x = l_norm.detach().to("cpu", torch.float32).contiguous().numpy()
-        (ab,) = self.session.run(None, {self.input_name: x})
+        (ab,) = self.session.run(None, self.info.feed(x, temperature))
         return torch.from_numpy(ab).to(l_norm.device)
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:

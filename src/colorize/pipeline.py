@@ -115,8 +115,8 @@ class Colorizer:
             guided: edge-aware upsampling of ab guided by the full-size L (False: plain bilinear).
             device: torch device for the network and the color math.
             threads: torch intra-op threads, and onnxruntime's (None: leave as is).
-            runtime: ``"torch"`` or ``"onnx"`` (:func:`colorize.shipped.resolve_model`); with onnx the
-                temperature is baked into the exported model.
+            runtime: ``"torch"`` or ``"onnx"``: the network run by onnxruntime from its ONNX export
+                (:func:`colorize.shipped.resolve_model`).
         """
         from colorize.shipped import resolve_model
 
@@ -128,13 +128,12 @@ class Colorizer:
         if saturation < 0:
             raise ValueError(f"saturation must be >= 0, got {saturation}")
         self.device = torch.device(device)
-        self.model = resolve_model(model, device=str(self.device), runtime=runtime, temperature=temperature,
-                                   threads=threads)
+        self.model = resolve_model(model, device=str(self.device), runtime=runtime, threads=threads)
         if not isinstance(model, nn.Module):  # a model we loaded ourselves: rewrite it for speed
             optimize_for_inference(self.model)
         self.model.to(memory_format=torch.channels_last)
         self.size = int(size or self.model.default_size or DEFAULT_SIZE)
-        if temperature is None or runtime == "onnx":  # onnx: the one baked into the export
+        if temperature is None:
             temperature = self.model.default_temperature
         if self.size < self.stride:
             raise ValueError(f"size must be >= {self.stride} for this model, got {self.size}")

@@ -32,7 +32,7 @@ SHIPPED: dict[str, ShippedWeights] = {
     "unet_lite0": ShippedWeights("unet_lite0.safetensors",
                                  "6eca61d115f2785be84e5f420f59c3eb94b28774086e9fde2f64e1d09a4595cf", 160, "MIT (weights); backbone Apache-2.0",
                                  "unet_lite0.md", "unet_lite0.onnx",
-                                 "609f4dd9e346845615a8fc92e9991cf3db6a703172f198639f3939f6deb9b675"),
+                                 "41caf3c35a0b1bcf20e1a933efa624d3df2f7466556507bffc1c19661d13b60f"),
 }
 
 
@@ -81,7 +81,7 @@ RUNTIMES = ("torch", "onnx")
 
 
 def resolve_model(model: "str | Path | nn.Module | None" = None, *, device: str = "cpu", runtime: str = "torch",
-                  temperature: float | None = None, threads: int | None = None) -> "nn.Module":
+                  threads: int | None = None) -> "nn.Module":
     """A model meeting the model contract (:mod:`colorize.models.base`), with the inference defaults
     recorded in its file, ready for inference.
 
@@ -91,7 +91,6 @@ def resolve_model(model: "str | Path | nn.Module | None" = None, *, device: str 
         device: torch device of the model.
         runtime: ``"torch"``, or ``"onnx"``: the model exported to ONNX once (:func:`cached_onnx`) and run
             by onnxruntime. An ``.onnx`` file always runs on onnxruntime.
-        temperature: with ``runtime="onnx"``, the temperature baked into the export (None: the model's own).
         threads: onnxruntime's intra-op threads (None: its default).
     Raises:
         ValueError naming the valid choices on a bad name or runtime.
@@ -111,7 +110,7 @@ def resolve_model(model: "str | Path | nn.Module | None" = None, *, device: str 
     if runtime == "onnx" or path.suffix.lower() == ".onnx":
         from colorize.onnx import OnnxModel
 
-        return OnnxModel(cached_onnx(model, temperature=temperature), threads=threads)
+        return OnnxModel(cached_onnx(model), threads=threads)
     if path.suffix in (".safetensors", ".pt", ".pth") or path.is_file():
         return load_model(path, map_location=device)
     return load_model(shipped_file(str(model)), map_location=device)
@@ -150,33 +149,31 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "colorize" / "onnx"
 
 
-def cached_onnx(spec: str | Path | None = None, *, temperature: float | None = None,
-                folder: str | Path | None = None) -> Path:
-    """The ``.onnx`` file for a model spec: the spec itself if it is one; otherwise the model (None: the
-    shipped default, a shipped name, or a weight/checkpoint file) exported once and reused, keyed by
-    the weight file's sha256 and the temperature.
+def cached_onnx(spec: str | Path | None = None, *, folder: str | Path | None = None) -> Path:
+    """The ``.onnx`` file for a model spec: the spec itself if it is one; a shipped model's own export
+    (checked against its sha256); otherwise the model (a weight or checkpoint file) exported once and
+    reused, keyed by the weight file's sha256. Exports take the temperature as an input.
 
     Args:
         spec: as :func:`resolve_model` takes it, or an ``.onnx`` file.
-        temperature: annealed-mean temperature baked into classification models (None: the one recorded
-            in the weight file, else the default).
         folder: the cache folder (default: :func:`cache_dir`).
     """
-    from colorize.models.base import DEFAULT_TEMPERATURE, optimize_for_inference
-    from colorize.onnx import EXPORT_VERSION, export_onnx
-
     spec = DEFAULT_MODEL if spec is None else spec
     if Path(spec).suffix.lower() == ".onnx":
         if not Path(spec).is_file():
             raise FileNotFoundError(f"ONNX model not found: {spec}")
         return Path(spec)
+    if str(spec) in SHIPPED and SHIPPED[str(spec)].onnx is not None:
+        return shipped_file(str(spec), onnx=True)
+    from colorize.models.base import optimize_for_inference
+    from colorize.onnx import EXPORT_VERSION, export_onnx
+
     weights = weight_file(spec)
     if not weights.is_file():
         resolve_model(spec)  # raises the usual error naming the valid choices
-    if temperature is None:  # the weight file's header is enough: building the model costs the import of timm
-        temperature = recorded_defaults(spec).get("temperature", DEFAULT_TEMPERATURE)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    out = Path(folder or cache_dir()) / f"{weights.stem}-{digest}-t{temperature:g}-e{EXPORT_VERSION}.onnx"
+    out = Path(folder or cache_dir()) / f"{weights.stem}-{digest}-e{EXPORT_VERSION}.onnx"
     if not out.is_file():
-        export_onnx(optimize_for_inference(resolve_model(spec)), out, temperature=temperature)
+        # the weight file's header holds the tuned temperature, which the export records as its default
+        export_onnx(optimize_for_inference(resolve_model(spec)), out)
     return out

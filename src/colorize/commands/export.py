@@ -13,7 +13,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--format", choices=["safetensors", "onnx"], default="safetensors")
     p.add_argument("--size", type=int, default=256, help="ONNX: example input size (dynamic axes kept)")
     p.add_argument("--temperature", type=float, help="record the tuned annealed-mean temperature as this "
-                   "model's default (safetensors), or bake it into the graph (onnx)")
+                   "model's default (the ONNX graph takes any other at run time)")
     p.add_argument("--working-size", type=int, help="record the working size the pipeline should use by default")
     p.add_argument("--prior-correction", type=float, default=0.0,
                    help="classification models: undo this share (0..1) of class rebalancing's pull toward rare, "

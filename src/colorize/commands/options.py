@@ -85,8 +85,7 @@ def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = (), 
     """
     runtime = getattr(args, "runtime", "torch")
     device = device or getattr(args, "device", "cpu")
-    needs_torch = list(torch_options) + [flag for flag, used in (("--temperature", args.temperature is not None),
-                                                                  (f"--device {device}", device != "cpu")) if used]
+    needs_torch = list(torch_options) + ([f"--device {device}"] if device != "cpu" else [])
     if runtime == "auto":  # the light engine where it serves: same photos (within a level), a sooner start
         small = megapixels is None or megapixels(LIGHT_MAX_MEGAPIXELS) <= LIGHT_MAX_MEGAPIXELS
         light = not needs_torch and _has_onnx(args.model) and small
@@ -96,7 +95,8 @@ def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = (), 
 
         if needs_torch:
             raise ValueError(f"{', '.join(needs_torch)}: {TORCH_ONLY}")
-        return LiteColorizer(args.model, size=args.size, saturation=args.saturation, threads=args.threads)
+        return LiteColorizer(args.model, size=args.size, temperature=args.temperature, saturation=args.saturation,
+                             threads=args.threads)
     from colorize.pipeline import Colorizer
     from colorize.runtime import pick_device
 
