@@ -56,6 +56,17 @@ def test_smoke_run_writes_every_artifact(photo_dir, tmp_path, model, size):
         assert not torch.allclose(weights, torch.ones_like(weights))
 
 
+def test_snapshots_every_nth_epoch_and_the_last(photo_dir, tmp_path):
+    from safetensors import safe_open
+
+    out = tmp_path / "run"
+    cfg = _cfg(photo_dir, out, epochs=3, snapshot_every=2)
+    fit(setup(cfg))
+    assert sorted(p.name for p in out.glob("epoch*.safetensors")) == ["epoch002.safetensors", "epoch003.safetensors"]
+    with safe_open(str(out / "epoch003.safetensors"), "pt") as f:  # the learning curve's x axis
+        assert f.metadata()["photos_seen"] == str(3 * cfg.epoch_images)
+
+
 def _history(run_dir: Path) -> list[dict]:
     """Per-epoch metrics without the wall-clock time."""
     return [{k: v for k, v in m.items() if k != "seconds"} for m in load_checkpoint(run_dir / "last.pt")["history"]]

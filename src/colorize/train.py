@@ -94,7 +94,7 @@ class TrainConfig:
     channels_last: bool = True
     samples: int = 8  # validation photos in the per-epoch sample grid
     max_minutes: float = 0.0  # stop cleanly (with checkpoints) after this long; 0 = no limit
-    snapshot_every: int = 0  # also keep the weights of every N-th epoch (epochNNN.safetensors): learning curves
+    snapshot_every: int = 0  # also keep the weights of every N-th epoch and the last (epochNNN.safetensors): learning curves
     checkpoint_minutes: float = 5.0  # also write last.pt this often within an epoch (0: at epoch ends only);
     # --resume replays the epoch's batches up to it without training on them, so it ends as an uninterrupted run
 
@@ -583,7 +583,7 @@ def fit(run: Run) -> dict:
                 save_weights(run.out_dir / "best.safetensors", run.model,
                              metadata={"epoch": str(run.epoch), "val_loss": f"{run.best:.6f}"})
             _checkpoint(run, run.out_dir / "last.pt")
-            if cfg.snapshot_every and run.epoch % cfg.snapshot_every == 0:
+            if cfg.snapshot_every and (run.epoch % cfg.snapshot_every == 0 or run.epoch == cfg.epochs):
                 save_weights(run.out_dir / f"epoch{run.epoch:03d}.safetensors", run.model,
                              metadata={"epoch": str(run.epoch), "photos_seen": str(run.epoch * steps_photos(run))})
         if cfg.early_stop_patience and run.bad_epochs >= cfg.early_stop_patience:
