@@ -30,9 +30,9 @@ class ShippedWeights:
 
 SHIPPED: dict[str, ShippedWeights] = {
     "unet_lite0": ShippedWeights("unet_lite0.safetensors",
-                                 "6eca61d115f2785be84e5f420f59c3eb94b28774086e9fde2f64e1d09a4595cf", 160, "MIT (weights); backbone Apache-2.0",
+                                 "a5120b03b2b6df71b3823cbccf04f68604820f9a89f2f6f8a6d3172f61d102e6", 160, "MIT (weights); backbone Apache-2.0",
                                  "unet_lite0.md", "unet_lite0.onnx",
-                                 "41caf3c35a0b1bcf20e1a933efa624d3df2f7466556507bffc1c19661d13b60f"),
+                                 "4dc759d60b789ec89f2c3f588031c9b8c0b4ca22736ebe78809d8af05acaa622"),
 }
 
 
