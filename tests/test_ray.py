@@ -172,6 +172,19 @@ def test_same_outputs_report_and_record_as_local(local_ray, photo_dir, tmp_path,
 
 
 @needs_ray
+def test_the_light_engine_where_the_local_engine_picks_it(local_ray, photo_dir, tmp_path, capfd, monkeypatch):
+    """``--runtime auto`` on a small job with the shipped model: the actors run the light engine, as the local
+    engine does, so the files are the same byte for byte."""
+    monkeypatch.delenv("COLORIZE_WEIGHTS", raising=False)
+    outputs = {}
+    for engine in ("local", "ray"):
+        assert main([str(photo_dir), "-o", str(tmp_path / engine), "-q", "--engine", engine]) == 0
+        outputs[engine] = _outputs(tmp_path / engine)
+    capfd.readouterr()
+    assert len(outputs["local"]) == 12 and outputs["ray"] == outputs["local"]
+
+
+@needs_ray
 def test_worker_killed_mid_job_finishes_and_rerun_skips(local_ray, tmp_path, tiny_model_file, capfd):
     photos = tmp_path / "photos"
     photos.mkdir()
