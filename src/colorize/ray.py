@@ -269,22 +269,25 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "Colori
         quality, hints_for, confidence, keep_color, tint_as_hints: as for :func:`colorize.batch.colorize_files`.
         address: a running cluster to join; None starts a local Ray (and stops it at the end).
         workers: colorizing actors; default: one per ``threads`` CPUs of the cluster.
-        check: run in this process before Ray starts, e.g. build the colorizer once to check the model (as
-            the ``colorize`` command does); its exception is raised as it is.
+        check: run in this process while Ray starts, e.g. build the colorizer once to check the model (as
+            the ``colorize`` command does); its exception, raised as it is, stops Ray before any photo is sent.
+            Run even when there is nothing to do.
         on_done: called in this process with each input whose output is in place (e.g. to record it).
         progress: show one progress bar.
     Raises:
         RayEngineError: Ray is missing, the cluster is unreachable, or the pipeline failed as a whole
             (the message names the log of Ray's own messages).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from colorize.batch import BatchResult, ColorizerSpec, Outcome
 
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     result = BatchResult()
-    if check is not None:
-        check()
     if not pairs:
+        if check is not None:
+            check()
         return result
     require_ray()
     spec = colorizer or ColorizerSpec()
@@ -294,25 +297,32 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "Colori
                  tint_as_hints=tint_as_hints)
     fd, name = tempfile.mkstemp(prefix="colorize-ray-", suffix=".log")
     os.close(fd)
-    log, keep_log, seen = Path(name), True, set()  # the log is kept unless the job ends well
+    log, keep_log, seen, failed_check = Path(name), True, set(), None  # the log is kept unless the job ends well
     try:
-        with _ray_output_to(log) as terminal:
-            started = connect(address, num_cpus=None if address else (workers or os.cpu_count() or 1) * spec.threads)
-            try:
-                from tqdm import tqdm
+        from tqdm import tqdm
 
-                with tqdm(total=len(rows), unit="img", disable=not progress, dynamic_ncols=True, file=terminal) as bar:
-                    for row in _outcome_rows(rows, actor, workers=workers):
-                        photo = int(row["id"])
-                        seen.add(photo)
-                        src = pairs[photo][0]
-                        result.add(Outcome(kind=str(row["kind"]), error=_as_given(str(row["error"]), rows[photo], src),
-                                           warning=_as_given(str(row["warning"]), rows[photo], src),
-                                           notes=[_as_given(n, rows[photo], src)
-                                                  for n in str(row["notes"]).split("\n") if n]))
-                        if not row["error"] and on_done is not None:
-                            on_done(src)
-                        bar.update(1)
+        with _ray_output_to(log) as terminal, ThreadPoolExecutor(1, thread_name_prefix="colorize-check") as pool:
+            checking = pool.submit(check or (lambda: None))  # seconds (a model load) spent while Ray starts
+            started = False
+            try:
+                started = connect(address, num_cpus=None if address else (workers or os.cpu_count() or 1)
+                                  * spec.threads)
+                failed_check = checking.exception()
+                if failed_check is None:
+                    with tqdm(total=len(rows), unit="img", disable=not progress, dynamic_ncols=True,
+                              file=terminal) as bar:
+                        for row in _outcome_rows(rows, actor, workers=workers):
+                            photo = int(row["id"])
+                            seen.add(photo)
+                            src = pairs[photo][0]
+                            result.add(Outcome(kind=str(row["kind"]),
+                                               error=_as_given(str(row["error"]), rows[photo], src),
+                                               warning=_as_given(str(row["warning"]), rows[photo], src),
+                                               notes=[_as_given(n, rows[photo], src)
+                                                      for n in str(row["notes"]).split("\n") if n]))
+                            if not row["error"] and on_done is not None:
+                                on_done(src)
+                            bar.update(1)
             except KeyboardInterrupt:  # Ctrl-C: what came back is recorded; outputs are whole or absent
                 result.stopped, result.left = "interrupted", len(rows) - len(seen)
             finally:
@@ -320,12 +330,15 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "Colori
                     import ray
 
                     ray.shutdown()
-        lost = [] if result.stopped else [pairs[i][0] for i in range(len(rows)) if i not in seen]
-        result.failed += [f"{src}: its block of photos failed in Ray as a whole (a rerun with --record retries only "
-                          "such files)" for src in lost]
-        keep_log = bool(lost) or any(WORKER_DIED in msg for msg in result.failed)
-        if keep_log:
-            result.notes.append(f"Ray's own messages (workers that died, blocks that failed): {log}")
+        if failed_check is not None:
+            keep_log = False
+        else:
+            lost = [] if result.stopped else [pairs[i][0] for i in range(len(rows)) if i not in seen]
+            result.failed += [f"{src}: its block of photos failed in Ray as a whole (a rerun with --record retries "
+                              "only such files)" for src in lost]
+            keep_log = bool(lost) or any(WORKER_DIED in msg for msg in result.failed)
+            if keep_log:
+                result.notes.append(f"Ray's own messages (workers that died, blocks that failed): {log}")
     except RayEngineError as e:
         raise RayEngineError(f"{e}; Ray's own messages: {log}") from None
     except Exception as e:  # the pipeline as a whole (e.g. the model cannot load in the actors)
@@ -333,6 +346,8 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "Colori
     finally:
         if not keep_log:
             log.unlink(missing_ok=True)
+    if failed_check is not None:
+        raise failed_check  # the caller's own error, as it is (Ray was stopped before any photo was sent)
     return result
 
 

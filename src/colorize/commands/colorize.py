@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
             from colorize.ray import colorize_pairs
 
             # the actors build `spec` (the local engine's choice, so the same files); this process builds it on its
-            # CPU first, as the check: a bad weight file is one line before Ray starts
+            # CPU while Ray starts, as the check: a bad weight file is one line before any photo is sent
             result = colorize_pairs(todo, colorizer=spec, address=args.address, workers=args.workers,
                                     progress=not args.quiet, on_done=record.mark_done if record is not None else None,
                                     check=lambda: _checked(replace(spec, device="cpu"), confidence=args.confidence),
