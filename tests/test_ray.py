@@ -1,6 +1,7 @@
 """The ray engine: the local engine's inputs (folders, tar shards), outputs byte for byte, record, error
-report and nothing else on the terminal; a bad model named before Ray starts; a worker killed with
-SIGKILL mid-job; ColorizeBatch in a user's Ray Data pipeline; the cluster recipes.
+report and nothing else on the terminal; a bad model named before any photo goes to Ray; the light engine
+where the local engine picks it; a worker killed with SIGKILL mid-job; ColorizeBatch in a user's Ray Data
+pipeline; the cluster recipes.
 
 Ray tests share one local Ray on 127.0.0.1 with 2 CPUs and skip when ray is not installed. Each CLI
 run on it starts new actors (a second or two each on an idle machine): runs are few and cover much.
@@ -96,11 +97,15 @@ def test_ray_options_need_the_ray_engine(photo_dir, tmp_path, capsys):
     assert "need --engine ray" in capsys.readouterr().err
 
 
-def test_a_bad_model_is_one_line_before_ray_starts(photo_dir, tmp_path, tiny_model_file, capfd, monkeypatch):
+def test_a_bad_model_is_one_line_before_any_photo_is_sent(photo_dir, tmp_path, tiny_model_file, capfd, monkeypatch):
+    """The driver checks the model while Ray starts: its error is the local engine's one line, and Ray is
+    given no photo."""
     pytest.importorskip("ray")
     import colorize.ray
 
-    monkeypatch.setattr(colorize.ray, "connect", lambda *a, **k: pytest.fail("Ray was started"))
+    connected = []
+    monkeypatch.setattr(colorize.ray, "connect", lambda *a, **k: connected.append(1) or False)  # "already running"
+    monkeypatch.setattr(colorize.ray, "_outcome_rows", lambda *a, **k: pytest.fail("photos were sent to Ray"))
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(tiny_model_file.read_bytes()[:1000])
     errors = []
@@ -113,7 +118,7 @@ def test_a_bad_model_is_one_line_before_ray_starts(photo_dir, tmp_path, tiny_mod
     args = [str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file), "--confidence", "-q"]
     assert main([*args, "--engine", "ray"]) == 2
     assert "--confidence needs a classification (bins) model" in capfd.readouterr().err
-    assert not (tmp_path / "out").exists()
+    assert connected == [1, 1] and not (tmp_path / "out").exists()
 
 
 def _shards_with_bad_members(photos: Path, out: Path) -> Path:
@@ -169,6 +174,19 @@ def test_same_outputs_report_and_record_as_local(local_ray, photo_dir, tmp_path,
     assert main(ray_args) == 0  # a rerun: every photo left is in the record (and no Ray job is started)
     out = capfd.readouterr()
     assert "done: 0, skipped (exists, use --overwrite): 0, failed: 0, done before (record): 15" in out.out
+
+
+@needs_ray
+def test_the_light_engine_where_the_local_engine_picks_it(local_ray, photo_dir, tmp_path, capfd, monkeypatch):
+    """``--runtime auto`` on a small job with the shipped model: the actors run the light engine, as the local
+    engine does, so the files are the same byte for byte."""
+    monkeypatch.delenv("COLORIZE_WEIGHTS", raising=False)
+    outputs = {}
+    for engine in ("local", "ray"):
+        assert main([str(photo_dir), "-o", str(tmp_path / engine), "-q", "--engine", engine]) == 0
+        outputs[engine] = _outputs(tmp_path / engine)
+    capfd.readouterr()
+    assert len(outputs["local"]) == 12 and outputs["ray"] == outputs["local"]
 
 
 @needs_ray

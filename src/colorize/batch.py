@@ -160,6 +160,40 @@ def conflict(pairs: list[tuple[Source, Path]], *, named: bool, in_place_ok: bool
     return None
 
 
+@dataclass(frozen=True)
+class ColorizerSpec:
+    """Which colorizer a job runs, as data: :meth:`build` makes it in this process, and the ray engine's
+    actors build the same one (so both engines write the same files). ``colorize.commands.options``
+    decides it from the command's options (``--runtime auto`` included)."""
+
+    light: bool = False  # the light engine (LiteColorizer: onnxruntime alone); False: the torch pipeline (Colorizer)
+    model: str | None = None  # shipped model name or weight file (None: the default)
+    size: int | None = None  # working size (None: the one recorded for the model)
+    temperature: float | None = None  # None: the one tuned for the model
+    saturation: float = 1.0
+    threads: int | None = None  # CPU threads (None: the runtime's default)
+    device: str = "cpu"  # torch pipeline only: auto, cpu, cuda, cuda:N, mps
+    runtime: str = "torch"  # torch pipeline only: its network on torch, or on onnxruntime ("onnx")
+
+    def __post_init__(self):
+        if self.light and (self.device != "cpu" or self.runtime != "torch"):
+            raise ValueError("the light engine has no device or runtime to set (they need torch)")
+
+    def build(self) -> "Colorizer | LiteColorizer":
+        """The colorizer, its model loaded (ValueError, FileNotFoundError, ImportError, RuntimeError or
+        OSError name what is wrong with it)."""
+        if self.light:
+            from colorize.lite import LiteColorizer
+
+            return LiteColorizer(self.model, size=self.size, temperature=self.temperature, saturation=self.saturation,
+                                 threads=self.threads)
+        from colorize.pipeline import Colorizer
+        from colorize.runtime import pick_device
+
+        return Colorizer(self.model, size=self.size, temperature=self.temperature, saturation=self.saturation,
+                         threads=self.threads, device=str(pick_device(self.device)), runtime=self.runtime)
+
+
 @dataclass
 class FileResult:
     """What a colorizer's ``colorize_file`` did with one file."""

@@ -33,13 +33,14 @@ import os
 import sys
 import tempfile
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TextIO
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from colorize.batch import BatchResult, Source
+    from colorize.batch import BatchResult, ColorizerSpec, Source
 
 INSTALL_HINT = "the ray engine needs Ray: pip install 'colorize[ray]' (or pip install 'ray[data]==2.60.0')"
 MAX_WORKER_DEATHS = 3  # workers that may die while colorizing one photo before it is reported as failed
@@ -131,11 +132,9 @@ class _ArchiveWorker:
     """The archive job's actor: :func:`colorize.batch.colorize_one` on each photo of a block (read and
     decode, colorize, write atomically), the local engine's step; returns small rows only."""
 
-    def __init__(self, *, ledger, quality: int, confidence: bool, keep_color: bool, tint_as_hints: bool,
-                 **colorizer_kwargs):
-        from colorize.pipeline import Colorizer
-
-        self.colorizer = Colorizer(**colorizer_kwargs)
+    def __init__(self, *, colorizer: "ColorizerSpec", ledger, quality: int, confidence: bool, keep_color: bool,
+                 tint_as_hints: bool):
+        self.colorizer = colorizer.build()
         self.ledger = ledger
         self.options = dict(quality=quality, confidence=confidence, keep_color=keep_color,
                             tint_as_hints=tint_as_hints)
@@ -144,7 +143,6 @@ class _ArchiveWorker:
         import ray
 
         from colorize.batch import Outcome, colorize_one
-        from colorize.hints import hints_from_json
 
         out: dict[str, list] = {"id": [], "error": [], "kind": [], "warning": [], "notes": []}
         for k, photo in enumerate(batch["id"]):
@@ -154,10 +152,9 @@ class _ArchiveWorker:
                 outcome = Outcome(error=f"{src}: {WORKER_DIED} {died} times while colorizing it; not tried again "
                                         "(a rerun with --record retries only such files)")
             else:
-                hints = str(batch["hints"][k])
                 try:
-                    outcome = colorize_one(self.colorizer, src, dst, hints=hints_from_json(json.loads(hints)) if hints
-                                           else None, **self.options)
+                    outcome = colorize_one(self.colorizer, src, dst, hints=_hints_of(str(batch["hints"][k])),
+                                           **self.options)
                 except Exception as e:  # a decoder bug: report the file, never fail (and retry) the block
                     outcome = Outcome(error=f"{src}: cannot colorize ({type(e).__name__}: {e})")
             self.ledger.finish.remote(photo)
@@ -171,12 +168,29 @@ class _ArchiveWorker:
 def _row(photo: int, src: "Source", dst: Path, hints: list) -> dict:
     """The row that tells an actor where photo ``photo`` is and where it goes: absolute paths (Ray workers
     do not share the driver's working directory), and for a photo in a tar shard, where its bytes are."""
-    from colorize.hints import hints_to_json
-
     member = not isinstance(src, Path)
     return {"id": photo, "src": os.path.abspath(src.shard if member else src), "member": src.name if member else "",
             "offset": src.offset if member else 0, "size": src.size if member else 0, "dst": os.path.abspath(dst),
-            "hints": json.dumps(hints_to_json(hints)) if hints else ""}
+            "hints": _hints_text(hints)}
+
+
+def _hints_text(hints: list) -> str:
+    """Hints as a row holds them: JSON, "" for none (:mod:`colorize.hints` imports torch: a job without
+    hints, on the light engine, never does)."""
+    if not hints:
+        return ""
+    from colorize.hints import hints_to_json
+
+    return json.dumps(hints_to_json(hints))
+
+
+def _hints_of(text: str) -> list | None:
+    """The hints :func:`_hints_text` wrote (None for none)."""
+    if not text:
+        return None
+    from colorize.hints import hints_from_json
+
+    return hints_from_json(json.loads(text))
 
 
 def _source(batch: dict[str, np.ndarray], k: int) -> "Source":
@@ -238,11 +252,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     return True
 
 
-def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, model: str | None = None, size: int | None = None,
-                   temperature: float | None = None, saturation: float = 1.0, device: str = "cpu",
-                   threads: int | None = None, quality: int = 95, hints_for: Callable[["Source"], list] | None = None,
-                   confidence: bool = False, keep_color: bool = False, tint_as_hints: bool = False,
-                   address: str | None = None, workers: int | None = None,
+def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "ColorizerSpec | None" = None,
+                   quality: int = 95, hints_for: Callable[["Source"], list] | None = None, confidence: bool = False,
+                   keep_color: bool = False, tint_as_hints: bool = False, address: str | None = None,
+                   workers: int | None = None, check: Callable[[], object] | None = None,
                    on_done: Callable[["Source"], None] | None = None, progress: bool = True) -> "BatchResult":
     """Colorize every (input, output) pair on Ray, each with :func:`colorize.batch.colorize_one` as the
     local engine does: the same outputs, byte for byte, and the same report.
@@ -250,53 +263,66 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, model: str | None 
     Args:
         pairs: inputs (files, or photos in tar shards) and their outputs; every Ray node must see them
             under these paths (shared storage).
-        model, size, temperature, saturation, device: as for :class:`colorize.Colorizer`. The actors
-            load the model: check it first (build a Colorizer, as the ``colorize`` command does) to
-            report a bad weight file before Ray starts.
-        threads: torch threads (and Ray CPUs) per actor; default 1.
+        colorizer: what each actor builds and runs (None: the default model on torch), as the local engine
+            would; its ``threads`` (default 1) are each actor's torch threads and Ray CPUs, its device
+            ``cuda`` gives each actor a GPU.
         quality, hints_for, confidence, keep_color, tint_as_hints: as for :func:`colorize.batch.colorize_files`.
         address: a running cluster to join; None starts a local Ray (and stops it at the end).
         workers: colorizing actors; default: one per ``threads`` CPUs of the cluster.
+        check: run in this process while Ray starts, e.g. build the colorizer once to check the model (as
+            the ``colorize`` command does); its exception, raised as it is, stops Ray before any photo is sent.
+            Run even when there is nothing to do.
         on_done: called in this process with each input whose output is in place (e.g. to record it).
         progress: show one progress bar.
     Raises:
         RayEngineError: Ray is missing, the cluster is unreachable, or the pipeline failed as a whole
             (the message names the log of Ray's own messages).
     """
-    from colorize.batch import BatchResult, Outcome
+    from concurrent.futures import ThreadPoolExecutor
+
+    from colorize.batch import BatchResult, ColorizerSpec, Outcome
 
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     result = BatchResult()
     if not pairs:
+        if check is not None:
+            check()
         return result
     require_ray()
-    threads = max(1, threads or 1)
+    spec = colorizer or ColorizerSpec()
+    spec = replace(spec, threads=max(1, spec.threads or 1))
     rows = [_row(i, src, dst, hints_for(src) if hints_for else []) for i, (src, dst) in enumerate(pairs)]
-    actor = dict(model=None if model is None else str(model), size=size, temperature=temperature,
-                 saturation=saturation, device=device, threads=threads, quality=quality, confidence=confidence,
-                 keep_color=keep_color, tint_as_hints=tint_as_hints)
+    actor = dict(colorizer=spec, quality=quality, confidence=confidence, keep_color=keep_color,
+                 tint_as_hints=tint_as_hints)
     fd, name = tempfile.mkstemp(prefix="colorize-ray-", suffix=".log")
     os.close(fd)
-    log, keep_log, seen = Path(name), True, set()  # the log is kept unless the job ends well
+    log, keep_log, seen, failed_check = Path(name), True, set(), None  # the log is kept unless the job ends well
     try:
-        with _ray_output_to(log) as terminal:
-            started = connect(address, num_cpus=None if address else (workers or os.cpu_count() or 1) * threads)
-            try:
-                from tqdm import tqdm
+        from tqdm import tqdm
 
-                with tqdm(total=len(rows), unit="img", disable=not progress, dynamic_ncols=True, file=terminal) as bar:
-                    for row in _outcome_rows(rows, actor, workers=workers):
-                        photo = int(row["id"])
-                        seen.add(photo)
-                        src = pairs[photo][0]
-                        result.add(Outcome(kind=str(row["kind"]), error=_as_given(str(row["error"]), rows[photo], src),
-                                           warning=_as_given(str(row["warning"]), rows[photo], src),
-                                           notes=[_as_given(n, rows[photo], src)
-                                                  for n in str(row["notes"]).split("\n") if n]))
-                        if not row["error"] and on_done is not None:
-                            on_done(src)
-                        bar.update(1)
+        with _ray_output_to(log) as terminal, ThreadPoolExecutor(1, thread_name_prefix="colorize-check") as pool:
+            checking = pool.submit(check or (lambda: None))  # seconds (a model load) spent while Ray starts
+            started = False
+            try:
+                started = connect(address, num_cpus=None if address else (workers or os.cpu_count() or 1)
+                                  * spec.threads)
+                failed_check = checking.exception()
+                if failed_check is None:
+                    with tqdm(total=len(rows), unit="img", disable=not progress, dynamic_ncols=True,
+                              file=terminal) as bar:
+                        for row in _outcome_rows(rows, actor, workers=workers):
+                            photo = int(row["id"])
+                            seen.add(photo)
+                            src = pairs[photo][0]
+                            result.add(Outcome(kind=str(row["kind"]),
+                                               error=_as_given(str(row["error"]), rows[photo], src),
+                                               warning=_as_given(str(row["warning"]), rows[photo], src),
+                                               notes=[_as_given(n, rows[photo], src)
+                                                      for n in str(row["notes"]).split("\n") if n]))
+                            if not row["error"] and on_done is not None:
+                                on_done(src)
+                            bar.update(1)
             except KeyboardInterrupt:  # Ctrl-C: what came back is recorded; outputs are whole or absent
                 result.stopped, result.left = "interrupted", len(rows) - len(seen)
             finally:
@@ -304,12 +330,15 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, model: str | None 
                     import ray
 
                     ray.shutdown()
-        lost = [] if result.stopped else [pairs[i][0] for i in range(len(rows)) if i not in seen]
-        result.failed += [f"{src}: its block of photos failed in Ray as a whole (a rerun with --record retries only "
-                          "such files)" for src in lost]
-        keep_log = bool(lost) or any(WORKER_DIED in msg for msg in result.failed)
-        if keep_log:
-            result.notes.append(f"Ray's own messages (workers that died, blocks that failed): {log}")
+        if failed_check is not None:
+            keep_log = False
+        else:
+            lost = [] if result.stopped else [pairs[i][0] for i in range(len(rows)) if i not in seen]
+            result.failed += [f"{src}: its block of photos failed in Ray as a whole (a rerun with --record retries "
+                              "only such files)" for src in lost]
+            keep_log = bool(lost) or any(WORKER_DIED in msg for msg in result.failed)
+            if keep_log:
+                result.notes.append(f"Ray's own messages (workers that died, blocks that failed): {log}")
     except RayEngineError as e:
         raise RayEngineError(f"{e}; Ray's own messages: {log}") from None
     except Exception as e:  # the pipeline as a whole (e.g. the model cannot load in the actors)
@@ -317,6 +346,8 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, model: str | None 
     finally:
         if not keep_log:
             log.unlink(missing_ok=True)
+    if failed_check is not None:
+        raise failed_check  # the caller's own error, as it is (Ray was stopped before any photo was sent)
     return result
 
 
@@ -331,15 +362,17 @@ def _outcome_rows(rows: list[dict], actor: dict, *, workers: int | None) -> Iter
     ctx.enable_progress_bars = False  # ours is the one bar
     ctx.print_on_execution_start = False
     ctx.max_errored_blocks = -1  # a block that fails as a whole: its photos are reported, the rest go on
-    threads = actor["threads"]
+    spec = actor["colorizer"]
+    threads = spec.threads
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
-    gpu = str(actor["device"]).startswith("cuda")
+    gpu = spec.device.startswith("cuda")
     per_block = max(1, min(ROWS_PER_BLOCK, math.ceil(len(rows) / (4 * workers))))
     blocks = math.ceil(len(rows) / per_block)
     ledger = ray.remote(num_cpus=0)(_Ledger).remote()
     ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
-        _ArchiveWorker, fn_constructor_kwargs={**actor, "ledger": ledger, "device": "cuda" if gpu else actor["device"]},
+        _ArchiveWorker, fn_constructor_kwargs={**actor, "ledger": ledger,
+                                               "colorizer": replace(spec, device="cuda") if gpu else spec},
         batch_size=per_block, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=min(workers, blocks)),
         num_cpus=threads, num_gpus=1 if gpu else 0)
     yield from ds.iter_rows()

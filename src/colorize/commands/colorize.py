@@ -10,13 +10,14 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from colorize import __version__
-from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, Source, colorize_files, conflict, output_file,
-                            plan_outputs)
+from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, ColorizerSpec, Source, colorize_files, conflict,
+                            output_file, plan_outputs)
 from colorize.cli import SUBCOMMANDS
-from colorize.commands.options import add_model_options, build_colorizer, torch_installed
+from colorize.commands.options import add_model_options, colorizer_spec, torch_installed
 
 PROGRESS_SECONDS = 10.0  # without a terminal: one progress line this often
 
@@ -179,9 +180,6 @@ def run(args: argparse.Namespace) -> int:
         except RayEngineError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        if args.runtime == "onnx":
-            print("error: --engine ray runs --runtime torch only", file=sys.stderr)
-            return 2
     elif getattr(args, "address", None) or getattr(args, "workers", None):
         print("error: --address and --workers need --engine ray", file=sys.stderr)
         return 2
@@ -239,47 +237,42 @@ def run(args: argparse.Namespace) -> int:
         recorded = planned - len(pairs)
     todo = [(s, d) for s, d in pairs if args.overwrite or not d.exists()]
     skipped = len(pairs) - len(todo)
-    if engine == "ray":
-        args.runtime = "torch"  # its actors run the torch pipeline (--runtime onnx is refused above)
+    options = dict(quality=args.quality, hints_for=hints_for, confidence=args.confidence,
+                   keep_color=args.keep_color, tint_as_hints=args.tint_as_hints)
     try:
-        # the ray engine's actors load their own copies: here its model is only checked, on this machine's
-        # CPU, so that a bad weight file is one line before Ray starts
-        colorizer = build_colorizer(args, torch_options=torch_options, device="cpu" if engine == "ray" else None,
-                                    megapixels=lambda limit: _megapixels(todo, limit))
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as e:
+        spec = colorizer_spec(args, torch_options=torch_options, megapixels=lambda limit: _megapixels(todo, limit))
+        if engine == "ray":
+            from colorize.ray import colorize_pairs
+
+            # the actors build `spec` (the local engine's choice, so the same files); this process builds it on its
+            # CPU while Ray starts, as the check: a bad weight file is one line before any photo is sent
+            result = colorize_pairs(todo, colorizer=spec, address=args.address, workers=args.workers,
+                                    progress=not args.quiet, on_done=record.mark_done if record is not None else None,
+                                    check=lambda: _checked(replace(spec, device="cpu"), confidence=args.confidence),
+                                    **options)
+        else:
+            colorizer = _checked(spec, confidence=args.confidence)
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as e:  # RayEngineError too
         print(f"error: {e}", file=sys.stderr)
         if record is not None:
             record.close()
         return 2
-    if getattr(args, "confidence", False) and not colorizer.has_confidence:
-        print(f"error: --confidence needs a classification (bins) model; {colorizer.model_name} predicts "
-              "colors directly (the onnx runtime too)", file=sys.stderr)
-        if record is not None:
-            record.close()
-        return 2
-    options = dict(quality=args.quality, hints_for=hints_for, confidence=args.confidence,
-                   keep_color=args.keep_color, tint_as_hints=args.tint_as_hints)
-    if engine == "ray":
-        from colorize.ray import colorize_pairs
-
-        del colorizer
-        try:
-            result = colorize_pairs(todo, model=args.model, size=args.size, temperature=args.temperature,
-                                    saturation=args.saturation, device=args.device, threads=args.threads,
-                                    address=args.address, workers=args.workers, progress=not args.quiet,
-                                    on_done=record.mark_done if record is not None else None, **options)
-        except (RayEngineError, ValueError) as e:
-            if record is not None:
-                record.close()
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    else:
+    if engine != "ray":
         result = colorize_files(colorizer, todo, record=record,
                                 progress=lambda items: _progress(items, quiet=args.quiet), **options)
     notes = [f"{d}: same file as {first}; done once" for d, first in plan.duplicates] + result.notes
     return _report(args, result.done, skipped, list(problems) + result.failed, record, recorded, notes=notes,
                    stopped=result.stopped, left=result.left, destination=named or out_dir, kinds=result.kinds,
                    warned=result.warned)
+
+
+def _checked(spec: ColorizerSpec, *, confidence: bool):
+    """``spec`` built and able to do what the job asks; raises naming what is wrong (as :meth:`ColorizerSpec.build`)."""
+    colorizer = spec.build()
+    if confidence and not colorizer.has_confidence:
+        raise ValueError(f"--confidence needs a classification (bins) model; {colorizer.model_name} predicts "
+                         "colors directly (the onnx runtime too)")
+    return colorizer
 
 
 def _report(args: argparse.Namespace, done: int, skipped: int, failed: list[str], record, recorded: int, *,

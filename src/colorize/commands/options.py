@@ -6,7 +6,10 @@ Imports nothing heavy: ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from colorize.batch import ColorizerSpec
 
 MAX_WORK_SIZE = 2048  # the web API's cap too (web.MAX_WORK_SIZE): compute grows with its square
 # --runtime auto on the torch install: the light engine starts ~5.8 s sooner (no torch import) but takes
@@ -26,7 +29,7 @@ def working_size(text: str) -> int:
 
 def add_model_options(p: argparse.ArgumentParser, *, device: bool = True, runtime: bool = True) -> None:
     """Add ``--model --size --temperature --saturation --threads`` and, unless turned off, ``--device``
-    and ``--runtime`` (read back by :func:`build_colorizer`)."""
+    and ``--runtime`` (read back by :func:`colorizer_spec`)."""
     p.add_argument("--model", help="shipped model name or a .safetensors/.pt file (default: unet_lite0)")
     p.add_argument("--size", type=working_size, metavar="PX",
                    help=f"working size: the long side, in pixels, the network sees (at most {MAX_WORK_SIZE}); the "
@@ -66,39 +69,46 @@ def _has_onnx(model: str | None) -> bool:
     return SHIPPED[name].onnx is not None if name in SHIPPED else name.lower().endswith(".onnx")
 
 
-def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = (), device: str | None = None,
-                    megapixels: Callable[[float], float] | None = None):
-    """The colorizer the options of :func:`add_model_options` describe: a
-    :class:`colorize.pipeline.Colorizer` (torch), or with ``--runtime onnx`` (``auto`` without torch) the
-    light engine's :class:`colorize.lite.LiteColorizer`.
+def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = (),
+                   megapixels: Callable[[float], float] | None = None) -> "ColorizerSpec":
+    """Which colorizer the options of :func:`add_model_options` describe: the torch pipeline
+    (:class:`colorize.pipeline.Colorizer`), or with ``--runtime onnx`` (``auto`` without torch) the light
+    engine (:class:`colorize.lite.LiteColorizer`).
 
     Args:
         torch_options: the command's options in use that only the torch pipeline serves (``--hint``, ...);
             with them, ``--runtime onnx`` runs the network on onnxruntime inside the torch pipeline.
-        device: overrides ``--device`` (the ray engine checks the model on the driver's CPU; its actors run on
-            the device asked for).
         megapixels: ``megapixels(limit)``: the job's size, counted until past ``limit``; with ``--runtime
             auto`` on the torch install, a job past :data:`LIGHT_MAX_MEGAPIXELS` runs on torch (faster photos
             outweigh its slower start). None: a small job.
     Raises:
-        ValueError, FileNotFoundError, ImportError, RuntimeError or OSError naming what is wrong.
+        ValueError: an option needs torch and this is the light install.
     """
+    from colorize.batch import ColorizerSpec
+
     runtime = getattr(args, "runtime", "torch")
-    device = device or getattr(args, "device", "cpu")
+    device = getattr(args, "device", "cpu")
     needs_torch = list(torch_options) + ([f"--device {device}"] if device != "cpu" else [])
     if runtime == "auto":  # the light engine where it serves: same photos (within a level), a sooner start
         small = megapixels is None or megapixels(LIGHT_MAX_MEGAPIXELS) <= LIGHT_MAX_MEGAPIXELS
         light = not needs_torch and _has_onnx(args.model) and small
         runtime = "onnx" if not torch_installed() or light else "torch"
     if runtime == "onnx" and not (needs_torch and torch_installed()):
-        from colorize.lite import TORCH_ONLY, LiteColorizer
-
         if needs_torch:
-            raise ValueError(f"{', '.join(needs_torch)}: {TORCH_ONLY}")
-        return LiteColorizer(args.model, size=args.size, temperature=args.temperature, saturation=args.saturation,
-                             threads=args.threads)
-    from colorize.pipeline import Colorizer
-    from colorize.runtime import pick_device
+            from colorize.lite import TORCH_ONLY
 
-    return Colorizer(args.model, size=args.size, temperature=args.temperature, saturation=args.saturation,
-                     threads=args.threads, device=str(pick_device(device)), runtime=runtime)
+            raise ValueError(f"{', '.join(needs_torch)}: {TORCH_ONLY}")
+        return ColorizerSpec(light=True, model=args.model, size=args.size, temperature=args.temperature,
+                             saturation=args.saturation, threads=args.threads)
+    return ColorizerSpec(model=args.model, size=args.size, temperature=args.temperature, saturation=args.saturation,
+                         threads=args.threads, device=device, runtime=runtime)
+
+
+def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = (),
+                    megapixels: Callable[[float], float] | None = None):
+    """The colorizer :func:`colorizer_spec` describes, built (its model loaded).
+
+    Raises:
+        ValueError, FileNotFoundError, ImportError, RuntimeError or OSError naming what is wrong.
+    """
+    return colorizer_spec(args, torch_options=torch_options, megapixels=megapixels).build()
