@@ -176,6 +176,8 @@ def test_temporal_config_validation():
         TemporalConfig(alpha=1.0)
     with pytest.raises(ValueError, match="cut_threshold"):
         TemporalConfig(cut_threshold=2)
+    with pytest.raises(ValueError, match="ultrafast, fast, medium"):
+        TemporalConfig(flow="slow")
 
 
 # -- whole videos ----------------------------------------------------------------------------------

@@ -506,7 +506,8 @@ def video_flicker(path: str | Path, *, gray: str | Path | None = None, size: int
     Returns:
         frames, cuts, flicker (lower is steadier) and chroma (mean |ab|).
     """
-    meter = TemporalSmoother(enabled=False, measure=True)
+    # the finer flow: a meter's accuracy is worth its cost, and its readings stay comparable over time
+    meter = TemporalSmoother(TemporalConfig(flow="medium"), enabled=False, measure=True)
     frames = _lab_frames(Path(path), size)
     if gray is None:
         for l, ab in frames:
