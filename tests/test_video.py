@@ -225,6 +225,24 @@ def test_temporal_consistency_reduces_flicker_and_keeps_color(clip, tmp_path):
     assert steady["cuts"] == per_frame["cuts"] == measured_steady["cuts"] == [CUT]
 
 
+def test_frames_come_out_in_order_whatever_the_batching(clip, tmp_path):
+    """The network runs a batch ahead of the composing and encoding: every output frame is still its own
+    input frame colorized, in order, for any batch size."""
+    colorizer = Colorizer(FlickeryNet(cast=0.0))  # colors follow the content: frames tell apart
+    with av.open(str(clip)) as c:
+        expected = [colorizer.colorize_uint8(f.to_ndarray(format="rgb24")).astype(np.float32)
+                    for f in c.decode(video=0)]
+    for batch_size in (1, 5, FRAMES + 1):
+        out = tmp_path / f"b{batch_size}.mp4"
+        colorize_video(clip, out, colorizer, temporal=False, batch_size=batch_size)
+        with av.open(str(out)) as c:
+            got = [f.to_ndarray(format="rgb24").astype(np.float32) for f in c.decode(video=0)]
+        assert len(got) == FRAMES
+        for i, frame in enumerate(got):
+            errors = [float(np.abs(frame - e).mean()) for e in expected]
+            assert int(np.argmin(errors)) == i and errors[i] < 5.0, (batch_size, i, errors[i])
+
+
 def test_smoother_restarts_at_a_cut():
     smoother = TemporalSmoother()
     a, b = _texture(seed=1), _texture(seed=5) * 0.3  # a darker, different shot
