@@ -176,6 +176,8 @@ def test_temporal_config_validation():
         TemporalConfig(alpha=1.0)
     with pytest.raises(ValueError, match="cut_threshold"):
         TemporalConfig(cut_threshold=2)
+    with pytest.raises(ValueError, match="ultrafast, fast, medium"):
+        TemporalConfig(flow="slow")
 
 
 # -- whole videos ----------------------------------------------------------------------------------
@@ -221,6 +223,24 @@ def test_temporal_consistency_reduces_flicker_and_keeps_color(clip, tmp_path):
     assert chroma_ratio > 0.8 and steady["chroma"] > 0.8 * steady["chroma_per_frame"]
     assert per_frame["flicker_ratio"] == pytest.approx(1.0)
     assert steady["cuts"] == per_frame["cuts"] == measured_steady["cuts"] == [CUT]
+
+
+def test_frames_come_out_in_order_whatever_the_batching(clip, tmp_path):
+    """The network runs a batch ahead of the composing and encoding: every output frame is still its own
+    input frame colorized, in order, for any batch size."""
+    colorizer = Colorizer(FlickeryNet(cast=0.0))  # colors follow the content: frames tell apart
+    with av.open(str(clip)) as c:
+        expected = [colorizer.colorize_uint8(f.to_ndarray(format="rgb24")).astype(np.float32)
+                    for f in c.decode(video=0)]
+    for batch_size in (1, 5, FRAMES + 1):
+        out = tmp_path / f"b{batch_size}.mp4"
+        colorize_video(clip, out, colorizer, temporal=False, batch_size=batch_size)
+        with av.open(str(out)) as c:
+            got = [f.to_ndarray(format="rgb24").astype(np.float32) for f in c.decode(video=0)]
+        assert len(got) == FRAMES
+        for i, frame in enumerate(got):
+            errors = [float(np.abs(frame - e).mean()) for e in expected]
+            assert int(np.argmin(errors)) == i and errors[i] < 5.0, (batch_size, i, errors[i])
 
 
 def test_smoother_restarts_at_a_cut():

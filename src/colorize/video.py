@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, replace
 from fractions import Fraction
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from colorize.color import normalize_ab, rgb_to_lab
 from colorize.io import AtomicFile
 from colorize.layout import working_shape
-from colorize.pipeline import Colorizer
+from colorize.pipeline import Colorizer, Prepared
 from colorize.temporal import Motion, TemporalConfig, TemporalSmoother, estimate_motion, is_scene_cut
 
 if TYPE_CHECKING:
@@ -409,28 +410,43 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                            disable=not show or not sys.stderr.isatty())
                 plain = _PlainProgress(vin.frames, enabled=show and not sys.stderr.isatty())
                 batch: list[av.VideoFrame] = []
+                # the network runs on the next batch while this thread blends, composes and encodes the one
+                # before: torch, OpenCV and FFmpeg release the GIL, so the two keep both cores busy
+                network = ThreadPoolExecutor(1, thread_name_prefix="colorize-network")
+                pending: tuple[list[av.VideoFrame], Future] | None = None
 
-                def flush() -> None:
-                    for packet in _colorize_batch(batch, colorizer, smoother, vout, width, height, tracked):
-                        out.mux(packet)
-                    bar.update(len(batch))
-                    plain.update(len(batch))
-                    batch.clear()
+                def flush() -> None:  # send the batch to the network, then finish the previous one
+                    nonlocal pending
+                    sent = None
+                    if batch:
+                        frames = batch.copy()
+                        batch.clear()
+                        sent = (frames, network.submit(_predict_batch, frames, colorizer, width, height))
+                    if pending is not None:
+                        done, future = pending
+                        for packet in _compose_batch(done, *future.result(), colorizer, smoother, vout, tracked):
+                            out.mux(packet)
+                        bar.update(len(done))
+                        plain.update(len(done))
+                    pending = sent
 
                 with bar:
-                    for item in _demux(src, inp, vin, ain):
-                        if isinstance(item, av.VideoFrame):
-                            batch.append(item)
-                            if len(batch) == batch_size:
-                                flush()
-                        elif copied:
-                            item.stream = aout
-                            out.mux(item)
-                        else:
-                            for frame in item.decode():
-                                out.mux(aout.encode(frame))
-                    if batch:
-                        flush()
+                    try:
+                        for item in _demux(src, inp, vin, ain):
+                            if isinstance(item, av.VideoFrame):
+                                batch.append(item)
+                                if len(batch) == batch_size:
+                                    flush()
+                            elif copied:
+                                item.stream = aout
+                                out.mux(item)
+                            else:
+                                for frame in item.decode():
+                                    out.mux(aout.encode(frame))
+                        while batch or pending is not None:
+                            flush()
+                    finally:
+                        network.shutdown(cancel_futures=True)  # on an error: no batch starts after it
                 out.mux(vout.encode(None))
                 if aout is not None and not copied:
                     out.mux(aout.encode(None))
@@ -457,14 +473,19 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     return result
 
 
-def _colorize_batch(frames: list[av.VideoFrame], colorizer: Colorizer, smoother: TemporalSmoother,
-                    vout: av.VideoStream, width: int, height: int,
-                    hints: dict[int, list[Hint]] | None = None) -> Iterator[av.Packet]:
-    """prepare -> one batched predict -> hints -> temporal blend -> compose -> encode, for a list of frames."""
+def _predict_batch(frames: list[av.VideoFrame], colorizer: Colorizer, width: int,
+                   height: int) -> tuple[list[Prepared], torch.Tensor]:
+    """prepare -> one batched predict, for a list of frames: (their Prepared, (B, 2, h, w) ab)."""
+    prepared = [colorizer.prepare(_frame_pixels(f, width, height)) for f in frames]
+    return prepared, colorizer.predict(torch.cat([p.l_small for p in prepared]))
+
+
+def _compose_batch(frames: list[av.VideoFrame], prepared: list[Prepared], ab_small: torch.Tensor,
+                   colorizer: Colorizer, smoother: TemporalSmoother, vout: av.VideoStream,
+                   hints: dict[int, list[Hint]] | None = None) -> Iterator[av.Packet]:
+    """hints -> temporal blend -> compose -> encode, for the frames of one :func:`_predict_batch`, in order."""
     import av
 
-    prepared = [colorizer.prepare(_frame_pixels(f, width, height)) for f in frames]
-    ab_small = colorizer.predict(torch.cat([p.l_small for p in prepared]))  # (B, 2, h, w)
     for frame, prep, pred in zip(frames, prepared, ab_small, strict=True):
         frame_hints = (hints or {}).get(smoother.stats.frames)  # this frame's index in the video
         if frame_hints:
@@ -506,7 +527,8 @@ def video_flicker(path: str | Path, *, gray: str | Path | None = None, size: int
     Returns:
         frames, cuts, flicker (lower is steadier) and chroma (mean |ab|).
     """
-    meter = TemporalSmoother(enabled=False, measure=True)
+    # the finer flow: a meter's accuracy is worth its cost, and its readings stay comparable over time
+    meter = TemporalSmoother(TemporalConfig(flow="medium"), enabled=False, measure=True)
     frames = _lab_frames(Path(path), size)
     if gray is None:
         for l, ab in frames:
