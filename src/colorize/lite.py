@@ -157,8 +157,7 @@ class LiteColorizer:
             if rgb.ndim == 2:
                 l_strip = self._run("gray_lightness", gray=rgb[None, None, r0:r0 + rows.step])
             else:
-                strip = np.ascontiguousarray(rgb[r0:r0 + rows.step].transpose(2, 0, 1)[None])
-                l_strip = self._run("lightness", rgb=strip)
+                l_strip = self._run("lightness", rgb=rgb[None, r0:r0 + rows.step])
             l_full[:, :, r0:r0 + rows.step] = l_strip
         h, w = working_shape(height, width, self.size, self.stride)
         # Pillow's bilinear reduction (antialiased, exact: no reducing_gap) = F.interpolate(antialias=True)
@@ -172,7 +171,7 @@ class LiteColorizer:
         for r0 in rows:
             strip = self._run("compose", wide=wide, l=l_full[:, :, r0:r0 + rows.step],
                               first_row=np.array(r0, np.int64), height=size)
-            out[r0:r0 + rows.step] = strip[0].transpose(1, 2, 0)
+            out[r0:r0 + rows.step] = strip[0]
         return out
 
     def __call__(self, image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
