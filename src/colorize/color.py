@@ -62,14 +62,16 @@ def linear_to_srgb(lin: torch.Tensor) -> torch.Tensor:
 
 
 def _lab_f(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(t > LAB_EPSILON, t.clamp(min=LAB_EPSILON) ** (1 / 3), LAB_KAPPA * t + LAB_OFFSET)
+    """The cube root above LAB_EPSILON, the line LAB_KAPPA * t + LAB_OFFSET below it, without a branch: the
+    line is the cube root's tangent at eps, so above it everywhere, and the smaller of the two is the function."""
+    return torch.minimum(t.clamp(min=LAB_EPSILON) ** (1 / 3), LAB_KAPPA * t + LAB_OFFSET)
 
 
 def _lab_f_inv(f: torch.Tensor) -> torch.Tensor:
     """The cube above LAB_DELTA, the line (f - LAB_OFFSET) / LAB_KAPPA below it, written without a branch:
     m^3 + (f - m) / kappa with m = max(f, d), as the two pieces meet at d (twice as fast as ``torch.where``)."""
     m = f.clamp(min=LAB_DELTA)
-    return torch.add(m * m * m, f - m, alpha=1.0 / LAB_KAPPA)
+    return torch.add(m ** 3, f - m, alpha=1.0 / LAB_KAPPA)  # ** 3: one pass (x * x * x inside), in both engines
 
 
 def _white(x: torch.Tensor) -> torch.Tensor:
@@ -89,12 +91,16 @@ def lab_f_offsets(ab: torch.Tensor, *, dim: int = -3) -> torch.Tensor:
     return torch.stack([a / 500.0, torch.zeros_like(a), b / -200.0], dim=dim)
 
 
+def _clip_fz(f: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """fx, fy, fz with negative fz clipped to 0, as scikit-image does; ``shape``: a (3, 1, ...) view that
+    broadcasts along f's channel dim."""
+    return torch.maximum(f, torch.tensor([-torch.inf, -torch.inf, 0.0], device=f.device, dtype=f.dtype).view(shape))
+
+
 def _linear_from_offsets(fy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """fy (..., 1, H, W) and the offsets (..., 3, H, W) of :func:`lab_f_offsets` -> linear RGB (..., 3, H, W),
     unclipped: the Lab inverse with the white point folded into the matrix."""
-    floor = torch.tensor([-torch.inf, -torch.inf, 0.0], device=fy.device, dtype=fy.dtype).view(3, 1, 1)
-    f = torch.maximum(offsets + fy, floor)  # as scikit-image: negative z is clipped
-    return _matmul_channels(_lab_f_inv(f), RGB_FROM_WHITE_XYZ)
+    return _matmul_channels(_lab_f_inv(_clip_fz(offsets + fy, (3, 1, 1))), RGB_FROM_WHITE_XYZ)
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -120,20 +126,21 @@ def rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
     return 116.0 * _lab_f(y) - 16.0
 
 
-_SRGB_LUT: dict[torch.device, torch.Tensor] = {}
+_Y_TABLES: dict[torch.device, torch.Tensor] = {}
 
 
 def uint8_rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
     """Lightness of 8-bit sRGB, (..., 3, H, W) uint8 -> (..., 1, H, W) float32 in [0, 100].
 
-    The companding curve is a 256-entry table, so this costs a lookup, one dot product and one cube
-    root per pixel: several times cheaper than converting to float and calling :func:`rgb_to_l`.
+    Each channel's share of Y is a 256-entry table (companding and weight), so this costs three lookups and
+    one cube root per pixel: several times cheaper than converting to float and calling :func:`rgb_to_l`.
     """
-    lut = _SRGB_LUT.get(rgb.device)
-    if lut is None:
-        lut = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255).float().to(rgb.device)
-        _SRGB_LUT[rgb.device] = lut
-    y = _matmul_channels(_lookup(lut, rgb.int()), XYZ_FROM_RGB[1:2])
+    tables = _Y_TABLES.get(rgb.device)
+    if tables is None:  # (3, 256)
+        linear = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255)
+        tables = (XYZ_FROM_RGB[1][:, None] * linear).float().to(rgb.device)
+        _Y_TABLES[rgb.device] = tables
+    y = sum(_lookup(tables[c], rgb[..., c:c + 1, :, :].int()) for c in range(3))
     return 116.0 * _lab_f(y) - 16.0
 
 
@@ -190,9 +197,7 @@ def _fit_chroma(fy: torch.Tensor, offsets: torch.Tensor, steps: int, tol: float)
     matrix = RGB_FROM_WHITE_XYZ.to(fy.device, fy.dtype)
 
     def linear(scale: torch.Tensor) -> torch.Tensor:  # (N,) -> (3, N)
-        f = torch.addcmul(fy, offsets, scale)
-        f[2].clamp_(min=0.0)  # as lab_to_linear_rgb (scikit-image): negative z is clipped
-        return matrix @ _lab_f_inv(f)
+        return matrix @ _lab_f_inv(_clip_fz(torch.addcmul(fy, offsets, scale), (3, 1)))
 
     lo = torch.zeros_like(fy)
     step = 1.0

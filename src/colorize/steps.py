@@ -69,13 +69,12 @@ def guided_coefficients(guide: torch.Tensor, src: torch.Tensor, *, radius: int =
     Returns:
         A, B: (B, C, h, w) each, box-smoothed.
     """
-    mean_i = _box(guide, radius)
-    mean_p = _box(src, radius)
-    cov_ip = _box(guide * src, radius) - mean_i * mean_p
-    var_i = _box(guide * guide, radius) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
+    c = src.shape[1]
+    means = _box(torch.cat([guide, src, guide * src, guide * guide], dim=1), radius)  # one box filter for all
+    mean_i, mean_p, mean_ip, mean_ii = means.split([1, c, c, 1], dim=1)
+    a = (mean_ip - mean_i * mean_p) / (mean_ii - mean_i * mean_i + eps)  # covariance / (variance + eps)
     b = mean_p - a * mean_i
-    return _box(a, radius), _box(b, radius)
+    return _box(torch.cat([a, b], dim=1), radius).split(c, dim=1)
 
 
 def coefficients(l_small: torch.Tensor, ab: torch.Tensor, width: int, *, guided: bool = True) -> torch.Tensor:
