@@ -206,7 +206,9 @@ class Colorizer:
         l_full = prepared.l_full
         height, width = l_full.shape[-2:]
         wide = steps.coefficients(prepared.l_small, ab_small, width, guided=self.guided)
-        out = torch.empty(1, 3, height, width, device=l_full.device, dtype=torch.uint8 if uint8 else torch.float32)
+        # laid out (H, W, 3) as a photo's array is: handed over to numpy, PIL or video frames without a copy
+        out = torch.empty(1, 3, height, width, device=l_full.device, dtype=torch.uint8 if uint8 else torch.float32,
+                          memory_format=torch.channels_last)
         rows = strips(height, width)
         for r0 in rows:
             first = torch.tensor(r0, device=l_full.device)
@@ -322,7 +324,7 @@ class Colorizer:
         x = x[None, None] if x.dim() == 2 else x.permute(2, 0, 1)[None]  # (1, C, H, W) uint8 view
         prepared = self.prepare(x)
         out = self.compose(prepared, self.with_hints(prepared, self.predict(prepared.l_small), hints), uint8=True)
-        return out[0].permute(1, 2, 0).contiguous().cpu().numpy()  # torch's copy: faster than numpy's here
+        return out[0].permute(1, 2, 0).contiguous().cpu().numpy()  # already (H, W, 3) in memory: no copy
 
     def _call_numpy(self, arr: np.ndarray, hints: HintsLike = None) -> np.ndarray:
         if arr.ndim == 2 and arr.dtype == np.uint8:
