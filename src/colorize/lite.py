@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from colorize.batch import FileResult
-from colorize.io import load_input, pass_through, save_image, to_8bit
+from colorize.io import load_input, pass_through, save_image, to_8bit, upright
 from colorize import layout
 from colorize.layout import GRAPHS, L_CENTER, L_SCALE, strips, working_shape
 
@@ -206,7 +206,7 @@ class LiteColorizer:
         """Colorize one photo: a PIL image (returns PIL) or an (H, W, 3) or (H, W) uint8 array (returns an
         (H, W, 3) one)."""
         if isinstance(image, Image.Image):
-            return Image.fromarray(self.colorize_uint8(np.array(to_8bit(ImageOps.exif_transpose(image)))))
+            return Image.fromarray(self.colorize_uint8(np.array(to_8bit(upright(image)))))
         if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
                 image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
             return self.colorize_uint8(image)

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 
 from colorize import steps
 from colorize.color import normalize_l, rgb_to_l, uint8_to_l
 from colorize.batch import FileResult
-from colorize.io import pass_through, save_image, to_8bit, to_rgb
+from colorize.io import pass_through, save_image, to_8bit, to_rgb, upright
 from colorize.layout import strips, working_shape
 from colorize.models.base import optimize_for_inference
 from colorize.runtime import tune_allocator
@@ -235,7 +235,7 @@ class Colorizer:
             confidence: also measure the network's confidence (classification models only).
         """
         if isinstance(image, Image.Image):
-            rgb = torch.from_numpy(np.array(to_rgb(ImageOps.exif_transpose(image)))).permute(2, 0, 1)[None]
+            rgb = torch.from_numpy(np.array(to_rgb(upright(image)))).permute(2, 0, 1)[None]
         elif isinstance(image, np.ndarray):
             arr = image if image.ndim == 3 else image[:, :, None]
             rgb = torch.from_numpy(np.array(arr[:, :, :3])).permute(2, 0, 1)[None]  # a copy: may be read-only
@@ -308,7 +308,7 @@ class Colorizer:
                 dicts ``{"x", "y", "color", "radius"?}`` or ``"X,Y,COLOR[,RADIUS]"`` strings.
         """
         if isinstance(image, Image.Image):
-            pixels = to_8bit(ImageOps.exif_transpose(image))
+            pixels = to_8bit(upright(image))
             return Image.fromarray(self.colorize_uint8(np.array(pixels), hints=hints))
         if isinstance(image, np.ndarray):
             return self._call_numpy(image, hints)
