@@ -206,7 +206,7 @@ class LiteColorizer:
         """Colorize one photo: a PIL image (returns PIL) or an (H, W, 3) or (H, W) uint8 array (returns an
         (H, W, 3) one)."""
         if isinstance(image, Image.Image):
-            return Image.fromarray(self.colorize_uint8(np.array(to_8bit(upright(image)))))
+            return Image.fromarray(self.colorize_uint8(np.asarray(to_8bit(upright(image)))))  # read, never written
         if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
                 image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
             return self.colorize_uint8(image)
