@@ -20,6 +20,21 @@ def test_decode_bytes_and_path_alike(tmp_path):
     assert from_path.tobytes() == from_bytes.tobytes() == opened.tobytes()
 
 
+def test_engine_inputs_keep_8bit_gray_and_are_upright(tmp_path):
+    """load_input (both engines' reader) keeps 8-bit gray as it is; orientation applied as for RGB."""
+    from colorize.io import load_input
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated by 90 degrees
+    make_photo(40, 30).convert("L").save(tmp_path / "g.jpg", exif=exif)
+    img, data = load_input(tmp_path / "g.jpg")
+    assert img.mode == "L" and img.size == (30, 40) and data is None
+    assert load_image(tmp_path / "g.jpg").mode == "RGB"
+    make_photo(40, 30).save(tmp_path / "c.jpg", exif=exif)
+    img, _ = load_input(tmp_path / "c.jpg")
+    assert img.mode == "RGB" and img.size == (30, 40)
+
+
 @pytest.mark.parametrize("cut, reason", [(0.9, "truncated or corrupt"), (None, "too small")])
 def test_decode_failures_name_the_file(cut, reason):
     buf = io.BytesIO()

@@ -112,7 +112,7 @@ def test_shipped_graphs_are_the_current_steps(tmp_path):
     wide = rng.normal(0, 0.5, (1, 4, 9, 50)).astype(np.float32)
     inputs = {"lab": {"rgb": rng.uniform(0, 1, (1, 3, 6, 9)).astype(np.float32)},
               "gray_lightness": {"gray": rng.integers(0, 256, (1, 1, 11, 17), dtype=np.uint8)},
-              "lightness": {"rgb": rng.integers(0, 256, (1, 3, 11, 17), dtype=np.uint8)},
+              "lightness": {"rgb": rng.integers(0, 256, (1, 11, 17, 3), dtype=np.uint8)},
               "coefficients": {"l_small": rng.uniform(0, 100, (1, 1, 9, 13)).astype(np.float32),
                                "ab": rng.normal(0, 0.4, (1, 2, 9, 13)).astype(np.float32),
                                "row": np.zeros((1, 50), np.float32)},

@@ -20,6 +20,7 @@ XYZ_FROM_RGB = torch.tensor(
 )
 RGB_FROM_XYZ = torch.linalg.inv(XYZ_FROM_RGB)
 D65_WHITE = (0.95047, 1.0, 1.08883)  # CIE 1931 2-degree observer
+RGB_FROM_WHITE_XYZ = RGB_FROM_XYZ * torch.tensor(D65_WHITE, dtype=torch.float64)  # linear RGB from XYZ / white
 
 # CIE Lab piecewise function constants.
 LAB_EPSILON = 0.008856  # (6/29)^3: below it f(t) is linear
@@ -35,9 +36,17 @@ from colorize.layout import AB_SCALE, L_CENTER, L_SCALE  # noqa: E402,F401 (mode
 
 
 def _matmul_channels(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """Apply a 3x3 color matrix over the channel dim of (..., 3, H, W)."""
+    """Apply a (K, 3) color matrix over the channel dim of (..., 3, H, W) -> (..., K, H, W): one matrix product
+    over the flattened pixels (an ONNX MatMul, which onnxruntime runs 2x faster than an Einsum)."""
     m = matrix.to(device=x.device, dtype=x.dtype)
-    return torch.einsum("ij,...jhw->...ihw", m, x)
+    return (m @ x.flatten(-2)).view(*x.shape[:-3], m.shape[0], *x.shape[-2:])
+
+
+def _lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for a 1-D table and integer indices of any shape: a gather over the flattened indices.
+    Its ONNX export (GatherElements) runs 5-8x faster in onnxruntime than index_select's (Gather, an element
+    copy per index); torch runs both alike."""
+    return torch.gather(table.view(1, -1), 1, index.reshape(1, -1)).view(index.shape)
 
 
 def srgb_to_linear(rgb: torch.Tensor) -> torch.Tensor:
@@ -53,18 +62,45 @@ def linear_to_srgb(lin: torch.Tensor) -> torch.Tensor:
 
 
 def _lab_f(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(t > LAB_EPSILON, t.clamp(min=LAB_EPSILON) ** (1 / 3), LAB_KAPPA * t + LAB_OFFSET)
+    """The cube root above LAB_EPSILON, the line LAB_KAPPA * t + LAB_OFFSET below it, without a branch: the
+    line is the cube root's tangent at eps, so above it everywhere, and the smaller of the two is the function."""
+    return torch.minimum(t.clamp(min=LAB_EPSILON) ** (1 / 3), LAB_KAPPA * t + LAB_OFFSET)
 
 
 def _lab_f_inv(f: torch.Tensor) -> torch.Tensor:
     """The cube above LAB_DELTA, the line (f - LAB_OFFSET) / LAB_KAPPA below it, written without a branch:
-    max(f, d)^3 + (min(f, d) - d) / kappa, as the two pieces meet at d (twice as fast as ``torch.where``)."""
+    m^3 + (f - m) / kappa with m = max(f, d), as the two pieces meet at d (twice as fast as ``torch.where``)."""
     m = f.clamp(min=LAB_DELTA)
-    return torch.add(m * m * m, f.clamp(max=LAB_DELTA), alpha=1.0 / LAB_KAPPA) - LAB_DELTA / LAB_KAPPA
+    return torch.add(m ** 3, f - m, alpha=1.0 / LAB_KAPPA)  # ** 3: one pass (x * x * x inside), in both engines
 
 
 def _white(x: torch.Tensor) -> torch.Tensor:
     return torch.tensor(D65_WHITE, device=x.device, dtype=x.dtype).view(3, 1, 1)
+
+
+def lab_fy(l: torch.Tensor) -> torch.Tensor:
+    """fy = (L + 16) / 116 of the Lab inverse, for any shape of L: the point the offsets of
+    :func:`lab_f_offsets` start from."""
+    return (l + 16.0) / 116.0
+
+
+def lab_f_offsets(ab: torch.Tensor, *, dim: int = -3) -> torch.Tensor:
+    """CIE a, b along ``dim`` (2 long) -> the offsets of fx, fy, fz from :func:`lab_fy` (3 long): a / 500, 0 and
+    -b / 200 (fz before its clipping at 0). Linear in ab, so a linear model of ab maps to one of the offsets."""
+    a, b = ab.unbind(dim)
+    return torch.stack([a / 500.0, torch.zeros_like(a), b / -200.0], dim=dim)
+
+
+def _clip_fz(f: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """fx, fy, fz with negative fz clipped to 0, as scikit-image does; ``shape``: a (3, 1, ...) view that
+    broadcasts along f's channel dim."""
+    return torch.maximum(f, torch.tensor([-torch.inf, -torch.inf, 0.0], device=f.device, dtype=f.dtype).view(shape))
+
+
+def _linear_from_offsets(fy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """fy (..., 1, H, W) and the offsets (..., 3, H, W) of :func:`lab_f_offsets` -> linear RGB (..., 3, H, W),
+    unclipped: the Lab inverse with the white point folded into the matrix."""
+    return _matmul_channels(_lab_f_inv(_clip_fz(offsets + fy, (3, 1, 1))), RGB_FROM_WHITE_XYZ)
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -76,12 +112,7 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 
 def lab_to_linear_rgb(lab: torch.Tensor) -> torch.Tensor:
     """Lab (..., 3, H, W) -> linear RGB, unclipped (values outside [0, 1] are out of the sRGB gamut)."""
-    L, a, b = lab.unbind(-3)
-    fy = (L + 16.0) / 116.0
-    fx = fy + a / 500.0
-    fz = (fy - b / 200.0).clamp(min=0.0)  # as scikit-image: negative z is clipped
-    xyz = _lab_f_inv(torch.stack([fx, fy, fz], dim=-3)) * _white(lab)
-    return _matmul_channels(xyz, RGB_FROM_XYZ)
+    return _linear_from_offsets(lab_fy(lab[..., :1, :, :]), lab_f_offsets(lab[..., 1:, :, :]))
 
 
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
@@ -95,25 +126,21 @@ def rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
     return 116.0 * _lab_f(y) - 16.0
 
 
-_SRGB_LUT: dict[torch.device, torch.Tensor] = {}
+_Y_TABLES: dict[torch.device, torch.Tensor] = {}
 
 
 def uint8_rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
     """Lightness of 8-bit sRGB, (..., 3, H, W) uint8 -> (..., 1, H, W) float32 in [0, 100].
 
-    The companding curve is a 256-entry table, so this costs a lookup, one dot product and one cube
-    root per pixel: several times cheaper than converting to float and calling :func:`rgb_to_l`.
+    Each channel's share of Y is a 256-entry table (companding and weight), so this costs three lookups and
+    one cube root per pixel: several times cheaper than converting to float and calling :func:`rgb_to_l`.
     """
-    lut = _SRGB_LUT.get(rgb.device)
-    if lut is None:
-        lut = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255).float().to(rgb.device)
-        _SRGB_LUT[rgb.device] = lut
-    weights = XYZ_FROM_RGB[1].float().to(rgb.device)
-    def linear(c: int) -> torch.Tensor:  # index_select: several times faster than lut[indices]
-        channel = rgb[..., c: c + 1, :, :]
-        return lut.index_select(0, channel.reshape(-1).int()).view(channel.shape)
-
-    y = sum(linear(c) * weights[c] for c in range(3))
+    tables = _Y_TABLES.get(rgb.device)
+    if tables is None:  # (3, 256)
+        linear = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255)
+        tables = (XYZ_FROM_RGB[1][:, None] * linear).float().to(rgb.device)
+        _Y_TABLES[rgb.device] = tables
+    y = sum(_lookup(tables[c], rgb[..., c:c + 1, :, :].int()) for c in range(3))
     return 116.0 * _lab_f(y) - 16.0
 
 
@@ -128,7 +155,7 @@ def uint8_gray_to_l(gray: torch.Tensor) -> torch.Tensor:
         levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 256).expand(3, 1, 256).to(gray.device)
         table = uint8_rgb_to_l(levels).reshape(256)
         _GRAY_L[gray.device] = table
-    return table.index_select(0, gray.reshape(-1).int()).view(gray.shape)
+    return _lookup(table, gray.int())
 
 
 def uint8_to_l(image: torch.Tensor) -> torch.Tensor:
@@ -140,7 +167,7 @@ def gray_from_l(l: torch.Tensor) -> torch.Tensor:
     """The sRGB value in [0, 1] of the neutral gray with lightness ``l``, one channel: (..., 1, H, W).
     Equals every channel of :func:`gray_rgb_from_l` (up to the matrices' ~1e-4 white-point rounding)
     at a third of the cost."""
-    return linear_to_srgb(_lab_f_inv((l + 16.0) / 116.0)).clamp(0.0, 1.0)
+    return linear_to_srgb(_lab_f_inv(lab_fy(l))).clamp(0.0, 1.0)
 
 
 def gray_rgb_from_l(l: torch.Tensor) -> torch.Tensor:
@@ -155,32 +182,30 @@ def in_gamut(lab: torch.Tensor, *, tol: float = 1e-3) -> torch.Tensor:
 
 
 def _out_of_gamut(lin: torch.Tensor, tol: float) -> torch.Tensor:
-    return ((lin < -tol) | (lin > 1.0 + tol)).any(dim=-3)
+    """(..., 3, H, W) linear RGB -> (..., H, W): True where a channel is outside [-tol, 1 + tol]. The largest
+    distance from mid-range, channel by channel (onnxruntime runs a reduction over the channels 2x slower)."""
+    r, g, b = (lin - 0.5).abs().unbind(-3)
+    return torch.maximum(torch.maximum(r, g), b) > 0.5 + tol
 
 
-def _fit_pixels(lab_px: torch.Tensor, steps: int, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bisection over the chroma scale for (N, 3) out-of-gamut Lab pixels -> (fitted ab (N, 2), linear RGB (N, 3)).
+def _fit_chroma(fy: torch.Tensor, offsets: torch.Tensor, steps: int, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bisection over the chroma scale of N out-of-gamut colors, given by fy (N,) and the offsets (3, N) of
+    :func:`lab_f_offsets` -> (the scale that fits, (N,), which multiplies ab; linear RGB (3, N)).
 
-    :func:`lab_to_linear_rgb` unrolled for a scale ``s`` of ab: f = f0 + s * df (f0 and df fixed per pixel),
-    then the cube and one matrix with the white point folded in, so a step costs a few passes over N."""
-    L, a, b = lab_px.T
-    fy = (L + 16.0) / 116.0
-    f0 = torch.stack([fy, fy, fy])  # (3, N): fx, fy, fz at s = 0
-    df = torch.stack([a / 500.0, torch.zeros_like(a), -b / 200.0])
-    matrix = (RGB_FROM_XYZ * torch.tensor(D65_WHITE, dtype=torch.float64)).to(lab_px.device, lab_px.dtype)
+    :func:`lab_to_linear_rgb` unrolled for a scale ``s`` of ab: f = fy + s * offsets, then the cube and one
+    matrix with the white point folded in, so a step costs a few passes over N."""
+    matrix = RGB_FROM_WHITE_XYZ.to(fy.device, fy.dtype)
 
     def linear(scale: torch.Tensor) -> torch.Tensor:  # (N,) -> (3, N)
-        f = torch.addcmul(f0, df, scale)
-        f[2].clamp_(min=0.0)  # as lab_to_linear_rgb (scikit-image): negative z is clipped
-        return matrix @ _lab_f_inv(f)
+        return matrix @ _lab_f_inv(_clip_fz(torch.addcmul(fy, offsets, scale), (3, 1)))
 
-    lo = torch.zeros(lab_px.shape[0], device=lab_px.device, dtype=lab_px.dtype)
+    lo = torch.zeros_like(fy)
     step = 1.0
     for _ in range(steps):  # bisection with hi = lo + 2 * step: try lo + step, keep it where it fits
         step /= 2
         low, high = torch.aminmax(linear(lo + step), dim=0)  # one pass over the channels
         lo = lo + ((low >= -tol) & (high <= 1.0 + tol)).to(lo.dtype) * step
-    return lab_px[:, 1:] * lo[:, None], linear(lo).T
+    return lo, linear(lo)
 
 
 def fit_to_gamut(l: torch.Tensor, ab: torch.Tensor, *, steps: int = 8, tol: float = 1e-3) -> torch.Tensor:
@@ -195,12 +220,13 @@ def fit_to_gamut(l: torch.Tensor, ab: torch.Tensor, *, steps: int = 8, tol: floa
     Returns:
         ab with every pixel inside the sRGB gamut, same shape.
     """
-    lab = torch.cat([l, ab], dim=1)
-    bad = _out_of_gamut(lab_to_linear_rgb(lab), tol)  # (B, H, W)
+    bad = _out_of_gamut(lab_to_linear_rgb(torch.cat([l, ab], dim=1)), tol)  # (B, H, W)
     if not bad.any():
         return ab
     out = ab.permute(0, 2, 3, 1).clone()
-    out[bad] = _fit_pixels(lab.permute(0, 2, 3, 1)[bad], steps, tol)[0]
+    px = out[bad]  # (N, 2)
+    scale = _fit_chroma(lab_fy(l[:, 0][bad]), lab_f_offsets(px, dim=-1).T, steps, tol)[0]
+    out[bad] = px * scale[:, None]
     return out.permute(0, 3, 1, 2)
 
 
@@ -208,15 +234,20 @@ def lab_to_linear_rgb_in_gamut(l: torch.Tensor, ab: torch.Tensor, *, steps: int 
                                tol: float = 1e-3) -> torch.Tensor:
     """``lab_to_linear_rgb`` after :func:`fit_to_gamut`, converting the image only once: (B, 1, H, W) L
     and (B, 2, H, W) ab -> (B, 3, H, W) linear RGB inside [0, 1] (up to ``tol``), lightness exactly ``l``."""
-    lab = torch.cat([l, ab], dim=1)
-    lin = lab_to_linear_rgb(lab)
-    idx = _out_of_gamut(lin, tol).reshape(-1).nonzero().squeeze(1)  # the few pixels to fit, batch-major
+    return linear_rgb_in_gamut(lab_fy(l), lab_f_offsets(ab), steps=steps, tol=tol)
+
+
+def linear_rgb_in_gamut(fy: torch.Tensor, offsets: torch.Tensor, *, steps: int = 8, tol: float = 1e-3) -> torch.Tensor:
+    """:func:`lab_to_linear_rgb_in_gamut` of colors given by :func:`lab_fy` (B, 1, H, W) and the offsets of
+    :func:`lab_f_offsets` (B, 3, H, W) -> (B, 3, H, W) linear RGB inside [0, 1] (up to ``tol``)."""
+    lin = _linear_from_offsets(fy, offsets)
+    idx = _out_of_gamut(lin, tol).reshape(-1).nonzero().squeeze(1)  # the few pixels to fit: b * H * W + pixel
     if idx.numel():
-        b, _, h, w = lin.shape
-        lab_c = lab.transpose(0, 1).reshape(3, -1)  # channel-major (3, B*H*W): a view for one image
-        lin_c = lin.transpose(0, 1).reshape(3, -1)
-        fitted = _fit_pixels(lab_c.index_select(1, idx).T, steps, tol)[1]  # (N, 3)
-        lin = lin_c.index_copy(1, idx, fitted.T).view(3, b, h, w).transpose(0, 1)
+        hw = lin.shape[-2] * lin.shape[-1]
+        # (3, N) positions of their channels in the flat (B, 3, H, W) maps: no transposes of whole images
+        channels = idx + (idx // hw * 2 + torch.arange(3, device=idx.device)[:, None]) * hw
+        fitted = _fit_chroma(fy.reshape(-1)[idx], offsets.reshape(-1)[channels], steps, tol)[1]
+        lin = lin.reshape(-1).index_copy(0, channels.reshape(-1), fitted.reshape(-1)).view_as(lin)
     return lin
 
 
@@ -239,8 +270,7 @@ def linear_to_srgb_uint8(lin: torch.Tensor) -> torch.Tensor:
         grid = torch.linspace(0.0, 1.0, _LINEAR_LEVELS, dtype=torch.float64)
         lut = (linear_to_srgb(grid).clamp(0.0, 1.0) * 255 + 0.5).to(torch.uint8).to(lin.device)
         _UINT8_LUT[lin.device] = lut
-    index = lin.clamp(0.0, 1.0).mul_(_LINEAR_LEVELS - 1).add_(0.5).to(torch.int32)
-    return lut.index_select(0, index.view(-1)).view(index.shape)  # several times faster than lut[index]
+    return _lookup(lut, lin.clamp(0.0, 1.0).mul_(_LINEAR_LEVELS - 1).add_(0.5).to(torch.int32))
 
 
 def normalize_l(l: torch.Tensor) -> torch.Tensor:

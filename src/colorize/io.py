@@ -1,7 +1,8 @@
 """Reading and writing photos and files: the one place that decodes a photo and writes a file.
 
 - :func:`load_image` decodes a photo from a path or its bytes to 8-bit RGB with EXIF orientation
-  applied (:func:`to_rgb`: CMYK, palette, 16-bit, float, alpha and gray made 8-bit RGB); an unreadable,
+  applied (:func:`to_rgb`: CMYK, palette, 16-bit, float, alpha and gray made 8-bit RGB; the engines'
+  :func:`load_input` keeps 8-bit gray as it is); an unreadable,
   truncated, degenerate or oversized file raises :class:`ImageError` naming the file and the reason.
 - :func:`save_image` writes a photo, checked to be whole, through :func:`atomic_write` (temp file,
   fsync, rename) or :class:`AtomicFile` for writers that need a path held open (video, tar shards).
@@ -19,7 +20,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 MIN_SIDE = 8  # smaller images carry no usable content
 # The one limit on a photo's pixels (decompression-bomb guard): ~14,000 x 14,000, a 600 dpi scan of a
@@ -63,6 +64,14 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK (PIL inverts Adobe CMYK), YCbCr, LAB, HSV
 
 
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` with its EXIF orientation applied (:func:`PIL.ImageOps.exif_transpose`), or ``img`` itself when
+    there is none to apply (Pillow would copy it: 96 MB for a 24-megapixel photo)."""
+    if img.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9):
+        return ImageOps.exif_transpose(img)
+    return img
+
+
 def to_8bit(img: Image.Image) -> Image.Image:
     """8-bit gray (mode L) as it is: a third of the memory of RGB, and its lightness is one table lookup;
     anything else -> :func:`to_rgb`."""
@@ -83,10 +92,11 @@ def _open(source) -> Image.Image:
         return Image.open(source)
 
 
-def load_image(path: str | Path, *, data: bytes | None = None) -> Image.Image:
+def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool = False) -> Image.Image:
     """Open a photo as 8-bit RGB with EXIF orientation applied. Raises :class:`ImageError`.
 
     ``data``: the file's bytes (e.g. a member of a tar shard); ``path`` then only names it in errors.
+    ``keep_gray``: 8-bit gray stays as it is (:func:`to_8bit`).
     """
     try:
         with _open(Path(path) if data is None else io.BytesIO(data)) as img:
@@ -97,8 +107,7 @@ def load_image(path: str | Path, *, data: bytes | None = None) -> Image.Image:
                 warnings.warn(ImageNote(f"{path}: has {frames} frames (pages); only the first is colorized"),
                               stacklevel=2)
             img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = to_rgb(img)
+            rgb = (to_8bit if keep_gray else to_rgb)(upright(img))
     except ImageError:
         raise
     except FileNotFoundError:
@@ -118,12 +127,13 @@ def load_image(path: str | Path, *, data: bytes | None = None) -> Image.Image:
 def load_input(src) -> tuple[Image.Image, bytes | None]:
     """A job's input photo, for both engines' ``colorize_file``: a file (a path), or a photo inside a tar
     shard (:class:`colorize.shards.ShardMember`, read by seeking to it). Returns the image as
-    :func:`load_image` does, and the shard member's bytes (None for a file) for :func:`pass_through`.
-    Raises :class:`ImageError` naming it."""
+    :func:`load_image` does, 8-bit gray kept gray (a third of the memory of RGB, and its lightness is one
+    table lookup), and the shard member's bytes (None for a file) for :func:`pass_through`. Raises
+    :class:`ImageError` naming it."""
     from colorize.shards import ShardMember
 
     data = src.read_bytes() if isinstance(src, ShardMember) else None
-    return load_image(src, data=data), data
+    return load_image(src, data=data, keep_gray=True), data
 
 
 def decode(img: Image.Image, name: str | Path) -> Image.Image:
@@ -133,7 +143,7 @@ def decode(img: Image.Image, name: str | Path) -> Image.Image:
     try:
         with img:
             img.load()
-            rgb = to_rgb(ImageOps.exif_transpose(img))
+            rgb = to_rgb(upright(img))
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(name, decode_failure(e)) from None
     check_size(rgb, name)

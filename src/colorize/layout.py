@@ -21,6 +21,7 @@ def working_shape(height: int, width: int, size: int, stride: int) -> tuple[int,
     return h, w
 
 
-def strips(height: int, width: int) -> range:
-    """The first rows of the strips a (height, width) photo is processed in; ``.step`` is their height."""
-    return range(0, height, max(1, STRIP_PIXELS // width))
+def strips(height: int, width: int, pixels: int | None = None) -> range:
+    """The first rows of the strips a (height, width) photo is processed in, about ``pixels`` (None:
+    :data:`STRIP_PIXELS`) each; ``.step`` is their height."""
+    return range(0, height, max(1, (pixels or STRIP_PIXELS) // width))

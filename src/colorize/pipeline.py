@@ -15,12 +15,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 
 from colorize import steps
 from colorize.color import normalize_l, rgb_to_l, uint8_to_l
 from colorize.batch import FileResult
-from colorize.io import pass_through, save_image, to_8bit, to_rgb
+from colorize.io import pass_through, save_image, to_8bit, to_rgb, upright
 from colorize.layout import strips, working_shape
 from colorize.models.base import optimize_for_inference
 from colorize.runtime import tune_allocator
@@ -206,7 +206,9 @@ class Colorizer:
         l_full = prepared.l_full
         height, width = l_full.shape[-2:]
         wide = steps.coefficients(prepared.l_small, ab_small, width, guided=self.guided)
-        out = torch.empty(1, 3, height, width, device=l_full.device, dtype=torch.uint8 if uint8 else torch.float32)
+        # laid out (H, W, 3) as a photo's array is: handed over to numpy, PIL or video frames without a copy
+        out = torch.empty(1, 3, height, width, device=l_full.device, dtype=torch.uint8 if uint8 else torch.float32,
+                          memory_format=torch.channels_last)
         rows = strips(height, width)
         for r0 in rows:
             first = torch.tensor(r0, device=l_full.device)
@@ -233,7 +235,7 @@ class Colorizer:
             confidence: also measure the network's confidence (classification models only).
         """
         if isinstance(image, Image.Image):
-            rgb = torch.from_numpy(np.array(to_rgb(ImageOps.exif_transpose(image)))).permute(2, 0, 1)[None]
+            rgb = torch.from_numpy(np.array(to_rgb(upright(image)))).permute(2, 0, 1)[None]
         elif isinstance(image, np.ndarray):
             arr = image if image.ndim == 3 else image[:, :, None]
             rgb = torch.from_numpy(np.array(arr[:, :, :3])).permute(2, 0, 1)[None]  # a copy: may be read-only
@@ -306,7 +308,7 @@ class Colorizer:
                 dicts ``{"x", "y", "color", "radius"?}`` or ``"X,Y,COLOR[,RADIUS]"`` strings.
         """
         if isinstance(image, Image.Image):
-            pixels = to_8bit(ImageOps.exif_transpose(image))
+            pixels = to_8bit(upright(image))
             return Image.fromarray(self.colorize_uint8(np.array(pixels), hints=hints))
         if isinstance(image, np.ndarray):
             return self._call_numpy(image, hints)
@@ -322,7 +324,7 @@ class Colorizer:
         x = x[None, None] if x.dim() == 2 else x.permute(2, 0, 1)[None]  # (1, C, H, W) uint8 view
         prepared = self.prepare(x)
         out = self.compose(prepared, self.with_hints(prepared, self.predict(prepared.l_small), hints), uint8=True)
-        return out[0].permute(1, 2, 0).contiguous().cpu().numpy()  # torch's copy: faster than numpy's here
+        return out[0].permute(1, 2, 0).contiguous().cpu().numpy()  # already (H, W, 3) in memory: no copy
 
     def _call_numpy(self, arr: np.ndarray, hints: HintsLike = None) -> np.ndarray:
         if arr.ndim == 2 and arr.dtype == np.uint8:

@@ -31,9 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from colorize.color import (denormalize_ab, lab_to_linear_rgb_in_gamut, linear_to_srgb, linear_to_srgb_uint8,
-                            normalize_l, rgb_to_lab, uint8_to_l)
-from colorize.layout import GRAPHS
+from colorize.color import (denormalize_ab, lab_f_offsets, lab_fy, linear_rgb_in_gamut, linear_to_srgb,
+                            linear_to_srgb_uint8, normalize_l, rgb_to_lab, uint8_to_l)
+from colorize.layout import GRAPHS, L_CENTER, L_SCALE
 
 GUIDE_RADIUS = 2  # guided filter window (working-size pixels) and regularization (normalized L squared)
 GUIDE_EPS = 1e-3
@@ -69,13 +69,12 @@ def guided_coefficients(guide: torch.Tensor, src: torch.Tensor, *, radius: int =
     Returns:
         A, B: (B, C, h, w) each, box-smoothed.
     """
-    mean_i = _box(guide, radius)
-    mean_p = _box(src, radius)
-    cov_ip = _box(guide * src, radius) - mean_i * mean_p
-    var_i = _box(guide * guide, radius) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
+    c = src.shape[1]
+    means = _box(torch.cat([guide, src, guide * src, guide * guide], dim=1), radius)  # one box filter for all
+    mean_i, mean_p, mean_ip, mean_ii = means.split([1, c, c, 1], dim=1)
+    a = (mean_ip - mean_i * mean_p) / (mean_ii - mean_i * mean_i + eps)  # covariance / (variance + eps)
     b = mean_p - a * mean_i
-    return _box(a, radius), _box(b, radius)
+    return _box(torch.cat([a, b], dim=1), radius).split(c, dim=1)
 
 
 def coefficients(l_small: torch.Tensor, ab: torch.Tensor, width: int, *, guided: bool = True) -> torch.Tensor:
@@ -91,19 +90,29 @@ def coefficients(l_small: torch.Tensor, ab: torch.Tensor, width: int, *, guided:
     return F.interpolate(coeffs, size=(coeffs.shape[-2], width), mode="bilinear", align_corners=False)
 
 
-def resize_rows(wide: torch.Tensor, first_row: torch.Tensor, rows: int, height: int | torch.Tensor) -> torch.Tensor:
-    """Rows ``first_row .. first_row + rows`` of ``wide`` (B, C, h, W) bilinearly resized to ``height`` rows,
-    exactly as ``F.interpolate(align_corners=False)`` of the whole map would give them: (B, C, rows, W).
+def row_window(h: int, first_row: torch.Tensor, rows: int, height: int | torch.Tensor,
+               device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """How rows ``first_row .. first_row + rows`` of a map of ``h`` rows bilinearly resized to ``height`` rows
+    (``F.interpolate(align_corners=False)``) are made: from the k consecutive rows ``window`` (k,) of the map,
+    as ``weights @ map[..., window, :]`` with ``weights`` (rows, k), two nonzero weights a row.
 
-    ``first_row`` is a 0-d tensor (and ``height`` may be one) so the exported graph takes them as inputs.
+    ``first_row`` is a 0-d tensor (and ``height`` may be one) so an exported graph takes them as inputs.
     """
-    h = wide.shape[-2]
-    y = torch.arange(rows, device=wide.device, dtype=torch.float32) + first_row.to(torch.float32) + 0.5
-    src = (y * (h / torch.as_tensor(height, dtype=torch.float32)) - 0.5).clamp(min=0)
+    y = torch.arange(rows, device=device, dtype=torch.float32) + first_row.to(device, torch.float32) + 0.5
+    src = (y * (h / torch.as_tensor(height, dtype=torch.float32, device=device)) - 0.5).clamp(min=0)
     i0 = src.floor().to(torch.int64).clamp(max=h - 1)
     i1 = (i0 + 1).clamp(max=h - 1)
     wy = (src - i0.to(torch.float32)).clamp(0, 1)[:, None]
-    return torch.lerp(wide.index_select(2, i0), wide.index_select(2, i1), wy)
+    window = torch.arange(i1[-1] - i0[0] + 1, device=device) + i0[0]
+    weights = (window == i0[:, None]).float() * (1 - wy) + (window == i1[:, None]).float() * wy
+    return window, weights
+
+
+def resize_rows(wide: torch.Tensor, first_row: torch.Tensor, rows: int, height: int | torch.Tensor) -> torch.Tensor:
+    """Rows ``first_row .. first_row + rows`` of ``wide`` (B, C, h, W) bilinearly resized to ``height`` rows,
+    as ``F.interpolate(align_corners=False)`` of the whole map would give them: (B, C, rows, W)."""
+    window, weights = row_window(wide.shape[-2], first_row, rows, height, wide.device)
+    return weights @ wide.index_select(2, window)
 
 
 def compose(wide: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor, height: torch.Tensor | int, *,
@@ -119,16 +128,27 @@ def compose(wide: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor, height
     Returns:
         (1, 3, r, W) sRGB inside the gamut, lightness exactly ``l``.
     """
-    c = resize_rows(wide, first_row, l.shape[-2], height)
-    ab = c[:, :2] * normalize_l(l) + c[:, 2:]
-    lin = lab_to_linear_rgb_in_gamut(l, denormalize_ab(ab))
+    window, weights = row_window(wide.shape[-2], first_row, l.shape[-2], height, wide.device)
+    a, b = wide.index_select(2, window).split(2, dim=1)  # (1, 2, k, W) each: the k rows the strip blends
+    # ab = denormalize_ab(a * normalize_l(l) + b) is linear in l, and lab_f_offsets linear in ab: the offsets of
+    # the Lab inverse are slope * l + intercept, both made on the k rows, then blended to the strip's rows
+    slope = lab_f_offsets(denormalize_ab(a / L_SCALE))
+    intercept = lab_f_offsets(denormalize_ab(b - a * (L_CENTER / L_SCALE)))
+    offsets = torch.addcmul(weights @ intercept, weights @ slope, l)  # (1, 3, r, W)
+    lin = linear_rgb_in_gamut(lab_fy(l), offsets)
     return linear_to_srgb_uint8(lin) if uint8 else linear_to_srgb(lin).clamp_(0.0, 1.0)
 
 
 # -- the graphs the light engine runs -------------------------------------------------------------------
 class _Lightness(nn.Module):
-    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
-        return uint8_to_l(rgb)  # the channel count is fixed at export: one graph for RGB, one for gray
+    """8-bit RGB as a photo's array holds it, (1, rows, W, 3), or 8-bit gray (1, 1, rows, W) -> L (1, 1, rows, W)."""
+
+    def __init__(self, rgb: bool):
+        super().__init__()
+        self.rgb = rgb
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return uint8_to_l(image.permute(0, 3, 1, 2) if self.rgb else image)
 
 
 class _Lab(nn.Module):
@@ -144,7 +164,7 @@ class _Coefficients(nn.Module):
 class _Compose(nn.Module):
     def forward(self, wide: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor,
                 height: torch.Tensor) -> torch.Tensor:
-        return compose(wide, l, first_row, height)
+        return compose(wide, l, first_row, height).permute(0, 2, 3, 1)  # (1, rows, W, 3): the photo array's layout
 
 
 def export_graphs(folder: str | Path) -> list[Path]:
@@ -157,9 +177,10 @@ def export_graphs(folder: str | Path) -> list[Path]:
     rows, width, h, w = 24, 40, 8, 12  # example shapes for tracing; every axis below is dynamic
     l = torch.rand(1, 1, rows, width) * 100
     specs = {
-        "lightness": (_Lightness(), (torch.randint(0, 256, (1, 3, rows, width), dtype=torch.uint8),), ["rgb"], "l",
-                      {"rgb": {2: "rows", 3: "width"}, "l": {2: "rows", 3: "width"}}),
-        "gray_lightness": (_Lightness(), (torch.randint(0, 256, (1, 1, rows, width), dtype=torch.uint8),), ["gray"],
+        "lightness": (_Lightness(rgb=True), (torch.randint(0, 256, (1, rows, width, 3), dtype=torch.uint8),), ["rgb"],
+                      "l", {"rgb": {1: "rows", 2: "width"}, "l": {2: "rows", 3: "width"}}),
+        "gray_lightness": (_Lightness(rgb=False), (torch.randint(0, 256, (1, 1, rows, width), dtype=torch.uint8),),
+                           ["gray"],
                            "l", {"gray": {2: "rows", 3: "width"}, "l": {2: "rows", 3: "width"}}),
         "lab": (_Lab(), (torch.rand(1, 3, h, w),), ["rgb"], "lab", {"rgb": {2: "h", 3: "w"}, "lab": {2: "h", 3: "w"}}),
         "coefficients": (_Coefficients(), (torch.rand(1, 1, h, w) * 100, torch.rand(1, 2, h, w) - 0.5,
@@ -168,7 +189,7 @@ def export_graphs(folder: str | Path) -> list[Path]:
                           "wide": {2: "h", 3: "width"}}),
         "compose": (_Compose(), (torch.rand(1, 4, h, width), l, torch.tensor(3), torch.tensor(100)),
                     ["wide", "l", "first_row", "height"], "rgb",
-                    {"wide": {2: "h", 3: "width"}, "l": {2: "rows", 3: "width"}, "rgb": {2: "rows", 3: "width"}}),
+                    {"wide": {2: "h", 3: "width"}, "l": {2: "rows", 3: "width"}, "rgb": {1: "rows", 2: "width"}}),
     }
     assert set(specs) == set(GRAPHS)
     written = []

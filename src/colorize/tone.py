@@ -75,9 +75,13 @@ def small_rgb(image: "Image.Image | np.ndarray | Any", size: int = ANALYSIS_SIZE
         image = (image.detach().float().clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).byte().cpu().numpy()
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image if image.ndim == 2 else image[..., :3])
-    thumb = image.convert("RGB")
-    thumb.thumbnail((size, size), Image.Resampling.BOX)
-    return np.ascontiguousarray(np.asarray(thumb, np.float32).transpose(2, 0, 1)[None] / 255.0)
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    scale = size / max(image.size)
+    if scale < 1:  # reduced as Image.thumbnail does, without its full-size copy (it works in place)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.BOX, reducing_gap=2.0)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), np.float32).transpose(2, 0, 1)[None] / 255.0)
 
 
 def _torch_lab(rgb: np.ndarray) -> np.ndarray:
