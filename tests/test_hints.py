@@ -146,4 +146,5 @@ def test_contract_with_the_shipped_model():
         photo = two_regions(256, 192, levels=levels)
         before, after = lab(colorizer(photo)), lab(colorizer(photo, hints=[Hint(40, 60, BLUE)]))
         assert hue_diff(hue_deg(after[1:, :, :128]), target).max() < 10
-        assert (after[1:] - before[1:])[:, :, 128:].norm(dim=0).max() < 2.0
+        # the other region keeps its color (the column at the edge itself is shared by the upsampling)
+        assert (after[1:] - before[1:])[:, :, 129:].norm(dim=0).max() < 2.0
