@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from colorize import layout
 from colorize.batch import FileResult
 from colorize.io import load_input, pass_through, save_image, to_8bit, upright
-from colorize import layout
 from colorize.layout import GRAPHS, L_CENTER, L_SCALE, strips, working_shape
 
 if TYPE_CHECKING:
