@@ -10,7 +10,10 @@ AB_SCALE = 128.0
 
 # the step graphs exported from colorize.steps that the light engine runs
 GRAPHS = ("lab", "lightness", "gray_lightness", "coefficients", "compose")
-STRIP_PIXELS = 1 << 20  # full-resolution work is done ~1 megapixel at a time: flat memory for any size
+# full-resolution work is done a quarter megapixel at a time: flat memory for any size, and a strip's temporaries
+# (1 MB a channel) stay in the CPU's caches: on a 6000x4000 scan both engines are faster than with 1-megapixel
+# strips (torch 1.4-1.8 s -> 1.2-1.4 s, 1 core) and peak lower (torch 1230 -> 1110 MB, light 820 -> 550 MB)
+STRIP_PIXELS = 1 << 18
 
 
 def working_shape(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
@@ -21,7 +24,6 @@ def working_shape(height: int, width: int, size: int, stride: int) -> tuple[int,
     return h, w
 
 
-def strips(height: int, width: int, pixels: int | None = None) -> range:
-    """The first rows of the strips a (height, width) photo is processed in, about ``pixels`` (None:
-    :data:`STRIP_PIXELS`) each; ``.step`` is their height."""
-    return range(0, height, max(1, (pixels or STRIP_PIXELS) // width))
+def strips(height: int, width: int) -> range:
+    """The first rows of the strips a (height, width) photo is processed in; ``.step`` is their height."""
+    return range(0, height, max(1, STRIP_PIXELS // width))

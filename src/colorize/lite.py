@@ -25,7 +25,6 @@ from PIL import Image
 
 from colorize.batch import FileResult
 from colorize.io import load_input, pass_through, save_image, to_8bit, upright
-from colorize import layout
 from colorize.layout import GRAPHS, L_CENTER, L_SCALE, strips, working_shape
 
 if TYPE_CHECKING:
@@ -169,9 +168,7 @@ class LiteColorizer:
         """(H, W, 3) uint8 sRGB or (H, W) uint8 gray -> (H, W, 3) uint8 colorized, the same photo size and
         lightness."""
         height, width = rgb.shape[:2]
-        # a quarter of the torch engine's strips: each strip running holds its own onnxruntime buffers; as fast,
-        # and a 6000x4000 scan peaks at 550 MB RSS instead of 820
-        rows = strips(height, width, layout.STRIP_PIXELS // 4)
+        rows = strips(height, width)
         h, w = working_shape(height, width, self.size, self.stride)
         l_full = np.empty((1, 1, height, width), np.float32)
         narrow = np.empty((height, w), np.float32)  # l_full shrunk along its rows

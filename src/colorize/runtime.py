@@ -34,7 +34,7 @@ _allocator_tuned = False
 def tune_allocator() -> bool:
     """Let glibc's malloc keep freed memory for reuse (once per process; Linux/glibc only).
 
-    Every strip allocates the same few tensors of up to ~12 MB. By default glibc serves such blocks with
+    Every strip allocates the same few tensors of a few MB. By default glibc serves such blocks with
     fresh memory maps and gives them back to the system on free, so each strip pays page faults on
     memory it had a moment ago: measured here, 1.3-1.9x the time of the whole pipeline on 1-24
     megapixel photos. Blocks under 32 MB now come from the heap, and up to 128 MB of freed heap is kept.

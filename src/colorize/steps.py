@@ -8,18 +8,23 @@ drift apart (``tests/test_lite.py`` checks that their outputs agree within one 8
 The steps, around the network (which has its own export, :mod:`colorize.onnx`):
 
 - ``lab``: float sRGB (1, 3, h, w) -> CIE Lab, for a thumbnail's statistics (:func:`colorize.tone.classify`);
-- ``lightness``: an 8-bit RGB strip (1, 3, r, W) -> its CIE L (1, 1, r, W), in [0, 100]; ``gray_lightness`` the
-  same for an 8-bit gray strip (1, 1, r, W): a table lookup (most inputs are gray: a third of the memory);
+- ``lightness``: an 8-bit RGB strip -> its CIE L (1, 1, r, W), in [0, 100]; ``gray_lightness`` the same for an
+  8-bit gray strip (1, 1, r, W): a table lookup (most inputs are gray: a third of the memory);
 - the working-size lightness is an antialiased bilinear shrink of that (torch's ``F.interpolate`` with
   ``antialias=True`` here, Pillow's identical bilinear reduction in the light engine: a library operation,
   not ours to describe);
 - ``coefficients``: working-size L and the network's ab -> the guided filter's local linear model
   ab ~ A * L + B (A in channels 0-1, B in 2-3), widened to the photo's width: (1, 4, h, W);
 - ``compose``: those, one full-resolution strip of L and the strip's first row -> the strip in color,
-  8-bit (1, 3, r, W): A and B blended from two rows for each output row, ab = A * L + B, Lab to RGB with
-  out-of-gamut colors pulled in by their chroma (hue and lightness kept), sRGB companding.
+  8-bit (1, 3, r, W): ab = A * L + B with A and B blended from two rows for each output row (a matrix product
+  over the few rows the strip reads), Lab to RGB with out-of-gamut colors pulled in by their chroma (hue and
+  lightness kept), sRGB companding.
 
-Strips (:func:`colorize.layout.strips`) keep memory flat for any photo size.
+Strips (:func:`colorize.layout.strips`) keep memory flat for any photo size. The exported graphs take and give
+an RGB strip as the photo's array holds it, (1, r, W, 3). The torch functions are written in operations that
+onnxruntime runs fast, as they run as fast in torch: ``torch.gather`` for table lookups (ONNX GatherElements;
+onnxruntime's Gather copies element by element), matrix products for color matrices and row blends (not Einsum),
+no reductions over the channel dim, arithmetic in place of ``torch.where`` and ``torch.lerp``.
 """
 
 from __future__ import annotations
@@ -180,8 +185,7 @@ def export_graphs(folder: str | Path) -> list[Path]:
         "lightness": (_Lightness(rgb=True), (torch.randint(0, 256, (1, rows, width, 3), dtype=torch.uint8),), ["rgb"],
                       "l", {"rgb": {1: "rows", 2: "width"}, "l": {2: "rows", 3: "width"}}),
         "gray_lightness": (_Lightness(rgb=False), (torch.randint(0, 256, (1, 1, rows, width), dtype=torch.uint8),),
-                           ["gray"],
-                           "l", {"gray": {2: "rows", 3: "width"}, "l": {2: "rows", 3: "width"}}),
+                           ["gray"], "l", {"gray": {2: "rows", 3: "width"}, "l": {2: "rows", 3: "width"}}),
         "lab": (_Lab(), (torch.rand(1, 3, h, w),), ["rgb"], "lab", {"rgb": {2: "h", 3: "w"}, "lab": {2: "h", 3: "w"}}),
         "coefficients": (_Coefficients(), (torch.rand(1, 1, h, w) * 100, torch.rand(1, 2, h, w) - 0.5,
                                            torch.zeros(1, width)), ["l_small", "ab", "row"], "wide",
