@@ -19,7 +19,6 @@ Writes benchmarks/results/shard_stream.json and the "shard_stream" section of do
 from __future__ import annotations
 
 import argparse
-import io
 import tarfile
 import tempfile
 import time

@@ -301,7 +301,7 @@ def test_every_input_is_accounted_for_by_name(tiny_model_file, tmp_path, capsys)
     for name, reason in expected.items():
         assert any(name in ln and reason in ln for ln in failures), (name, captured.err)
     assert len(failures) == len(expected) and "notes.txt" not in captured.err
-    assert f"done: 2" in captured.out and f"failed: {len(expected)}" in captured.out
+    assert "done: 2" in captured.out and f"failed: {len(expected)}" in captured.out
 
 
 def test_missing_path_among_several_is_reported_and_the_rest_done(tiny_model_file, tmp_path, capsys):
