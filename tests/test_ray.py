@@ -279,6 +279,15 @@ def test_colorize_batch_without_ray(tiny_model_file):
         assert np.array_equal(got, colorizer(img))
 
 
+def test_a_local_ray_has_the_machines_cores(monkeypatch):
+    """--threads T without --workers: one actor per T cores (not one per core, each T threads); --workers N:
+    N actors' CPUs; an actor wider than the machine still gets its CPUs (else it would never be scheduled)."""
+    from colorize.ray import _local_cpus
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert [_local_cpus(None, 1), _local_cpus(None, 4), _local_cpus(3, 2), _local_cpus(None, 16)] == [8, 8, 6, 16]
+
+
 def test_the_ledger_counts_the_workers_that_died_on_each_photo():
     from colorize.ray import _Ledger
 

@@ -274,6 +274,14 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     return True
 
 
+def _local_cpus(workers: int | None, threads: int) -> int:
+    """The CPUs of a private local Ray: ``workers`` actors of ``threads`` CPUs each, or (no ``workers``) this
+    machine's cores, and at least one actor's. (Cores times ``threads`` would size the default pool at one
+    actor per core, each with ``threads`` threads: ``threads`` times the actors, and model loads, the cores
+    can run.)"""
+    return workers * threads if workers else max(os.cpu_count() or 1, threads)
+
+
 def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "ColorizerSpec | None" = None,
                    quality: int = 95, hints_for: Callable[["Source"], list] | None = None, confidence: bool = False,
                    keep_color: bool = False, tint_as_hints: bool = False, address: str | None = None,
@@ -319,7 +327,7 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "Colori
     log, keep_log, seen = Path(name), True, set()  # the log is kept unless the job ends well
     try:
         with _ray_output_to(log) as terminal:
-            started = connect(address, num_cpus=None if address else (workers or os.cpu_count() or 1) * spec.threads)
+            started = connect(address, num_cpus=None if address else _local_cpus(workers, spec.threads))
             try:
                 from tqdm import tqdm
 

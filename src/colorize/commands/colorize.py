@@ -60,7 +60,8 @@ def parser() -> argparse.ArgumentParser:
                    help="with --engine ray: join this Ray cluster (auto, HOST:PORT or ray://HOST:PORT) "
                         "instead of starting a local Ray")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="with --engine ray: colorizing actors, each loading the model once (default: one per CPU)")
+                   help="with --engine ray: colorizing actors, each loading the model once (default: one per "
+                        "--threads CPUs)")
     g = p.add_argument_group("guiding the colors")
     g.add_argument("--hint", action="append", default=[], metavar="X,Y,COLOR[,RADIUS]",
                    help="a color hint (repeatable): a point in the photo's pixels, a color (#2a6fdb, red, "
