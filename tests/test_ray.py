@@ -1,5 +1,5 @@
 """The ray engine: the local engine's inputs (folders, tar shards), outputs byte for byte, record, error
-report and nothing else on the terminal; a bad model named before any photo goes to Ray; the light engine
+report and nothing else on the terminal; a bad model named as the local engine names it; the light engine
 where the local engine picks it; a worker killed with SIGKILL mid-job; ColorizeBatch in a user's Ray Data
 pipeline; the cluster recipes.
 
@@ -97,28 +97,33 @@ def test_ray_options_need_the_ray_engine(photo_dir, tmp_path, capsys):
     assert "need --engine ray" in capsys.readouterr().err
 
 
-def test_a_bad_model_is_one_line_before_any_photo_is_sent(photo_dir, tmp_path, tiny_model_file, capfd, monkeypatch):
-    """The driver checks the model while Ray starts: its error is the local engine's one line, and Ray is
-    given no photo."""
-    pytest.importorskip("ray")
-    import colorize.ray
+@needs_ray
+def test_a_bad_model_is_the_local_engines_one_line(local_ray, photo_dir, tmp_path, tiny_model_file, capfd,
+                                                    monkeypatch):
+    """The actors load the model (the driver never does) with the local engine's check: a model that cannot be
+    used is its one line naming it, exit 2, no traceback, and no photo is read or written."""
+    from colorize.batch import ColorizerSpec
 
-    connected = []
-    monkeypatch.setattr(colorize.ray, "connect", lambda *a, **k: connected.append(1) or False)  # "already running"
-    monkeypatch.setattr(colorize.ray, "_outcome_rows", lambda *a, **k: pytest.fail("photos were sent to Ray"))
-    bad = tmp_path / "broken.safetensors"
-    bad.write_bytes(tiny_model_file.read_bytes()[:1000])
-    errors = []
-    for engine in ("local", "ray"):
-        assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(bad), "-q", "--engine", engine]) == 2
-        errors.append(capfd.readouterr().err)
-    assert errors[0] == errors[1], errors  # the local engine's one line, exit code 2 alike
-    assert errors[1].startswith(f"error: {bad}: not a readable safetensors file") and len(errors[1].splitlines()) == 1
+    monkeypatch.chdir(tmp_path)  # weight files given relative to here: the actors work elsewhere
+    Path("broken.safetensors").write_bytes(tiny_model_file.read_bytes()[:1000])
+    build = ColorizerSpec.build
+
+    def run(engine: str, *args: str) -> str:
+        """``colorize photos -o out ARGS -q --engine ENGINE``: exit 2; what it printed."""
+        monkeypatch.setattr(ColorizerSpec, "build", build if engine == "local" else
+                            lambda spec: pytest.fail("the ray engine's driver loaded the model"))
+        assert main([str(photo_dir), "-o", "out", *args, "-q", "--engine", engine]) == 2
+        return capfd.readouterr().err
+
+    for model, line in [("broken.safetensors", "error: broken.safetensors: not a readable safetensors file"),
+                        ("missing.safetensors", "error: model file not found: missing.safetensors")]:
+        local, ray = (run(engine, "--model", model) for engine in ("local", "ray"))
+        assert ray == local, (local, ray)  # the local engine's one line, exit code 2 alike
+        assert ray.startswith(line) and len(ray.splitlines()) == 1 and "Traceback" not in ray
     # --confidence with a model that has no color distribution: the same check as the local engine's
-    args = [str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file), "--confidence", "-q"]
-    assert main([*args, "--engine", "ray"]) == 2
-    assert "--confidence needs a classification (bins) model" in capfd.readouterr().err
-    assert connected == [1, 1] and not (tmp_path / "out").exists()
+    local, ray = (run(engine, "--model", str(tiny_model_file), "--confidence") for engine in ("local", "ray"))
+    assert ray == local and "--confidence needs a classification (bins) model" in ray
+    assert not Path("out").exists()
 
 
 def _shards_with_bad_members(photos: Path, out: Path) -> Path:
@@ -272,6 +277,15 @@ def test_colorize_batch_without_ray(tiny_model_file):
     assert ragged.dtype == object and ragged[1].shape == (40, 80, 3)
     for got, img in zip([*stacked["image"], *ragged], same + mixed):
         assert np.array_equal(got, colorizer(img))
+
+
+def test_a_local_ray_has_the_machines_cores(monkeypatch):
+    """--threads T without --workers: one actor per T cores (not one per core, each T threads); --workers N:
+    N actors' CPUs; an actor wider than the machine still gets its CPUs (else it would never be scheduled)."""
+    from colorize.ray import _local_cpus
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert [_local_cpus(None, 1), _local_cpus(None, 4), _local_cpus(3, 2), _local_cpus(None, 16)] == [8, 8, 6, 16]
 
 
 def test_the_ledger_counts_the_workers_that_died_on_each_photo():

@@ -160,6 +160,9 @@ def conflict(pairs: list[tuple[Source, Path]], *, named: bool, in_place_ok: bool
     return None
 
 
+MODEL_ERRORS = (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError)  # a model that cannot be used
+
+
 @dataclass(frozen=True)
 class ColorizerSpec:
     """Which colorizer a job runs, as data: :meth:`build` makes it in this process, and the ray engine's
@@ -180,8 +183,7 @@ class ColorizerSpec:
             raise ValueError("the light engine has no device or runtime to set (they need torch)")
 
     def build(self) -> "Colorizer | LiteColorizer":
-        """The colorizer, its model loaded (ValueError, FileNotFoundError, ImportError, RuntimeError or
-        OSError name what is wrong with it)."""
+        """The colorizer, its model loaded (one of :data:`MODEL_ERRORS` names what is wrong with it)."""
         if self.light:
             from colorize.lite import LiteColorizer
 
@@ -192,6 +194,22 @@ class ColorizerSpec:
 
         return Colorizer(self.model, size=self.size, temperature=self.temperature, saturation=self.saturation,
                          threads=self.threads, device=str(pick_device(self.device)), runtime=self.runtime)
+
+
+def usable_colorizer(spec: ColorizerSpec, *, confidence: bool = False) -> "Colorizer | LiteColorizer":
+    """``spec`` built, and able to do what the job asks: both engines' one check of the model (the ray engine's
+    actors run it), so a bad weight file or a model that cannot serve an option is the same message on either.
+
+    Args:
+        confidence: the job writes confidence maps (a classification model is needed).
+    Raises:
+        one of :data:`MODEL_ERRORS`, naming what is wrong.
+    """
+    colorizer = spec.build()
+    if confidence and not colorizer.has_confidence:
+        raise ValueError(f"--confidence needs a classification (bins) model; {colorizer.model_name} predicts "
+                         "colors directly (the onnx runtime too)")
+    return colorizer
 
 
 @dataclass

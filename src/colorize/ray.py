@@ -4,10 +4,12 @@ pipeline on one machine or a cluster.
 The driver lists the inputs and holds the record (as ``colorize IN -o OUT`` does: photo files and
 photos inside tar shards alike, :func:`colorize.batch.plan_outputs`); Ray Data streams one small row
 per photo (where to read it, where to write it, its hints) in blocks of a few photos through an actor
-pool. Each actor loads the model once and runs the local engine's step, :func:`colorize.batch.colorize_one`,
-on its photos: read and decode (a shard member by seeking to its bytes), colorize, write atomically
-(temp file, then rename); it returns one small row per photo: its outcome. The driver records a
-photo as done only when its row comes back, so the record never holds a file whose output is not in place.
+pool. Each actor loads the model once, checked as the local engine checks it (the driver never loads it: a
+model that cannot be used stops the job with the local engine's message, before any photo is read), and runs
+the local engine's step, :func:`colorize.batch.colorize_one`, on its photos: read and decode (a shard
+member by seeking to its bytes), colorize, write atomically (temp file, then rename); it returns one small
+row per photo: its outcome. The driver records a photo as done only when its row comes back, so the
+record never holds a file whose output is not in place.
 
 Faults: an actor whose process dies is restarted and its block retried (Ray Data's default). A
 ledger actor counts, per photo, the workers that died while colorizing it; at ``MAX_WORKER_DEATHS``
@@ -40,7 +42,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TextIO
 import numpy as np
 
 if TYPE_CHECKING:
-    from colorize.batch import BatchResult, ColorizerSpec, Source
+    from colorize.batch import BatchResult, ColorizerSpec, Outcome, Source
 
 INSTALL_HINT = "the ray engine needs Ray: pip install 'colorize[ray]' (or pip install 'ray[data]==2.60.0')"
 MAX_WORKER_DEATHS = 3  # workers that may die while colorizing one photo before it is reported as failed
@@ -50,6 +52,11 @@ ROWS_PER_BLOCK = 8  # photos per block: a block is the unit of retry, so a lost 
 
 class RayEngineError(RuntimeError):
     """The Ray job could not run (no Ray, no cluster, the pipeline failed); ``str(e)`` says why."""
+
+
+class UnusableModel(ValueError):
+    """The actors could not build the colorizer (a bad weight file, an option the model cannot serve); ``str(e)``
+    is the local engine's message. The job stopped before any photo was read."""
 
 
 def require_ray():
@@ -130,39 +137,54 @@ class _Ledger:
 
 class _ArchiveWorker:
     """The archive job's actor: :func:`colorize.batch.colorize_one` on each photo of a block (read and
-    decode, colorize, write atomically), the local engine's step; returns small rows only."""
+    decode, colorize, write atomically), the local engine's step; returns small rows only.
+
+    It builds the colorizer with the local engine's check (:func:`colorize.batch.usable_colorizer`); one that
+    cannot be used is not an actor failure (Ray would retry it) but a column of its rows, ``unusable``: the
+    message, with which the driver stops the job."""
 
     def __init__(self, *, colorizer: "ColorizerSpec", ledger, quality: int, confidence: bool, keep_color: bool,
                  tint_as_hints: bool):
-        self.colorizer = colorizer.build()
+        from colorize.batch import MODEL_ERRORS, usable_colorizer
+
+        self.colorizer, self.unusable = None, ""  # unusable: why the colorizer cannot be built
+        try:
+            self.colorizer = usable_colorizer(colorizer, confidence=confidence)
+        except MODEL_ERRORS as e:
+            self.unusable = str(e)
         self.ledger = ledger
         self.options = dict(quality=quality, confidence=confidence, keep_color=keep_color,
                             tint_as_hints=tint_as_hints)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from colorize.batch import Outcome
+
+        ids = [int(photo) for photo in batch["id"]]
+        outcomes = [Outcome() if self.unusable else self._colorize(batch, k, photo) for k, photo in enumerate(ids)]
+        return {"id": np.array(ids, dtype=np.int64), "unusable": np.array([self.unusable] * len(ids), dtype=object),
+                **{name: np.array(values, dtype=object) for name, values in [
+                    ("error", [o.error for o in outcomes]), ("kind", [o.kind for o in outcomes]),
+                    ("warning", [o.warning for o in outcomes]), ("notes", ["\n".join(o.notes) for o in outcomes])]}}
+
+    def _colorize(self, batch: dict[str, np.ndarray], k: int, photo: int) -> "Outcome":
+        """Row ``k`` of the block, photo ``photo``: the local engine's step, unless its workers keep dying on it."""
         import ray
 
         from colorize.batch import Outcome, colorize_one
 
-        out: dict[str, list] = {"id": [], "error": [], "kind": [], "warning": [], "notes": []}
-        for k, photo in enumerate(batch["id"]):
-            photo, src, dst = int(photo), _source(batch, k), Path(str(batch["dst"][k]))
-            died = ray.get(self.ledger.start.remote(photo))
-            if died >= MAX_WORKER_DEATHS:
-                outcome = Outcome(error=f"{src}: {WORKER_DIED} {died} times while colorizing it; not tried again "
-                                        "(a rerun with --record retries only such files)")
-            else:
-                try:
-                    outcome = colorize_one(self.colorizer, src, dst, hints=_hints_of(str(batch["hints"][k])),
-                                           **self.options)
-                except Exception as e:  # a decoder bug: report the file, never fail (and retry) the block
-                    outcome = Outcome(error=f"{src}: cannot colorize ({type(e).__name__}: {e})")
-            self.ledger.finish.remote(photo)
-            for name, value in [("id", photo), ("error", outcome.error), ("kind", outcome.kind),
-                                ("warning", outcome.warning), ("notes", "\n".join(outcome.notes))]:
-                out[name].append(value)
-        return {"id": np.array(out.pop("id"), dtype=np.int64),
-                **{name: np.array(values, dtype=object) for name, values in out.items()}}
+        src, dst = _source(batch, k), Path(str(batch["dst"][k]))
+        died = ray.get(self.ledger.start.remote(photo))
+        if died >= MAX_WORKER_DEATHS:
+            outcome = Outcome(error=f"{src}: {WORKER_DIED} {died} times while colorizing it; not tried again "
+                                    "(a rerun with --record retries only such files)")
+        else:
+            try:
+                outcome = colorize_one(self.colorizer, src, dst, hints=_hints_of(str(batch["hints"][k])),
+                                       **self.options)
+            except Exception as e:  # a decoder bug: report the file, never fail (and retry) the block
+                outcome = Outcome(error=f"{src}: cannot colorize ({type(e).__name__}: {e})")
+        self.ledger.finish.remote(photo)
+        return outcome
 
 
 def _row(photo: int, src: "Source", dst: Path, hints: list) -> dict:
@@ -252,11 +274,19 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     return True
 
 
+def _local_cpus(workers: int | None, threads: int) -> int:
+    """The CPUs of a private local Ray: ``workers`` actors of ``threads`` CPUs each, or (no ``workers``) this
+    machine's cores, and at least one actor's. (Cores times ``threads`` would size the default pool at one
+    actor per core, each with ``threads`` threads: ``threads`` times the actors, and model loads, the cores
+    can run.)"""
+    return workers * threads if workers else max(os.cpu_count() or 1, threads)
+
+
 def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "ColorizerSpec | None" = None,
                    quality: int = 95, hints_for: Callable[["Source"], list] | None = None, confidence: bool = False,
                    keep_color: bool = False, tint_as_hints: bool = False, address: str | None = None,
-                   workers: int | None = None, check: Callable[[], object] | None = None,
-                   on_done: Callable[["Source"], None] | None = None, progress: bool = True) -> "BatchResult":
+                   workers: int | None = None, on_done: Callable[["Source"], None] | None = None,
+                   progress: bool = True) -> "BatchResult":
     """Colorize every (input, output) pair on Ray, each with :func:`colorize.batch.colorize_one` as the
     local engine does: the same outputs, byte for byte, and the same report.
 
@@ -264,65 +294,57 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "Colori
         pairs: inputs (files, or photos in tar shards) and their outputs; every Ray node must see them
             under these paths (shared storage).
         colorizer: what each actor builds and runs (None: the default model on torch), as the local engine
-            would; its ``threads`` (default 1) are each actor's torch threads and Ray CPUs, its device
-            ``cuda`` gives each actor a GPU.
+            would, checked as the local engine checks it (:func:`colorize.batch.usable_colorizer`: this
+            process never loads the model); its ``threads`` (default 1) are each actor's threads and Ray CPUs,
+            its device ``cuda`` gives each actor a GPU.
         quality, hints_for, confidence, keep_color, tint_as_hints: as for :func:`colorize.batch.colorize_files`.
         address: a running cluster to join; None starts a local Ray (and stops it at the end).
         workers: colorizing actors; default: one per ``threads`` CPUs of the cluster.
-        check: run in this process while Ray starts, e.g. build the colorizer once to check the model (as
-            the ``colorize`` command does); its exception, raised as it is, stops Ray before any photo is sent.
-            Run even when there is nothing to do.
         on_done: called in this process with each input whose output is in place (e.g. to record it).
         progress: show one progress bar.
     Raises:
+        UnusableModel: the actors could not build the colorizer (no photo was read).
         RayEngineError: Ray is missing, the cluster is unreachable, or the pipeline failed as a whole
             (the message names the log of Ray's own messages).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from colorize.batch import BatchResult, ColorizerSpec, Outcome
 
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     result = BatchResult()
     if not pairs:
-        if check is not None:
-            check()
         return result
     require_ray()
     spec = colorizer or ColorizerSpec()
-    spec = replace(spec, threads=max(1, spec.threads or 1))
+    given = spec.model  # a weight file goes to the actors as an absolute path, and is named as given
+    model = os.path.abspath(given) if given and os.path.exists(given) else given
+    spec = replace(spec, model=model, threads=max(1, spec.threads or 1))
     rows = [_row(i, src, dst, hints_for(src) if hints_for else []) for i, (src, dst) in enumerate(pairs)]
     actor = dict(colorizer=spec, quality=quality, confidence=confidence, keep_color=keep_color,
                  tint_as_hints=tint_as_hints)
     fd, name = tempfile.mkstemp(prefix="colorize-ray-", suffix=".log")
     os.close(fd)
-    log, keep_log, seen, failed_check = Path(name), True, set(), None  # the log is kept unless the job ends well
+    log, keep_log, seen = Path(name), True, set()  # the log is kept unless the job ends well
     try:
-        from tqdm import tqdm
-
-        with _ray_output_to(log) as terminal, ThreadPoolExecutor(1, thread_name_prefix="colorize-check") as pool:
-            checking = pool.submit(check or (lambda: None))  # seconds (a model load) spent while Ray starts
-            started = False
+        with _ray_output_to(log) as terminal:
+            started = connect(address, num_cpus=None if address else _local_cpus(workers, spec.threads))
             try:
-                started = connect(address, num_cpus=None if address else (workers or os.cpu_count() or 1)
-                                  * spec.threads)
-                failed_check = checking.exception()
-                if failed_check is None:
-                    with tqdm(total=len(rows), unit="img", disable=not progress, dynamic_ncols=True,
-                              file=terminal) as bar:
-                        for row in _outcome_rows(rows, actor, workers=workers):
-                            photo = int(row["id"])
-                            seen.add(photo)
-                            src = pairs[photo][0]
-                            result.add(Outcome(kind=str(row["kind"]),
-                                               error=_as_given(str(row["error"]), rows[photo], src),
-                                               warning=_as_given(str(row["warning"]), rows[photo], src),
-                                               notes=[_as_given(n, rows[photo], src)
-                                                      for n in str(row["notes"]).split("\n") if n]))
-                            if not row["error"] and on_done is not None:
-                                on_done(src)
-                            bar.update(1)
+                from tqdm import tqdm
+
+                with tqdm(total=len(rows), unit="img", disable=not progress, dynamic_ncols=True, file=terminal) as bar:
+                    for row in _outcome_rows(rows, actor, workers=workers):
+                        if row["unusable"]:
+                            raise UnusableModel(str(row["unusable"]).replace(str(model), str(given)))
+                        photo = int(row["id"])
+                        seen.add(photo)
+                        src = pairs[photo][0]
+                        result.add(Outcome(kind=str(row["kind"]), error=_as_given(str(row["error"]), rows[photo], src),
+                                           warning=_as_given(str(row["warning"]), rows[photo], src),
+                                           notes=[_as_given(n, rows[photo], src)
+                                                  for n in str(row["notes"]).split("\n") if n]))
+                        if not row["error"] and on_done is not None:
+                            on_done(src)
+                        bar.update(1)
             except KeyboardInterrupt:  # Ctrl-C: what came back is recorded; outputs are whole or absent
                 result.stopped, result.left = "interrupted", len(rows) - len(seen)
             finally:
@@ -330,24 +352,22 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "Colori
                     import ray
 
                     ray.shutdown()
-        if failed_check is not None:
-            keep_log = False
-        else:
-            lost = [] if result.stopped else [pairs[i][0] for i in range(len(rows)) if i not in seen]
-            result.failed += [f"{src}: its block of photos failed in Ray as a whole (a rerun with --record retries "
-                              "only such files)" for src in lost]
-            keep_log = bool(lost) or any(WORKER_DIED in msg for msg in result.failed)
-            if keep_log:
-                result.notes.append(f"Ray's own messages (workers that died, blocks that failed): {log}")
+        lost = [] if result.stopped else [pairs[i][0] for i in range(len(rows)) if i not in seen]
+        result.failed += [f"{src}: its block of photos failed in Ray as a whole (a rerun with --record retries only "
+                          "such files)" for src in lost]
+        keep_log = bool(lost) or any(WORKER_DIED in msg for msg in result.failed)
+        if keep_log:
+            result.notes.append(f"Ray's own messages (workers that died, blocks that failed): {log}")
+    except UnusableModel:
+        keep_log = False  # ours is the message
+        raise
     except RayEngineError as e:
         raise RayEngineError(f"{e}; Ray's own messages: {log}") from None
-    except Exception as e:  # the pipeline as a whole (e.g. the model cannot load in the actors)
+    except Exception as e:  # the pipeline as a whole
         raise RayEngineError(f"the Ray job failed: {_first_line(e)}; Ray's own messages: {log}") from None
     finally:
         if not keep_log:
             log.unlink(missing_ok=True)
-    if failed_check is not None:
-        raise failed_check  # the caller's own error, as it is (Ray was stopped before any photo was sent)
     return result
 
 

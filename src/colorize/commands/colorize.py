@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from colorize import __version__
-from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, ColorizerSpec, Source, colorize_files, conflict,
-                            output_file, plan_outputs)
+from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, MODEL_ERRORS, Source, colorize_files, conflict,
+                            output_file, plan_outputs, usable_colorizer)
 from colorize.cli import SUBCOMMANDS
 from colorize.commands.options import add_model_options, colorizer_spec, torch_installed
 
@@ -60,7 +60,8 @@ def parser() -> argparse.ArgumentParser:
                    help="with --engine ray: join this Ray cluster (auto, HOST:PORT or ray://HOST:PORT) "
                         "instead of starting a local Ray")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="with --engine ray: colorizing actors, each loading the model once (default: one per CPU)")
+                   help="with --engine ray: colorizing actors, each loading the model once (default: one per "
+                        "--threads CPUs)")
     g = p.add_argument_group("guiding the colors")
     g.add_argument("--hint", action="append", default=[], metavar="X,Y,COLOR[,RADIUS]",
                    help="a color hint (repeatable): a point in the photo's pixels, a color (#2a6fdb, red, "
@@ -239,40 +240,32 @@ def run(args: argparse.Namespace) -> int:
     skipped = len(pairs) - len(todo)
     options = dict(quality=args.quality, hints_for=hints_for, confidence=args.confidence,
                    keep_color=args.keep_color, tint_as_hints=args.tint_as_hints)
+    ray_job = engine == "ray" and bool(todo)  # nothing to do: no Ray job, the model checked here as by the local engine
     try:
         spec = colorizer_spec(args, torch_options=torch_options, megapixels=lambda limit: _megapixels(todo, limit))
-        if engine == "ray":
+        if ray_job:
             from colorize.ray import colorize_pairs
 
-            # the actors build `spec` (the local engine's choice, so the same files); this process builds it on its
-            # CPU while Ray starts, as the check: a bad weight file is one line before any photo is sent
+            # the actors build `spec` (the local engine's choice, so the same files) and check it as the local engine
+            # does; this process never loads the model (seconds of imports, spent again in every actor)
             result = colorize_pairs(todo, colorizer=spec, address=args.address, workers=args.workers,
                                     progress=not args.quiet, on_done=record.mark_done if record is not None else None,
-                                    check=lambda: _checked(replace(spec, device="cpu"), confidence=args.confidence),
                                     **options)
-        else:
-            colorizer = _checked(spec, confidence=args.confidence)
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as e:  # RayEngineError too
+        else:  # the ray engine's actors may have a device this machine has not
+            colorizer = usable_colorizer(replace(spec, device="cpu") if engine == "ray" else spec,
+                                         confidence=args.confidence)
+    except MODEL_ERRORS as e:  # RayEngineError too
         print(f"error: {e}", file=sys.stderr)
         if record is not None:
             record.close()
         return 2
-    if engine != "ray":
+    if not ray_job:
         result = colorize_files(colorizer, todo, record=record,
                                 progress=lambda items: _progress(items, quiet=args.quiet), **options)
     notes = [f"{d}: same file as {first}; done once" for d, first in plan.duplicates] + result.notes
     return _report(args, result.done, skipped, list(problems) + result.failed, record, recorded, notes=notes,
                    stopped=result.stopped, left=result.left, destination=named or out_dir, kinds=result.kinds,
                    warned=result.warned)
-
-
-def _checked(spec: ColorizerSpec, *, confidence: bool):
-    """``spec`` built and able to do what the job asks; raises naming what is wrong (as :meth:`ColorizerSpec.build`)."""
-    colorizer = spec.build()
-    if confidence and not colorizer.has_confidence:
-        raise ValueError(f"--confidence needs a classification (bins) model; {colorizer.model_name} predicts "
-                         "colors directly (the onnx runtime too)")
-    return colorizer
 
 
 def _report(args: argparse.Namespace, done: int, skipped: int, failed: list[str], record, recorded: int, *,

@@ -109,6 +109,6 @@ def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = (),
     """The colorizer :func:`colorizer_spec` describes, built (its model loaded).
 
     Raises:
-        ValueError, FileNotFoundError, ImportError, RuntimeError or OSError naming what is wrong.
+        one of :data:`colorize.batch.MODEL_ERRORS`, naming what is wrong.
     """
     return colorizer_spec(args, torch_options=torch_options, megapixels=megapixels).build()
