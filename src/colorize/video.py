@@ -13,7 +13,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, replace
 from fractions import Fraction
@@ -410,12 +411,15 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                            disable=not show or not sys.stderr.isatty())
                 plain = _PlainProgress(vin.frames, enabled=show and not sys.stderr.isatty())
                 batch: list[av.VideoFrame] = []
-                # the network runs on the next batch while this thread blends, composes and encodes the one
-                # before: torch, OpenCV and FFmpeg release the GIL, so the two keep both cores busy
+                # three threads side by side (torch, OpenCV, onnxruntime and FFmpeg let go of the GIL): the network
+                # thread prepares and predicts the next batch; this one decodes and carries colors along the motion
+                # (in order: each frame needs the one before); the writer composes at full resolution, encodes and
+                # muxes, in order (audio packets go through it too: one thread muxes)
                 network = ThreadPoolExecutor(1, thread_name_prefix="colorize-network")
+                writer = _Writer(out, depth=2 * batch_size, progress=lambda n: (bar.update(n), plain.update(n)))
                 pending: tuple[list[av.VideoFrame], Future] | None = None
 
-                def flush() -> None:  # send the batch to the network, then finish the previous one
+                def flush() -> None:  # send the batch to the network, then smooth the previous one
                     nonlocal pending
                     sent = None
                     if batch:
@@ -423,11 +427,10 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                         batch.clear()
                         sent = (frames, network.submit(_predict_batch, frames, colorizer, width, height))
                     if pending is not None:
-                        done, future = pending
-                        for packet in _compose_batch(done, *future.result(), colorizer, smoother, vout, tracked):
-                            out.mux(packet)
-                        bar.update(len(done))
-                        plain.update(len(done))
+                        frames, future = pending
+                        smoothed = _smooth_batch(*future.result(), colorizer, smoother, tracked)
+                        for frame, (prep, ab) in zip(frames, smoothed, strict=True):
+                            writer.put(_finish_frame, frame, prep, ab, colorizer, vout, frames=1)
                     pending = sent
 
                 with bar:
@@ -439,17 +442,18 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                                     flush()
                             elif copied:
                                 item.stream = aout
-                                out.mux(item)
+                                writer.put(lambda packet: (packet,), item)
                             else:
-                                for frame in item.decode():
-                                    out.mux(aout.encode(frame))
+                                writer.put(lambda packet: [p for f in packet.decode() for p in aout.encode(f)], item)
                         while batch or pending is not None:
                             flush()
+                        writer.put(vout.encode, None)  # the encoder's delayed frames
+                        if aout is not None and not copied:
+                            writer.put(aout.encode, None)
+                        writer.join()
                     finally:
                         network.shutdown(cancel_futures=True)  # on an error: no batch starts after it
-                out.mux(vout.encode(None))
-                if aout is not None and not copied:
-                    out.mux(aout.encode(None))
+                        writer.close()
             except BaseException:
                 with contextlib.suppress(Exception):  # the first error is the one worth reporting
                     out.close()
@@ -480,24 +484,74 @@ def _predict_batch(frames: list[av.VideoFrame], colorizer: Colorizer, width: int
     return prepared, colorizer.predict(torch.cat([p.l_small for p in prepared]))
 
 
-def _compose_batch(frames: list[av.VideoFrame], prepared: list[Prepared], ab_small: torch.Tensor,
-                   colorizer: Colorizer, smoother: TemporalSmoother, vout: av.VideoStream,
-                   hints: dict[int, list[Hint]] | None = None) -> Iterator[av.Packet]:
-    """hints -> temporal blend -> compose -> encode, for the frames of one :func:`_predict_batch`, in order."""
-    import av
-
-    for frame, prep, pred in zip(frames, prepared, ab_small, strict=True):
+def _smooth_batch(prepared: list[Prepared], ab_small: torch.Tensor, colorizer: Colorizer,
+                  smoother: TemporalSmoother, hints: dict[int, list[Hint]] | None = None
+                  ) -> Iterator[tuple[Prepared, torch.Tensor]]:
+    """hints -> temporal blend, for the frames of one :func:`_predict_batch`, in order: (Prepared, the (1, 2, h, w)
+    ab to compose) for each."""
+    for prep, pred in zip(prepared, ab_small, strict=True):
         frame_hints = (hints or {}).get(smoother.stats.frames)  # this frame's index in the video
         if frame_hints:
             pred = colorizer.with_hints(prep, pred[None], frame_hints)[0]
         l = prep.l_small[0, 0].cpu().numpy()
         ab = smoother(l, pred.permute(1, 2, 0).cpu().numpy())
-        ab_t = torch.from_numpy(np.ascontiguousarray(ab)).permute(2, 0, 1)[None].to(colorizer.device)
-        rgb = colorizer.compose(prep, ab_t, uint8=True)  # (1, 3, H, W) uint8
-        new = av.VideoFrame.from_ndarray(rgb[0].permute(1, 2, 0).contiguous().cpu().numpy(), format="rgb24")
-        new.pts, new.time_base, new.duration = frame.pts, frame.time_base, frame.duration
-        new.colorspace = frame.colorspace  # encode with the input's YUV matrix
-        yield from vout.encode(new)
+        yield prep, torch.from_numpy(np.ascontiguousarray(ab)).permute(2, 0, 1)[None].to(colorizer.device)
+
+
+def _finish_frame(frame: av.VideoFrame, prep: Prepared, ab: torch.Tensor, colorizer: Colorizer,
+                  vout: av.VideoStream) -> list[av.Packet]:
+    """compose -> encode, for one frame of :func:`_smooth_batch`, with the input frame's timing and YUV matrix."""
+    import av
+
+    rgb = colorizer.compose(prep, ab, uint8=True)  # (1, 3, H, W) uint8, laid out (H, W, 3)
+    new = av.VideoFrame.from_ndarray(rgb[0].permute(1, 2, 0).contiguous().cpu().numpy(), format="rgb24")
+    new.pts, new.time_base, new.duration = frame.pts, frame.time_base, frame.duration
+    new.colorspace = frame.colorspace  # encode with the input's YUV matrix
+    return vout.encode(new)
+
+
+class _Writer:
+    """One thread that runs ``work(*args) -> packets`` for each :meth:`put`, in order, and muxes the packets: the
+    full-resolution end of the pipeline beside the rest. At most ``depth`` items wait (memory stays flat); the
+    writer's first error is raised by the next :meth:`put` or :meth:`join`, and no work runs after it."""
+
+    def __init__(self, out: av.container.OutputContainer, *, depth: int, progress: Callable[[int], Any]):
+        self.out, self.depth, self.progress = out, max(2, depth), progress
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="colorize-writer")
+        self.queue: deque[tuple[Future, int]] = deque()
+        self.failed = False
+
+    def _run(self, work: Callable[..., Iterable[av.Packet]], args: tuple) -> None:
+        if self.failed:
+            return
+        try:
+            for packet in work(*args):
+                self.out.mux(packet)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def _reap(self) -> None:
+        future, frames = self.queue.popleft()
+        future.result()
+        if frames:
+            self.progress(frames)
+
+    def put(self, work: Callable[..., Iterable[av.Packet]], *args: Any, frames: int = 0) -> None:
+        """Queue ``work(*args)``; ``frames``: how many video frames it finishes (for the progress bar)."""
+        while self.queue and (self.queue[0][0].done() or len(self.queue) >= self.depth):
+            self._reap()
+        self.queue.append((self.pool.submit(self._run, work, args), frames))
+
+    def join(self) -> None:
+        """Wait for everything queued."""
+        while self.queue:
+            self._reap()
+
+    def close(self) -> None:
+        """Drop what has not started (after an error), wait for what has."""
+        self.failed = True
+        self.pool.shutdown(cancel_futures=True)
 
 
 def _lab_frames(path: Path, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
