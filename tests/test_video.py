@@ -449,3 +449,24 @@ def test_cli_runtime_onnx_gives_the_torch_frames(clip, tmp_path, tiny_model_file
         assert reports["onnx"][key] == reports["torch"][key]
     assert reports["onnx"]["chroma"] == pytest.approx(reports["torch"]["chroma"], abs=1e-3)
     assert reports["onnx"]["flicker"] == pytest.approx(reports["torch"]["flicker"], abs=1e-3)
+
+
+def test_the_run_uses_one_torch_thread_and_restores_the_setting(clip, tmp_path, tiny_model_file, monkeypatch):
+    """The pipeline's threads are the parallelism: torch runs one intra-op thread in each during the run."""
+    import colorize.video as video
+
+    threads = []
+    finish = video._finish_frame
+
+    def spy(*args):
+        threads.append(torch.get_num_threads())
+        return finish(*args)
+
+    monkeypatch.setattr(video, "_finish_frame", spy)
+    colorizer = Colorizer(tiny_model_file)
+    before = torch.get_num_threads()
+    colorize_video(clip, tmp_path / "one.mp4", colorizer)
+    assert set(threads) == {1} and torch.get_num_threads() == before
+    threads.clear()
+    colorize_video(clip, tmp_path / "as_set.mp4", colorizer, torch_threads=None)
+    assert set(threads) == {before}

@@ -101,7 +101,8 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         result = colorize_video(src, dst, colorizer, temporal=not args.no_temporal, batch_size=args.batch_size,
-                                report=report, progress=False if args.quiet else None, hints=hints)
+                                report=report, progress=False if args.quiet else None, hints=hints,
+                                torch_threads=args.threads or 1)
     except VideoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
