@@ -110,17 +110,21 @@ def main() -> None:
     p.add_argument("--video", nargs="+", help="real videos to use instead of synthetic clips")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                   help="the network's engine, as `colorize video --runtime` picks it (default auto)")
     p.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     args = p.parse_args()
 
+    from colorize.commands.video import network_runtime
     from colorize.pipeline import Colorizer
 
     model = args.model
+    runtime = "torch" if args.untrained else network_runtime(args.runtime, args.model)  # a module: torch
     if args.untrained:
         from colorize.models import create_model
 
         model = create_model(args.untrained)
-    colorizer = Colorizer(model, size=args.size, threads=args.threads)
+    colorizer = Colorizer(model, size=args.size, threads=args.threads, runtime=runtime)
     import torch
 
     colorizer.colorize_tensor(torch.rand(3, 64, 64))  # warm-up: first calls allocate and pick kernels
@@ -136,7 +140,8 @@ def main() -> None:
             rows.append(bench_one(src, workdir, colorizer, batch_size=args.batch_size))
             if not args.video:
                 rows[-1]["input"] = f"synthetic {rows[-1]['height']}p"
-    result = {"model": colorizer.model_name, "working_size": colorizer.size, "torch_threads": torch.get_num_threads(),
+    result = {"model": colorizer.model_name, "working_size": colorizer.size, "runtime": runtime,
+              "torch_threads": torch.get_num_threads(),
               "machine": platform.processor() or platform.machine(), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

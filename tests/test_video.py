@@ -382,3 +382,91 @@ def test_cli_takes_the_model_options(clip, tmp_path, tiny_model_file):
                          "-q"]) == 0
         chroma[saturation] = json.loads(report.read_text())["chroma"]
     assert chroma[0.0] < 1e-6 < chroma[1.0]
+
+
+def test_compose_and_encoding_run_on_the_writer_thread_in_order(clip, tmp_path, tiny_model_file, monkeypatch):
+    """The full-resolution end (compose, encode, mux) runs on its own thread, beside the smoothing and the
+    network, and still finishes the frames in their order."""
+    import threading
+
+    import colorize.video as video
+
+    seen = []
+    finish = video._finish_frame
+
+    def spy(frame, *args):
+        seen.append((threading.current_thread().name, frame.pts))
+        return finish(frame, *args)
+
+    monkeypatch.setattr(video, "_finish_frame", spy)
+    colorize_video(clip, tmp_path / "out.mp4", Colorizer(tiny_model_file), batch_size=5)
+    assert len(seen) == FRAMES and all(name.startswith("colorize-writer") for name, _ in seen)
+    assert [pts for _, pts in seen] == sorted(pts for _, pts in seen)
+    assert probe(tmp_path / "out.mp4")["frames"] == FRAMES
+
+
+def test_a_writer_error_stops_the_run_and_leaves_no_output(clip, tmp_path, tiny_model_file, monkeypatch):
+    import colorize.video as video
+
+    calls = []
+    finish = video._finish_frame
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("encoder broke")
+        return finish(*args)
+
+    monkeypatch.setattr(video, "_finish_frame", failing)
+    with pytest.raises(RuntimeError, match="encoder broke"):
+        colorize_video(clip, tmp_path / "out.mp4", Colorizer(tiny_model_file), batch_size=4)
+    assert len(calls) == 3  # nothing ran after the error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_network_runtime_auto_is_onnx_where_the_model_has_an_export(tiny_model_file):
+    from colorize.commands.video import network_runtime
+
+    assert network_runtime("auto", None) == "onnx"  # the shipped default model has its export
+    assert network_runtime("auto", "model.onnx") == "onnx"
+    assert network_runtime("auto", str(tiny_model_file)) == "torch"  # a weight file: torch unless asked
+    assert network_runtime("auto", None, "cuda") == "torch"
+    assert network_runtime("torch", None) == "torch" and network_runtime("onnx", str(tiny_model_file)) == "onnx"
+
+
+def test_cli_runtime_onnx_gives_the_torch_frames(clip, tmp_path, tiny_model_file, monkeypatch):
+    """``--runtime onnx`` runs the network on onnxruntime inside the torch pipeline: the same film."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    reports = {}
+    for runtime in ("torch", "onnx"):
+        report = tmp_path / f"{runtime}.json"
+        assert cli_main(["video", str(clip), "-o", str(tmp_path / f"{runtime}.mp4"), "--model", str(tiny_model_file),
+                         "--runtime", runtime, "--report-json", str(report), "-q"]) == 0
+        reports[runtime] = json.loads(report.read_text())
+    assert len(list((tmp_path / "cache").rglob("*.onnx"))) == 1  # the weight file, exported once
+    for key in ("frames", "cuts"):
+        assert reports["onnx"][key] == reports["torch"][key]
+    assert reports["onnx"]["chroma"] == pytest.approx(reports["torch"]["chroma"], abs=1e-3)
+    assert reports["onnx"]["flicker"] == pytest.approx(reports["torch"]["flicker"], abs=1e-3)
+
+
+def test_the_run_uses_one_torch_thread_and_restores_the_setting(clip, tmp_path, tiny_model_file, monkeypatch):
+    """The pipeline's threads are the parallelism: torch runs one intra-op thread in each during the run."""
+    import colorize.video as video
+
+    threads = []
+    finish = video._finish_frame
+
+    def spy(*args):
+        threads.append(torch.get_num_threads())
+        return finish(*args)
+
+    monkeypatch.setattr(video, "_finish_frame", spy)
+    colorizer = Colorizer(tiny_model_file)
+    before = torch.get_num_threads()
+    colorize_video(clip, tmp_path / "one.mp4", colorizer)
+    assert set(threads) == {1} and torch.get_num_threads() == before
+    threads.clear()
+    colorize_video(clip, tmp_path / "as_set.mp4", colorizer, torch_threads=None)
+    assert set(threads) == {before}

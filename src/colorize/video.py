@@ -13,7 +13,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, replace
 from fractions import Fraction
@@ -354,7 +355,8 @@ def _show_progress(progress: bool | None) -> bool:
 
 def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, temporal: bool = True,
                    batch_size: int = 8, report: bool = False, config: TemporalConfig | None = None,
-                   progress: bool | None = None, hints: dict[int, list[Hint]] | None = None) -> dict[str, Any]:
+                   progress: bool | None = None, hints: dict[int, list[Hint]] | None = None,
+                   torch_threads: int | None = 1) -> dict[str, Any]:
     """Colorize a video: same frame count, size, rate and timestamps; audio copied (or re-encoded to AAC).
 
     The output is written to a temp file beside ``dst`` and renamed at the end, so an error or an
@@ -371,6 +373,9 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
         progress: show a progress bar (None: unless ``COLORIZE_NO_PROGRESS=1``).
         hints: {frame index (0-based): color hints in that frame's pixels}; each applies to its frame's
             shot, carried along the motion (:func:`track_hints`: a first pass over the video).
+        torch_threads: torch's intra-op threads during the run, restored after (None: as they are). The
+            pipeline's three threads keep the cores busy; one torch thread each spares the hand-offs and the
+            spinning of idle threads that more would bring (measured: less CPU a frame, more frames/s).
     Returns:
         A summary: frames, width, height, fps, duration, audio, speed, cuts, flicker, flicker_per_frame,
         flicker_ratio, chroma, chroma_per_frame (flicker in Lab ab units; None when not measured).
@@ -395,7 +400,8 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     audio_mode = "none"
     start = time.perf_counter()
     try:
-        with AtomicFile(dst, suffix=dst.suffix) as tmp:  # same extension: FFmpeg picks the container by it
+        # the temporary has dst's extension: FFmpeg picks the container by it
+        with _torch_threads(torch_threads), AtomicFile(dst, suffix=dst.suffix) as tmp:
             try:
                 out = av.open(str(tmp), "w")
             except (av.FFmpegError, ValueError) as e:
@@ -410,12 +416,15 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                            disable=not show or not sys.stderr.isatty())
                 plain = _PlainProgress(vin.frames, enabled=show and not sys.stderr.isatty())
                 batch: list[av.VideoFrame] = []
-                # the network runs on the next batch while this thread blends, composes and encodes the one
-                # before: torch, OpenCV and FFmpeg release the GIL, so the two keep both cores busy
+                # three threads side by side (torch, OpenCV, onnxruntime and FFmpeg let go of the GIL): the network
+                # thread prepares and predicts the next batch; this one decodes and carries colors along the motion
+                # (in order: each frame needs the one before); the writer composes at full resolution, encodes and
+                # muxes, in order (audio packets go through it too: one thread muxes)
                 network = ThreadPoolExecutor(1, thread_name_prefix="colorize-network")
+                writer = _Writer(out, depth=2 * batch_size, progress=lambda n: (bar.update(n), plain.update(n)))
                 pending: tuple[list[av.VideoFrame], Future] | None = None
 
-                def flush() -> None:  # send the batch to the network, then finish the previous one
+                def flush() -> None:  # send the batch to the network, then smooth the previous one
                     nonlocal pending
                     sent = None
                     if batch:
@@ -423,11 +432,10 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                         batch.clear()
                         sent = (frames, network.submit(_predict_batch, frames, colorizer, width, height))
                     if pending is not None:
-                        done, future = pending
-                        for packet in _compose_batch(done, *future.result(), colorizer, smoother, vout, tracked):
-                            out.mux(packet)
-                        bar.update(len(done))
-                        plain.update(len(done))
+                        frames, future = pending
+                        smoothed = _smooth_batch(*future.result(), colorizer, smoother, tracked)
+                        for frame, (prep, ab) in zip(frames, smoothed, strict=True):
+                            writer.put(_finish_frame, frame, prep, ab, colorizer, vout, frames=1)
                     pending = sent
 
                 with bar:
@@ -439,17 +447,18 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                                     flush()
                             elif copied:
                                 item.stream = aout
-                                out.mux(item)
+                                writer.put(lambda packet: (packet,), item)
                             else:
-                                for frame in item.decode():
-                                    out.mux(aout.encode(frame))
+                                writer.put(lambda packet: [p for f in packet.decode() for p in aout.encode(f)], item)
                         while batch or pending is not None:
                             flush()
+                        writer.put(vout.encode, None)  # the encoder's delayed frames
+                        if aout is not None and not copied:
+                            writer.put(aout.encode, None)
+                        writer.join()
                     finally:
                         network.shutdown(cancel_futures=True)  # on an error: no batch starts after it
-                out.mux(vout.encode(None))
-                if aout is not None and not copied:
-                    out.mux(aout.encode(None))
+                        writer.close()
             except BaseException:
                 with contextlib.suppress(Exception):  # the first error is the one worth reporting
                     out.close()
@@ -473,6 +482,19 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     return result
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` (None: unchanged) inside the block, restored after."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n is not None:
+            torch.set_num_threads(before)
+
+
 def _predict_batch(frames: list[av.VideoFrame], colorizer: Colorizer, width: int,
                    height: int) -> tuple[list[Prepared], torch.Tensor]:
     """prepare -> one batched predict, for a list of frames: (their Prepared, (B, 2, h, w) ab)."""
@@ -480,24 +502,74 @@ def _predict_batch(frames: list[av.VideoFrame], colorizer: Colorizer, width: int
     return prepared, colorizer.predict(torch.cat([p.l_small for p in prepared]))
 
 
-def _compose_batch(frames: list[av.VideoFrame], prepared: list[Prepared], ab_small: torch.Tensor,
-                   colorizer: Colorizer, smoother: TemporalSmoother, vout: av.VideoStream,
-                   hints: dict[int, list[Hint]] | None = None) -> Iterator[av.Packet]:
-    """hints -> temporal blend -> compose -> encode, for the frames of one :func:`_predict_batch`, in order."""
-    import av
-
-    for frame, prep, pred in zip(frames, prepared, ab_small, strict=True):
+def _smooth_batch(prepared: list[Prepared], ab_small: torch.Tensor, colorizer: Colorizer,
+                  smoother: TemporalSmoother, hints: dict[int, list[Hint]] | None = None
+                  ) -> Iterator[tuple[Prepared, torch.Tensor]]:
+    """hints -> temporal blend, for the frames of one :func:`_predict_batch`, in order: (Prepared, the (1, 2, h, w)
+    ab to compose) for each."""
+    for prep, pred in zip(prepared, ab_small, strict=True):
         frame_hints = (hints or {}).get(smoother.stats.frames)  # this frame's index in the video
         if frame_hints:
             pred = colorizer.with_hints(prep, pred[None], frame_hints)[0]
         l = prep.l_small[0, 0].cpu().numpy()
         ab = smoother(l, pred.permute(1, 2, 0).cpu().numpy())
-        ab_t = torch.from_numpy(np.ascontiguousarray(ab)).permute(2, 0, 1)[None].to(colorizer.device)
-        rgb = colorizer.compose(prep, ab_t, uint8=True)  # (1, 3, H, W) uint8
-        new = av.VideoFrame.from_ndarray(rgb[0].permute(1, 2, 0).contiguous().cpu().numpy(), format="rgb24")
-        new.pts, new.time_base, new.duration = frame.pts, frame.time_base, frame.duration
-        new.colorspace = frame.colorspace  # encode with the input's YUV matrix
-        yield from vout.encode(new)
+        yield prep, torch.from_numpy(np.ascontiguousarray(ab)).permute(2, 0, 1)[None].to(colorizer.device)
+
+
+def _finish_frame(frame: av.VideoFrame, prep: Prepared, ab: torch.Tensor, colorizer: Colorizer,
+                  vout: av.VideoStream) -> list[av.Packet]:
+    """compose -> encode, for one frame of :func:`_smooth_batch`, with the input frame's timing and YUV matrix."""
+    import av
+
+    rgb = colorizer.compose(prep, ab, uint8=True)  # (1, 3, H, W) uint8, laid out (H, W, 3)
+    new = av.VideoFrame.from_ndarray(rgb[0].permute(1, 2, 0).contiguous().cpu().numpy(), format="rgb24")
+    new.pts, new.time_base, new.duration = frame.pts, frame.time_base, frame.duration
+    new.colorspace = frame.colorspace  # encode with the input's YUV matrix
+    return vout.encode(new)
+
+
+class _Writer:
+    """One thread that runs ``work(*args) -> packets`` for each :meth:`put`, in order, and muxes the packets: the
+    full-resolution end of the pipeline beside the rest. At most ``depth`` items wait (memory stays flat); the
+    writer's first error is raised by the next :meth:`put` or :meth:`join`, and no work runs after it."""
+
+    def __init__(self, out: av.container.OutputContainer, *, depth: int, progress: Callable[[int], Any]):
+        self.out, self.depth, self.progress = out, max(2, depth), progress
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="colorize-writer")
+        self.queue: deque[tuple[Future, int]] = deque()
+        self.failed = False
+
+    def _run(self, work: Callable[..., Iterable[av.Packet]], args: tuple) -> None:
+        if self.failed:
+            return
+        try:
+            for packet in work(*args):
+                self.out.mux(packet)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def _reap(self) -> None:
+        future, frames = self.queue.popleft()
+        future.result()
+        if frames:
+            self.progress(frames)
+
+    def put(self, work: Callable[..., Iterable[av.Packet]], *args: Any, frames: int = 0) -> None:
+        """Queue ``work(*args)``; ``frames``: how many video frames it finishes (for the progress bar)."""
+        while self.queue and (self.queue[0][0].done() or len(self.queue) >= self.depth):
+            self._reap()
+        self.queue.append((self.pool.submit(self._run, work, args), frames))
+
+    def join(self) -> None:
+        """Wait for everything queued."""
+        while self.queue:
+            self._reap()
+
+    def close(self) -> None:
+        """Drop what has not started (after an error), wait for what has."""
+        self.failed = True
+        self.pool.shutdown(cancel_futures=True)
 
 
 def _lab_frames(path: Path, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

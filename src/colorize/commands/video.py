@@ -17,6 +17,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output video; its extension picks the container (default: IN_color.mp4 beside IN)")
     add_model_options(p, runtime=False)
+    p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                   help="the network's engine: torch, or onnx (onnxruntime, from the model's ONNX export; a weight "
+                        "file is exported once and cached); the rest of the pipeline runs on torch. Default auto: "
+                        "onnx for a shipped model or an .onnx file on the CPU (the same frames within float rounding, "
+                        "less CPU a frame, and its idle threads leave the cores to the rest of the pipeline), else torch")
     p.add_argument("--no-temporal", action="store_true",
                    help="colorize every frame on its own (no color propagation along the motion)")
     p.add_argument("--report", action="store_true",
@@ -29,6 +34,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
+
+
+def network_runtime(runtime: str, model: str | None, device: str = "cpu") -> str:
+    """The engine ``--runtime`` picks for the network of ``colorize video``: ``auto`` is onnx where the model has
+    an ONNX export (a shipped model, an .onnx file) and runs on the CPU, else torch."""
+    from colorize.commands.options import _has_onnx
+
+    if runtime != "auto":
+        return runtime
+    return "onnx" if device == "cpu" and _has_onnx(model) else "torch"
 
 
 def _default_output(src: Path) -> Path:
@@ -79,13 +94,15 @@ def main(argv: list[str]) -> int:
 
     try:
         hints = load_video_hints(args.hints) if args.hints else None
-        colorizer = build_colorizer(args)
+        args.runtime = network_runtime(args.runtime, args.model, args.device)
+        colorizer = build_colorizer(args, torch_options=["video"])  # the torch pipeline, its network on args.runtime
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
         result = colorize_video(src, dst, colorizer, temporal=not args.no_temporal, batch_size=args.batch_size,
-                                report=report, progress=False if args.quiet else None, hints=hints)
+                                report=report, progress=False if args.quiet else None, hints=hints,
+                                torch_threads=args.threads or 1)
     except VideoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
