@@ -477,3 +477,25 @@ def test_color_upload_is_reported_and_its_tint_offered(client):
     assert r.headers["x-input-color"] == "color"
     info = client.get(f"/api/photos/{r.headers['x-photo-id']}").json()
     assert info["tone"]["kind"] == "color" and isinstance(info["tint_hints"], list)
+
+
+@pytest.mark.parametrize("error", [OSError(13, "Permission denied", "w.safetensors"),
+                                   ImportError("w.onnx needs onnxruntime: pip install onnxruntime")])
+@pytest.mark.parametrize("command", ["serve", "video"])
+def test_serve_and_video_report_any_unusable_model_in_one_line(command, error, tmp_path, monkeypatch, capsys):
+    """Every error a model load names (batch.MODEL_ERRORS, as `colorize PATH` catches) is one line, no traceback."""
+    import importlib
+
+    module = importlib.import_module(f"colorize.commands.{command}")
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(module, "build_colorizer", fail)
+    argv = ["--model", "w.safetensors"] if command == "serve" else \
+        [str(tmp_path / "in.mp4"), "-o", str(tmp_path / "out.mp4"), "--model", "w.safetensors", "--runtime", "torch"]
+    assert module.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(error) in err
+    assert not (tmp_path / "out.mp4").exists()

@@ -7,6 +7,7 @@ import copy
 import ipaddress
 import sys
 
+from colorize.batch import MODEL_ERRORS
 from colorize.commands.options import add_model_options, build_colorizer
 
 LOOPBACK_NAMES = ("localhost",)
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> int:
         app = create_app(colorizer, max_upload_mb=args.max_upload_mb,
                          max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, workers=args.workers,
                          queue_size=args.queue)
-    except (ValueError, FileNotFoundError) as e:
+    except MODEL_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     shown = f"[{args.host}]" if ":" in args.host else args.host

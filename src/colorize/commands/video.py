@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from colorize.batch import MODEL_ERRORS
 from colorize.commands.options import add_model_options, build_colorizer
 
 
@@ -96,7 +97,7 @@ def main(argv: list[str]) -> int:
         hints = load_video_hints(args.hints) if args.hints else None
         args.runtime = network_runtime(args.runtime, args.model, args.device)
         colorizer = build_colorizer(args, torch_options=["video"])  # the torch pipeline, its network on args.runtime
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except MODEL_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
