@@ -8,8 +8,9 @@ Each engine runs as the user runs it, a fresh ``colorize`` process on the same s
 - steady: the rate while photos stream, (n - 1) / (last output's mtime - first output's mtime), which is
   what sizes a long archive job (start-up is paid once per job, not per photo).
 
-Overhead = 1 - ray / local for each. The local engine gets every core (``--threads`` = cores); Ray
-gets one actor per core, one torch thread each.
+Overhead = 1 - ray / local for each. Both get ``--workers`` (default: one per core): the local engine
+that many photos at a time in one process, each on its share of the cores; Ray one actor per worker, one
+thread each.
 
     python benchmarks/archive_scale.py                       # 200 photos, 2 workers
     python benchmarks/archive_scale.py --photos 20 --size 256 # a quick smoke run
@@ -41,7 +42,7 @@ def make_photos(folder: Path, count: int, size: int) -> None:
 
 def run(engine: str, photos: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One ``colorize`` command; its end-to-end and steady photos/s."""
-    extra = ["--engine", "ray", "--workers", str(args.workers)] if engine == "ray" else ["--threads", str(args.workers)]
+    extra = ["--workers", str(args.workers)] + (["--engine", "ray"] if engine == "ray" else [])
     cmd = [sys.executable, "-m", "colorize.cli", str(photos), "-o", str(out), "-q", *extra]
     if args.model:
         cmd += ["--model", args.model]
@@ -63,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=200)
     parser.add_argument("--size", type=int, default=1024, help="photo width (height = 3/4 of it)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="Ray workers = local threads")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="Ray workers = local photos at a time")
     parser.add_argument("--model", help="default: the shipped model")
     args = parser.parse_args()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from colorize.archive import DoneRecord, parse_shard, record_path, shard_of
+from colorize.batch import LOCAL_WORKERS
 from colorize.cli import main
 from colorize.pipeline import Colorizer
 
@@ -84,16 +85,18 @@ def test_crash_and_rerun_colorize_each_file_once(photo_dir, tmp_path, tiny_model
                            text=True, timeout=300)
     assert first.returncode == 9, first.stderr[-2000:]
     finished = log.read_text().split()
-    assert len(finished) == 5
     db = record_path(out)
-    assert len(_rows(db)) == 5
+    recorded = {str(photo_dir / row) for row in _rows(db)}
+    # photos go LOCAL_WORKERS at a time: the crash may come while others are in flight or just finished
+    assert 5 - LOCAL_WORKERS < len(recorded) <= len(finished) <= 5 and recorded <= set(finished)
 
     second = subprocess.run([sys.executable, str(script), str(log), "0", *args], env=env, capture_output=True,
                             text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
-    assert "done: 7," in second.stdout and "done before (record): 5" in second.stdout
+    assert f"done: {12 - len(recorded)}," in second.stdout and f"done before (record): {len(recorded)}" in second.stdout
     processed = Counter(log.read_text().split())
-    assert len(processed) == 12 and set(processed.values()) == {1}
+    # a recorded file is never done again; one finished but not yet recorded when it crashed may be
+    assert len(processed) == 12 and {f for f, n in processed.items() if n > 1} <= set(finished) - recorded
     assert _rows(db) == sorted(p.relative_to(photo_dir).as_posix() for p in photo_dir.rglob("*.jpg"))
     assert len(list(out.rglob("*.jpg"))) == 12
 

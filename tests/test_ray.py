@@ -93,8 +93,8 @@ def test_without_ray_it_says_how_to_install(monkeypatch, photo_dir, tmp_path, ca
 
 
 def test_ray_options_need_the_ray_engine(photo_dir, tmp_path, capsys):
-    assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--workers", "2"]) == 2
-    assert "need --engine ray" in capsys.readouterr().err
+    assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--address", "auto"]) == 2
+    assert "--address needs --engine ray" in capsys.readouterr().err
 
 
 @needs_ray

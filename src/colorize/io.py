@@ -15,9 +15,12 @@ import io
 import os
 import re
 import tempfile
+import threading
 import time
 import warnings
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -32,6 +35,52 @@ if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
 
 class ImageNote(UserWarning):
     """Something a user should know about a photo that was used anyway (only its first frame, ...)."""
+
+
+# The warnings module's filters and ``showwarning`` are process-wide, and ``catch_warnings`` swaps them on
+# entry and back on exit: two threads inside it at once leave each other's state behind (one thread's
+# notes in another's list, a filter that stays). So the photos' threads never swap them: they collect
+# their notes through one hook set up before they start (:func:`notes_by_thread`), and the one swap they
+# make (:func:`_open`) takes turns.
+_collecting = threading.local()  # .notes: where this thread's ImageNotes go, inside collect_notes()
+_routing = False  # whether notes_by_thread() is in place
+_swapping = threading.Lock()
+
+
+@contextmanager
+def notes_by_thread() -> Iterator[None]:
+    """While inside, an :class:`ImageNote` warned by a thread that is inside :func:`collect_notes` goes to that
+    thread's list; other warnings go where they went. Enter it before starting the threads that collect."""
+    global _routing
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ImageNote)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            notes = getattr(_collecting, "notes", None)
+            if notes is None or not issubclass(category, ImageNote):
+                return shown(message, category, filename, lineno, file, line)
+            notes.append(str(message))
+
+        warnings.showwarning = show
+        before, _routing = _routing, True
+        try:
+            yield
+        finally:
+            _routing = before
+
+
+@contextmanager
+def collect_notes() -> Iterator[list[str]]:
+    """The :class:`ImageNote` messages this thread warns while inside (others' go to their own lists). Safe
+    on many threads at once within :func:`notes_by_thread`; without it, this sets it up (one thread at a time)."""
+    notes: list[str] = []
+    _collecting.notes = notes
+    try:
+        with nullcontext() if _routing else notes_by_thread():
+            yield notes
+    finally:
+        _collecting.notes = None
 
 
 class ImageError(ValueError):
@@ -86,8 +135,9 @@ def _too_many_pixels(width: int | None = None, height: int | None = None) -> str
 
 def _open(source) -> Image.Image:
     """``Image.open`` without Pillow's warning for sizes between MAX_PIXELS and twice it: the check
-    right after opening refuses them with the one message."""
-    with warnings.catch_warnings():
+    right after opening refuses them with the one message. Threads take turns (see :func:`notes_by_thread`):
+    opening reads the header only."""
+    with _swapping, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         return Image.open(source)
 

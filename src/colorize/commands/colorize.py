@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from colorize import __version__
-from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, MODEL_ERRORS, Source, colorize_files, conflict,
-                            output_file, plan_outputs, usable_colorizer)
+from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, LOCAL_WORKERS, MODEL_ERRORS, Source, colorize_files,
+                            conflict, output_file, plan_outputs, usable_colorizer)
 from colorize.cli import SUBCOMMANDS
 from colorize.commands.options import add_model_options, colorizer_spec, torch_installed
 
@@ -59,9 +59,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--address", metavar="ADDR",
                    help="with --engine ray: join this Ray cluster (auto, HOST:PORT or ray://HOST:PORT) "
                         "instead of starting a local Ray")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="with --engine ray: colorizing actors, each loading the model once (default: one per "
-                        "--threads CPUs)")
+    p.add_argument("--workers", type=_workers, metavar="N",
+                   help=f"photos colorized at a time: on the local engine (default {LOCAL_WORKERS}; 1: one after "
+                        "another) each gets its share of the cores unless --threads says how many; with --engine ray, "
+                        "its actors, each loading the model once (default: one per --threads CPUs)")
     g = p.add_argument_group("guiding the colors")
     g.add_argument("--hint", action="append", default=[], metavar="X,Y,COLOR[,RADIUS]",
                    help="a color hint (repeatable): a point in the photo's pixels, a color (#2a6fdb, red, "
@@ -85,6 +86,13 @@ def _quality(text: str) -> int:
     if not 1 <= quality <= 100:
         raise argparse.ArgumentTypeError(f"quality must be 1..100, got {quality}")
     return quality
+
+
+def _workers(text: str) -> int:
+    workers = int(text)
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"workers must be at least 1, got {workers}")
+    return workers
 
 
 def _shard(spec: str) -> tuple[int, int]:
@@ -181,8 +189,8 @@ def run(args: argparse.Namespace) -> int:
         except RayEngineError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    elif getattr(args, "address", None) or getattr(args, "workers", None):
-        print("error: --address and --workers need --engine ray", file=sys.stderr)
+    elif getattr(args, "address", None):
+        print("error: --address needs --engine ray", file=sys.stderr)
         return 2
     torch_options = [flag for flag, name in (("--hint", "hint"), ("--hints", "hints"), ("--confidence", "confidence"),
                                              ("--tint-as-hints", "tint_as_hints")) if getattr(args, name, None)]
@@ -251,16 +259,18 @@ def run(args: argparse.Namespace) -> int:
             result = colorize_pairs(todo, colorizer=spec, address=args.address, workers=args.workers,
                                     progress=not args.quiet, on_done=record.mark_done if record is not None else None,
                                     **options)
-        else:  # the ray engine's actors may have a device this machine has not
-            colorizer = usable_colorizer(replace(spec, device="cpu") if engine == "ray" else spec,
-                                         confidence=args.confidence)
+        elif engine == "ray":  # nothing to do; the actors may have a device this machine has not
+            colorizer, workers = usable_colorizer(replace(spec, device="cpu"), confidence=args.confidence), 1
+        else:
+            workers = max(1, min(args.workers or LOCAL_WORKERS, len(todo)))
+            colorizer = usable_colorizer(spec.shared_by(workers), confidence=args.confidence)
     except MODEL_ERRORS as e:  # RayEngineError too
         print(f"error: {e}", file=sys.stderr)
         if record is not None:
             record.close()
         return 2
     if not ray_job:
-        result = colorize_files(colorizer, todo, record=record,
+        result = colorize_files(colorizer, todo, record=record, workers=workers,
                                 progress=lambda items: _progress(items, quiet=args.quiet), **options)
     notes = [f"{d}: same file as {first}; done once" for d, first in plan.duplicates] + result.notes
     return _report(args, result.done, skipped, list(problems) + result.failed, record, recorded, notes=notes,

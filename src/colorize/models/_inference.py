@@ -118,15 +118,18 @@ class FusedConv2d(nn.Module):
         return [(total // 2, total - total // 2) for total in totals]
 
     def _kernel(self, lead: tuple[int, int]) -> torch.Tensor:
-        """The kernel with ``lead`` zero taps before it in each dimension (cached for the last ``lead``)."""
+        """The kernel with ``lead`` zero taps before it in each dimension (cached for the last ``lead``). Read
+        and replaced whole, once: photos of other shapes on other threads (other leads) each get their own."""
         if lead == (0, 0):
             return self.weight
         key = (lead, self.weight.data_ptr(), self.weight.stride())
-        if self._padded is None or self._padded[0] != key:
+        cached = self._padded
+        if cached is None or cached[0] != key:
             w = F.pad(self.weight, (lead[1], 0, lead[0], 0))
-            self._padded = (key, w.contiguous(memory_format=torch.channels_last)
-                            if self.weight.is_contiguous(memory_format=torch.channels_last) else w)
-        return self._padded[1]
+            cached = (key, w.contiguous(memory_format=torch.channels_last)
+                      if self.weight.is_contiguous(memory_format=torch.channels_last) else w)
+            self._padded = cached
+        return cached[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padding, weight = list(self.padding), self.weight
