@@ -268,10 +268,9 @@ def test_cli_without_torch_names_what_needs_it(tmp_path):
     assert not (tmp_path / "o.png").exists()
 
 
-def test_auto_runtime_picks_the_light_engine_for_small_jobs(tmp_path, monkeypatch):
+def test_auto_runtime_picks_the_light_engine_where_it_serves(monkeypatch):
     import argparse
 
-    from colorize.commands import colorize as command
     from colorize.commands.options import build_colorizer
 
     monkeypatch.delenv("COLORIZE_WEIGHTS", raising=False)
@@ -280,11 +279,3 @@ def test_auto_runtime_picks_the_light_engine_for_small_jobs(tmp_path, monkeypatc
     bolder = build_colorizer(argparse.Namespace(**{**args, "temperature": 0.3}))
     assert isinstance(bolder, LiteColorizer) and bolder.temperature == 0.3
     assert isinstance(build_colorizer(argparse.Namespace(**args), torch_options=["--hint"]), Colorizer)
-    big_job = build_colorizer(argparse.Namespace(**args), megapixels=lambda limit: limit + 1)
-    assert isinstance(big_job, Colorizer)  # past the light engine's break-even: torch's faster photos
-    for i in range(3):
-        make_photo(1000, 500).save(tmp_path / f"p{i}.png")
-    (tmp_path / "bad.png").write_bytes(b"no")
-    pairs = [(p, p) for p in sorted(tmp_path.iterdir())]
-    assert command._megapixels(pairs, 100) == pytest.approx(1.5)
-    assert command._megapixels(pairs, 0.7) == pytest.approx(1.0)  # stops counting once past the limit

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from colorize import __version__
-from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, LOCAL_WORKERS, MODEL_ERRORS, Source, colorize_files,
+from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, LOCAL_WORKERS, MODEL_ERRORS, colorize_files,
                             conflict, output_file, plan_outputs, usable_colorizer)
 from colorize.cli import SUBCOMMANDS
 from colorize.commands.options import add_model_options, colorizer_spec, torch_installed
@@ -126,27 +126,6 @@ def _plain_progress(items: list):
             last = now
 
 
-def _megapixels(pairs: list[tuple[Source, Path]], limit: float) -> float:
-    """The inputs' pixels in millions, read from their headers (a photo in a tar shard: from its bytes),
-    counted until past ``limit``."""
-    import io
-
-    from PIL import Image
-
-    from colorize.shards import ShardMember
-
-    total = 0.0
-    for src, _ in pairs:
-        try:
-            with Image.open(io.BytesIO(src.read_bytes()) if isinstance(src, ShardMember) else src) as img:
-                total += img.width * img.height / 1e6
-        except Exception:  # unreadable: colorizing reports it by name
-            continue
-        if total > limit:
-            break
-    return total
-
-
 def _hints_for(args: argparse.Namespace, sources: list[Path]):
     """A function: input path -> its hints, from ``--hint`` and ``--hints`` (None without either). Hints given as a plain list
     need a single input photo; a ``{file name: [...]}`` file may name several (by name or path)."""
@@ -250,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
                    keep_color=args.keep_color, tint_as_hints=args.tint_as_hints)
     ray_job = engine == "ray" and bool(todo)  # nothing to do: no Ray job, the model checked here as by the local engine
     try:
-        spec = colorizer_spec(args, torch_options=torch_options, megapixels=lambda limit: _megapixels(todo, limit))
+        spec = colorizer_spec(args, torch_options=torch_options)
         if ray_job:
             from colorize.ray import colorize_pairs
 

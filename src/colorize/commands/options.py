@@ -6,15 +6,12 @@ Imports nothing heavy: ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from colorize.batch import ColorizerSpec
 
 MAX_WORK_SIZE = 2048  # the web API's cap too (web.MAX_WORK_SIZE): compute grows with its square
-# --runtime auto on the torch install: the light engine starts ~5.8 s sooner (no torch import) but takes
-# ~0.08-0.13 s more per megapixel (benchmarks/light.py, 2 cores); up to ~40 megapixels in all it finishes first
-LIGHT_MAX_MEGAPIXELS = 40.0
 
 
 def working_size(text: str) -> int:
@@ -45,8 +42,8 @@ def add_model_options(p: argparse.ArgumentParser, *, device: bool = True, runtim
         p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
                        help="inference engine: torch, or onnx (onnxruntime alone: the light install's engine; a "
                             "weight file is exported to ONNX once and cached, or give --model FILE.onnx). "
-                            "Default auto: onnx for a shipped model or .onnx file where no option needs torch and the "
-                            "job is small (the same photos within one 8-bit level, a start seconds sooner), else torch")
+                            "Default auto: onnx for a shipped model or .onnx file where no option needs torch (the same "
+                            "photos within one 8-bit level, a start seconds sooner, faster photos), else torch")
     if device:
         p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
 
@@ -69,8 +66,7 @@ def _has_onnx(model: str | None) -> bool:
     return SHIPPED[name].onnx is not None if name in SHIPPED else name.lower().endswith(".onnx")
 
 
-def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = (),
-                   megapixels: Callable[[float], float] | None = None) -> "ColorizerSpec":
+def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = ()) -> "ColorizerSpec":
     """Which colorizer the options of :func:`add_model_options` describe: the torch pipeline
     (:class:`colorize.pipeline.Colorizer`), or with ``--runtime onnx`` (``auto`` without torch) the light
     engine (:class:`colorize.lite.LiteColorizer`).
@@ -78,9 +74,6 @@ def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = (),
     Args:
         torch_options: the command's options in use that only the torch pipeline serves (``--hint``, ...);
             with them, ``--runtime onnx`` runs the network on onnxruntime inside the torch pipeline.
-        megapixels: ``megapixels(limit)``: the job's size, counted until past ``limit``; with ``--runtime
-            auto`` on the torch install, a job past :data:`LIGHT_MAX_MEGAPIXELS` runs on torch (faster photos
-            outweigh its slower start). None: a small job.
     Raises:
         ValueError: an option needs torch and this is the light install.
     """
@@ -89,9 +82,9 @@ def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = (),
     runtime = getattr(args, "runtime", "torch")
     device = getattr(args, "device", "cpu")
     needs_torch = list(torch_options) + ([f"--device {device}"] if device != "cpu" else [])
-    if runtime == "auto":  # the light engine where it serves: same photos (within a level), a sooner start
-        small = megapixels is None or megapixels(LIGHT_MAX_MEGAPIXELS) <= LIGHT_MAX_MEGAPIXELS
-        light = not needs_torch and _has_onnx(args.model) and small
+    if runtime == "auto":  # the light engine where it serves: the same photos (within a level), a sooner start and
+        # faster photos at every size (benchmarks/light.py: 1024x768 in 70 ms vs torch's 91; 6000x4000 0.74 s vs 1.41)
+        light = not needs_torch and _has_onnx(args.model)
         runtime = "onnx" if not torch_installed() or light else "torch"
     if runtime == "onnx" and not (needs_torch and torch_installed()):
         if needs_torch:
@@ -104,11 +97,10 @@ def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = (),
                          threads=args.threads, device=device, runtime=runtime)
 
 
-def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = (),
-                    megapixels: Callable[[float], float] | None = None):
+def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = ()):
     """The colorizer :func:`colorizer_spec` describes, built (its model loaded).
 
     Raises:
         one of :data:`colorize.batch.MODEL_ERRORS`, naming what is wrong.
     """
-    return colorizer_spec(args, torch_options=torch_options, megapixels=megapixels).build()
+    return colorizer_spec(args, torch_options=torch_options).build()
