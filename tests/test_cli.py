@@ -579,6 +579,36 @@ def test_missing_train_extra_is_named(tmp_path, photo_dir, monkeypatch, capsys):
         packaged_state_dict("tf_efficientnet_lite0")
 
 
+def test_second_ctrl_c_while_photos_in_flight_finish_is_one_line(tiny_model_file, photo_dir, tmp_path, capsys,
+                                                                   monkeypatch):
+    import os
+    import signal
+    import time
+
+    from colorize.pipeline import Colorizer
+
+    original, calls = Colorizer.colorize_file, []
+
+    def colorize_file(self, src, dst, **kwargs):
+        calls.append(src)
+        if len(calls) == 3:  # the first Ctrl-C; the second comes while the main thread waits for this photo
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, src, dst, **kwargs)
+
+    monkeypatch.setattr(Colorizer, "colorize_file", colorize_file)
+    out = tmp_path / "out"
+    assert _colorize(tiny_model_file, photo_dir, "-o", out, "--workers", "2") == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted", err
+    written = _files(out)
+    assert 0 < len(written) < 12 and not any(n.endswith(".tmp") for n in written)
+    for name in written:
+        with Image.open(out / name) as img:
+            img.load()
+
+
 def test_ctrl_c_stops_with_a_summary_and_no_half_file(tiny_model_file, photo_dir, tmp_path, capsys, monkeypatch):
     import os
     import signal

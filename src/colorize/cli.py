@@ -22,7 +22,16 @@ SUBCOMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run one command; exit 130 on a Ctrl-C no command handled itself (a second one while the photos in
+    flight finish, for instance): their outputs are written whole or not at all, and no traceback is shown."""
+    try:
+        return _route(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _route(argv: list[str]) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 
