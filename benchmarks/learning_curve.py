@@ -37,7 +37,9 @@ def main() -> None:
     for f in args.snapshots:
         with safe_open(f, "pt") as sf:
             meta = sf.metadata() or {}
-        m = decoded(resolve_model(f), args.prior_correction, args.temperature, Path(f).stem)
+        # labelled by run folder and file: snapshots of two runs (a warm start beside its source) keep apart
+        label = f"{Path(f).parent.name}-{Path(f).stem}"
+        m = decoded(resolve_model(f), args.prior_correction, args.temperature, label)
         seen[m.model_name] = args.offset + int(meta.get("photos_seen", 0))
         models.append(m)
     summary = evaluate(args.data, models, out_dir=Path(args.output).with_suffix(""), limit=args.limit, grid_rows=0,
