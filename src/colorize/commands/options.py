@@ -83,7 +83,8 @@ def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = ()) -
     device = getattr(args, "device", "cpu")
     needs_torch = list(torch_options) + ([f"--device {device}"] if device != "cpu" else [])
     if runtime == "auto":  # the light engine where it serves: the same photos (within a level), a sooner start and
-        # faster photos at every size (benchmarks/light.py: 1024x768 in 70 ms vs torch's 91; 6000x4000 0.74 s vs 1.41)
+        # faster photos at every size (benchmarks/light.py, two runs: 1024x768 70-82 ms vs torch 91-142; a 6000x4000
+        # scan 0.7-1.1 s vs 1.4-1.5)
         light = not needs_torch and _has_onnx(args.model)
         runtime = "onnx" if not torch_installed() or light else "torch"
     if runtime == "onnx" and not (needs_torch and torch_installed()):
