@@ -115,7 +115,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     args = p.parse_args()
 
-    from colorize.commands.video import network_runtime
+    from colorize.commands.options import network_runtime
     from colorize.pipeline import Colorizer
 
     model = args.model

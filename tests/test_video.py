@@ -425,7 +425,7 @@ def test_a_writer_error_stops_the_run_and_leaves_no_output(clip, tmp_path, tiny_
 
 
 def test_network_runtime_auto_is_onnx_where_the_model_has_an_export(tiny_model_file):
-    from colorize.commands.video import network_runtime
+    from colorize.commands.options import network_runtime
 
     assert network_runtime("auto", None) == "onnx"  # the shipped default model has its export
     assert network_runtime("auto", "model.onnx") == "onnx"

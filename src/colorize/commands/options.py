@@ -66,6 +66,14 @@ def _has_onnx(model: str | None) -> bool:
     return SHIPPED[name].onnx is not None if name in SHIPPED else name.lower().endswith(".onnx")
 
 
+def network_runtime(runtime: str, model: str | None, device: str = "cpu") -> str:
+    """The engine ``--runtime`` picks for the network inside the torch pipeline (``colorize video``): ``auto``
+    is onnx where the model has an ONNX export (a shipped model, an .onnx file) and runs on the CPU, else torch."""
+    if runtime != "auto":
+        return runtime
+    return "onnx" if device == "cpu" and _has_onnx(model) else "torch"
+
+
 def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = ()) -> "ColorizerSpec":
     """Which colorizer the options of :func:`add_model_options` describe: the torch pipeline
     (:class:`colorize.pipeline.Colorizer`), or with ``--runtime onnx`` (``auto`` without torch) the light

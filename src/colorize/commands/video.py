@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from colorize.batch import MODEL_ERRORS
-from colorize.commands.options import add_model_options, build_colorizer
+from colorize.commands.options import add_model_options, build_colorizer, network_runtime
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,16 +35,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
-
-
-def network_runtime(runtime: str, model: str | None, device: str = "cpu") -> str:
-    """The engine ``--runtime`` picks for the network of ``colorize video``: ``auto`` is onnx where the model has
-    an ONNX export (a shipped model, an .onnx file) and runs on the CPU, else torch."""
-    from colorize.commands.options import _has_onnx
-
-    if runtime != "auto":
-        return runtime
-    return "onnx" if device == "cpu" and _has_onnx(model) else "torch"
 
 
 def _default_output(src: Path) -> Path:
