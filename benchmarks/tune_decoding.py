@@ -26,23 +26,28 @@ from colorize.shipped import resolve_model
 from colorize.models.base import correct_prior, optimize_for_inference
 
 
-def decoded(model, correction: float, temperature: float, name: str):
-    """``model`` made inference-ready with a prior correction folded in and a temperature recorded,
-    labelled ``name`` for the evaluation report (changes and returns ``model``)."""
+def decoded(model, correction: float, temperature: float, name: str, size: int | None = None):
+    """``model`` made inference-ready with a prior correction folded in, a temperature and (optionally) a
+    working size recorded, labelled ``name`` for the evaluation report (changes and returns ``model``)."""
     if correction:
         correct_prior(model, correction)
     optimize_for_inference(model)
     model.default_temperature = temperature
+    if size:
+        model.default_size = size
     model.model_name = name
     return model
 
 
-def settings_models(spec: str, corrections: list[float], temperatures: list[float]) -> list:
-    """One inference-ready copy of the model per (prior correction, temperature), labelled by it."""
+def settings_models(spec: str, corrections: list[float], temperatures: list[float],
+                    sizes: list[int] | None = None) -> list:
+    """One inference-ready copy of the model per (prior correction, temperature, working size), labelled
+    by it (the size only when several are tried)."""
     base = resolve_model(spec)
     out = []
-    for beta, t in itertools.product(corrections, temperatures):
-        out.append(decoded(copy.deepcopy(base), beta, t, f"pc{beta:g}_T{t:g}"))
+    for beta, t, size in itertools.product(corrections, temperatures, sizes or [None]):
+        name = f"pc{beta:g}_T{t:g}" + (f"_s{size}" if size else "")
+        out.append(decoded(copy.deepcopy(base), beta, t, name, size))
     return out
 
 
@@ -71,10 +76,12 @@ def main() -> None:
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.7, 1.0])
     p.add_argument("--prior-corrections", type=float, nargs="+", default=[0.0, 0.2, 0.4],
                    help="shares of class rebalancing undone at inference (models.base.correct_prior)")
+    p.add_argument("--working-sizes", type=int, nargs="+", default=None,
+                   help="pipeline working sizes to try (default: the one recorded in the weight file)")
     p.add_argument("-o", "--output", default="benchmarks/results/tune_decoding")
     args = p.parse_args()
 
-    models = settings_models(args.model, args.prior_corrections, args.temperatures)
+    models = settings_models(args.model, args.prior_corrections, args.temperatures, args.working_sizes)
     summary = evaluate(args.data, models, out_dir=args.output, limit=args.limit, grid_rows=0, progress=False)
     protocol = summary["protocols"]["crop256"]
     table = verdicts(protocol)

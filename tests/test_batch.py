@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from colorize.batch import FileResult, colorize_files
-from colorize.io import ImageError, load_input, save_image
+from colorize.io import load_input, save_image
 from colorize.tone import ToneReport
 from helpers import make_photo
 

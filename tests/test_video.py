@@ -20,8 +20,8 @@ from PIL import Image
 
 from colorize.cli import main as cli_main
 from colorize.pipeline import Colorizer
-from colorize.temporal import (Motion, TemporalConfig, TemporalSmoother, blend, estimate_motion, flicker,
-                               histogram_distance, is_scene_cut, optical_flow, warp)
+from colorize.temporal import (KeyframePlan, Motion, TemporalConfig, TemporalSmoother, blend, estimate_motion,
+                               flicker, histogram_distance, is_scene_cut, optical_flow, warp)
 from colorize.video import VideoError, colorize_video, video_flicker
 
 av = pytest.importorskip("av")
@@ -178,6 +178,19 @@ def test_temporal_config_validation():
         TemporalConfig(cut_threshold=2)
     with pytest.raises(ValueError, match="ultrafast, fast, medium"):
         TemporalConfig(flow="slow")
+    with pytest.raises(ValueError, match="keyframe_interval"):
+        TemporalConfig(keyframe_interval=0)
+
+
+def test_keyframe_plan_every_nth_frame_restarting_at_cuts_and_hinted_frames():
+    l = [(f.astype(np.float32).mean(-1) / 2.55) for f in clip_frames()]
+    keys = lambda plan: [i for i, frame in enumerate(l) if plan(frame)]  # noqa: E731
+    assert keys(KeyframePlan(1)) == list(range(FRAMES))
+    assert keys(KeyframePlan(2)) == list(range(0, CUT, 2)) + list(range(CUT, FRAMES, 2))
+    assert keys(KeyframePlan(5)) == [0, 5, 10, CUT, CUT + 5, CUT + 10]  # the cut starts a new count
+    assert keys(KeyframePlan(5, always={3})) == [0, 3, 8, CUT, CUT + 5, CUT + 10]
+    with pytest.raises(ValueError, match="interval"):
+        KeyframePlan(0)
 
 
 # -- whole videos ----------------------------------------------------------------------------------
@@ -209,7 +222,8 @@ def test_audio_the_container_cannot_hold_is_reencoded(tmp_path, tiny_model_file)
 
 def test_temporal_consistency_reduces_flicker_and_keeps_color(clip, tmp_path):
     colorizer = Colorizer(FlickeryNet())
-    steady = colorize_video(clip, tmp_path / "steady.mp4", colorizer)
+    # the network on every frame: the in-run per-frame flicker is measured beside the output's
+    steady = colorize_video(clip, tmp_path / "steady.mp4", colorizer, config=TemporalConfig(keyframe_interval=1))
     per_frame = colorize_video(clip, tmp_path / "per_frame.mp4", colorizer, temporal=False, report=True)
     measured_steady = video_flicker(tmp_path / "steady.mp4", gray=clip)
     measured_per_frame = video_flicker(tmp_path / "per_frame.mp4", gray=clip)
@@ -223,6 +237,62 @@ def test_temporal_consistency_reduces_flicker_and_keeps_color(clip, tmp_path):
     assert chroma_ratio > 0.8 and steady["chroma"] > 0.8 * steady["chroma_per_frame"]
     assert per_frame["flicker_ratio"] == pytest.approx(1.0)
     assert steady["cuts"] == per_frame["cuts"] == measured_steady["cuts"] == [CUT]
+    assert steady["predicted_frames"] == per_frame["predicted_frames"] == FRAMES
+
+
+class CountingNet(FlickeryNet):
+    """:class:`FlickeryNet` that counts the frames it colors."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.frames = 0
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        self.frames += l_norm.shape[0]
+        return super().forward(l_norm)
+
+
+def test_keyframes_the_network_colors_every_other_frame_and_the_rest_follow_the_motion(clip, tmp_path):
+    """By default the network sees the first frame of each shot and every second one after it; the frames between
+    carry its colors along the motion: about half the network's work, as steady as the network on every frame, the
+    same color, and every frame still its own (the cut is not smeared)."""
+    net = CountingNet()
+    keyed = colorize_video(clip, tmp_path / "keyed.mp4", Colorizer(net))
+    assert net.frames == keyed["predicted_frames"] == FRAMES // 2  # 0, 2, .., 10 and 12 (the cut), 14, .., 22
+    net.frames = 0
+    every = colorize_video(clip, tmp_path / "every.mp4", Colorizer(net), config=TemporalConfig(keyframe_interval=1))
+    assert net.frames == every["predicted_frames"] == FRAMES
+    m_keyed, m_every = (video_flicker(tmp_path / f"{n}.mp4", gray=clip) for n in ("keyed", "every"))
+    print(f"keyframes every 2nd frame: flicker {m_keyed['flicker']:.2f}, chroma {m_keyed['chroma']:.1f}; "
+          f"every frame: {m_every['flicker']:.2f}, {m_every['chroma']:.1f}")
+    assert m_keyed["flicker"] <= 1.1 * m_every["flicker"]
+    assert m_keyed["chroma"] == pytest.approx(m_every["chroma"], rel=0.15)
+    assert keyed["cuts"] == m_keyed["cuts"] == [CUT] and keyed["flicker_per_frame"] is None  # nothing to compare
+    # the cut is a keyframe: its colors are the new shot's own prediction, nothing carried over
+    steady = Colorizer(FlickeryNet(cast=0.0))
+    colorize_video(clip, tmp_path / "cut.mp4", steady)
+    with av.open(str(clip)) as c:
+        expected = steady.colorize_uint8([f for i, f in enumerate(c.decode(video=0)) if i == CUT][0].to_ndarray(
+            format="rgb24")).astype(np.float32)
+    with av.open(str(tmp_path / "cut.mp4")) as c:
+        got = [f for i, f in enumerate(c.decode(video=0)) if i == CUT][0].to_ndarray(format="rgb24").astype(np.float32)
+    assert np.abs(got - expected).mean() < 3.0  # H.264 at crf 18
+
+
+def test_a_frame_between_keyframes_is_predicted_where_the_motion_is_lost():
+    """A frame the plan skipped but whose motion the smoother cannot follow (a cut the plan did not see, the flow
+    lost) gets its own prediction through ``predict``: never a stale color from another shot."""
+    smoother = TemporalSmoother()
+    a, b = _texture(seed=1), _texture(seed=5) * 0.3
+    red, blue = np.full((64, 96, 2), 0.3, np.float32), np.full((64, 96, 2), -0.3, np.float32)
+    smoother(a, red)
+    carried = smoother(a, None)  # the same view: the last prediction carried (nothing called)
+    assert np.allclose(carried, red, atol=1e-5)
+    calls = []
+    assert np.allclose(smoother(b, None, predict=lambda: calls.append(1) or blue), blue) and calls == [1]
+    assert smoother.stats.predicted == 2 and smoother.stats.frames == 3
+    with pytest.raises(ValueError, match="predict"):
+        TemporalSmoother()(a, None)
 
 
 def test_frames_come_out_in_order_whatever_the_batching(clip, tmp_path):
@@ -318,9 +388,15 @@ def test_command_report_and_json(clip, tmp_path, tiny_model_file, capsys):
     args = ["video", str(clip), "-o", str(out), "--model", str(tiny_model_file), "-q", "--report-json", str(report)]
     assert cli_main(args) == 0
     printed = capsys.readouterr().out
-    assert "flicker:" in printed and "per-frame" in printed and f"cuts:    {CUT}" in printed
+    assert "flicker:" in printed and "per-frame n/a" in printed and f"cuts:    {CUT}" in printed
+    assert f"the network colored {FRAMES // 2} of {FRAMES} frames" in printed
     data = json.loads(report.read_text())
-    assert data["frames"] == FRAMES and data["temporal"] and data["flicker_per_frame"] > 0
+    assert data["frames"] == FRAMES and data["temporal"] and data["flicker"] > 0 and data["flicker_per_frame"] is None
+    every = ["--keyframe-interval", "1", "--overwrite"]
+    assert cli_main(args + every) == 0 and json.loads(report.read_text())["flicker_per_frame"] > 0
+    assert f"colored {FRAMES} of {FRAMES} frames" in capsys.readouterr().out
+    assert cli_main(args + ["--keyframe-interval", "0", "--overwrite"]) == 2
+    assert "--keyframe-interval must be >= 1" in capsys.readouterr().err
     assert probe(out)["frames"] == FRAMES
     assert cli_main(args) == 2  # exists: not overwritten without --overwrite
     assert "--overwrite" in capsys.readouterr().err
@@ -384,24 +460,30 @@ def test_cli_takes_the_model_options(clip, tmp_path, tiny_model_file):
     assert chroma[0.0] < 1e-6 < chroma[1.0]
 
 
-def test_compose_and_encoding_run_on_the_writer_thread_in_order(clip, tmp_path, tiny_model_file, monkeypatch):
-    """The full-resolution end (compose, encode, mux) runs on its own thread, beside the smoothing and the
-    network, and still finishes the frames in their order."""
+def test_compose_runs_beside_and_encoding_on_the_writer_thread_in_order(clip, tmp_path, tiny_model_file, monkeypatch):
+    """The full-resolution end runs beside the smoothing and the network: frames are composed on the composer
+    threads, encoded and muxed on the writer thread, and still finish in their order."""
     import threading
 
     import colorize.video as video
 
-    seen = []
-    finish = video._finish_frame
+    composed, encoded = [], []
+    compose, finish = video._compose_frame, video._finish_frame
 
-    def spy(frame, *args):
-        seen.append((threading.current_thread().name, frame.pts))
+    def spy_compose(*args):
+        composed.append(threading.current_thread().name)
+        return compose(*args)
+
+    def spy_finish(frame, *args):
+        encoded.append((threading.current_thread().name, frame.pts))
         return finish(frame, *args)
 
-    monkeypatch.setattr(video, "_finish_frame", spy)
+    monkeypatch.setattr(video, "_compose_frame", spy_compose)
+    monkeypatch.setattr(video, "_finish_frame", spy_finish)
     colorize_video(clip, tmp_path / "out.mp4", Colorizer(tiny_model_file), batch_size=5)
-    assert len(seen) == FRAMES and all(name.startswith("colorize-writer") for name, _ in seen)
-    assert [pts for _, pts in seen] == sorted(pts for _, pts in seen)
+    assert len(composed) == FRAMES and all(name.startswith("colorize-compose") for name in composed)
+    assert len(encoded) == FRAMES and all(name.startswith("colorize-writer") for name, _ in encoded)
+    assert [pts for _, pts in encoded] == sorted(pts for _, pts in encoded)
     assert probe(tmp_path / "out.mp4")["frames"] == FRAMES
 
 

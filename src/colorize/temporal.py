@@ -6,7 +6,9 @@ and blended with the new prediction::
     ab_t = a * c * warp(ab_{t-1}) + (1 - a * c) * pred_t
 
 where ``c`` in [0, 1] is the per-pixel reliability of the flow (forward-backward agreement and the
-lightness error after warping) and the blend restarts from ``pred_t`` at scene cuts. Flicker is
+lightness error after warping) and the blend restarts from ``pred_t`` at scene cuts. The network need not
+see every frame (:class:`KeyframePlan`): between its keyframes, ``pred_t`` is the last prediction carried
+along the same flow, as deep feature flow (Zhu et al. 2017) carries a network's features between keyframes. Flicker is
 measured the same way: the mean ab change between consecutive frames after warping by the flow.
 
 Plain functions on numpy arrays (L in [0, 100] as (h, w), normalized ab as (h, w, 2)); OpenCV gives
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -39,6 +41,10 @@ class TemporalConfig:
     # DIS preset of the flow (FLOW_PRESETS). "fast" stops at a quarter of the working size where "medium"
     # goes on to half: at 256x144, a quarter of medium's time for ~4% more flicker (benchmarks/video_speed.py)
     flow: str = "fast"
+    # the network colors the first frame of a shot, then every keyframe_interval-th; the frames between carry its
+    # last prediction along the motion (1: every frame). 2 halves the network's share of a frame's work (about a
+    # third of it at 480p on 2 cores) and the colors it blends change no faster than the motion carries them
+    keyframe_interval: int = 2
 
     def __post_init__(self):
         if self.flow not in FLOW_PRESETS:
@@ -48,6 +54,8 @@ class TemporalConfig:
         for name in ("fb_tolerance", "l_tolerance"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.keyframe_interval < 1:
+            raise ValueError(f"keyframe_interval must be >= 1, got {self.keyframe_interval}")
         for name in ("cut_threshold", "min_reliable"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -212,6 +220,7 @@ class TemporalStats:
     """Running measurements of one video: cuts, flicker and chroma of the output and of the raw predictions."""
 
     frames: int = 0
+    predicted: int = 0  # frames the network colored (the others carried its last prediction along the motion)
     cuts: list[int] = field(default_factory=list)  # indices of frames that start a new shot
     flicker: list[float] = field(default_factory=list)  # per frame pair, of what is composed
     flicker_per_frame: list[float] = field(default_factory=list)  # per frame pair, of the raw predictions
@@ -225,7 +234,7 @@ class TemporalStats:
             finite = [v for v in values if np.isfinite(v)]
             return float(np.mean(finite)) if finite else None
 
-        out = {"cuts": list(self.cuts), "flicker": mean(self.flicker),
+        out = {"predicted_frames": self.predicted, "cuts": list(self.cuts), "flicker": mean(self.flicker),
                "flicker_per_frame": mean(self.flicker_per_frame),
                "chroma": mean(self.chroma), "chroma_per_frame": mean(self.chroma_per_frame)}
         f, f0 = out["flicker"], out["flicker_per_frame"]
@@ -250,33 +259,84 @@ class TemporalSmoother:
         """
         self.cfg, self.enabled, self.measure = cfg, enabled, measure
         self.stats = TemporalStats()
-        self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (L, pred, output)
+        self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (L, pred or carried pred, output)
+        self._prev_predicted = False  # whether the previous frame's pred was the network's own
 
-    def __call__(self, l: np.ndarray, pred: np.ndarray) -> np.ndarray:
-        """One frame: (h, w) L in [0, 100] and (h, w, 2) predicted normalized ab -> (h, w, 2) ab to compose."""
+    def __call__(self, l: np.ndarray, pred: np.ndarray | None,
+                 predict: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+        """One frame: (h, w) L in [0, 100] and (h, w, 2) predicted normalized ab -> (h, w, 2) ab to compose.
+
+        ``pred`` None: a frame between keyframes (:class:`KeyframePlan`): the last prediction is carried along
+        the motion in its place, and ``predict()`` gives the frame's own where it cannot be (the first frame, a
+        scene cut, the flow lost). The raw-prediction measurements (``flicker_per_frame``, ``chroma_per_frame``)
+        are taken on predicted frames only.
+        """
         index = self.stats.frames
         self.stats.frames += 1
-        out, motion = pred, None
+        motion = None
         if self._prev is not None and self._prev[0].shape != l.shape:
             self._prev = None  # the frame size changed: nothing to follow
         if self._prev is not None:
             l_prev, pred_prev, out_prev = self._prev
             cut = is_scene_cut(l_prev, l, threshold=self.cfg.cut_threshold)
-            if not cut and (self.enabled or self.measure):
+            if not cut and (self.enabled or self.measure or pred is None):
                 motion = estimate_motion(l_prev, l, self.cfg)
                 if float(motion.confidence.mean()) < self.cfg.min_reliable:
                     cut, motion = True, None
             if cut:
                 self.stats.cuts.append(index)
-            if motion is not None:
-                propagated = warp(out_prev, motion.flow)
-                if self.enabled:
-                    out = blend(pred, propagated, motion.confidence, alpha=self.cfg.alpha)
-                if self.measure:
-                    self.stats.flicker.append(_change(out, propagated, motion.confidence))
-                    self.stats.flicker_per_frame.append(flicker(pred, pred_prev, motion))
+        carried = pred is None
+        if carried:
+            if motion is None:  # nothing to carry from
+                if predict is None:
+                    raise ValueError("a frame without a prediction needs predict() where the motion cannot be followed")
+                pred, carried = predict(), False
+            else:
+                pred = warp(self._prev[1], motion.flow)
+        self.stats.predicted += not carried
+        out = pred
+        if motion is not None:
+            propagated = warp(self._prev[2], motion.flow)
+            if self.enabled:
+                out = blend(pred, propagated, motion.confidence, alpha=self.cfg.alpha)
+            if self.measure:
+                self.stats.flicker.append(_change(out, propagated, motion.confidence))
+                if not carried and self._prev_predicted:
+                    self.stats.flicker_per_frame.append(flicker(pred, self._prev[1], motion))
         if self.measure:
             self.stats.chroma.append(chroma(out))
-            self.stats.chroma_per_frame.append(chroma(pred))
+            if not carried:
+                self.stats.chroma_per_frame.append(chroma(pred))
         self._prev = (l, pred, out)
+        self._prev_predicted = not carried
         return out
+
+
+class KeyframePlan:
+    """Which frames the network colors, decided from the gray frames alone (so the network can run ahead): the
+    first frame, the first of each shot (:func:`is_scene_cut`), the frames in ``always`` (hinted ones), and every
+    ``interval``-th frame after the last keyframe. Call it on every frame, in order.
+
+    >>> plan = KeyframePlan(2)
+    >>> [plan(l) for l in frames_of_one_shot]   # True, False, True, False, ...
+    """
+
+    def __init__(self, interval: int = TemporalConfig.keyframe_interval, *,
+                 cut_threshold: float = TemporalConfig.cut_threshold, always: Iterable[int] = ()):
+        if interval < 1:
+            raise ValueError(f"interval must be >= 1, got {interval}")
+        self.interval, self.cut_threshold, self.always = interval, cut_threshold, frozenset(always)
+        self._prev: np.ndarray | None = None
+        self._since_key = 0
+        self.index = 0  # the next frame's index
+
+    def __call__(self, l: np.ndarray) -> bool:
+        """Whether the frame with (h, w) L ``l`` (in [0, 100]) is a keyframe."""
+        index, prev = self.index, self._prev
+        self.index += 1
+        self._prev = l
+        key = (self.interval == 1 or prev is None or prev.shape != l.shape or index in self.always
+               or self._since_key >= self.interval - 1
+               or is_scene_cut(prev, l, threshold=self.cut_threshold))
+        self._since_key = 0 if key else self._since_key + 1
+        return key

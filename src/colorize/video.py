@@ -29,7 +29,7 @@ from colorize.color import normalize_ab, rgb_to_lab
 from colorize.io import AtomicFile
 from colorize.layout import working_shape
 from colorize.pipeline import Colorizer, Prepared
-from colorize.temporal import Motion, TemporalConfig, TemporalSmoother, estimate_motion, is_scene_cut
+from colorize.temporal import KeyframePlan, Motion, TemporalConfig, TemporalSmoother, estimate_motion, is_scene_cut
 
 if TYPE_CHECKING:
     import av
@@ -47,7 +47,10 @@ ENCODER_OPTIONS: dict[str, dict[str, str]] = {
     "libvpx-vp9": {"crf": "30", "b": "0", "row-mt": "1"},
     "libvpx": {"crf": "10", "b": "2M"},
 }
-FALLBACK_AUDIO_CODECS = ("aac", "libopus", "libvorbis")  # when the container cannot hold the audio as is
+FALLBACK_AUDIO_CODECS = ("aac", "libopus", "libvorbis")
+# frames composed side by side: the full-resolution end is the longest stage once the network skips frames (480p,
+# 2 cores: ~20 ms a frame against ~12 for the network's share); two keep the writer fed
+COMPOSERS = 2  # when the container cannot hold the audio as is
 
 
 class VideoError(ValueError):
@@ -395,6 +398,8 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     if hints:
         tracked, _ = track_hints(src, colorizer, hints, config=cfg)
     smoother = TemporalSmoother(cfg, enabled=temporal, measure=temporal or report)
+    # which frames the network colors (the network thread asks, in order); without the temporal blend, every one
+    plan = KeyframePlan(cfg.keyframe_interval, cut_threshold=cfg.cut_threshold, always=tracked) if temporal else None
     inp, vin, ain = open_video(src)
     width, height = vin.codec_context.width, vin.codec_context.height
     audio_mode = "none"
@@ -416,11 +421,12 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                            disable=not show or not sys.stderr.isatty())
                 plain = _PlainProgress(vin.frames, enabled=show and not sys.stderr.isatty())
                 batch: list[av.VideoFrame] = []
-                # three threads side by side (torch, OpenCV, onnxruntime and FFmpeg let go of the GIL): the network
-                # thread prepares and predicts the next batch; this one decodes and carries colors along the motion
-                # (in order: each frame needs the one before); the writer composes at full resolution, encodes and
-                # muxes, in order (audio packets go through it too: one thread muxes)
+                # threads side by side (torch, OpenCV, onnxruntime and FFmpeg let go of the GIL): the network thread
+                # prepares and predicts the next batch; this one decodes and carries colors along the motion (in
+                # order: each frame needs the one before); two composers compose frames at full resolution, side by
+                # side; the writer encodes and muxes, in order (audio packets go through it too: one thread muxes)
                 network = ThreadPoolExecutor(1, thread_name_prefix="colorize-network")
+                composers = ThreadPoolExecutor(COMPOSERS, thread_name_prefix="colorize-compose")
                 writer = _Writer(out, depth=2 * batch_size, progress=lambda n: (bar.update(n), plain.update(n)))
                 pending: tuple[list[av.VideoFrame], Future] | None = None
 
@@ -430,12 +436,13 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                     if batch:
                         frames = batch.copy()
                         batch.clear()
-                        sent = (frames, network.submit(_predict_batch, frames, colorizer, width, height))
+                        sent = (frames, network.submit(_predict_batch, frames, colorizer, width, height, plan))
                     if pending is not None:
                         frames, future = pending
                         smoothed = _smooth_batch(*future.result(), colorizer, smoother, tracked)
                         for frame, (prep, ab) in zip(frames, smoothed, strict=True):
-                            writer.put(_finish_frame, frame, prep, ab, colorizer, vout, frames=1)
+                            rgb = composers.submit(_compose_frame, prep, ab, colorizer)
+                            writer.put(_finish_frame, frame, rgb, vout, frames=1)
                     pending = sent
 
                 with bar:
@@ -458,6 +465,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                         writer.join()
                     finally:
                         network.shutdown(cancel_futures=True)  # on an error: no batch starts after it
+                        composers.shutdown(cancel_futures=True)
                         writer.close()
             except BaseException:
                 with contextlib.suppress(Exception):  # the first error is the one worth reporting
@@ -495,34 +503,49 @@ def _torch_threads(n: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-def _predict_batch(frames: list[av.VideoFrame], colorizer: Colorizer, width: int,
-                   height: int) -> tuple[list[Prepared], torch.Tensor]:
-    """prepare -> one batched predict, for a list of frames: (their Prepared, (B, 2, h, w) ab)."""
+def _predict_batch(frames: list[av.VideoFrame], colorizer: Colorizer, width: int, height: int,
+                   plan: KeyframePlan | None = None) -> tuple[list[Prepared], list[torch.Tensor | None]]:
+    """prepare -> one batched predict of the keyframes among ``frames`` (``plan``; None: every frame): their
+    Prepared, and the (2, h, w) ab of each keyframe (None for the others)."""
     prepared = [colorizer.prepare(_frame_pixels(f, width, height)) for f in frames]
-    return prepared, colorizer.predict(torch.cat([p.l_small for p in prepared]))
+    keys = [plan is None or plan(p.l_small[0, 0].cpu().numpy()) for p in prepared]
+    if not any(keys):
+        return prepared, [None] * len(prepared)
+    ab = iter(colorizer.predict(torch.cat([p.l_small for p, key in zip(prepared, keys) if key])))
+    return prepared, [next(ab) if key else None for key in keys]
 
 
-def _smooth_batch(prepared: list[Prepared], ab_small: torch.Tensor, colorizer: Colorizer,
+def _smooth_batch(prepared: list[Prepared], ab_small: list[torch.Tensor | None], colorizer: Colorizer,
                   smoother: TemporalSmoother, hints: dict[int, list[Hint]] | None = None
                   ) -> Iterator[tuple[Prepared, torch.Tensor]]:
     """hints -> temporal blend, for the frames of one :func:`_predict_batch`, in order: (Prepared, the (1, 2, h, w)
-    ab to compose) for each."""
+    ab to compose) for each. A frame between keyframes is predicted here if the smoother cannot carry one to it."""
     for prep, pred in zip(prepared, ab_small, strict=True):
         frame_hints = (hints or {}).get(smoother.stats.frames)  # this frame's index in the video
-        if frame_hints:
-            pred = colorizer.with_hints(prep, pred[None], frame_hints)[0]
+
+        def own(pred: torch.Tensor | None = pred, prep: Prepared = prep, frame_hints=frame_hints) -> np.ndarray:
+            """The frame's own prediction, with its hints, as (h, w, 2) numpy."""
+            ab = colorizer.predict(prep.l_small) if pred is None else pred[None]
+            if frame_hints:
+                ab = colorizer.with_hints(prep, ab, frame_hints)
+            return ab[0].permute(1, 2, 0).cpu().numpy()
+
         l = prep.l_small[0, 0].cpu().numpy()
-        ab = smoother(l, pred.permute(1, 2, 0).cpu().numpy())
+        ab = smoother(l, None if pred is None else own(), predict=own)
         yield prep, torch.from_numpy(np.ascontiguousarray(ab)).permute(2, 0, 1)[None].to(colorizer.device)
 
 
-def _finish_frame(frame: av.VideoFrame, prep: Prepared, ab: torch.Tensor, colorizer: Colorizer,
-                  vout: av.VideoStream) -> list[av.Packet]:
-    """compose -> encode, for one frame of :func:`_smooth_batch`, with the input frame's timing and YUV matrix."""
+def _compose_frame(prep: Prepared, ab: torch.Tensor, colorizer: Colorizer) -> np.ndarray:
+    """compose, for one frame of :func:`_smooth_batch`: the (H, W, 3) uint8 RGB frame."""
+    rgb = colorizer.compose(prep, ab, uint8=True)  # (1, 3, H, W) uint8, laid out (H, W, 3)
+    return rgb[0].permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+def _finish_frame(frame: av.VideoFrame, rgb: Future, vout: av.VideoStream) -> list[av.Packet]:
+    """encode, for one frame whose :func:`_compose_frame` is ``rgb``, with the input frame's timing and YUV matrix."""
     import av
 
-    rgb = colorizer.compose(prep, ab, uint8=True)  # (1, 3, H, W) uint8, laid out (H, W, 3)
-    new = av.VideoFrame.from_ndarray(rgb[0].permute(1, 2, 0).contiguous().cpu().numpy(), format="rgb24")
+    new = av.VideoFrame.from_ndarray(rgb.result(), format="rgb24")
     new.pts, new.time_base, new.duration = frame.pts, frame.time_base, frame.duration
     new.colorspace = frame.colorspace  # encode with the input's YUV matrix
     return vout.encode(new)

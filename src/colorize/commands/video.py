@@ -10,6 +10,7 @@ from typing import Any
 
 from colorize.batch import MODEL_ERRORS
 from colorize.commands.options import add_model_options, build_colorizer, network_runtime
+from colorize.temporal import TemporalConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
                         "less CPU a frame, and its idle threads leave the cores to the rest of the pipeline), else torch")
     p.add_argument("--no-temporal", action="store_true",
                    help="colorize every frame on its own (no color propagation along the motion)")
+    p.add_argument("--keyframe-interval", type=int, default=TemporalConfig.keyframe_interval, metavar="N",
+                   help="the network colors the first frame of each shot, then every N-th frame; the frames between "
+                        "carry its last colors along the motion (default %(default)s; 1: the network on every frame)")
     p.add_argument("--report", action="store_true",
                    help="print speed, scene cuts and flicker (temporal vs per-frame)")
     p.add_argument("--report-json", metavar="FILE", help="also write the report as JSON (implies --report)")
@@ -54,15 +58,19 @@ def format_report(r: dict[str, Any]) -> str:
         f"  frames:  {r['frames']} ({r['width']}x{r['height']} @ {num(r['fps'], '.3g')} fps, "
         f"{num(r['duration'])} s), audio: {r['audio']}",
         f"  model:   {r['model']} at working size {r['working_size']}, temporal: {'on' if r['temporal'] else 'off'}",
-        f"  speed:   {num(r['frames_per_second'], '.1f')} frames/s ({num(r['seconds'], '.1f')} s)",
+        f"  speed:   {num(r['frames_per_second'], '.1f')} frames/s ({num(r['seconds'], '.1f')} s); the network "
+        f"colored {r['predicted_frames']} of {r['frames']} frames",
         f"  cuts:    {', '.join(map(str, r['cuts'])) or 'none'}",
     ]
     if r.get("hints"):
         lines.append(f"  hints:   {r['hints']}, carried through {r['frames_with_hints']} frames of their shots")
-    if r["flicker_per_frame"] is not None:
+    if r["flicker"] is not None or r["flicker_per_frame"] is not None:
+        per_frame = num(r["flicker_per_frame"])
+        if r["flicker_per_frame"] is None:  # the network skipped frames: no two consecutive raw predictions
+            per_frame += " (the network colored every frame only with --keyframe-interval 1)"
         shown = f"temporal {num(r['flicker'])}, " if r["temporal"] else ""
-        ratio = f", ratio {num(r['flicker_ratio'])}" if r["temporal"] else ""
-        lines.append(f"  flicker: {shown}per-frame {num(r['flicker_per_frame'])}{ratio} "
+        ratio = f", ratio {num(r['flicker_ratio'])}" if r["temporal"] and r["flicker_ratio"] is not None else ""
+        lines.append(f"  flicker: {shown}per-frame {per_frame}{ratio} "
                      "(mean Lab ab change after following the motion; lower is steadier)")
         chroma = f"temporal {num(r['chroma'], '.1f')}, " if r["temporal"] else ""
         lines.append(f"  chroma:  {chroma}per-frame {num(r['chroma_per_frame'], '.1f')} (mean |ab|)")
@@ -77,15 +85,18 @@ def main(argv: list[str]) -> int:
     if dst.exists() and not args.overwrite:
         print(f"error: {dst} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
-    if args.batch_size < 1:
-        print(f"error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
-        return 2
+    for name in ("batch_size", "keyframe_interval"):
+        if getattr(args, name) < 1:
+            print(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
+            return 2
 
     from colorize.video import VideoError, colorize_video, load_video_hints
 
     try:
         hints = load_video_hints(args.hints) if args.hints else None
         args.runtime = network_runtime(args.runtime, args.model, args.device)
+        if args.threads is None:  # the pipeline's three threads keep the cores busy: one each is faster (less CPU a
+            args.threads = 1     # frame) than the network's own pool taking both cores from the other two
         colorizer = build_colorizer(args, torch_options=["video"])  # the torch pipeline, its network on args.runtime
     except MODEL_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
@@ -93,7 +104,8 @@ def main(argv: list[str]) -> int:
     try:
         result = colorize_video(src, dst, colorizer, temporal=not args.no_temporal, batch_size=args.batch_size,
                                 report=report, progress=False if args.quiet else None, hints=hints,
-                                torch_threads=args.threads or 1)
+                                torch_threads=args.threads,
+                                config=TemporalConfig(keyframe_interval=args.keyframe_interval))
     except VideoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
