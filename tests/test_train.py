@@ -165,10 +165,13 @@ def test_config_validation():
                             ({"loss": "l1"}, "unknown loss 'l1'"),
                             ({"size": 0}, "size"), ({"size": 100}, "size"), ({"size": -64}, "size"),
                             ({"batch_size": 0}, "batch_size"), ({"epochs": 0}, "epochs"), ({"lr": 0.0}, "lr"),
-                            ({"val_fraction": 1.0}, "val_fraction"), ({"amp": "fp8"}, "amp")]:
+                            ({"val_fraction": 1.0}, "val_fraction"), ({"amp": "fp8"}, "amp"),
+                            ({"crop_scale": [0.8, 0.5]}, "crop_scale"), ({"crop_scale": [0.0, 1.0]}, "crop_scale"),
+                            ({"crop_scale": [0.5]}, "crop_scale")]:
         with pytest.raises(ValueError, match=pattern):
             TrainConfig(**kwargs)
     assert TrainConfig(data="photos").data == ["photos"]  # a single folder is accepted as a string
+    assert TrainConfig(crop_scale=[0.6, 1]).crop_scale == (0.6, 1.0)  # a YAML list becomes the crop's area range
 
 
 def test_yaml_recipes_load_and_unknown_keys_fail(tmp_path):

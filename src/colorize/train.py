@@ -81,6 +81,7 @@ class TrainConfig:
     semantic_prior_correction: float = 0.6  # the decoding it judges: as the shipped weights are exported
     semantic_temperature: float = 0.5
     augment: bool = True
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # area share of the photo each random crop keeps (augment)
     source_balance: float = 1.0  # photo sets in subfolders (sources) drawn in proportion to size ** this:
     # 1 = every photo alike, 0.5 = square root (large sources count less), 0 = every source alike
     prior_images: int = 2000  # photos used to estimate the ab-bin prior for class rebalancing
@@ -113,6 +114,9 @@ class TrainConfig:
             raise ValueError(f"decay_epochs must be in [0, epochs={self.epochs}], got {self.decay_epochs}")
         if self.early_epochs and (self.early_size <= 0 or self.early_size % 8):
             raise ValueError(f"early_size must be a positive multiple of 8, got {self.early_size}")
+        self.crop_scale = tuple(float(v) for v in self.crop_scale)
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"crop_scale must be two area shares 0 < low <= high <= 1, got {list(self.crop_scale)}")
         if not 0 <= self.source_balance <= 1:
             raise ValueError(f"source_balance must be in [0, 1], got {self.source_balance}")
         if self.checkpoint_minutes < 0:
@@ -218,7 +222,7 @@ class Run:
 
 def build_datasets(cfg: TrainConfig, dist: Dist) -> tuple[PhotoDataset | ShardDataset, PhotoDataset]:
     """The training set (photos, or a stream of tar shards split across ranks) and the validation photos."""
-    augment = Augment() if cfg.augment and not cfg.image else None
+    augment = Augment(crop_scale=cfg.crop_scale) if cfg.augment and not cfg.image else None
     if cfg.image:
         train_paths = val_paths = [Path(cfg.image)]
     elif is_shard_spec(cfg.data[0]):
