@@ -8,8 +8,8 @@ and blended with the new prediction::
 where ``c`` in [0, 1] is the per-pixel reliability of the flow (forward-backward agreement and the
 lightness error after warping) and the blend restarts from ``pred_t`` at scene cuts. The network need not
 see every frame (:class:`KeyframePlan`): between its keyframes, ``pred_t`` is the last prediction carried
-along the same flow, as deep feature flow (Zhu et al. 2017) carries a network's features between keyframes. Flicker is
-measured the same way: the mean ab change between consecutive frames after warping by the flow.
+along the same flow, as deep feature flow (Zhu et al. 2017) carries a network's features between keyframes.
+Flicker is measured the same way: the mean ab change between consecutive frames after warping by the flow.
 
 Plain functions on numpy arrays (L in [0, 100] as (h, w), normalized ab as (h, w, 2)); OpenCV gives
 the flow. No video files here: :mod:`colorize.video` reads and writes them.
@@ -277,7 +277,7 @@ class TemporalSmoother:
         if self._prev is not None and self._prev[0].shape != l.shape:
             self._prev = None  # the frame size changed: nothing to follow
         if self._prev is not None:
-            l_prev, pred_prev, out_prev = self._prev
+            l_prev = self._prev[0]
             cut = is_scene_cut(l_prev, l, threshold=self.cfg.cut_threshold)
             if not cut and (self.enabled or self.measure or pred is None):
                 motion = estimate_motion(l_prev, l, self.cfg)
