@@ -67,7 +67,7 @@ def format_report(r: dict[str, Any]) -> str:
     if r["flicker"] is not None or r["flicker_per_frame"] is not None:
         per_frame = num(r["flicker_per_frame"])
         if r["flicker_per_frame"] is None:  # the network skipped frames: no two consecutive raw predictions
-            per_frame += " (the network colored every frame only with --keyframe-interval 1)"
+            per_frame += " (measured with --keyframe-interval 1)"
         shown = f"temporal {num(r['flicker'])}, " if r["temporal"] else ""
         ratio = f", ratio {num(r['flicker_ratio'])}" if r["temporal"] and r["flicker_ratio"] is not None else ""
         lines.append(f"  flicker: {shown}per-frame {per_frame}{ratio} "
