@@ -47,10 +47,10 @@ ENCODER_OPTIONS: dict[str, dict[str, str]] = {
     "libvpx-vp9": {"crf": "30", "b": "0", "row-mt": "1"},
     "libvpx": {"crf": "10", "b": "2M"},
 }
-FALLBACK_AUDIO_CODECS = ("aac", "libopus", "libvorbis")
+FALLBACK_AUDIO_CODECS = ("aac", "libopus", "libvorbis")  # when the container cannot hold the audio as is
 # frames composed side by side: the full-resolution end is the longest stage once the network skips frames (480p,
 # 2 cores: ~20 ms a frame against ~12 for the network's share); two keep the writer fed
-COMPOSERS = 2  # when the container cannot hold the audio as is
+COMPOSERS = 2
 
 
 class VideoError(ValueError):
