@@ -81,7 +81,7 @@ class TrainConfig:
     semantic_prior_correction: float = 0.6  # the decoding it judges: as the shipped weights are exported
     semantic_temperature: float = 0.5
     augment: bool = True
-    crop_scale: tuple[float, float] = (0.35, 1.0)  # area share of the photo each random crop keeps (augment)
+    crop_scale: tuple[float, float] = Augment.crop_scale  # area share of the photo each random crop keeps (augment)
     source_balance: float = 1.0  # photo sets in subfolders (sources) drawn in proportion to size ** this:
     # 1 = every photo alike, 0.5 = square root (large sources count less), 0 = every source alike
     prior_images: int = 2000  # photos used to estimate the ab-bin prior for class rebalancing
