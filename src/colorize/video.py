@@ -377,11 +377,13 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
         hints: {frame index (0-based): color hints in that frame's pixels}; each applies to its frame's
             shot, carried along the motion (:func:`track_hints`: a first pass over the video).
         torch_threads: torch's intra-op threads during the run, restored after (None: as they are). The
-            pipeline's three threads keep the cores busy; one torch thread each spares the hand-offs and the
-            spinning of idle threads that more would bring (measured: less CPU a frame, more frames/s).
+            pipeline's threads (network, smoother, composers, writer) keep the cores busy; one torch thread each
+            spares the hand-offs and the spinning of idle threads that more would bring (measured: less CPU a
+            frame, more frames/s).
     Returns:
-        A summary: frames, width, height, fps, duration, audio, speed, cuts, flicker, flicker_per_frame,
-        flicker_ratio, chroma, chroma_per_frame (flicker in Lab ab units; None when not measured).
+        A summary: frames, width, height, fps, duration, audio, speed, predicted_frames (those the network
+        colored), cuts, flicker, flicker_per_frame, flicker_ratio, chroma, chroma_per_frame (flicker in Lab ab
+        units; None when not measured; flicker_per_frame needs two consecutive predicted frames).
     Raises:
         VideoError: naming the file and the reason, for unreadable input or unwritable output.
     """

@@ -95,8 +95,8 @@ def main(argv: list[str]) -> int:
     try:
         hints = load_video_hints(args.hints) if args.hints else None
         args.runtime = network_runtime(args.runtime, args.model, args.device)
-        if args.threads is None:  # the pipeline's three threads keep the cores busy: one each is faster (less CPU a
-            args.threads = 1     # frame) than the network's own pool taking both cores from the other two
+        if args.threads is None:  # the pipeline's threads keep the cores busy: one each is faster (less CPU a frame)
+            args.threads = 1     # than the network's own pool taking both cores from the others
         colorizer = build_colorizer(args, torch_options=["video"])  # the torch pipeline, its network on args.runtime
     except MODEL_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
