@@ -297,6 +297,65 @@ def test_the_ledger_counts_the_workers_that_died_on_each_photo():
     assert ledger.start(1) == 0  # finished before its block was retried: a new attempt, not a death
     assert [ledger.start(2) for _ in range(4)] == [0, 1, 2, 3]  # never finished: its workers died
     assert ledger.running == {1: 1, 2: 4}  # only photos in flight (or killing their workers) are held
+    assert ledger.begin([3, 4]) == [0, 0] and ledger.running == {1: 1, 2: 4, 3: 1, 4: 1}  # a clean block: all marked
+    assert ledger.begin([2, 5]) == [4, 0] and 5 not in ledger.running  # a block that lost a worker: none marked
+    ledger.finish(1, 3, 4)
+    assert ledger.running == {2: 4}
+
+
+class _WorkerDied(BaseException):
+    """Stands for the SIGKILL of an actor's process: the block stops there, nothing after it runs."""
+
+
+@needs_ray
+def test_a_photo_that_kills_its_workers_is_reported_and_its_block_mates_are_not(monkeypatch):
+    """The actor's block logic against the ledger, each retry of the block a new attempt (as Ray Data
+    retries it): a clean block costs one round trip to the ledger; a photo that kills every worker is
+    reported after MAX_WORKER_DEATHS deaths, and the photos that shared its block are colorized, not blamed."""
+    import ray
+
+    from colorize.batch import Outcome
+    from colorize.ray import MAX_WORKER_DEATHS, WORKER_DIED, _ArchiveWorker, _Ledger
+
+    ledger, waits = _Ledger(), []
+
+    class Handle:  # the ledger as the actor's handle reaches it: method.remote(...) (synchronous here)
+        def __getattr__(self, name):
+            return type("Method", (), {"remote": staticmethod(getattr(ledger, name))})
+
+    monkeypatch.setattr(ray, "get", lambda ref: waits.append(ref) or ref)
+    tries: dict[int, int] = {}
+    ids = [10, 11, 12, 13]
+    batch = {"id": np.array(ids), "src": np.array([f"/in/p{i}.jpg" for i in ids], dtype=object),
+             "member": np.array([""] * 4, dtype=object), "offset": np.zeros(4, int), "size": np.zeros(4, int)}
+
+    def colorize(batch, k):
+        photo = ids[k]
+        tries[photo] = tries.get(photo, 0) + 1
+        if photo == killer:
+            raise _WorkerDied
+        return Outcome(kind="gray")
+
+    worker = _ArchiveWorker.__new__(_ArchiveWorker)  # no colorizer to build: its step is the fake above
+    worker.ledger, worker._colorize = Handle(), colorize
+
+    killer = None
+    assert [o.kind for o in worker._colorize_block(batch, ids)] == ["gray"] * 4
+    assert len(waits) == 1 and ledger.running == {}  # a clean block: one round trip, all finished
+
+    killer, tries, attempts = 11, {}, 0
+    while True:
+        attempts += 1
+        try:
+            outcomes = worker._colorize_block(batch, ids)
+            break
+        except _WorkerDied:
+            continue
+    assert tries[killer] == MAX_WORKER_DEATHS and attempts == MAX_WORKER_DEATHS + 1
+    assert outcomes[1].error == f"/in/p11.jpg: {WORKER_DIED} {MAX_WORKER_DEATHS} times while colorizing it; " \
+                                "not tried again (a rerun with --record retries only such files)"
+    assert [o.kind for k, o in enumerate(outcomes) if k != 1] == ["gray"] * 3  # its block mates: colorized
+    assert ledger.running == {}  # the killer reported, the block done: nothing held
 
 
 def test_what_ray_prints_goes_to_its_log(tmp_path, capfd):

@@ -14,7 +14,8 @@ record never holds a file whose output is not in place.
 Faults: an actor whose process dies is restarted and its block retried (Ray Data's default). A
 ledger actor counts, per photo, the workers that died while colorizing it; at ``MAX_WORKER_DEATHS``
 the photo is reported as failed instead of tried again, so an input that kills its worker is
-reported, not retried forever. (Ray 2.60 bounds actor task retries only through ``map_batches``'s
+reported, not retried forever. A block asks the ledger once; only a block that lost a worker before is
+retried photo by photo (:class:`_Ledger`). (Ray 2.60 bounds actor task retries only through ``map_batches``'s
 deprecated ``**ray_remote_args``; the ledger needs no Ray option and counts per photo, not per block.)
 Bad files (corrupt, truncated, not an image) never fail a block: they come back as error rows naming
 the file and the reason, like the local engine's.
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
 INSTALL_HINT = "the ray engine needs Ray: pip install 'colorize[ray]' (or pip install 'ray[data]==2.60.0')"
 MAX_WORKER_DEATHS = 3  # workers that may die while colorizing one photo before it is reported as failed
 WORKER_DIED = "its Ray worker died"  # how such a photo's failure begins, after its name
-ROWS_PER_BLOCK = 8  # photos per block: a block is the unit of retry, so a lost worker redoes few
+ROWS_PER_BLOCK = 4  # photos per block: the unit of retry (a lost worker redoes few) and of the job's tail (one
+# actor finishing its last block while the others idle); 4 and 8 measured alike on 2 cores
 
 
 class RayEngineError(RuntimeError):
@@ -118,12 +120,27 @@ def _column(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 class _Ledger:
-    """Per photo, the attempts at it whose worker died: one Ray actor for the whole job, called by every
-    colorizing actor before and after each photo. Holds only the photos being colorized (and those
-    whose workers died), never the whole job."""
+    """Per photo, the attempts at it whose worker died: one Ray actor for the whole job, called by the
+    colorizing actors. Holds only the photos being colorized (and those whose workers died), never the
+    whole job.
+
+    A block asks once (:meth:`begin`): when none of its photos ever lost a worker, they are all marked
+    started and the block runs with no more calls until :meth:`finish`, so the actors do not wait on the
+    ledger photo by photo (on a busy machine each such round trip waits for the ledger's process to be
+    scheduled). A block that lost a worker before is retried photo by photo (:meth:`start`,
+    :meth:`finish`), so a photo that kills its worker is counted alone and the photos that merely shared
+    its block are not blamed: the one death of a whole-block attempt counts once for each of them."""
 
     def __init__(self):
         self.running: dict[int, int] = {}  # photo id -> attempts started and not finished
+
+    def begin(self, photos: list[int]) -> list[int]:
+        """A block's earlier attempts that never finished, per photo; when there are none, its photos are
+        all marked started (else none is: the caller goes photo by photo)."""
+        died = [self.running.get(photo, 0) for photo in photos]
+        if not any(died):
+            self.running.update((photo, 1) for photo in photos)
+        return died
 
     def start(self, photo: int) -> int:
         """Photo ``photo`` is starting; returns how many earlier attempts at it never finished."""
@@ -131,8 +148,9 @@ class _Ledger:
         self.running[photo] = died + 1
         return died
 
-    def finish(self, photo: int) -> None:
-        self.running.pop(photo, None)
+    def finish(self, *photos: int) -> None:
+        for photo in photos:
+            self.running.pop(photo, None)
 
 
 class _ArchiveWorker:
@@ -160,31 +178,47 @@ class _ArchiveWorker:
         from colorize.batch import Outcome
 
         ids = [int(photo) for photo in batch["id"]]
-        outcomes = [Outcome() if self.unusable else self._colorize(batch, k, photo) for k, photo in enumerate(ids)]
+        outcomes = [Outcome()] * len(ids) if self.unusable else self._colorize_block(batch, ids)
         return {"id": np.array(ids, dtype=np.int64), "unusable": np.array([self.unusable] * len(ids), dtype=object),
                 **{name: np.array(values, dtype=object) for name, values in [
                     ("error", [o.error for o in outcomes]), ("kind", [o.kind for o in outcomes]),
                     ("warning", [o.warning for o in outcomes]), ("notes", ["\n".join(o.notes) for o in outcomes])]}}
 
-    def _colorize(self, batch: dict[str, np.ndarray], k: int, photo: int) -> "Outcome":
-        """Row ``k`` of the block, photo ``photo``: the local engine's step, unless its workers keep dying on it."""
+    def _colorize_block(self, batch: dict[str, np.ndarray], ids: list[int]) -> list["Outcome"]:
+        """The block's photos: in one go when none of them ever lost a worker, else photo by photo."""
         import ray
 
+        if not any(ray.get(self.ledger.begin.remote(ids))):
+            outcomes = [self._colorize(batch, k) for k in range(len(ids))]
+            self.ledger.finish.remote(*ids)
+            return outcomes
+        return [self._colorize_counted(batch, k, photo) for k, photo in enumerate(ids)]
+
+    def _colorize_counted(self, batch: dict[str, np.ndarray], k: int, photo: int) -> "Outcome":
+        """Row ``k`` of a retried block, photo ``photo``, counted alone: colorized unless its workers keep
+        dying on it."""
+        import ray
+
+        from colorize.batch import Outcome
+
+        died = ray.get(self.ledger.start.remote(photo))
+        if died >= MAX_WORKER_DEATHS:
+            outcome = Outcome(error=f"{_source(batch, k)}: {WORKER_DIED} {died} times while colorizing it; not tried "
+                                    "again (a rerun with --record retries only such files)")
+        else:
+            outcome = self._colorize(batch, k)
+        self.ledger.finish.remote(photo)
+        return outcome
+
+    def _colorize(self, batch: dict[str, np.ndarray], k: int) -> "Outcome":
+        """Row ``k`` of the block: the local engine's step."""
         from colorize.batch import Outcome, colorize_one
 
         src, dst = _source(batch, k), Path(str(batch["dst"][k]))
-        died = ray.get(self.ledger.start.remote(photo))
-        if died >= MAX_WORKER_DEATHS:
-            outcome = Outcome(error=f"{src}: {WORKER_DIED} {died} times while colorizing it; not tried again "
-                                    "(a rerun with --record retries only such files)")
-        else:
-            try:
-                outcome = colorize_one(self.colorizer, src, dst, hints=_hints_of(str(batch["hints"][k])),
-                                       **self.options)
-            except Exception as e:  # a decoder bug: report the file, never fail (and retry) the block
-                outcome = Outcome(error=f"{src}: cannot colorize ({type(e).__name__}: {e})")
-        self.ledger.finish.remote(photo)
-        return outcome
+        try:
+            return colorize_one(self.colorizer, src, dst, hints=_hints_of(str(batch["hints"][k])), **self.options)
+        except Exception as e:  # a decoder bug: report the file, never fail (and retry) the block
+            return Outcome(error=f"{src}: cannot colorize ({type(e).__name__}: {e})")
 
 
 def _row(photo: int, src: "Source", dst: Path, hints: list) -> dict:
