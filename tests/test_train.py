@@ -65,6 +65,9 @@ def test_snapshots_every_nth_epoch_and_the_last(photo_dir, tmp_path):
     assert sorted(p.name for p in out.glob("epoch*.safetensors")) == ["epoch002.safetensors", "epoch003.safetensors"]
     with safe_open(str(out / "epoch003.safetensors"), "pt") as f:  # the learning curve's x axis
         assert f.metadata()["photos_seen"] == str(3 * cfg.epoch_images)
+    with safe_open(str(out / "best.safetensors"), "pt") as f:  # the best epoch's file says which epoch it is
+        meta = f.metadata()
+        assert meta["photos_seen"] == str(int(meta["epoch"]) * cfg.epoch_images)
 
 
 def _history(run_dir: Path) -> list[dict]:

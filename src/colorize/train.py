@@ -582,14 +582,14 @@ def fit(run: Run) -> dict:
                     writer.add_scalar(k, v, run.step)
                 writer.flush()
             save_samples(run, run.out_dir / "samples" / f"epoch{run.epoch:03d}.png")
+            # every weight file says how far into the run it is (the learning curve's x axis)
+            meta = {"epoch": str(run.epoch), "photos_seen": str(run.epoch * steps_photos(run))}
             if improved:
                 _checkpoint(run, run.out_dir / "best.pt")
-                save_weights(run.out_dir / "best.safetensors", run.model,
-                             metadata={"epoch": str(run.epoch), "val_loss": f"{run.best:.6f}"})
+                save_weights(run.out_dir / "best.safetensors", run.model, metadata={**meta, "val_loss": f"{run.best:.6f}"})
             _checkpoint(run, run.out_dir / "last.pt")
             if cfg.snapshot_every and (run.epoch % cfg.snapshot_every == 0 or run.epoch == cfg.epochs):
-                save_weights(run.out_dir / f"epoch{run.epoch:03d}.safetensors", run.model,
-                             metadata={"epoch": str(run.epoch), "photos_seen": str(run.epoch * steps_photos(run))})
+                save_weights(run.out_dir / f"epoch{run.epoch:03d}.safetensors", run.model, metadata=meta)
         if cfg.early_stop_patience and run.bad_epochs >= cfg.early_stop_patience:
             _print(run, f"early stop: no improvement for {run.bad_epochs} epochs")
             break
