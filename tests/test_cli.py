@@ -579,8 +579,19 @@ def test_missing_train_extra_is_named(tmp_path, photo_dir, monkeypatch, capsys):
         packaged_state_dict("tf_efficientnet_lite0")
 
 
+@pytest.fixture
+def ctrl_c_reaches_python():
+    """SIGINT as a terminal's Ctrl-C raises it: Python's own handler, even when the suite was started with SIGINT
+    ignored (a background job of a non-interactive shell inherits SIG_IGN, and Python then keeps it)."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_second_ctrl_c_while_photos_in_flight_finish_is_one_line(tiny_model_file, photo_dir, tmp_path, capsys,
-                                                                   monkeypatch):
+                                                                   monkeypatch, ctrl_c_reaches_python):
     import os
     import signal
     import time
@@ -609,7 +620,8 @@ def test_second_ctrl_c_while_photos_in_flight_finish_is_one_line(tiny_model_file
             img.load()
 
 
-def test_ctrl_c_stops_with_a_summary_and_no_half_file(tiny_model_file, photo_dir, tmp_path, capsys, monkeypatch):
+def test_ctrl_c_stops_with_a_summary_and_no_half_file(tiny_model_file, photo_dir, tmp_path, capsys, monkeypatch,
+                                                       ctrl_c_reaches_python):
     import os
     import signal
 
