@@ -3,7 +3,9 @@ backward, Adam) at batch 16 and 160 px, and the peak memory of the process doing
 
 Each model runs in a fresh process so its peak RSS (ru_maxrss) is its own. Batches are random
 photos already in memory: data loading and augmentation (done by worker processes in training) are
-not included. Random weights; the frozen encoder levels are those of each model's defaults.
+not included. Random weights; the frozen encoder levels are those of each model's defaults. A recipe
+that weighs the classifier loss (stage 2, `configs/unet_lite0_semantic.yaml`) is timed with it: its
+frozen classifier's forward passes and backward are part of that recipe's step.
 
     python benchmarks/train_speed.py                      # every registered model, 5 timed steps
     python benchmarks/train_speed.py --quick --steps 1    # smoke run: alpha and the default model
@@ -25,13 +27,15 @@ from _common import (current_rss_mb, fmt_params, machine_info, machine_line, pea
 QUICK_MODELS = ("alpha", "unet_lite0")
 
 
-def child(name: str, *, steps: int, batch_size: int, size: int, kwargs: dict | None = None) -> dict[str, Any]:
+def child(name: str, *, steps: int, batch_size: int, size: int, kwargs: dict | None = None,
+          semantic: dict | None = None) -> dict[str, Any]:
     """In this (fresh) process: time ``steps`` training steps of ``name`` (built with ``kwargs``) after
-    one warm-up step."""
+    one warm-up step; with ``semantic`` (the recipe's classifier-loss settings) the step adds that term
+    as training does."""
     import torch
 
     from colorize.color import rgb_to_model_lab
-    from colorize.losses import color_loss
+    from colorize.losses import SemanticLoss, color_loss
     from colorize.models import create_model
 
     torch.manual_seed(0)
@@ -39,12 +43,17 @@ def child(name: str, *, steps: int, batch_size: int, size: int, kwargs: dict | N
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-4)
     images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
+    judge = (SemanticLoss(semantic["net"], device=torch.device("cpu"), prior_correction=semantic["prior_correction"],
+                          temperature=semantic["temperature"]) if semantic else None)
     rss_before = current_rss_mb() or peak_rss_mb()
 
     def step() -> None:
         x = images.float().div(255).contiguous(memory_format=torch.channels_last)
         l_norm, ab_norm = rgb_to_model_lab(x)
-        loss = color_loss(model, model(l_norm), l_norm, ab_norm, reg_weight=5.0)
+        out = model(l_norm)
+        loss = color_loss(model, out, l_norm, ab_norm, reg_weight=5.0)
+        if judge is not None:
+            loss = loss + semantic["weight"] * judge(model, out.float(), l_norm, ab_norm)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -67,6 +76,8 @@ def time_recipe(path: Path, *, steps: int, threads: int | None) -> dict[str, Any
 
     cfg = TrainConfig.from_yaml(path)
     kwargs = {k: v for k, v in cfg.model_kwargs.items() if k != "backbone_weights"}  # random weights: same speed
+    semantic = ({"net": cfg.semantic_net, "weight": cfg.semantic_weight, "prior_correction": cfg.semantic_prior_correction,
+                 "temperature": cfg.semantic_temperature} if cfg.semantic_weight > 0 else None)
     epochs = {cfg.size: cfg.epochs - cfg.early_epochs}
     if cfg.early_epochs:
         epochs[cfg.early_size] = epochs.get(cfg.early_size, 0) + cfg.early_epochs
@@ -75,9 +86,10 @@ def time_recipe(path: Path, *, steps: int, threads: int | None) -> dict[str, Any
         print(f"{path.name}: {cfg.model} at {size} px", flush=True)
         args = ["--child", cfg.model, "--steps", str(steps), "--batch-size", str(cfg.batch_size), "--size", str(size),
                 "--kwargs", json.dumps(kwargs)] + (["--threads", str(threads)] if threads else [])
+        args += ["--semantic", json.dumps(semantic)] if semantic else []
         rows.append({**run_child(Path(__file__), args), "epochs": n})
     seconds = sum(r["epochs"] / r["images_per_second"] for r in rows)
-    return {"recipe": path.name, "model_kwargs": kwargs, "sizes": rows,
+    return {"recipe": path.name, "model_kwargs": kwargs, "semantic": semantic, "sizes": rows,
             "effective_images_per_second": sum(r["epochs"] for r in rows) / seconds}
 
 
@@ -91,16 +103,21 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["models"]:
         lines.append(f"| {r['model']} | {fmt_params(r['params'])} ({fmt_params(r['trainable_params'])}) | "
                      f"{r['seconds_per_step']:.2f} | {r['images_per_second']:.1f} | {r['peak_rss_mb']:.0f} |")
-    if result.get("recipe"):
-        r = result["recipe"]
-        lines += ["", f"The shipped recipe (`configs/{r['recipe']}`: {r['model_kwargs']}, batch "
-                  f"{r['sizes'][0]['batch_size']}, the frozen encoder prefix fused as at inference):", "",
+    for key, title in (("recipe", "The shipped recipe, stage 1"), ("stage2", "Its stage 2")):
+        r = result.get(key)
+        if not r:
+            continue
+        loss = (f", plus the classifier loss ({r['semantic']['net']}, weight {r['semantic']['weight']:g})"
+                if r.get("semantic") else "")
+        lines += ["", f"{title} (`configs/{r['recipe']}`: {r['model_kwargs']}, batch "
+                  f"{r['sizes'][0]['batch_size']}, the frozen encoder prefix fused as at inference{loss}):", "",
                   "| crop | epochs | s / step | images / s | peak memory (MB) |", "|---|---|---|---|---|"]
         for s_ in r["sizes"]:
             lines.append(f"| {s_['size']} px | {s_['epochs']} | {s_['seconds_per_step']:.2f} | "
                          f"{s_['images_per_second']:.1f} | {s_['peak_rss_mb']:.0f} |")
-        lines += ["", f"Effective rate over the recipe's progressive-resizing schedule: "
-                  f"**{r['effective_images_per_second']:.1f} images / s**."]
+        if len(r["sizes"]) > 1:
+            lines += ["", f"Effective rate over the recipe's progressive-resizing schedule: "
+                      f"**{r['effective_images_per_second']:.1f} images / s**."]
     for m in result["skipped"]:
         lines.append(f"\nSkipped {m['model']}: {m['reason']}")
     return "\n".join(lines)
@@ -117,6 +134,11 @@ def main() -> int:
     p.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "configs" / "unet_lite0.yaml"),
                    help="also time this recipe's model at its batch size and crop sizes, and its effective rate "
                         "over the progressive-resizing schedule (default: the shipped recipe)")
+    p.add_argument("--stage2-recipe", default=str(Path(__file__).resolve().parents[1] / "configs" /
+                                                  "unet_lite0_semantic.yaml"),
+                   help="also time this recipe (default: the shipped weights' stage 2, with its classifier loss; "
+                        "'' to skip)")
+    p.add_argument("--semantic", help=argparse.SUPPRESS)
     p.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
     p.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -127,7 +149,8 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     if args.child:
         print(json.dumps(child(args.child, steps=args.steps, batch_size=args.batch_size, size=args.size,
-                               kwargs=json.loads(args.kwargs))))
+                               kwargs=json.loads(args.kwargs),
+                               semantic=json.loads(args.semantic) if args.semantic else None)))
         return 0
 
     from colorize.models import list_models
@@ -148,6 +171,8 @@ def main() -> int:
             result["skipped"].append({"model": name, "reason": str(e).strip().splitlines()[-1]})
     if args.recipe:
         result["recipe"] = time_recipe(Path(args.recipe), steps=args.steps, threads=args.threads)
+    if args.stage2_recipe:
+        result["stage2"] = time_recipe(Path(args.stage2_recipe), steps=args.steps, threads=args.threads)
     publish("train_speed", result, markdown(result))
     return 0
 
