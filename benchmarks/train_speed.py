@@ -76,8 +76,9 @@ def time_recipe(path: Path, *, steps: int, threads: int | None) -> dict[str, Any
 
     cfg = TrainConfig.from_yaml(path)
     kwargs = {k: v for k, v in cfg.model_kwargs.items() if k != "backbone_weights"}  # random weights: same speed
-    semantic = ({"net": cfg.semantic_net, "weight": cfg.semantic_weight, "prior_correction": cfg.semantic_prior_correction,
-                 "temperature": cfg.semantic_temperature} if cfg.semantic_weight > 0 else None)
+    semantic = ({"net": cfg.semantic_net, "weight": cfg.semantic_weight,
+                 "prior_correction": cfg.semantic_prior_correction, "temperature": cfg.semantic_temperature}
+                if cfg.semantic_weight > 0 else None)
     epochs = {cfg.size: cfg.epochs - cfg.early_epochs}
     if cfg.early_epochs:
         epochs[cfg.early_size] = epochs.get(cfg.early_size, 0) + cfg.early_epochs

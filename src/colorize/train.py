@@ -586,7 +586,8 @@ def fit(run: Run) -> dict:
             meta = {"epoch": str(run.epoch), "photos_seen": str(run.epoch * steps_photos(run))}
             if improved:
                 _checkpoint(run, run.out_dir / "best.pt")
-                save_weights(run.out_dir / "best.safetensors", run.model, metadata={**meta, "val_loss": f"{run.best:.6f}"})
+                save_weights(run.out_dir / "best.safetensors", run.model,
+                             metadata={**meta, "val_loss": f"{run.best:.6f}"})
             _checkpoint(run, run.out_dir / "last.pt")
             if cfg.snapshot_every and (run.epoch % cfg.snapshot_every == 0 or run.epoch == cfg.epochs):
                 save_weights(run.out_dir / f"epoch{run.epoch:03d}.safetensors", run.model, metadata=meta)
