@@ -6,18 +6,24 @@
 Each snapshot (``snapshot_every`` in the recipe writes ``epochNNN.safetensors`` with ``photos_seen`` in its
 metadata) is decoded the same way (the shipped decoding) and scored with ``colorize eval``'s metrics in one
 pass beside the gray baseline. ``--offset`` adds the photos a warm start had already seen (lineage).
-Prints a markdown table for the model card and writes ``benchmarks/results/learning_curve.json``.
+``--reference`` scores the weights a warm start began from (the shipped file, whose folded prior correction
+is accounted for) in the same pass, and every snapshot is compared with it photo by photo: the mean
+difference in PSNR and top-1 agreement with a 95% interval, so a change the photo count cannot tell from
+noise is not read as one. Prints a markdown table for the model card and writes
+``benchmarks/results/learning_curve.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
 from safetensors import safe_open
 
 from colorize.evaluate import GRAY, evaluate
+from colorize.metrics import paired_difference
 from colorize.shipped import resolve_model
 from tune_decoding import decoded  # benchmarks/: one way to decode a model for scoring
 
@@ -30,10 +36,17 @@ def main() -> None:
     p.add_argument("--prior-correction", type=float, default=0.0)
     p.add_argument("--temperature", type=float, default=0.5)
     p.add_argument("--offset", type=int, default=0, help="photos seen before this run (warm start)")
+    p.add_argument("--reference", help="the weights the run started from (e.g. weights/unet_lite0.safetensors): "
+                                       "scored alongside, at --offset photos, and each snapshot compared with it")
     p.add_argument("-o", "--output", default="benchmarks/results/learning_curve.json")
     args = p.parse_args()
 
     models, seen = [], {}
+    reference = None
+    if args.reference:
+        reference = "reference-" + Path(args.reference).stem
+        models.append(decoded(resolve_model(args.reference), args.prior_correction, args.temperature, reference))
+        seen[reference] = args.offset
     for f in args.snapshots:
         with safe_open(f, "pt") as sf:
             meta = sf.metadata() or {}
@@ -42,19 +55,50 @@ def main() -> None:
         m = decoded(resolve_model(f), args.prior_correction, args.temperature, label)
         seen[m.model_name] = args.offset + int(meta.get("photos_seen", 0))
         models.append(m)
-    summary = evaluate(args.data, models, out_dir=Path(args.output).with_suffix(""), limit=args.limit, grid_rows=0,
-                       progress=False)
+    out_dir = Path(args.output).with_suffix("")
+    summary = evaluate(args.data, models, out_dir=out_dir, limit=args.limit, grid_rows=0, progress=False)
     res = summary["protocols"]["crop256"]["methods"]
     rows = [{"snapshot": k, "photos_seen": seen[k], "psnr": v["psnr"], "top1": v["top1_agreement"],
-             "delta_cf": v["delta_colorfulness"]} for k, v in res.items() if k != GRAY]
+             "delta_cf": v["delta_colorfulness"], "vs_gray": v.get("vs_gray")} for k, v in res.items() if k != GRAY]
+    if reference:
+        scores = per_photo(out_dir / "per_image.csv")
+        for r in rows:
+            if r["snapshot"] != reference:
+                r["vs_reference"] = {key: paired_difference(scores[r["snapshot"]][key], scores[reference][key])
+                                     for key in ("psnr", "top1_agree")}
     gray = res[GRAY]
-    print(f"| photos seen | bench PSNR (gray {gray['psnr']:.2f}) | top-1 agreement (gray {gray['top1_agreement']:.1%}) "
-          "| delta-CF |\n|---|---|---|---|")
+    head = (f"| photos seen | bench PSNR (gray {gray['psnr']:.2f}) | "
+            f"top-1 agreement (gray {gray['top1_agreement']:.1%}) | delta-CF |")
+    if reference:
+        head += " PSNR - reference [95%] | top-1 - reference [95%, points] |"
+    print(head + "\n|---|---|---|---|" + ("---|---|" if reference else ""))
     for r in sorted(rows, key=lambda r: r["photos_seen"]):
-        print(f"| {r['photos_seen']:,} | {r['psnr']:.2f} | {r['top1']:.1%} | {r['delta_cf']:.1f} |")
+        line = f"| {r['photos_seen']:,} | {r['psnr']:.2f} | {r['top1']:.1%} | {r['delta_cf']:.1f} |"
+        if reference:
+            vs = r.get("vs_reference")
+            line += (f" {_interval(vs['psnr'], 1)} | {_interval(vs['top1_agree'], 100)} |" if vs
+                     else " (reference) | |")
+        print(line)
     Path(args.output).write_text(json.dumps({"limit": args.limit, "gray": gray, "rows": rows,
                                              "prior_correction": args.prior_correction,
                                              "temperature": args.temperature}, indent=1))
+
+
+def per_photo(path: Path) -> dict[str, dict[str, list[float]]]:
+    """Per method, its PSNR and top-1 agreement photo by photo, in the order ``evaluate`` scored them."""
+    out: dict[str, dict[str, list[float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            m = out.setdefault(row["method"], {"psnr": [], "top1_agree": []})
+            m["psnr"].append(float(row["psnr"]))
+            m["top1_agree"].append(float(row["top1_agree"]))
+    return out
+
+
+def _interval(d: dict | None, scale: float) -> str:
+    if not d:
+        return "-"
+    return f"{d['mean'] * scale:+.2f} [{d['low'] * scale:+.2f}, {d['high'] * scale:+.2f}]"
 
 
 if __name__ == "__main__":

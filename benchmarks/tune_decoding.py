@@ -27,10 +27,12 @@ from colorize.models.base import correct_prior, optimize_for_inference
 
 
 def decoded(model, correction: float, temperature: float, name: str, size: int | None = None):
-    """``model`` made inference-ready with a prior correction folded in, a temperature and (optionally) a
-    working size recorded, labelled ``name`` for the evaluation report (changes and returns ``model``)."""
-    if correction:
-        correct_prior(model, correction)
+    """``model`` made inference-ready with a prior correction of ``correction`` in all (a shipped file that
+    has some folded in already gets only the difference), a temperature and (optionally) a working size
+    recorded, labelled ``name`` for the evaluation report (changes and returns ``model``)."""
+    extra = correction - getattr(model, "prior_correction", 0.0)
+    if abs(extra) > 1e-9:
+        correct_prior(model, extra)
     optimize_for_inference(model)
     model.default_temperature = temperature
     if size:

@@ -41,6 +41,15 @@ def test_eval_cli_writes_report(photo_dir, tiny_model_file, tmp_path, capsys):
     assert {r["method"] for r in rows} == {"gray", "alpha_tiny"}
     assert all(r["width"] == r["height"] == "256" for r in rows if r["protocol"] == "crop256")
     assert "| alpha_tiny |" in (out / "report.md").read_text()
+    # against gray on the same photos: the mean of the per-photo differences, inside its interval
+    for protocol in ("crop256", "original"):
+        psnr = {m: [float(r["psnr"]) for r in rows if r["protocol"] == protocol and r["method"] == m]
+                for m in ("gray", "alpha_tiny")}
+        vs = summary["protocols"][protocol]["methods"]["alpha_tiny"]["vs_gray"]["psnr"]
+        assert vs["mean"] == pytest.approx(np.mean(np.subtract(psnr["alpha_tiny"], psnr["gray"])), abs=1e-4)
+        assert vs["low"] <= vs["mean"] <= vs["high"] and vs["n"] == 4
+        assert "vs_gray" not in summary["protocols"][protocol]["methods"]["gray"]
+    assert "against gray on the same photos" in (out / "report.md").read_text()
 
     for protocol in ("crop256", "original"):
         grid = Image.open(out / f"grid_{protocol}.png")
@@ -113,6 +122,10 @@ def test_eval_with_semantic_metrics(photo_dir, tiny_model_file, tmp_path, classi
     for m in ("gray", "alpha_tiny"):
         assert 0.0 <= methods[m]["top1_agreement"] <= 1.0
         assert methods[m]["frechet"] >= 0.0
+    vs = methods["alpha_tiny"]["vs_gray"]  # a top-1 difference is the photos won minus those lost, over all
+    assert vs["top1"]["mean"] == pytest.approx((vs["won"] - vs["lost"]) / 3)
+    difference = methods["alpha_tiny"]["top1_agreement"] - methods["gray"]["top1_agreement"]
+    assert vs["top1"]["mean"] == pytest.approx(difference)
     assert not (tmp_path / "r" / "grid_crop256.png").exists()
 
 

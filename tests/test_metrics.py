@@ -122,3 +122,23 @@ def test_frechet_matches_reference(n_a, n_b, dims):
     fd = frechet_distance(a, b)
     assert math.isfinite(fd) and fd > 0
     assert fd == pytest.approx(_frechet_reference(a, b), rel=1e-6)
+
+
+def test_paired_difference_interval():
+    """A paired interval: a constant shift is known exactly; noise widens it around the true shift, and more
+    photos narrow it; infinite pairs are left out; mismatched photo sets are refused."""
+    from colorize.metrics import paired_difference
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(25, 3, 400)  # photos differ a lot from each other: pairing must remove that
+    exact = paired_difference(base + 0.5, base)
+    assert exact["mean"] == pytest.approx(0.5) and exact["high"] - exact["low"] < 1e-9 and exact["n"] == 400
+    noisy = paired_difference(base + 0.5 + rng.normal(0, 1, 400), base)
+    assert noisy["low"] < 0.5 < noisy["high"] and 0.1 < noisy["high"] - noisy["low"] < 0.4  # 2 x 1.97 x 1/20
+    small = paired_difference(base[:40] + 0.5 + rng.normal(0, 1, 40), base[:40])
+    assert small["high"] - small["low"] > 2 * (noisy["high"] - noisy["low"])
+    with_inf = paired_difference([np.inf, 1.0, 2.0, 4.0], [1.0, 0.0, 1.0, 2.0])
+    assert with_inf["n"] == 3 and with_inf["mean"] == pytest.approx(4 / 3)
+    assert paired_difference([1.0], [0.0]) is None
+    with pytest.raises(ValueError, match="same photos"):
+        paired_difference([1.0, 2.0], [1.0])

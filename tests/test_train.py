@@ -303,6 +303,32 @@ def test_warm_start_continues_from_shipped_weights_with_a_fresh_optimizer(photo_
         setup(_cfg(photo_dir, tmp_path / "other", model="alpha", init_weights=str(shipped)))
 
 
+def test_warm_start_can_keep_the_models_own_encoder(photo_dir, tmp_path):
+    """init_exclude: tensors under those prefixes keep the new model's initialization (its pretrained
+    backbone), the rest come from the weight file; a prefix that matches nothing is refused."""
+    from colorize.checkpoint import save_weights
+
+    first = setup(_cfg(photo_dir, tmp_path / "first", model="unet_lite0", size=64))
+    fit(first)
+    shipped = tmp_path / "shipped.safetensors"
+    save_weights(shipped, first.model)
+    trained = first.model.state_dict()
+    fresh = setup(_cfg(photo_dir, tmp_path / "fresh", model="unet_lite0", size=64, seed=3)).model.state_dict()
+
+    run = setup(_cfg(photo_dir, tmp_path / "warm", model="unet_lite0", size=64, seed=3, init_weights=str(shipped),
+                     init_exclude=["encoder."]))
+    state = run.model.state_dict()
+    encoder = [k for k in state if k.startswith("encoder.")]
+    assert encoder and len(encoder) < len(state)
+    for k, v in state.items():
+        assert torch.equal(v, fresh[k] if k.startswith("encoder.") else trained[k]), k
+    assert any(not torch.equal(trained[k], fresh[k]) for k in encoder)  # the two sources differ: the test can fail
+
+    with pytest.raises(ValueError, match="matches no tensor"):
+        setup(_cfg(photo_dir, tmp_path / "typo", model="unet_lite0", size=64, init_weights=str(shipped),
+                   init_exclude=["encoderr."]))
+
+
 def test_training_progress_without_a_terminal_is_plain_lines(photo_dir, tmp_path, monkeypatch, capsys):
     """In a log or a pipe, training prints whole progress lines (no carriage-return bar)."""
     import colorize.train as train_mod

@@ -127,7 +127,20 @@ class MethodScores:
             self.top1_agree.append(bool(scores["top1_agree"][j]))
             self.features.append(scores["features"][j:j + 1])
 
-    def summary(self, truth_cf: list[float], truth_feats: torch.Tensor | None) -> dict[str, float | None]:
+    def versus(self, base: "MethodScores") -> dict:
+        """This method against ``base`` on the same photos: mean differences in PSNR and in top-1 agreement
+        with their 95% intervals (paired), and the photos where only one of the two agrees with the truth's
+        class (won: only this one; lost: only ``base``), which is all a top-1 difference rests on."""
+        out: dict = {"psnr": metrics.paired_difference(self.psnr, base.psnr)}
+        if self.top1_agree and len(self.top1_agree) == len(base.top1_agree):
+            a, b = np.array(self.top1_agree, dtype=bool), np.array(base.top1_agree, dtype=bool)
+            out["top1"] = metrics.paired_difference(a.astype(float), b.astype(float))
+            out["won"], out["lost"] = int((a & ~b).sum()), int((b & ~a).sum())
+        return out
+
+    def summary(self, truth_cf: list[float], truth_feats: torch.Tensor | None,
+                base: "MethodScores | None" = None) -> dict:
+        """Means over the photos; with ``base`` (the gray baseline), also ``vs_gray`` (:meth:`versus`)."""
         def mean(v: list) -> float | None:
             return float(np.mean(v)) if v else None
 
@@ -144,6 +157,7 @@ class MethodScores:
             "top1_agreement": mean([float(a) for a in self.top1_agree]),
             "frechet": fd,
             "seconds_per_image": mean(self.seconds),
+            **({"vs_gray": self.versus(base)} if base is not None and base is not self else {}),
         }
 
 
@@ -276,12 +290,12 @@ def evaluate(
             "images": len(truth_cf),
             "skipped": skipped,
             "truth_colorfulness": float(np.mean(truth_cf)),
-            "methods": {m: per_method[m].summary(truth_cf, feats_truth) for m in methods},
+            "methods": {m: per_method[m].summary(truth_cf, feats_truth, per_method[GRAY]) for m in methods},
         }
         if len(by_source) > 1:
             summary["protocols"][protocol]["sources"] = {
                 src: {"images": len(cf), "truth_colorfulness": float(np.mean(cf)),
-                      "methods": {m: ms[m].summary(cf, torch.cat(fs) if fs else None) for m in methods}}
+                      "methods": {m: ms[m].summary(cf, torch.cat(fs) if fs else None, ms[GRAY]) for m in methods}}
                 for src, (ms, cf, fs) in by_source.items() if cf}
         if grid:
             save_grid(grid, [*methods, "truth"], out_dir / f"grid_{protocol}.png")
@@ -339,6 +353,7 @@ def markdown_report(summary: dict) -> str:
                      _cell(s["top1_agreement"], ".1%"), _cell(s["frechet"], ".2f"),
                      _cell(s["seconds_per_image"], ".3f")]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines += _versus_gray_lines(protocol, res)
         if res.get("sources"):
             lines += ["", f"### {protocol}, per source", "",
                       "| source | photos | method | PSNR (dB) | top-1 agreement | colorfulness (truth) | delta-CF |",
@@ -349,6 +364,34 @@ def markdown_report(summary: dict) -> str:
                                  f"{_cell(s['top1_agreement'], '.1%')} | {_cell(s['colorfulness'], '.1f')} "
                                  f"({r['truth_colorfulness']:.1f}) | {_cell(s['delta_colorfulness'], '.1f')} |")
     return "\n".join(lines) + "\n"
+
+
+def _versus_gray_lines(protocol: str, res: dict) -> list[str]:
+    """A table of each model against the gray baseline on the same photos (overall, then per source): the
+    mean difference with its 95% interval, so a reader sees which differences the photo count can tell."""
+    groups = [("all", res)] + list((res.get("sources") or {}).items())
+    rows = []
+    for group, r in groups:
+        for m, s in r["methods"].items():
+            v = s.get("vs_gray")
+            if not v:
+                continue
+            top1 = v.get("top1")
+            rows.append(f"| {group} | {m} | {_interval(v['psnr'], '+.2f', 1)} | {_interval(top1, '+.1f', 100)} | "
+                        + (f"{v['won']} / {v['lost']} |" if top1 else "- |"))
+    if not rows:
+        return []
+    return ["", f"### {protocol}, against gray on the same photos (mean difference, 95% interval)", "",
+            "An interval that holds 0 is a difference these photos cannot tell from none. Top-1 agreement rests "
+            "on the photos where only one of the two agrees with the true photo's class (won / lost).", "",
+            "| photos | method | PSNR - gray (dB) | top-1 - gray (points) | won / lost |", "|---|---|---|---|---|",
+            *rows]
+
+
+def _interval(d: dict | None, spec: str, scale: float) -> str:
+    if not d:
+        return "-"
+    return (f"{d['mean'] * scale:{spec}} [{d['low'] * scale:{spec}}, {d['high'] * scale:{spec}}]")
 
 
 def _cell(v: float | None, spec: str) -> str:

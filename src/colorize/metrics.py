@@ -144,6 +144,28 @@ def top1_agreement(pred_logits: torch.Tensor, true_logits: torch.Tensor) -> torc
     return pred_logits.argmax(-1) == true_logits.argmax(-1)
 
 
+def paired_difference(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95) -> dict | None:
+    """Mean of ``a - b`` over the same photos, with its ``confidence`` interval (a paired t interval, by
+    ``scipy.stats.ttest_rel``): how sure a difference between two methods scored on one photo set is.
+    Pairs where either value is not finite (PSNR of a perfect copy) are left out; None under 2 pairs.
+    Returns mean, low, high and n."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"paired scores need the same photos: {x.shape} vs {y.shape}")
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) < 2:
+        return None
+    d = x - y
+    mean = float(d.mean())
+    if np.all(d == d[0]):  # no spread: the interval is the point (t would divide by zero)
+        return {"mean": mean, "low": mean, "high": mean, "n": int(len(d))}
+    from scipy import stats
+
+    ci = stats.ttest_rel(x, y).confidence_interval(confidence)
+    return {"mean": mean, "low": float(ci.low), "high": float(ci.high), "n": int(len(d))}
+
+
 def frechet_distance(feats_a: np.ndarray | torch.Tensor, feats_b: np.ndarray | torch.Tensor, *,
                      eps: float = 1e-6) -> float:
     """Frechet distance between gaussians fitted to two feature sets (N, D) and (M, D) (as FID):

@@ -55,6 +55,8 @@ class TrainConfig:
     val_fraction: float = 0.02  # share of ``data`` held out when ``val_data`` is empty
     init_weights: str | None = None  # warm start: begin from this weight file (same architecture) with a
     # fresh optimizer and warmup; a prior correction folded into it for inference is undone first
+    init_exclude: list[str] = field(default_factory=list)  # state keys with these prefixes are not taken from
+    # init_weights and keep the new model's own (e.g. ["encoder."]: its ImageNet backbone, with freeze_levels 4)
     image: str | None = None  # train on this one photo (the write-ups' Alpha demo); overrides data
     size: int = 160  # square training crop, a multiple of the model's stride
     early_size: int = 0  # progressive resizing: train the first ``early_epochs`` epochs at this crop
@@ -304,18 +306,20 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
     elif resume:
         _print(run, f"no checkpoint at {last}; starting fresh")
     if ckpt is None and cfg.init_weights:
-        warm_start(model, cfg.init_weights)
-        _print(run, f"warm start from {cfg.init_weights} (fresh optimizer, {cfg.warmup_steps} warmup steps)")
+        kept = warm_start(model, cfg.init_weights, exclude=cfg.init_exclude)
+        own = f"; {kept} tensors under {', '.join(cfg.init_exclude)} kept from the model's own init" if kept else ""
+        _print(run, f"warm start from {cfg.init_weights} (fresh optimizer, {cfg.warmup_steps} warmup steps{own})")
     elif ckpt is None and getattr(model, "output", "") == "bins":
         estimate_prior(model, train_set, cfg, dist=dist)
     run.wrapped = distributed.wrap(model, dist, device)  # DDP starts from rank 0's weights and buffers
     return run
 
 
-def warm_start(model: nn.Module, path: str | Path) -> None:
+def warm_start(model: nn.Module, path: str | Path, *, exclude: list[str] | tuple[str, ...] = ()) -> int:
     """Load a shipped or exported weight file into ``model`` to continue training it: the architecture and
     options must match; its class-rebalancing weights come with it (no new prior), and a prior correction
-    folded into its head for inference (``colorize export --prior-correction``) is taken back out."""
+    folded into its head for inference (``colorize export --prior-correction``) is taken back out. Tensors
+    whose names start with a prefix in ``exclude`` keep ``model``'s own values; returns how many did."""
     from colorize.checkpoint import load_model
     from colorize.models.base import correct_prior
 
@@ -326,10 +330,17 @@ def warm_start(model: nn.Module, path: str | Path) -> None:
     strength = getattr(src, "prior_correction", 0.0)
     if strength:
         correct_prior(src, -strength)
+    state = src.state_dict()
+    kept = [k for k in state if k.startswith(tuple(exclude))] if exclude else []
+    if exclude and not kept:
+        raise ValueError(f"init_exclude {list(exclude)} matches no tensor of {path}")
+    own = model.state_dict()
+    state.update({k: own[k] for k in kept})
     try:
-        model.load_state_dict(src.state_dict())
+        model.load_state_dict(state)
     except RuntimeError as e:  # same names, other shapes
         raise ValueError(f"{path}: its tensors do not fit this run's model ({str(e).splitlines()[0]})") from None
+    return len(kept)
 
 
 def _print(run: Run, *args) -> None:
