@@ -104,20 +104,22 @@ def test_resume_without_checkpoint_starts_fresh(photo_dir, tmp_path, capsys):
     assert run.epoch == 0 and run.step == 0 and "starting fresh" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_run_resumes_to_the_end(photo_dir, tmp_path, sig):
+@pytest.mark.parametrize("sig, group, workers", [(signal.SIGKILL, False, 0), (signal.SIGTERM, False, 0),
+                                                  (signal.SIGTERM, True, 1)])
+def test_killed_run_resumes_to_the_end(photo_dir, tmp_path, sig, group, workers):
     """Killed hard (the run's last checkpoint is all there is) or stopped by SIGTERM, as a scheduler or a
-    shutdown does (a clean stop: a one-line message, no traceback), the run resumes to the same end."""
+    shutdown does (a clean stop: a one-line message, no traceback), the run resumes to the same end. A
+    shutdown (systemd, `pkill -f`) signals the data-loading worker processes too: still a clean stop."""
     out = tmp_path / "run"
     recipe = tmp_path / "recipe.yaml"
     epochs = 5
-    cfg = _cfg(photo_dir, out, epochs=epochs)
+    cfg = _cfg(photo_dir, out, epochs=epochs, num_workers=workers)
     recipe.write_text(yaml.safe_dump(asdict(cfg)))
     command = [sys.executable, "-m", "colorize.cli", "train", "--recipe", str(recipe)]
 
     log = tmp_path / "first_run.log"
     with log.open("w") as sink:
-        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=group)
     deadline = time.monotonic() + 120
     try:
         while not (out / "last.pt").exists():
@@ -125,7 +127,10 @@ def test_killed_run_resumes_to_the_end(photo_dir, tmp_path, sig):
             assert time.monotonic() < deadline, "no checkpoint after 120 s"
             time.sleep(0.01)
         assert proc.poll() is None, "the run finished before it could be killed; make epochs longer"
-        proc.send_signal(sig)
+        if group:
+            os.killpg(proc.pid, sig)  # the run and its loader workers alike
+        else:
+            proc.send_signal(sig)
     finally:
         proc.wait(timeout=30)
     if sig == signal.SIGKILL:

@@ -19,6 +19,7 @@ import gc
 import itertools
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -364,10 +365,12 @@ def count_ab_bins(model: nn.Module, dataset: PhotoDataset | ShardDataset, cfg: T
         n = min(cfg.prior_images, len(dataset.paths))
         idx = torch.randperm(len(dataset.paths), generator=g)[:n].tolist()[dist.rank:: dist.world_size]
         plain, quota = PhotoDataset([dataset.paths[i] for i in idx], cfg.size), len(idx)
-    loader = torch.utils.data.DataLoader(plain, batch_size=64, num_workers=cfg.num_workers, collate_fn=collate)
+    loader = torch.utils.data.DataLoader(plain, batch_size=64, num_workers=cfg.num_workers, collate_fn=collate,
+                                         worker_init_fn=_quiet_worker)
     counts = torch.zeros(model.bins.num_bins, dtype=torch.float64)
     seen = 0
-    for images, _ in loader:
+    for images, _ in _started(loader):
+        _check_stop()
         images = images[: quota - seen]
         _, ab = rgb_to_model_lab(images.float().div(255))
         counts += model.bins.encode(ab.float()).sum(dim=(0, 2, 3)).double().cpu()
@@ -390,8 +393,56 @@ def estimate_prior(model: nn.Module, dataset: PhotoDataset | ShardDataset, cfg: 
         print(f"ab prior from {int(seen)} photos: {int((counts > 0).sum())}/{model.bins.num_bins} bins used")
 
 
+_stop_requested = False
+_stop_deferred = 0
+
+
+def request_stop(signum: int | None = None, frame=None) -> None:
+    """A signal handler (``colorize train`` installs it for SIGTERM and SIGINT): stop the run as Ctrl-C does,
+    by raising KeyboardInterrupt; while loader workers start (:func:`_started`) it only sets a flag that
+    the next batch raises."""
+    global _stop_requested
+    _stop_requested = True
+    if not _stop_deferred:
+        raise KeyboardInterrupt
+
+
+def _check_stop() -> None:
+    if _stop_requested:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _holding_stop():
+    """Around starting a loader (``iter(loader)`` forks its worker processes): Python runs hooks around a
+    fork and only prints and drops an exception raised in them, so a stop signal landing there would be
+    lost (the run would go on) or print a traceback. In here a stop only sets the flag; it is raised on
+    the way out."""
+    global _stop_deferred
+    _stop_deferred += 1
+    try:
+        yield
+    finally:
+        _stop_deferred -= 1
+    _check_stop()
+
+
+def _started(loader: Iterable) -> Iterable:
+    with _holding_stop():
+        return iter(loader)
+
+
+def _quiet_worker(worker_id: int = 0) -> None:
+    """In a data-loading worker: leave stopping to the main process. A shutdown or ``pkill`` signals the
+    whole process group; the main process stops the run cleanly and shuts its workers down (a worker whose
+    parent dies exits by itself), so a worker neither dies mid-batch nor prints a traceback."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _seed_worker(rank: int, worker_id: int) -> None:
     """Decorrelate augmentation across ranks (workers are seeded alike from the shared loader generator)."""
+    _quiet_worker(worker_id)
     if rank:
         torch.manual_seed((torch.initial_seed() + rank * 1_000_003) % 2**63)
 
@@ -455,15 +506,18 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
     run.train_set.set_size(crop_size(cfg, run.epoch))
     torch.manual_seed(cfg.seed * 1000 + run.epoch + run.dist.rank * 1_000_003)  # augmentation in this process
     run.wrapped.train()
-    loader, steps = _loader(run, run.epoch)
+    with _holding_stop():
+        loader, steps = _loader(run, run.epoch)  # tar shards: an islice, which has started its loader
+        batches = iter(loader)
     skip = run.epoch_step  # batches trained on before a mid-epoch checkpoint: replayed, not trained
     (total, count), t0 = (run.epoch_loss if skip else (0.0, 0)), time.perf_counter()
     saved, sem_total = time.monotonic(), 0.0
     show = os.environ.get("COLORIZE_NO_PROGRESS") != "1" and run.dist.is_main
-    bar = tqdm(loader, total=steps, desc=f"epoch {run.epoch + 1}/{cfg.epochs}", unit="batch", dynamic_ncols=True,
+    bar = tqdm(batches, total=steps, desc=f"epoch {run.epoch + 1}/{cfg.epochs}", unit="batch", dynamic_ncols=True,
                disable=not show or not sys.stderr.isatty())  # logs and pipes: plain lines below instead
     plain_every, said = (PROGRESS_SECONDS if show and not sys.stderr.isatty() else math.inf), time.monotonic()
     for i, (images, errors) in enumerate(bar):
+        _check_stop()
         bad.add(errors)
         if i < skip:  # loading them keeps the data order and every augmentation draw as they were
             continue
@@ -509,9 +563,10 @@ def validate(run: Run) -> dict[str, float]:
     if dist.enabled:
         part = torch.utils.data.Subset(run.val_set, range(dist.rank, len(run.val_set), dist.world_size))
     loader = torch.utils.data.DataLoader(part, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                                         collate_fn=collate)
+                                         collate_fn=collate, worker_init_fn=_quiet_worker)
     loss_sum, psnr_sum, n = 0.0, 0.0, 0
-    for images, _ in loader:
+    for images, _ in _started(loader):
+        _check_stop()
         l_norm, ab_norm = to_lab(images, run)
         with _autocast(run):
             out = model(l_norm).float()
@@ -636,6 +691,8 @@ def _tensorboard(path: Path):
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> dict:
     """setup + fit (then, under ``torchrun``, leave the process group)."""
+    global _stop_requested
+    _stop_requested = False
     run = setup(cfg, resume=resume)
     metrics = fit(run)
     if run.dist.enabled:  # after a success only: a rank that failed must not wait on its peers

@@ -67,10 +67,10 @@ def main(argv: list[str]) -> int:
         return 2
     import signal
 
-    def stop(signum, frame):  # `kill` (a scheduler's, a shutdown's) stops a run as Ctrl-C does
-        raise KeyboardInterrupt
+    from colorize.train import request_stop
 
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, request_stop)  # `kill` (a scheduler's, a shutdown's) stops a run as Ctrl-C does
+    signal.signal(signal.SIGINT, request_stop)
     try:
         metrics = train(cfg, resume=args.resume)
     except KeyboardInterrupt:
