@@ -120,6 +120,8 @@ class TrainConfig:
         self.crop_scale = tuple(float(v) for v in self.crop_scale)
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ValueError(f"crop_scale must be two area shares 0 < low <= high <= 1, got {list(self.crop_scale)}")
+        if self.init_exclude and not self.init_weights:
+            raise ValueError("init_exclude names tensors to keep from a warm start; it needs init_weights")
         if not 0 <= self.source_balance <= 1:
             raise ValueError(f"source_balance must be in [0, 1], got {self.source_balance}")
         if self.checkpoint_minutes < 0:
@@ -399,8 +401,8 @@ _stop_deferred = 0
 
 def request_stop(signum: int | None = None, frame=None) -> None:
     """A signal handler (``colorize train`` installs it for SIGTERM and SIGINT): stop the run as Ctrl-C does,
-    by raising KeyboardInterrupt; while loader workers start (:func:`_started`) it only sets a flag that
-    the next batch raises."""
+    by raising KeyboardInterrupt; while loader workers start (:func:`_holding_stop`) it only sets a flag,
+    raised once they are up."""
     global _stop_requested
     _stop_requested = True
     if not _stop_deferred:
