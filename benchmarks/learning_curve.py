@@ -16,14 +16,12 @@ noise is not read as one. Prints a markdown table for the model card and writes
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 from safetensors import safe_open
 
-from colorize.evaluate import GRAY, evaluate
-from colorize.metrics import paired_difference
+from colorize.evaluate import GRAY, evaluate, format_interval
 from colorize.shipped import resolve_model
 from tune_decoding import decoded  # benchmarks/: one way to decode a model for scoring
 
@@ -56,16 +54,12 @@ def main() -> None:
         seen[m.model_name] = args.offset + int(meta.get("photos_seen", 0))
         models.append(m)
     out_dir = Path(args.output).with_suffix("")
-    summary = evaluate(args.data, models, out_dir=out_dir, limit=args.limit, grid_rows=0, progress=False)
+    summary = evaluate(args.data, models, out_dir=out_dir, limit=args.limit, grid_rows=0, progress=False,
+                       reference=reference)
     res = summary["protocols"]["crop256"]["methods"]
     rows = [{"snapshot": k, "photos_seen": seen[k], "psnr": v["psnr"], "top1": v["top1_agreement"],
-             "delta_cf": v["delta_colorfulness"], "vs_gray": v.get("vs_gray")} for k, v in res.items() if k != GRAY]
-    if reference:
-        scores = per_photo(out_dir / "per_image.csv")
-        for r in rows:
-            if r["snapshot"] != reference:
-                r["vs_reference"] = {key: paired_difference(scores[r["snapshot"]][key], scores[reference][key])
-                                     for key in ("psnr", "top1_agree")}
+             "delta_cf": v["delta_colorfulness"], "vs_gray": v.get("vs_gray"), "vs_reference": v.get("vs_reference")}
+            for k, v in res.items() if k != GRAY]
     gray = res[GRAY]
     head = (f"| photos seen | bench PSNR (gray {gray['psnr']:.2f}) | "
             f"top-1 agreement (gray {gray['top1_agreement']:.1%}) | delta-CF |")
@@ -76,29 +70,12 @@ def main() -> None:
         line = f"| {r['photos_seen']:,} | {r['psnr']:.2f} | {r['top1']:.1%} | {r['delta_cf']:.1f} |"
         if reference:
             vs = r.get("vs_reference")
-            line += (f" {_interval(vs['psnr'], 1)} | {_interval(vs['top1_agree'], 100)} |" if vs
+            line += (f" {format_interval(vs['psnr'])} | {format_interval(vs.get('top1'), '+.2f', 100)} |" if vs
                      else " (reference) | |")
         print(line)
     Path(args.output).write_text(json.dumps({"limit": args.limit, "gray": gray, "rows": rows,
                                              "prior_correction": args.prior_correction,
                                              "temperature": args.temperature}, indent=1))
-
-
-def per_photo(path: Path) -> dict[str, dict[str, list[float]]]:
-    """Per method, its PSNR and top-1 agreement photo by photo, in the order ``evaluate`` scored them."""
-    out: dict[str, dict[str, list[float]]] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            m = out.setdefault(row["method"], {"psnr": [], "top1_agree": []})
-            m["psnr"].append(float(row["psnr"]))
-            m["top1_agree"].append(float(row["top1_agree"]))
-    return out
-
-
-def _interval(d: dict | None, scale: float) -> str:
-    if not d:
-        return "-"
-    return f"{d['mean'] * scale:+.2f} [{d['low'] * scale:+.2f}, {d['high'] * scale:+.2f}]"
 
 
 if __name__ == "__main__":

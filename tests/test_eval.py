@@ -56,6 +56,29 @@ def test_eval_cli_writes_report(photo_dir, tiny_model_file, tmp_path, capsys):
         assert grid.width == 3 * 192 and grid.height == 20 + 2 * 192  # gray | model | truth, 2 rows
 
 
+def test_eval_compares_models_with_a_reference(photo_dir, tiny_model_file, tmp_path):
+    """reference: every other model is also compared photo by photo with that one (as with gray)."""
+    from colorize.checkpoint import load_model
+
+    muted = load_model(tiny_model_file)
+    muted.model_name = "muted"
+    with torch.no_grad():  # the same net with its weights halved: other colors, other scores
+        for t in muted.parameters():
+            t.mul_(0.5)
+    summary = evaluate(photo_dir, [tiny_model_file, muted], out_dir=tmp_path / "r", limit=4, semantic=False,
+                       grid_rows=0, progress=False, reference="alpha_tiny")
+    methods = summary["protocols"]["crop256"]["methods"]
+    vs = methods["muted"]["vs_reference"]["psnr"]
+    with open(tmp_path / "r" / "per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    psnr = {m: [float(r["psnr"]) for r in rows if r["method"] == m] for m in ("alpha_tiny", "muted")}
+    assert vs["mean"] == pytest.approx(np.mean(np.subtract(psnr["muted"], psnr["alpha_tiny"])), abs=1e-4)
+    assert vs["mean"] != 0 and vs["n"] == 4
+    assert "vs_reference" not in methods["alpha_tiny"] and "vs_reference" not in methods["gray"]
+    with pytest.raises(ValueError, match="reference 'nope'"):
+        evaluate(photo_dir, [tiny_model_file], out_dir=tmp_path / "x", limit=1, semantic=False, reference="nope")
+
+
 def test_eval_cli_runs_an_onnx_file(photo_dir, tiny_model_file, tmp_path):
     """An ``.onnx`` file is resolved like any spec (shipped.resolve_model) and scores as its torch original."""
     pytest.importorskip("onnx")

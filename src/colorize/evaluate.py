@@ -139,8 +139,9 @@ class MethodScores:
         return out
 
     def summary(self, truth_cf: list[float], truth_feats: torch.Tensor | None,
-                base: "MethodScores | None" = None) -> dict:
-        """Means over the photos; with ``base`` (the gray baseline), also ``vs_gray`` (:meth:`versus`)."""
+                versus: dict[str, "MethodScores"] | None = None) -> dict:
+        """Means over the photos; and for each ``name: scores`` in ``versus`` other than these, ``vs_<name>``
+        (:meth:`versus`): ``vs_gray`` against the gray baseline, ``vs_reference`` against a reference model."""
         def mean(v: list) -> float | None:
             return float(np.mean(v)) if v else None
 
@@ -157,7 +158,7 @@ class MethodScores:
             "top1_agreement": mean([float(a) for a in self.top1_agree]),
             "frechet": fd,
             "seconds_per_image": mean(self.seconds),
-            **({"vs_gray": self.versus(base)} if base is not None and base is not self else {}),
+            **{f"vs_{name}": self.versus(other) for name, other in (versus or {}).items() if other is not self},
         }
 
 
@@ -203,6 +204,7 @@ def evaluate(
     size: int | None = None,
     grid_rows: int = 8,
     progress: bool = True,
+    reference: str | None = None,
 ) -> dict:
     """Colorize the photos under ``data`` with each model and score them against the truth.
 
@@ -217,6 +219,8 @@ def evaluate(
         size: the pipeline's working size (None: each model's default).
         grid_rows: photos shown in each side-by-side grid.
         progress: show a progress bar.
+        reference: the label of one of ``models``; every other model is also compared with it photo by
+            photo (``vs_reference``, as ``vs_gray``): a candidate against the weights it should replace.
     Returns:
         The summary written to ``summary.json``.
     """
@@ -237,6 +241,8 @@ def evaluate(
         colorizers[method_name(spec, set(colorizers))] = Colorizer(spec, size=size)
     classifier = ImageNetClassifier() if semantic else None
     methods = [GRAY, *colorizers]
+    if reference is not None and reference not in colorizers:
+        raise ValueError(f"reference '{reference}' is none of the models: {', '.join(colorizers)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     grid_idx = set(select(range(len(paths)), grid_rows)) if grid_rows > 0 else set()
@@ -290,12 +296,14 @@ def evaluate(
             "images": len(truth_cf),
             "skipped": skipped,
             "truth_colorfulness": float(np.mean(truth_cf)),
-            "methods": {m: per_method[m].summary(truth_cf, feats_truth, per_method[GRAY]) for m in methods},
+            "methods": {m: per_method[m].summary(truth_cf, feats_truth, _versus(per_method, m, reference))
+                        for m in methods},
         }
         if len(by_source) > 1:
             summary["protocols"][protocol]["sources"] = {
                 src: {"images": len(cf), "truth_colorfulness": float(np.mean(cf)),
-                      "methods": {m: ms[m].summary(cf, torch.cat(fs) if fs else None, ms[GRAY]) for m in methods}}
+                      "methods": {m: ms[m].summary(cf, torch.cat(fs) if fs else None, _versus(ms, m, reference))
+                                  for m in methods}}
                 for src, (ms, cf, fs) in by_source.items() if cf}
         if grid:
             save_grid(grid, [*methods, "truth"], out_dir / f"grid_{protocol}.png")
@@ -304,6 +312,14 @@ def evaluate(
     _write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     _write_text(out_dir / "report.md", markdown_report(summary))
     return summary
+
+
+def _versus(scores: dict[str, MethodScores], method: str, reference: str | None) -> dict[str, MethodScores]:
+    """What ``method`` is compared with: a model with gray and the reference model if there is one; gray with
+    nothing (its differences are the models' negated)."""
+    if method == GRAY:
+        return {}
+    return {GRAY: scores[GRAY], **({"reference": scores[reference]} if reference else {})}
 
 
 def _display_name(path: Path, roots: Sequence[Path]) -> str:
@@ -377,7 +393,7 @@ def _versus_gray_lines(protocol: str, res: dict) -> list[str]:
             if not v:
                 continue
             top1 = v.get("top1")
-            rows.append(f"| {group} | {m} | {_interval(v['psnr'], '+.2f', 1)} | {_interval(top1, '+.1f', 100)} | "
+            rows.append(f"| {group} | {m} | {format_interval(v['psnr'])} | {format_interval(top1, '+.1f', 100)} | "
                         + (f"{v['won']} / {v['lost']} |" if top1 else "- |"))
     if not rows:
         return []
@@ -388,7 +404,8 @@ def _versus_gray_lines(protocol: str, res: dict) -> list[str]:
             *rows]
 
 
-def _interval(d: dict | None, spec: str, scale: float) -> str:
+def format_interval(d: dict | None, spec: str = "+.2f", scale: float = 1.0) -> str:
+    """A :func:`metrics.paired_difference` as ``mean [low, high]`` (times ``scale``), or ``-``."""
     if not d:
         return "-"
     return (f"{d['mean'] * scale:{spec}} [{d['low'] * scale:{spec}}, {d['high'] * scale:{spec}}]")
