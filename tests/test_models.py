@@ -235,3 +235,56 @@ def test_weight_files_with_the_former_buffer_name_still_load():
     loaded = AbBins()
     loaded.load_state_dict(state)  # strict: no key left over, none missing
     assert torch.equal(loaded.rebalance, saved.rebalance)
+
+
+def test_imagenet_context_is_the_classifiers_view_and_starts_as_the_model_without_it():
+    """The ImageNet branch continues the encoder's frozen prefix through the original classifier's stages (its
+    pooled features are the classifier's own on the same photo), stays frozen in training, and its FiLM starts
+    at zero: loaded with a plain model's weights, the conditioned model computes exactly that model; once the
+    FiLM moves, the branch changes the colors, and inference rewrites keep them."""
+    import copy
+
+    from colorize.models.backbones import create_backbone
+
+    torch.manual_seed(0)
+    model = create_model("unet_lite0", context=True, imagenet_context=True, backbone_weights=True).eval()
+    gray = torch.rand(1, 3, 96, 128) * 2 - 1
+    classifier = create_backbone("tf_efficientnet_lite0", pretrained=True).eval()
+    with torch.no_grad():
+        expected = classifier.forward_features(gray).mean(dim=(2, 3))
+        got = model.imagenet_context.stages(model.encoder(gray)[0]).mean(dim=(2, 3))
+    assert torch.allclose(got, expected, atol=1e-4)
+
+    plain = create_model("unet_lite0", context=True).eval()
+    for p in plain.parameters():  # not the ImageNet values: the comparison must not pass by coincidence
+        p.data.add_(0.01 * torch.randn_like(p))
+    state = model.state_dict()
+    state.update(plain.state_dict())
+    model.load_state_dict(state)
+    x = torch.rand(2, 1, 64, 96) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(model(x), plain(x))
+
+    model.train()
+    loss = model(x).logsumexp(dim=1).mean()
+    loss.backward()
+    assert all(p.grad is None for p in model.imagenet_context.stages.parameters())
+    assert model.imagenet_context.film.weight.grad.abs().sum() > 0
+    torch.nn.init.normal_(model.imagenet_context.film.weight, std=0.05)  # the FiLM moved (zero compares nothing)
+    with torch.no_grad():  # the training path's fused copy of the branch gives the same FiLM as the plain one
+        stride4 = model._encode(torch.rand(1, 3, 64, 64) * 2 - 1)[0]
+        fast = model.imagenet_context(stride4, model._fast_branch[0])
+        slow = model.imagenet_context(stride4)
+    assert fast[0][0].abs().max() > 1e-3
+    assert all(torch.allclose(a, b, atol=1e-4) for pa, pb in zip(fast, slow) for a, b in zip(pa, pb))
+    assert not any("_fast" in k for k in model.state_dict())
+
+    model.eval()
+    with torch.no_grad():
+        conditioned = model(x)
+        assert (conditioned - plain(x)).abs().max() > 1e-3
+        fused = copy.deepcopy(model).optimize_for_inference()
+        assert torch.allclose(fused(x), conditioned, atol=1e-3)
+
+    with pytest.raises(ValueError, match="frozen"):
+        create_model("unet_lite0", imagenet_context=True, freeze_levels=1)

@@ -334,6 +334,28 @@ def test_warm_start_can_keep_the_models_own_encoder(photo_dir, tmp_path):
                    init_exclude=["encoderr."]))
 
 
+def test_warm_start_can_add_a_module_the_file_does_not_have(photo_dir, tmp_path):
+    """A model that adds a module (the ImageNet branch) warm-starts from weights without it when init_exclude
+    names it: the module keeps its own initialization, everything else is the file's, and since the branch's
+    FiLM starts at zero the new model computes what the file's model computed. Without init_exclude, refused."""
+    from colorize.checkpoint import load_model, save_weights
+
+    first = setup(_cfg(photo_dir, tmp_path / "first", model="unet_lite0", size=64, model_kwargs={"context": True}))
+    fit(first)
+    shipped = tmp_path / "shipped.safetensors"
+    save_weights(shipped, first.model)
+    kwargs = {"context": True, "imagenet_context": True}
+    run = setup(_cfg(photo_dir, tmp_path / "warm", model="unet_lite0", size=64, model_kwargs=kwargs,
+                     init_weights=str(shipped), init_exclude=["imagenet_context."]))
+    x = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(run.model.eval()(x), load_model(shipped).eval()(x), atol=1e-5)  # channels_last
+
+    with pytest.raises(ValueError, match="other options"):
+        setup(_cfg(photo_dir, tmp_path / "refused", model="unet_lite0", size=64, model_kwargs=kwargs,
+                   init_weights=str(shipped)))
+
+
 def test_training_progress_without_a_terminal_is_plain_lines(photo_dir, tmp_path, monkeypatch, capsys):
     """In a log or a pipe, training prints whole progress lines (no carriage-return bar)."""
     import colorize.train as train_mod

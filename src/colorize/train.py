@@ -322,22 +322,28 @@ def warm_start(model: nn.Module, path: str | Path, *, exclude: list[str] | tuple
     """Load a shipped or exported weight file into ``model`` to continue training it: the architecture and
     options must match; its class-rebalancing weights come with it (no new prior), and a prior correction
     folded into its head for inference (``colorize export --prior-correction``) is taken back out. Tensors
-    whose names start with a prefix in ``exclude`` keep ``model``'s own values; returns how many did."""
+    whose names start with a prefix in ``exclude`` keep ``model``'s own values (and may be missing from the file: a
+    module the new model adds, e.g. ``imagenet_context.``); returns how many did."""
     from colorize.checkpoint import load_model
     from colorize.models.base import correct_prior
 
     src = load_model(path)
-    if type(src) is not type(model) or src.state_dict().keys() != model.state_dict().keys():
+    own = model.state_dict()
+    excluded = tuple(exclude)
+
+    def shared(keys) -> set[str]:
+        return {k for k in keys if not (excluded and k.startswith(excluded))}
+
+    if type(src) is not type(model) or shared(src.state_dict()) != shared(own):
         raise ValueError(f"{path}: a {getattr(src, 'model_name', type(src).__name__)} with other options; "
                          f"it cannot start a {getattr(model, 'model_name', type(model).__name__)} run")
     strength = getattr(src, "prior_correction", 0.0)
     if strength:
         correct_prior(src, -strength)
-    state = src.state_dict()
-    kept = [k for k in state if k.startswith(tuple(exclude))] if exclude else []
-    if exclude and not kept:
-        raise ValueError(f"init_exclude {list(exclude)} matches no tensor of {path}")
-    own = model.state_dict()
+    state = {k: v for k, v in src.state_dict().items() if k in own}
+    kept = [k for k in own if k.startswith(excluded)] if excluded else []
+    if excluded and not kept:
+        raise ValueError(f"init_exclude {list(exclude)} matches no tensor of {path} or of the new model")
     state.update({k: own[k] for k in kept})
     try:
         model.load_state_dict(state)

@@ -53,6 +53,44 @@ class GlobalContext(nn.Module):
         return self.mix(torch.cat([x, tiled], dim=1))
 
 
+class ImageNetContext(nn.Module):
+    """What an ImageNet classifier sees in the photo, conditioning the decoder (the write-ups' fusion of a
+    pretrained classifier, kept as the classifier learned it).
+
+    The encoder's levels past its frozen prefix adapt to gray photos during training; this branch runs the
+    *original* ImageNet stages from the end of that prefix (the stride-4 features, which both share) through
+    the classifier's last convolution, frozen, and pools them to one vector per photo: image-level semantics
+    that training on a few collections cannot distort. A small MLP maps it to a per-channel scale and shift
+    (FiLM, Perez et al. 2018) for the deepest features and each up-block's output; the last layer starts at
+    zero, so a model warm-started from weights without the branch begins as exactly that model.
+    """
+
+    def __init__(self, name: str, *, weights: bool | str, first_block: int, channels: list[int], hidden: int = 256):
+        super().__init__()
+        net = create_backbone(name, pretrained=weights)
+        self.stages = nn.Sequential(*net.blocks[first_block:], net.conv_head, net.bn2).requires_grad_(False)
+        self.channels = list(channels)
+        self.mlp = nn.Sequential(nn.Linear(net.num_features, hidden), nn.ReLU(inplace=True))
+        self.film = nn.Linear(hidden, 2 * sum(self.channels))
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, stages: nn.Module | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Stride-4 features -> one (scale, shift) pair per conditioned level, each (B, C, 1, 1)."""
+        with torch.no_grad():
+            pooled = (stages or self.stages)(x).mean(dim=(2, 3))
+        film = self.film(self.mlp(pooled))[:, :, None, None]
+        pairs, at = [], 0
+        for c in self.channels:
+            pairs.append((film[:, at:at + c], film[:, at + c:at + 2 * c]))
+            at += 2 * c
+        return pairs
+
+
+def _modulate(x: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    return x if film is None else x * (1 + film[0]) + film[1]
+
+
 class UNet(ColorNet):
     def __init__(
         self,
@@ -64,6 +102,7 @@ class UNet(ColorNet):
         freeze_levels: int = 5,
         out_indices: tuple[int, ...] | None = None,
         context: bool = False,
+        imagenet_context: bool = False,
     ):
         """
         Args:
@@ -75,6 +114,8 @@ class UNet(ColorNet):
                 deeper ones are fine-tuned. A number >= the level count freezes the whole encoder.
             out_indices: which backbone feature levels to use (default: all).
             context: add :class:`GlobalContext` (the write-ups' fusion) on the deepest features.
+            imagenet_context: add :class:`ImageNetContext` (a frozen ImageNet branch conditioning the
+                decoder); EfficientNet encoders whose first used level lies in the frozen prefix.
         """
         super().__init__()
         if head not in ("bins", "ab"):
@@ -101,7 +142,17 @@ class UNet(ColorNet):
             self.head = RegressionHead(cin, 2)
         self._frozen = self._freeze(freeze_levels)
         self._frozen_blocks = self._frozen_block_count(freeze_levels)
+        self.imagenet_context = None
+        if imagenet_context:
+            # the first used level is the output of block first - 1 (timm's _stage_out_idx)
+            first = min(self.encoder._stage_out_idx) if hasattr(self.encoder, "_stage_out_idx") else None
+            if first is None or first > self._frozen_blocks:
+                raise ValueError("imagenet_context needs an EfficientNet encoder whose first used feature level "
+                                 "is frozen (its ImageNet values are the branch's input)")
+            self.imagenet_context = ImageNetContext(backbone, weights=backbone_weights, first_block=first,
+                                                    channels=[channels[-1], *decoder_channels])
         self._fast_prefix: list[nn.Module] = []  # training: the frozen prefix rewritten for inference
+        self._fast_branch: list[nn.Module] = []  # training: the same for the ImageNet branch
         self.gray_channels = 3  # 1 after optimize_for_inference folds the stem
 
     def _freeze(self, levels: int) -> list[nn.Module]:
@@ -136,7 +187,7 @@ class UNet(ColorNet):
         super().train(mode)
         for m in self._frozen:  # frozen BatchNorms keep their ImageNet statistics
             m.eval()
-        self._fast_prefix = []
+        self._fast_prefix, self._fast_branch = [], []
         if mode and self._frozen_blocks:
             # the frozen stem and blocks compute the same thing as an inference rewrite (BatchNorm folded,
             # each conv fused with its activation): 2.5x faster; rebuilt from the current weights each
@@ -144,6 +195,10 @@ class UNet(ColorNet):
             enc = self.encoder
             prefix = nn.Sequential(enc.conv_stem, enc.bn1, *enc.blocks[: self._frozen_blocks])
             self._fast_prefix = [fuse_conv_act(fuse_conv_bn(copy.deepcopy(prefix).eval()))]
+        if self.imagenet_context is not None:
+            stages = self.imagenet_context.stages.eval()  # frozen: ImageNet statistics, no gradient
+            if mode:  # the same fused inference copy as the prefix's
+                self._fast_branch = [fuse_conv_act(fuse_conv_bn(copy.deepcopy(stages)))]
         return self
 
     def _encode(self, gray: torch.Tensor) -> list[torch.Tensor]:
@@ -171,21 +226,27 @@ class UNet(ColorNet):
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
         gray = gray_for_classifier(l_norm, self.cfg.mean, self.cfg.std, channels=self.gray_channels)
         feats = self._encode(gray)
+        film: list = [None] * (len(self.decoder) + 1)
+        if self.imagenet_context is not None:
+            film = self.imagenet_context(feats[0], self._fast_branch[0] if self._fast_branch else None)
         x = feats[-1] if self.context is None else self.context(feats[-1])
-        for up, skip in zip(self.decoder, reversed(feats[:-1])):
-            x = up(x, skip)
+        x = _modulate(x, film[0])
+        for up, skip, f in zip(self.decoder, reversed(feats[:-1]), film[1:]):
+            x = _modulate(up(x, skip), f)
         return self.head(x)  # (B, Q or 2, H/s, W/s) bin logits or ab; s: the finest level's stride (4: unet_lite0)
 
 
 @register_model
 def unet_lite0(*, backbone_weights: bool | str = False, head: str = "bins", freeze_levels: int = 2,
-               decoder_channels: tuple[int, ...] = (128, 64, 48), context: bool = False) -> UNet:
+               decoder_channels: tuple[int, ...] = (128, 64, 48), context: bool = False,
+               imagenet_context: bool = False) -> UNet:
     """EfficientNet-Lite0 U-Net over strides 4..32, classification over ab bins at 1/4 resolution
     (edge-aware upsampling guided by L brings it to full size): the shipped default. ``context`` adds
-    the global-context fusion on the deepest features."""
+    the global-context fusion on the deepest features; ``imagenet_context`` conditions the decoder on
+    a frozen ImageNet branch."""
     return UNet("tf_efficientnet_lite0", backbone_weights=backbone_weights, head=head,
                 freeze_levels=freeze_levels, decoder_channels=tuple(decoder_channels), out_indices=(1, 2, 3, 4),
-                context=context)
+                context=context, imagenet_context=imagenet_context)
 
 
 @register_model
