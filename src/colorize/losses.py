@@ -81,10 +81,15 @@ class SemanticLoss:
     mean at ``temperature``) and upsampled to the crop, so the term pulls on the colors users get: a wrong
     confident color that changes what the photo shows costs more than a muted one. The network must not
     be the evaluation's judge (``evaluate.CLASSIFIER``), or bench/'s agreement figure would grade its own loss.
+    With ``feature_weight`` it also matches the classifier's feature maps at strides 8-32 on the two photos (a
+    perceptual loss, Johnson et al. 2016: where the class distribution only says what the photo shows, the
+    feature maps say it per region), each level's mean absolute difference relative to the truth's magnitude.
     """
 
+    FEATURE_BLOCKS = (2, 4, 6)  # an EfficientNet's stage outputs at strides 8, 16 and 32
+
     def __init__(self, name: str, *, device: torch.device, prior_correction: float, temperature: float,
-                 channels_last: bool = True):
+                 channels_last: bool = True, feature_weight: float = 0.0):
         from colorize.evaluate import CLASSIFIER
         from colorize.models.backbones import backbone_cfg, create_backbone
 
@@ -97,9 +102,20 @@ class SemanticLoss:
         self.mean = torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(cfg.std, device=device).view(1, 3, 1, 1)
         self.prior_correction, self.temperature = prior_correction, temperature
+        self.feature_weight = feature_weight
+        self._features: list[torch.Tensor] = []
+        if feature_weight > 0:
+            blocks = getattr(self.net, "blocks", None)
+            if blocks is None or len(blocks) <= max(self.FEATURE_BLOCKS):
+                raise ValueError(f"semantic_feature_weight needs an EfficientNet classifier, not '{name}'")
+            for i in self.FEATURE_BLOCKS:
+                blocks[i].register_forward_hook(lambda _m, _inp, out: self._features.append(out))
 
-    def _logp(self, rgb: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.net((rgb - self.mean) / self.std), dim=1)
+    def _logp(self, rgb: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Log class probabilities, and (with ``feature_weight``) the stage outputs the hooks collected."""
+        self._features = []
+        logp = F.log_softmax(self.net((rgb - self.mean) / self.std), dim=1)
+        return logp, self._features
 
     def __call__(self, model: ColorNet, logits: torch.Tensor, l_norm: torch.Tensor,
                  ab_norm: torch.Tensor) -> torch.Tensor:
@@ -109,5 +125,10 @@ class SemanticLoss:
         if ab.shape[-2:] != l_norm.shape[-2:]:
             ab = F.interpolate(ab, size=l_norm.shape[-2:], mode="bilinear", align_corners=False)
         with torch.no_grad():
-            target = self._logp(model_lab_to_rgb(l_norm, ab_norm))
-        return F.kl_div(self._logp(model_lab_to_rgb(l_norm, ab)), target, log_target=True, reduction="batchmean")
+            target, target_feats = self._logp(model_lab_to_rgb(l_norm, ab_norm))
+        logp, feats = self._logp(model_lab_to_rgb(l_norm, ab))
+        loss = F.kl_div(logp, target, log_target=True, reduction="batchmean")
+        if self.feature_weight > 0:  # a perceptual loss: the classifier's feature maps, each relative to the truth's size
+            match = sum((f - t).abs().mean() / t.abs().mean().clamp(min=1e-6) for f, t in zip(feats, target_feats))
+            loss = loss + self.feature_weight * match / len(feats)
+        return loss

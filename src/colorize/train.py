@@ -83,6 +83,7 @@ class TrainConfig:
     semantic_net: str = "tf_efficientnet_lite0"  # its frozen classifier (never the evaluation's judge)
     semantic_prior_correction: float = 0.6  # the decoding it judges: as the shipped weights are exported
     semantic_temperature: float = 0.5
+    semantic_feature_weight: float = 0.0  # added to the term: its classifier's feature maps matched (a perceptual loss)
     augment: bool = True
     crop_scale: tuple[float, float] = Augment.crop_scale  # area share of the photo each random crop keeps (augment)
     source_balance: float = 1.0  # photo sets in subfolders (sources) drawn in proportion to size ** this:
@@ -122,6 +123,8 @@ class TrainConfig:
             raise ValueError(f"crop_scale must be two area shares 0 < low <= high <= 1, got {list(self.crop_scale)}")
         if self.init_exclude and not self.init_weights:
             raise ValueError("init_exclude names tensors to keep from a warm start; it needs init_weights")
+        if self.semantic_feature_weight < 0 or (self.semantic_feature_weight and self.semantic_weight <= 0):
+            raise ValueError("semantic_feature_weight is part of the classifier-loss term: it needs semantic_weight > 0")
         if not 0 <= self.source_balance <= 1:
             raise ValueError(f"source_balance must be in [0, 1], got {self.source_balance}")
         if self.checkpoint_minutes < 0:
@@ -288,7 +291,8 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
         if getattr(model, "output", "") != "bins":
             raise ValueError(f"semantic_weight needs a classification (bins) model, not '{cfg.model}'")
         run.semantic = SemanticLoss(cfg.semantic_net, device=device, prior_correction=cfg.semantic_prior_correction,
-                                    temperature=cfg.semantic_temperature, channels_last=cfg.channels_last)
+                                    temperature=cfg.semantic_temperature, channels_last=cfg.channels_last,
+                                    feature_weight=cfg.semantic_feature_weight)
 
     last = out_dir / "last.pt"
     ckpt = None
