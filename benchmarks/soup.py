@@ -13,18 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from colorize.checkpoint import load_model, save_weights
-from colorize.models.base import correct_prior
-
-
-def raw_state(path: str) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
-    model = load_model(path)
-    strength = getattr(model, "prior_correction", 0.0)
-    if strength:
-        correct_prior(model, -strength)
-    return model, model.state_dict()
+from colorize.checkpoint import save_weights
+from colorize.train import load_raw_model
 
 
 def main() -> None:
@@ -32,8 +22,9 @@ def main() -> None:
     p.add_argument("weights", nargs="+", help="weight files (.safetensors), the first sets the architecture")
     p.add_argument("-o", "--output", required=True)
     args = p.parse_args()
-    base, state = raw_state(args.weights[0])
-    others = [raw_state(w)[1] for w in args.weights[1:]]
+    base = load_raw_model(args.weights[0])
+    state = base.state_dict()
+    others = [load_raw_model(w).state_dict() for w in args.weights[1:]]
     for path, other in zip(args.weights[1:], others):
         missing = [k for k in state if k not in other or other[k].shape != state[k].shape]
         if missing:

@@ -322,30 +322,37 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
     return run
 
 
+def load_raw_model(path: str | Path) -> nn.Module:
+    """A shipped or exported weight file's model as training left it: a prior correction folded into its head
+    for inference (``colorize export --prior-correction``) is taken back out."""
+    from colorize.checkpoint import load_model
+    from colorize.models.base import correct_prior
+
+    model = load_model(path)
+    strength = getattr(model, "prior_correction", 0.0)
+    if strength:
+        correct_prior(model, -strength)
+    return model
+
+
 def warm_start(model: nn.Module, path: str | Path, *, exclude: list[str] | tuple[str, ...] = ()) -> int:
     """Load a shipped or exported weight file into ``model`` to continue training it: the architecture and
     options must match; its class-rebalancing weights come with it (no new prior), and a prior correction
     folded into its head for inference (``colorize export --prior-correction``) is taken back out. Tensors
     whose names start with a prefix in ``exclude`` keep ``model``'s own values (and may be missing from the file: a
     module the new model adds, e.g. ``imagenet_context.``); returns how many did."""
-    from colorize.checkpoint import load_model
-    from colorize.models.base import correct_prior
-
-    src = load_model(path)
+    src = load_raw_model(path)
     own = model.state_dict()
-    excluded = tuple(exclude)
+    excluded = tuple(exclude)  # str.startswith(()) is False: no prefix excludes nothing
 
     def shared(keys) -> set[str]:
-        return {k for k in keys if not (excluded and k.startswith(excluded))}
+        return {k for k in keys if not k.startswith(excluded)}
 
     if type(src) is not type(model) or shared(src.state_dict()) != shared(own):
         raise ValueError(f"{path}: a {getattr(src, 'model_name', type(src).__name__)} with other options; "
                          f"it cannot start a {getattr(model, 'model_name', type(model).__name__)} run")
-    strength = getattr(src, "prior_correction", 0.0)
-    if strength:
-        correct_prior(src, -strength)
     state = {k: v for k, v in src.state_dict().items() if k in own}
-    kept = [k for k in own if k.startswith(excluded)] if excluded else []
+    kept = [k for k in own if k.startswith(excluded)]
     if excluded and not kept:
         raise ValueError(f"init_exclude {list(exclude)} matches no tensor of {path} or of the new model")
     state.update({k: own[k] for k in kept})
