@@ -121,6 +121,34 @@ def test_prior_correction_divides_the_rebalancing_tilt_back_out():
     assert model.prior_correction == 1.0
 
 
+def test_rebalance_head_changes_the_weights_and_keeps_what_the_net_learnt():
+    """New rebalancing weights: the tilt p x w follows them, the colors' probabilities p (logits - log w) stay."""
+    from colorize.models.base import rebalance_head
+
+    model = create_model("unet_lite0").eval()
+    counts = torch.exp(-model.bins.centers.norm(dim=1) / 20)  # muted colors common, vivid ones rare
+    model.bins.set_prior(counts, mix=0.5)
+    x = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(x)
+        milder = model.bins.prior_weights(counts, mix=0.9)
+        rebalance_head(model, milder)
+        after = model(x)
+    assert torch.equal(model.bins.rebalance, milder)
+    assert milder.max() / milder.min() < 0.5 * (model.bins.prior_weights(counts, mix=0.5).max() /
+                                                  model.bins.prior_weights(counts, mix=0.5).min())
+    w_old = model.bins.prior_weights(counts, mix=0.5).view(1, -1, 1, 1)
+    p_before = torch.softmax(before - w_old.log(), dim=1)
+    p_after = torch.softmax(after - milder.view(1, -1, 1, 1).log(), dim=1)
+    assert torch.allclose(p_before, p_after, atol=1e-5)
+    assert not torch.allclose(torch.softmax(before, 1), torch.softmax(after, 1), atol=1e-3)  # less tilted now
+    # the milder tilt leans less to vivid colors at the same logits
+    assert model.predict_ab(x, temperature=1.0).norm(dim=1).mean() < model.bins.decode(before, temperature=1.0).norm(dim=1).mean()
+    assert torch.equal(model.bins.prior_weights(counts, mix=1.0), torch.ones(model.bins.num_bins))
+    with pytest.raises(ValueError, match="classification"):
+        rebalance_head(create_model("unet_lite0_reg"), milder)
+
+
 def test_prior_rebalancing_upweights_rare_bins():
     bins = AbBins()
     counts = torch.ones(bins.num_bins)

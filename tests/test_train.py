@@ -308,6 +308,38 @@ def test_warm_start_continues_from_shipped_weights_with_a_fresh_optimizer(photo_
         setup(_cfg(photo_dir, tmp_path / "other", model="alpha", init_weights=str(shipped)))
 
 
+def test_warm_start_into_another_rebalancing_keeps_the_learnt_color_probabilities(photo_dir, tmp_path):
+    """rebalance_mix on a warm start: the prior is estimated again with that mix and the head moved to the new
+    weights, so the net predicts the same colors' probabilities under the new tilt; without it, the file's own
+    weights; a fresh run takes the mix too."""
+    from colorize.checkpoint import save_weights
+
+    first = setup(_cfg(photo_dir, tmp_path / "first", model="unet_lite0", size=64))
+    fit(first)
+    shipped = tmp_path / "shipped.safetensors"
+    save_weights(shipped, first.model)
+    w_file = first.model.bins.rebalance.clone()
+    x = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    first.model.eval()
+    with torch.no_grad():
+        p_file = torch.softmax(first.model(x) - w_file.view(1, -1, 1, 1).log(), dim=1)
+
+    same = setup(_cfg(photo_dir, tmp_path / "same", model="unet_lite0", size=64, init_weights=str(shipped)))
+    assert torch.equal(same.model.bins.rebalance, w_file)
+    run = setup(_cfg(photo_dir, tmp_path / "mild", model="unet_lite0", size=64, init_weights=str(shipped),
+                     rebalance_mix=0.9))
+    w_new = run.model.bins.rebalance
+    assert w_new.max() / w_new.min() < w_file.max() / w_file.min()
+    run.model.eval()
+    with torch.no_grad():
+        p_new = torch.softmax(run.model(x) - w_new.view(1, -1, 1, 1).log(), dim=1)
+    assert torch.allclose(p_file, p_new, atol=1e-5)
+    fresh = setup(_cfg(photo_dir, tmp_path / "plain", model="unet_lite0", size=64, rebalance_mix=1.0))
+    assert torch.allclose(fresh.model.bins.rebalance, torch.ones_like(w_file))
+    with pytest.raises(ValueError, match="rebalance_mix"):
+        _cfg(photo_dir, tmp_path / "bad", rebalance_mix=0.0)
+
+
 def test_warm_start_can_keep_the_models_own_encoder(photo_dir, tmp_path):
     """init_exclude: tensors under those prefixes keep the new model's initialization (its pretrained
     backbone), the rest come from the weight file; a prefix that matches nothing is refused."""

@@ -37,6 +37,7 @@ from colorize.distributed import Dist, EpochSampler, pick_device  # noqa: F401 (
 from colorize.io import atomic_write, clean_stale_temporaries
 from colorize.losses import LOSSES, SemanticLoss, color_loss
 from colorize.models import create_model, list_models
+from colorize.models.base import rebalance_head
 from colorize.shard_dataset import ShardDataset
 from colorize.shards import is_shard_spec, resolve_shards
 
@@ -89,6 +90,9 @@ class TrainConfig:
     source_balance: float = 1.0  # photo sets in subfolders (sources) drawn in proportion to size ** this:
     # 1 = every photo alike, 0.5 = square root (large sources count less), 0 = every source alike
     prior_images: int = 2000  # photos used to estimate the ab-bin prior for class rebalancing
+    rebalance_mix: float | None = None  # class rebalancing's mix of the prior with uniform (Zhang et al.'s lambda):
+    # 1 = no rebalancing; None = 0.5 for a fresh run, the file's own weights for a warm start. A number on a warm
+    # start re-estimates the prior and moves the head to the new weights (models.base.rebalance_head)
     out_dir: str = "runs/default"
     seed: int = 0
     num_workers: int = 1  # DataLoader worker processes
@@ -127,6 +131,8 @@ class TrainConfig:
             raise ValueError("semantic_feature_weight is part of the classifier-loss term: it needs semantic_weight > 0")
         if not 0 <= self.source_balance <= 1:
             raise ValueError(f"source_balance must be in [0, 1], got {self.source_balance}")
+        if self.rebalance_mix is not None and not 0 < self.rebalance_mix <= 1:
+            raise ValueError(f"rebalance_mix must be in (0, 1], got {self.rebalance_mix}")
         if self.checkpoint_minutes < 0:
             raise ValueError(f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")
         if not 0 <= self.val_fraction < 1:
@@ -316,6 +322,8 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
         kept = warm_start(model, cfg.init_weights, exclude=cfg.init_exclude)
         own = f"; {kept} tensors under {', '.join(cfg.init_exclude)} kept from the model's own init" if kept else ""
         _print(run, f"warm start from {cfg.init_weights} (fresh optimizer, {cfg.warmup_steps} warmup steps{own})")
+        if cfg.rebalance_mix is not None and getattr(model, "output", "") == "bins":
+            estimate_prior(model, train_set, cfg, dist=dist, warm=True)
     elif ckpt is None and getattr(model, "output", "") == "bins":
         estimate_prior(model, train_set, cfg, dist=dist)
     run.wrapped = distributed.wrap(model, dist, device)  # DDP starts from rank 0's weights and buffers
@@ -400,16 +408,23 @@ def count_ab_bins(model: nn.Module, dataset: PhotoDataset | ShardDataset, cfg: T
 
 
 def estimate_prior(model: nn.Module, dataset: PhotoDataset | ShardDataset, cfg: TrainConfig, *,
-                   dist: Dist = Dist()) -> None:
-    """Empirical ab-bin frequencies of (up to ``prior_images``) training photos -> rebalancing weights.
-    Every rank counts its share and the counts are summed, so all ranks get the same weights."""
+                   dist: Dist = Dist(), warm: bool = False) -> None:
+    """Empirical ab-bin frequencies of (up to ``prior_images``) training photos -> rebalancing weights (mixed
+    with uniform by ``cfg.rebalance_mix``). Every rank counts its share and the counts are summed, so all ranks
+    get the same weights. ``warm``: the model has learnt other weights; its head moves to the new ones."""
     device = model.bins.rebalance.device
     counts, seen = count_ab_bins(model, dataset, cfg, dist=dist)
     *counts_list, seen = distributed.all_sum([*counts.tolist(), seen], device)
     counts = torch.tensor(counts_list, dtype=torch.float64)
-    model.bins.set_prior(counts.to(device))
+    mix = 0.5 if cfg.rebalance_mix is None else cfg.rebalance_mix
+    new = model.bins.prior_weights(counts.to(device), mix=mix)
+    if warm:
+        rebalance_head(model, new)
+    else:
+        model.bins.rebalance.copy_(new)
     if dist.is_main:
-        print(f"ab prior from {int(seen)} photos: {int((counts > 0).sum())}/{model.bins.num_bins} bins used")
+        print(f"ab prior from {int(seen)} photos: {int((counts > 0).sum())}/{model.bins.num_bins} bins used; "
+              f"rebalancing mix {mix:g} (weights {new.min():.2f}-{new.max():.2f})")
 
 
 _stop_requested = False

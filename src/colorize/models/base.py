@@ -172,8 +172,13 @@ class AbBins(nn.Module):
 
     @torch.no_grad()
     def set_prior(self, counts: torch.Tensor, *, sigma: float = 5.0, mix: float = 0.5) -> None:
-        """Class rebalancing from empirical bin counts (Q,): Gaussian-smooth the prior (sigma in ab
-        units), mix with uniform (lambda ``mix``), invert, and normalize so E_prior[w] = 1."""
+        """Class rebalancing from empirical bin counts (Q,): the weights of :meth:`prior_weights`."""
+        self.rebalance.copy_(self.prior_weights(counts, sigma=sigma, mix=mix))
+
+    @torch.no_grad()
+    def prior_weights(self, counts: torch.Tensor, *, sigma: float = 5.0, mix: float = 0.5) -> torch.Tensor:
+        """Rebalancing weights (Q,) from empirical bin counts (Q,): Gaussian-smooth the prior (sigma in ab
+        units), mix with uniform (lambda ``mix``; 1: all weights 1), invert, and normalize so E_prior[w] = 1."""
         prior = counts.double() / counts.sum()
         d2 = torch.cdist(self.centers.double(), self.centers.double()) ** 2
         kernel = torch.exp(-d2 / (2 * sigma**2))
@@ -181,7 +186,7 @@ class AbBins(nn.Module):
         smooth = smooth / smooth.sum()
         w = 1.0 / ((1 - mix) * smooth + mix / self.num_bins)
         w = w / (smooth * w).sum()
-        self.rebalance.copy_(w.float())
+        return w.to(self.rebalance)
 
 
 class BinHead(nn.Module):
@@ -222,6 +227,24 @@ def correct_prior(model: nn.Module, strength: float) -> nn.Module:
         raise ValueError(f"prior correction needs a classification (bins) model, got {type(model).__name__}")
     head.proj.bias -= strength * model.bins.rebalance.log()
     model.prior_correction = getattr(model, "prior_correction", 0.0) + strength
+    return model
+
+
+@torch.no_grad()
+def rebalance_head(model: nn.Module, weights: torch.Tensor) -> nn.Module:
+    """Give a classification model new class-rebalancing weights (Q,) without changing what it has learnt.
+
+    A net trained with weights ``w`` predicts ``p(q) x w_q`` (normalized, see :func:`correct_prior`); shifting
+    its logits by ``log(new / w)`` (folded into the head's bias) makes it predict ``p(q) x new_q``, the tilt a
+    run with the new weights trains towards, so a warm start into such a run begins from the colors'
+    probabilities the file had learnt. Returns the model.
+    """
+    head = getattr(model, "head", None)
+    if getattr(model, "output", "") != "bins" or not isinstance(head, BinHead) or head.proj.bias is None:
+        raise ValueError(f"rebalancing needs a classification (bins) model, got {type(model).__name__}")
+    weights = weights.to(model.bins.rebalance)
+    head.proj.bias += weights.log() - model.bins.rebalance.log()
+    model.bins.rebalance.copy_(weights)
     return model
 
 
