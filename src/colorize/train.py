@@ -37,7 +37,7 @@ from colorize.distributed import Dist, EpochSampler, pick_device  # noqa: F401 (
 from colorize.io import atomic_write, clean_stale_temporaries
 from colorize.losses import LOSSES, SemanticLoss, color_loss
 from colorize.models import create_model, list_models
-from colorize.models.base import rebalance_head
+from colorize.models.base import REBALANCE_MIX, rebalance_head
 from colorize.shard_dataset import ShardDataset
 from colorize.shards import is_shard_spec, resolve_shards
 
@@ -91,8 +91,8 @@ class TrainConfig:
     # 1 = every photo alike, 0.5 = square root (large sources count less), 0 = every source alike
     prior_images: int = 2000  # photos used to estimate the ab-bin prior for class rebalancing
     rebalance_mix: float | None = None  # class rebalancing's mix of the prior with uniform (Zhang et al.'s lambda):
-    # 1 = no rebalancing; None = 0.5 for a fresh run, the file's own weights for a warm start. A number on a warm
-    # start re-estimates the prior and moves the head to the new weights (models.base.rebalance_head)
+    # 1 = no rebalancing; None = models.base.REBALANCE_MIX (0.5) for a fresh run, the file's own weights for a warm
+    # start. A number on a warm start re-estimates the prior and moves the head to the new weights (rebalance_head)
     out_dir: str = "runs/default"
     seed: int = 0
     num_workers: int = 1  # DataLoader worker processes
@@ -416,7 +416,7 @@ def estimate_prior(model: nn.Module, dataset: PhotoDataset | ShardDataset, cfg: 
     counts, seen = count_ab_bins(model, dataset, cfg, dist=dist)
     *counts_list, seen = distributed.all_sum([*counts.tolist(), seen], device)
     counts = torch.tensor(counts_list, dtype=torch.float64)
-    mix = 0.5 if cfg.rebalance_mix is None else cfg.rebalance_mix
+    mix = REBALANCE_MIX if cfg.rebalance_mix is None else cfg.rebalance_mix
     new = model.bins.prior_weights(counts.to(device), mix=mix)
     if warm:
         rebalance_head(model, new)

@@ -22,6 +22,7 @@ from colorize.color import AB_SCALE, ab_gamut_bins, denormalize_l, gray_from_l, 
 from colorize.models._inference import fuse_conv_act, fuse_conv_bn
 
 DEFAULT_TEMPERATURE = 0.38  # Zhang et al.'s annealed-mean temperature
+REBALANCE_MIX = 0.5  # Zhang et al.'s class rebalancing: the color prior mixed with uniform at this lambda
 
 
 class ColorNet(nn.Module):
@@ -171,12 +172,12 @@ class AbBins(nn.Module):
         return (dist * probs.reshape(dist.shape)).sum(-1).view(*mean.shape[:3])[:, None]
 
     @torch.no_grad()
-    def set_prior(self, counts: torch.Tensor, *, sigma: float = 5.0, mix: float = 0.5) -> None:
+    def set_prior(self, counts: torch.Tensor, *, sigma: float = 5.0, mix: float = REBALANCE_MIX) -> None:
         """Class rebalancing from empirical bin counts (Q,): the weights of :meth:`prior_weights`."""
         self.rebalance.copy_(self.prior_weights(counts, sigma=sigma, mix=mix))
 
     @torch.no_grad()
-    def prior_weights(self, counts: torch.Tensor, *, sigma: float = 5.0, mix: float = 0.5) -> torch.Tensor:
+    def prior_weights(self, counts: torch.Tensor, *, sigma: float = 5.0, mix: float = REBALANCE_MIX) -> torch.Tensor:
         """Rebalancing weights (Q,) from empirical bin counts (Q,): Gaussian-smooth the prior (sigma in ab
         units), mix with uniform (lambda ``mix``; 1: all weights 1), invert, and normalize so E_prior[w] = 1."""
         prior = counts.double() / counts.sum()
@@ -212,6 +213,14 @@ class RegressionHead(nn.Module):
         return self.act(self.proj(x))
 
 
+def _bin_head(model: nn.Module, what: str) -> BinHead:
+    """A classification model's head, whose bias carries the rebalancing tilt; other models are refused."""
+    head = getattr(model, "head", None)
+    if getattr(model, "output", "") != "bins" or not isinstance(head, BinHead) or head.proj.bias is None:
+        raise ValueError(f"{what} needs a classification (bins) model, got {type(model).__name__}")
+    return head
+
+
 @torch.no_grad()
 def correct_prior(model: nn.Module, strength: float) -> nn.Module:
     """Undo part of class rebalancing at inference, in a classification model's weights.
@@ -222,10 +231,7 @@ def correct_prior(model: nn.Module, strength: float) -> nn.Module:
     run time) divides that tilt back out, fully at ``strength=1`` (Menon et al. 2021's logit adjustment).
     Returns the model; ``model.prior_correction`` accumulates the strengths applied.
     """
-    head = getattr(model, "head", None)
-    if getattr(model, "output", "") != "bins" or not isinstance(head, BinHead) or head.proj.bias is None:
-        raise ValueError(f"prior correction needs a classification (bins) model, got {type(model).__name__}")
-    head.proj.bias -= strength * model.bins.rebalance.log()
+    _bin_head(model, "prior correction").proj.bias -= strength * model.bins.rebalance.log()
     model.prior_correction = getattr(model, "prior_correction", 0.0) + strength
     return model
 
@@ -239,9 +245,7 @@ def rebalance_head(model: nn.Module, weights: torch.Tensor) -> nn.Module:
     run with the new weights trains towards, so a warm start into such a run begins from the colors'
     probabilities the file had learnt. Returns the model.
     """
-    head = getattr(model, "head", None)
-    if getattr(model, "output", "") != "bins" or not isinstance(head, BinHead) or head.proj.bias is None:
-        raise ValueError(f"rebalancing needs a classification (bins) model, got {type(model).__name__}")
+    head = _bin_head(model, "rebalancing")
     weights = weights.to(model.bins.rebalance)
     head.proj.bias += weights.log() - model.bins.rebalance.log()
     model.bins.rebalance.copy_(weights)
