@@ -20,26 +20,28 @@ def _chelsea(size: int) -> torch.Tensor:
     return F.interpolate(rgb, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
-def test_packaged_efficientnet_lite0_knows_a_cat_in_color_and_in_gray():
-    cfg = BACKBONES["tf_efficientnet_lite0"]
-    model = create_backbone("tf_efficientnet_lite0", pretrained=True).eval()
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "tf_efficientnet_lite1"])
+def test_packaged_efficientnet_knows_a_cat_in_color_and_in_gray(name):
+    cfg = BACKBONES[name]
+    model = create_backbone(name, pretrained=True).eval()
     rgb = _chelsea(cfg.input_size)
     gray = gray_rgb_from_l(rgb_to_l(rgb)).expand(-1, 3, -1, -1)  # what the colorization models feed it
     mean, std = torch.tensor(cfg.mean).view(1, 3, 1, 1), torch.tensor(cfg.std).view(1, 3, 1, 1)
     assert torch.allclose((rgb - mean) / std, rgb * 2 - 1)  # inputs in [-1, 1]
     with torch.no_grad():
-        for name, x in [("color", rgb), ("gray", gray)]:
+        for kind, x in [("color", rgb), ("gray", gray)]:
             top = int(model((x - mean) / std).argmax())
-            assert top in CAT_CLASSES, (name, top)
+            assert top in CAT_CLASSES, (kind, top)
     # the check can fail: an untrained net of the same architecture does not see the cat
     torch.manual_seed(0)
     with torch.no_grad():
-        assert int(create_backbone("tf_efficientnet_lite0").eval()((rgb - mean) / std).argmax()) not in CAT_CLASSES
+        assert int(create_backbone(name).eval()((rgb - mean) / std).argmax()) not in CAT_CLASSES
 
 
-def test_renamed_efficientnet_keys_load_strictly():
-    state = packaged_state_dict("tf_efficientnet_lite0")
-    model = timm.create_model("tf_efficientnet_lite0")
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "tf_efficientnet_lite1"])
+def test_renamed_efficientnet_keys_load_strictly(name):
+    state = packaged_state_dict(name)
+    model = timm.create_model(name)
     model.load_state_dict(state, strict=True)  # every key present, none left over, all shapes fit
     assert torch.equal(model.conv_stem.weight, state["conv_stem.weight"])
 
@@ -51,7 +53,7 @@ def test_renamed_efficientnet_keys_load_strictly():
     assert renamed == {"conv_stem.weight": 1, "blocks.0.0.conv_dw.weight": 2, "blocks.0.0.conv_pw.weight": 3,
                        "blocks.1.0.conv_pw.weight": 4, "blocks.1.0.bn2.running_mean": 5,
                        "blocks.1.1.conv_pwl.weight": 6, "blocks.1.1.conv_pw.weight": 7, "classifier.bias": 8}
-    assert _stage_depths("tf_efficientnet_lite0") == [len(s) for s in model.blocks]
+    assert _stage_depths(name) == [len(s) for s in model.blocks]
 
 
 def _write_weights(name: str, folder, *, fmt: str) -> dict[str, torch.Tensor]:

