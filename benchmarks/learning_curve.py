@@ -36,6 +36,8 @@ def main() -> None:
     p.add_argument("--offset", type=int, default=0, help="photos seen before this run (warm start)")
     p.add_argument("--reference", help="the weights the run started from (e.g. weights/unet_lite0.safetensors): "
                                        "scored alongside, at --offset photos, and each snapshot compared with it")
+    p.add_argument("--reference-seen", type=int, help="photos the reference had seen, when it is not the run's "
+                                                     "starting point (another run at equal budget; default: --offset)")
     p.add_argument("-o", "--output", default="benchmarks/results/learning_curve.json")
     args = p.parse_args()
 
@@ -44,7 +46,7 @@ def main() -> None:
     if args.reference:
         reference = "reference-" + Path(args.reference).stem
         models.append(decoded(resolve_model(args.reference), args.prior_correction, args.temperature, reference))
-        seen[reference] = args.offset
+        seen[reference] = args.offset if args.reference_seen is None else args.reference_seen
     for f in args.snapshots:
         with safe_open(f, "pt") as sf:
             meta = sf.metadata() or {}

@@ -28,18 +28,22 @@ QUICK_MODELS = ("alpha", "unet_lite0")
 
 
 def child(name: str, *, steps: int, batch_size: int, size: int, kwargs: dict | None = None,
-          semantic: dict | None = None) -> dict[str, Any]:
+          semantic: dict | None = None, amp: str = "auto") -> dict[str, Any]:
     """In this (fresh) process: time ``steps`` training steps of ``name`` (built with ``kwargs``) after
     one warm-up step; with ``semantic`` (the recipe's classifier-loss settings) the step adds that term
-    as training does."""
+    as training does; ``amp`` as training's setting of that name (on the CPU, bf16: the U-Net decoder in bfloat16)."""
     import torch
 
     from colorize.color import rgb_to_model_lab
     from colorize.losses import SemanticLoss, color_loss
     from colorize.models import create_model
+    from colorize.train import cpu_decoder_dtype
 
     torch.manual_seed(0)
     model = create_model(name, **(kwargs or {})).to(memory_format=torch.channels_last).train()
+    decoder_dtype = cpu_decoder_dtype(amp, torch.device("cpu")) if hasattr(model, "decoder_dtype") else None
+    if decoder_dtype is not None:
+        model.decoder_dtype = decoder_dtype
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-4)
     images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
@@ -65,11 +69,12 @@ def child(name: str, *, steps: int, batch_size: int, size: int, kwargs: dict | N
     seconds = time.perf_counter() - t0
     return {"model": name, "trainable_params": sum(p.numel() for p in params),
             "params": sum(p.numel() for p in model.parameters()), "steps": steps, "batch_size": batch_size,
-            "size": size, "seconds_per_step": seconds / steps, "images_per_second": steps * batch_size / seconds,
+            "size": size, "decoder_dtype": str(decoder_dtype or torch.float32).removeprefix("torch."),
+            "seconds_per_step": seconds / steps, "images_per_second": steps * batch_size / seconds,
             "rss_before_mb": rss_before, "peak_rss_mb": peak_rss_mb()}
 
 
-def time_recipe(path: Path, *, steps: int, threads: int | None) -> dict[str, Any]:
+def time_recipe(path: Path, *, steps: int, threads: int | None, amp: str | None = None) -> dict[str, Any]:
     """The recipe's model at its batch size, at each crop size it trains at, in fresh processes; its
     effective rate is photos over seconds across the whole schedule (progressive resizing)."""
     from colorize.train import TrainConfig
@@ -86,7 +91,8 @@ def time_recipe(path: Path, *, steps: int, threads: int | None) -> dict[str, Any
     for size, n in epochs.items():
         print(f"{path.name}: {cfg.model} at {size} px", flush=True)
         args = ["--child", cfg.model, "--steps", str(steps), "--batch-size", str(cfg.batch_size), "--size", str(size),
-                "--kwargs", json.dumps(kwargs)] + (["--threads", str(threads)] if threads else [])
+                "--kwargs", json.dumps(kwargs), "--amp", amp or cfg.amp]
+        args += ["--threads", str(threads)] if threads else []
         args += ["--semantic", json.dumps(semantic)] if semantic else []
         rows.append({**run_child(Path(__file__), args), "epochs": n})
     seconds = sum(r["epochs"] / r["images_per_second"] for r in rows)
@@ -112,9 +118,10 @@ def markdown(result: dict[str, Any]) -> str:
                 if r.get("semantic") else "")
         lines += ["", f"{title} (`configs/{r['recipe']}`: {r['model_kwargs']}, batch "
                   f"{r['sizes'][0]['batch_size']}, the frozen encoder prefix fused as at inference{loss}):", "",
-                  "| crop | epochs | s / step | images / s | peak memory (MB) |", "|---|---|---|---|---|"]
+                  "| crop | epochs | decoder | s / step | images / s | peak memory (MB) |", "|---|---|---|---|---|---|"]
         for s_ in r["sizes"]:
-            lines.append(f"| {s_['size']} px | {s_['epochs']} | {s_['seconds_per_step']:.2f} | "
+            lines.append(f"| {s_['size']} px | {s_['epochs']} | {s_.get('decoder_dtype', 'float32')} | "
+                         f"{s_['seconds_per_step']:.2f} | "
                          f"{s_['images_per_second']:.1f} | {s_['peak_rss_mb']:.0f} |")
         if len(r["sizes"]) > 1:
             lines += ["", f"Effective rate over the recipe's progressive-resizing schedule: "
@@ -132,6 +139,9 @@ def main() -> int:
     p.add_argument("--size", type=int, default=160)
     p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_MODELS)}")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--amp", choices=("auto", "bf16", "off"),
+                   help="as training's amp (on the CPU, bf16: the U-Net decoder in bfloat16); "
+                        "default: each recipe's own, auto for the model list")
     p.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "configs" / "unet_lite0.yaml"),
                    help="also time this recipe's model at its batch size and crop sizes, and its effective rate "
                         "over the progressive-resizing schedule (default: the shipped recipe)")
@@ -151,7 +161,8 @@ def main() -> int:
     if args.child:
         print(json.dumps(child(args.child, steps=args.steps, batch_size=args.batch_size, size=args.size,
                                kwargs=json.loads(args.kwargs),
-                               semantic=json.loads(args.semantic) if args.semantic else None)))
+                               semantic=json.loads(args.semantic) if args.semantic else None,
+                               amp=args.amp or "auto")))
         return 0
 
     from colorize.models import list_models
@@ -159,11 +170,14 @@ def main() -> int:
     models = args.models or (list(QUICK_MODELS) if args.quick else list_models())
     result: dict[str, Any] = {"machine": machine_info(),
                               "settings": {"steps": args.steps, "batch_size": args.batch_size, "size": args.size,
+                                           "amp": args.amp or "each recipe's own",
                                            "quick": args.quick},
                               "models": [], "skipped": []}
     settings = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--size", str(args.size)]
     if args.threads:
         settings += ["--threads", str(args.threads)]
+    if args.amp:
+        settings += ["--amp", args.amp]
     for name in models:
         print(name, flush=True)
         try:
@@ -171,9 +185,9 @@ def main() -> int:
         except RuntimeError as e:  # e.g. out of memory, or a model that cannot be built here
             result["skipped"].append({"model": name, "reason": str(e).strip().splitlines()[-1]})
     if args.recipe:
-        result["recipe"] = time_recipe(Path(args.recipe), steps=args.steps, threads=args.threads)
+        result["recipe"] = time_recipe(Path(args.recipe), steps=args.steps, threads=args.threads, amp=args.amp)
     if args.stage2_recipe:
-        result["stage2"] = time_recipe(Path(args.stage2_recipe), steps=args.steps, threads=args.threads)
+        result["stage2"] = time_recipe(Path(args.stage2_recipe), steps=args.steps, threads=args.threads, amp=args.amp)
     publish("train_speed", result, markdown(result))
     return 0
 

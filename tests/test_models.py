@@ -317,3 +317,30 @@ def test_imagenet_context_is_the_classifiers_view_and_starts_as_the_model_withou
 
     with pytest.raises(ValueError, match="frozen"):
         create_model("unet_lite0", imagenet_context=True, freeze_levels=1)
+
+
+def test_unet_decoder_can_train_in_bfloat16_with_float32_encoder_and_head():
+    """``decoder_dtype`` (set by training on CPUs with AMX) runs the decoder's convolutions in bfloat16 and
+    nothing else: the encoder and the head stay float32, the logits are float32 and close to the float32
+    model's, and every trainable parameter still gets a float32 gradient."""
+    torch.manual_seed(0)
+    model = create_model("unet_lite0", context=True, freeze_levels=2).train()
+    seen: dict[str, torch.dtype] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d) and name.split(".")[0] in ("encoder", "decoder", "context", "head"):
+            module.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.dtype))
+    l_norm = torch.rand(2, 1, 64, 64) * 2 - 1
+    want = model(l_norm)
+    assert set(seen.values()) == {torch.float32}
+    model.decoder_dtype = torch.bfloat16
+    seen.clear()
+    got = model(l_norm)
+    by_part = {part: {d for n, d in seen.items() if n.startswith(part + ".")}
+               for part in ("decoder", "context", "head")}
+    assert by_part == {"decoder": {torch.bfloat16}, "context": {torch.bfloat16}, "head": {torch.float32}}
+    assert {d for n, d in seen.items() if n.startswith("encoder.")} == {torch.float32}
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    assert (got - want).abs().max() < 0.05 * want.abs().max()  # bfloat16's 8-bit mantissa, not another network
+    got.logsumexp(1).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)

@@ -412,3 +412,31 @@ def test_train_cli_names_a_bad_init_file_without_a_traceback(photo_dir, tmp_path
                  "--out", str(tmp_path / "run"), "--init", str(weights)])
     out = capsys.readouterr().out
     assert code == 2 and "alpha.safetensors" in out and "Traceback" not in out
+
+
+def test_cpu_decoder_precision_is_asked_for(monkeypatch):
+    """On the CPU only ``amp: bf16`` trains the U-Net decoder in bfloat16, with or without AMX (``auto`` keeps the
+    validated float32: model card, stage 13); CUDA keeps its own autocast (``amp_dtype``)."""
+    from colorize.train import cpu_decoder_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for amx in (False, True):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx, raising=False)
+        assert cpu_decoder_dtype("bf16", cpu) == torch.bfloat16
+        assert all(cpu_decoder_dtype(mode, cpu) is None for mode in ("auto", "off", "fp16"))
+        assert all(cpu_decoder_dtype(mode, cuda) is None for mode in ("auto", "bf16", "fp16", "off"))
+
+
+def test_training_with_a_bfloat16_decoder_ships_float32_weights(photo_dir, tmp_path, capsys):
+    """A run with the decoder in bfloat16 says so, trains to finite losses, and its weight file is an ordinary
+    float32 one that loads for inference without the training-time setting."""
+    run = setup(_cfg(photo_dir, tmp_path / "bf16", model="unet_lite0", size=64, amp="bf16"))
+    assert run.model.decoder_dtype == torch.bfloat16
+    assert "decoder in bfloat16 on the CPU" in capsys.readouterr().out
+    metrics = fit(run)
+    assert np.isfinite([metrics["train_loss"], metrics["val_loss"], metrics["val_psnr"]]).all()
+    shipped = load_model(tmp_path / "bf16" / "best.safetensors")
+    assert shipped.decoder_dtype is None
+    assert all(t.dtype == torch.float32 for t in shipped.state_dict().values() if t.is_floating_point())
+    for amp in ("auto", "off"):
+        assert setup(_cfg(photo_dir, tmp_path / amp, model="unet_lite0", size=64, amp=amp)).model.decoder_dtype is None

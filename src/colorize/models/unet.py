@@ -154,6 +154,7 @@ class UNet(ColorNet):
         self._fast_prefix: list[nn.Module] = []  # training: the frozen prefix rewritten for inference
         self._fast_branch: list[nn.Module] = []  # training: the same for the ImageNet branch
         self.gray_channels = 3  # 1 after optimize_for_inference folds the stem
+        self.decoder_dtype: torch.dtype | None = None  # training: the decoder autocast to it (train.cpu_decoder_dtype)
 
     def _freeze(self, levels: int) -> list[nn.Module]:
         """Freeze the encoder from the input to the end of feature level ``levels - 1``; returns the frozen
@@ -229,11 +230,16 @@ class UNet(ColorNet):
         film: list = [None] * (len(self.decoder) + 1)
         if self.imagenet_context is not None:
             film = self.imagenet_context(feats[0], self._fast_branch[0] if self._fast_branch else None)
-        x = feats[-1] if self.context is None else self.context(feats[-1])
-        x = _modulate(x, film[0])
-        for up, skip, f in zip(self.decoder, reversed(feats[:-1]), film[1:]):
-            x = _modulate(up(x, skip), f)
-        return self.head(x)  # (B, Q or 2, H/s, W/s) bin logits or ab; s: the finest level's stride (4: unet_lite0)
+        # the decoder's dense convolutions may run in bfloat16 (on CPUs with AMX, faster in training); the
+        # encoder's depthwise ones and the head stay in float32 (the head's logits feed the loss's log-softmax)
+        with torch.autocast(l_norm.device.type, dtype=self.decoder_dtype or torch.bfloat16,
+                            enabled=self.decoder_dtype is not None):
+            x = feats[-1] if self.context is None else self.context(feats[-1])
+            x = _modulate(x, film[0])
+            for up, skip, f in zip(self.decoder, reversed(feats[:-1]), film[1:]):
+                x = _modulate(up(x, skip), f)
+        # (B, Q or 2, H/s, W/s) bin logits or ab; s: the finest level's stride (4: unet_lite0)
+        return self.head(x.float())
 
 
 @register_model
