@@ -37,13 +37,11 @@ def child(name: str, *, steps: int, batch_size: int, size: int, kwargs: dict | N
     from colorize.color import rgb_to_model_lab
     from colorize.losses import SemanticLoss, color_loss
     from colorize.models import create_model
-    from colorize.train import cpu_decoder_dtype
+    from colorize.train import set_decoder_precision
 
     torch.manual_seed(0)
     model = create_model(name, **(kwargs or {})).to(memory_format=torch.channels_last).train()
-    decoder_dtype = cpu_decoder_dtype(amp, torch.device("cpu")) if hasattr(model, "decoder_dtype") else None
-    if decoder_dtype is not None:
-        model.decoder_dtype = decoder_dtype
+    decoder_dtype = set_decoder_precision(model, amp, torch.device("cpu"))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-4)
     images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)

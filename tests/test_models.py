@@ -320,7 +320,7 @@ def test_imagenet_context_is_the_classifiers_view_and_starts_as_the_model_withou
 
 
 def test_unet_decoder_can_train_in_bfloat16_with_float32_encoder_and_head():
-    """``decoder_dtype`` (set by training on CPUs with AMX) runs the decoder's convolutions in bfloat16 and
+    """``decoder_dtype`` (set by training under ``amp: bf16`` on the CPU) runs the decoder's convolutions in bfloat16 and
     nothing else: the encoder and the head stay float32, the logits are float32 and close to the float32
     model's, and every trainable parameter still gets a float32 gradient."""
     torch.manual_seed(0)

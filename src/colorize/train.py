@@ -220,6 +220,15 @@ def cpu_decoder_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if device.type == "cpu" and mode == "bf16" else None
 
 
+def set_decoder_precision(model: nn.Module, mode: str, device: torch.device) -> torch.dtype | None:
+    """Give a U-Net (a model with ``decoder_dtype``) the decoder dtype ``cpu_decoder_dtype`` picks; returns it
+    (None: float32, or a model without the setting)."""
+    if not hasattr(model, "decoder_dtype"):
+        return None
+    model.decoder_dtype = cpu_decoder_dtype(mode, device)
+    return model.decoder_dtype
+
+
 @dataclass
 class Run:
     """Everything ``fit`` needs, built by ``setup``."""
@@ -312,11 +321,9 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
     else:
         optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     run = Run(cfg, model, optimizer, train_set, val_set, device, out_dir, dist=dist, amp=amp_dtype(cfg.amp, device))
-    if hasattr(model, "decoder_dtype"):
-        model.decoder_dtype = cpu_decoder_dtype(cfg.amp, device)
-        if model.decoder_dtype is not None:
-            slow = "" if cpu_has_amx() else " (this CPU has no AMX: expect it slower than float32)"
-            _print(run, f"decoder in bfloat16 on the CPU (amp: {cfg.amp}){slow}")
+    if set_decoder_precision(model, cfg.amp, device) is not None:
+        slow = "" if cpu_has_amx() else " (this CPU has no AMX: expect it slower than float32)"
+        _print(run, f"decoder in bfloat16 on the CPU (amp: {cfg.amp}){slow}")
     if cfg.semantic_weight > 0:
         if getattr(model, "output", "") != "bins":
             raise ValueError(f"semantic_weight needs a classification (bins) model, not '{cfg.model}'")
