@@ -344,3 +344,19 @@ def test_unet_decoder_can_train_in_bfloat16_with_float32_encoder_and_head():
     got.logsumexp(1).mean().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_unet_without_a_decoder_dtype_leaves_an_outer_autocast_alone():
+    """Mixed precision set around the model (CUDA's ``amp`` in training) reaches the decoder too: the decoder's own
+    bfloat16 setting, when unset, must not switch it off (a half-precision encoder feeding a float32 decoder fails)."""
+    torch.manual_seed(0)
+    model = create_model("unet_lite0", context=True, freeze_levels=2).train()
+    seen: dict[str, torch.dtype] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d) and name.split(".")[0] in ("decoder", "context"):
+            module.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.dtype))
+    assert model.decoder_dtype is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(2, 1, 64, 64) * 2 - 1)
+    assert seen and set(seen.values()) == {torch.bfloat16}
+    assert torch.isfinite(out.float()).all()

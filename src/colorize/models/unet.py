@@ -9,6 +9,7 @@ decoded by annealed mean) or ab directly (regression).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -231,15 +232,19 @@ class UNet(ColorNet):
         if self.imagenet_context is not None:
             film = self.imagenet_context(feats[0], self._fast_branch[0] if self._fast_branch else None)
         # the decoder's dense convolutions may run in bfloat16 (on CPUs with AMX, faster in training); the
-        # encoder's depthwise ones and the head stay in float32 (the head's logits feed the loss's log-softmax)
-        with torch.autocast(l_norm.device.type, dtype=self.decoder_dtype or torch.bfloat16,
-                            enabled=self.decoder_dtype is not None):
+        # encoder's depthwise ones and the head stay in float32 (the head's logits feed the loss's log-softmax).
+        # Without decoder_dtype no context is entered: autocast(enabled=False) would switch off an outer
+        # autocast (CUDA's mixed precision) for the decoder alone.
+        cast = (torch.autocast(l_norm.device.type, dtype=self.decoder_dtype) if self.decoder_dtype is not None
+                else contextlib.nullcontext())
+        with cast:
             x = feats[-1] if self.context is None else self.context(feats[-1])
             x = _modulate(x, film[0])
             for up, skip, f in zip(self.decoder, reversed(feats[:-1]), film[1:]):
                 x = _modulate(up(x, skip), f)
-        # (B, Q or 2, H/s, W/s) bin logits or ab; s: the finest level's stride (4: unet_lite0)
-        return self.head(x.float())
+        if self.decoder_dtype is not None:
+            x = x.float()
+        return self.head(x)  # (B, Q or 2, H/s, W/s) bin logits or ab; s: the finest level's stride (4: unet_lite0)
 
 
 @register_model
