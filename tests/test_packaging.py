@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory) -> Path:
     """Build the wheel from a copy of the sources (the checkout stays clean), without network."""
     src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md", "src", "weights", "configs"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", "src", "weights", "configs"):
         if (REPO / name).is_dir():  # symlinks kept: src/colorize/weights points at ../../weights
             shutil.copytree(REPO / name, src / name, symlinks=True,
                             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -44,8 +44,9 @@ def test_wheel_carries_weights_card_and_recipes(wheel):
     assert graphs and graphs <= names  # the light engine's steps
     for n in shipped:  # whole files, not links or stubs
         assert zipfile.ZipFile(wheel).getinfo(f"colorize/weights/{n}").file_size == (REPO / "weights" / n).stat().st_size
-    requires = [ln for ln in zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA")))
-                .decode().splitlines() if ln.startswith("Requires-Dist:")]
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode().splitlines()
+    assert "License-Expression: MIT" in metadata and any(n.endswith("/licenses/LICENSE") for n in names)
+    requires = [ln for ln in metadata if ln.startswith("Requires-Dist:")]
     base = [ln for ln in requires if "extra ==" not in ln]
     extras_only = ("yaml", "efficientnet", "webdataset", "torch", "timm")  # never the base (light) install
     assert not any(name in ln.lower() for ln in base for name in extras_only), base
