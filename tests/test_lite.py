@@ -265,6 +265,8 @@ def test_cli_without_torch_names_what_needs_it(tmp_path):
         assert run.returncode == 2 and "colorize[torch]" in run.stderr and "Traceback" not in run.stderr, run.stderr
     run = _colorize_without_torch("models")  # a subcommand of the full install
     assert run.returncode == 2 and "colorize models needs the torch engine" in run.stderr
+    run = _colorize_without_torch("serve")  # named with the extra that installs all it needs, not just torch
+    assert run.returncode == 2 and "colorize[web]" in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert not (tmp_path / "o.png").exists()
 
 

