@@ -263,11 +263,19 @@ def test_cli_without_torch_names_what_needs_it(tmp_path):
     for args in (["--hint", "1,1,red"], ["--tint-as-hints"], ["--device", "cuda"]):
         run = _colorize_without_torch(str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png"), *args)
         assert run.returncode == 2 and "colorize[torch]" in run.stderr and "Traceback" not in run.stderr, run.stderr
-    run = _colorize_without_torch("models")  # a subcommand of the full install
-    assert run.returncode == 2 and "colorize models needs the torch engine" in run.stderr
-    run = _colorize_without_torch("serve")  # named with the extra that installs all it needs, not just torch
+    run = _colorize_without_torch("serve")  # a subcommand of the full install, named with its extra, not just torch
     assert run.returncode == 2 and "colorize[web]" in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_models_without_torch_lists_the_shipped_exports():
+    from colorize.shipped import DEFAULT_MODEL, SHIPPED
+
+    run = _colorize_without_torch("models")
+    assert run.returncode == 0, run.stderr
+    line = next(ln for ln in run.stdout.splitlines() if ln.startswith(DEFAULT_MODEL + " "))
+    assert SHIPPED[DEFAULT_MODEL].onnx in line and "(default)" in line and "temperature" in line
+    assert "colorize[torch]" in run.stdout
 
 
 def test_auto_runtime_picks_the_light_engine_where_it_serves(monkeypatch):
