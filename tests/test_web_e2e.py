@@ -156,6 +156,8 @@ def test_page_colorizes_compares_and_zips(server_url, browser, tmp_path):
     wait_finished(browser, len(files))
 
     cards = {c.find_element(By.CLASS_NAME, "name").text: c for c in browser.find_elements(By.CLASS_NAME, "card")}
+    for card in cards.values():  # the color hints panel stays shut until its button opens it
+        assert not card.find_element(By.CLASS_NAME, "hints").is_displayed()
     assert cards["notes.txt"].get_attribute("data-state") == "error"
     assert "not an image" in cards["notes.txt"].find_element(By.CLASS_NAME, "status").text
     for name, size in sizes.items():

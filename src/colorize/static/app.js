@@ -441,7 +441,8 @@
     part(item, ".confidence-note").textContent = serverConfidence ? "(bright: the model is unsure)"
       : "(not available: this model predicts colors directly)";
     layoutPins(item);
-    part(item, ".hint-color").focus();
+    item.card.scrollIntoView({ block: "start" }); // the whole photo in view to pin on, its panel below
+    part(item, ".hint-color").focus({ preventScroll: true });
   }
 
   /** The photo's pixel size and the rectangle it is drawn in (object-fit: contain) inside the compare box. */
