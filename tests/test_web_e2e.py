@@ -258,6 +258,24 @@ def test_rerun_remove_clear_and_the_color_badge(server_url, browser, tmp_path):
     assert not off_machine_requests(browser, server_url)
 
 
+def test_a_photo_the_browser_cannot_show_still_shows_its_result(server_url, browser, tmp_path):
+    make_photo(120, 90, seed=4).convert("L").save(tmp_path / "scan.tiff")  # archives' scans: Chromium shows no TIFF
+    open_page(browser, f"{server_url}/")
+    pick(browser, tmp_path / "scan.tiff")
+    wait_finished(browser, 1)
+    card = browser.find_element(By.CLASS_NAME, "card")
+    assert card.get_attribute("data-state") == "done" and "no-preview" in card.get_attribute("class")
+    after = card.find_element(By.CLASS_NAME, "after")
+    assert after.is_displayed()  # the colorized PNG, whole: there is no original to compare it with
+    assert browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", after) == [120, 90]
+    assert browser.execute_script("return getComputedStyle(arguments[0]).clipPath", after) == "none"
+    assert not card.find_element(By.CLASS_NAME, "slider").is_displayed()
+    assert not card.find_element(By.CLASS_NAME, "before").is_displayed()
+    card.find_element(By.CLASS_NAME, "edit-hints").click()  # and pins can go on it
+    assert card.find_element(By.CLASS_NAME, "pins").size["width"] > 0
+    assert not console_errors(browser)
+
+
 def test_remove_cancels_a_photo_in_progress(server_url, browser, tmp_path):
     names = [f"p{i}.jpg" for i in range(6)]
     for i, name in enumerate(names):
