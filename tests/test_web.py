@@ -456,8 +456,13 @@ def test_confidence_over_http():
         conf = Image.open(io.BytesIO(r.content))
         assert conf.mode == "L" and conf.size == (90, 40)
         assert np.asarray(conf)[:, :40].min() > 240 and np.asarray(conf)[:, 50:].max() < 60
+        # named as the CLI's --confidence names it, never as the colorized photo it would overwrite
+        assert 'filename="p.confidence.png"' in r.headers["content-disposition"]
+        photo = c.post("/api/colorize", files={"file": ("p.png", png, "image/png")})
+        assert 'filename="p_color.png"' in photo.headers["content-disposition"]
         again = c.get(f"/api/photos/{r.headers['x-photo-id']}/confidence")
         assert again.status_code == 200 and again.content == r.content
+        assert 'filename="p.confidence.png"' in again.headers["content-disposition"]
         assert c.get("/api/models").json()["confidence"] is True
 
 

@@ -73,6 +73,8 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 's
             "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 # "gray", "toned" or "color": what the upload was before colorizing, by colorize.tone.classify (thresholds there)
 INPUT_COLOR_HEADER = "X-Input-Color"
+# photo.jpg downloads as photo_color.jpg, its confidence map as photo.confidence.png (as the CLI's --confidence)
+COLOR_SUFFIX, CONFIDENCE_SUFFIX = "_color", ".confidence"
 
 
 class HintIn(BaseModel):
@@ -182,11 +184,11 @@ class Colorized(NamedTuple):
     input_color: str  # what the upload was: gray, toned or color (colorize.tone.classify)
 
 
-def download_name(name: str, ext: str) -> str:
-    """``<stem>_color<ext>`` from a client-given file name, reduced to safe ASCII."""
+def download_name(name: str, ext: str, *, suffix: str = COLOR_SUFFIX) -> str:
+    """``<stem><suffix><ext>`` from a client-given file name, its stem reduced to safe ASCII."""
     stem = name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:80]
-    return f"{stem or 'photo'}_color{ext}"
+    return f"{stem or 'photo'}{suffix}{ext}"
 
 
 # -- the worker pool -----------------------------------------------------------------------------
@@ -597,9 +599,10 @@ def create_app(
             return kept, Colorized(*render_photo(kept, hint_list, tint_as_hints=tint_as_hints), kept.tone.kind)
 
         kept, result = await pool.submit(work)
-        suffix = "_confidence" if output == "confidence" else ""
+        suffix = CONFIDENCE_SUFFIX if output == "confidence" else COLOR_SUFFIX
+        filename = download_name(name, result.ext, suffix=suffix)
         return Response(result.body, media_type=result.media_type, headers={
-            "Content-Disposition": f'inline; filename="{download_name(name + suffix, result.ext)}"',
+            "Content-Disposition": f'inline; filename="{filename}"',
             INPUT_COLOR_HEADER: result.input_color, "X-Content-Type-Options": "nosniff", "X-Photo-Id": kept.id,
             "Access-Control-Expose-Headers": f"X-Photo-Id, {INPUT_COLOR_HEADER}"})
 
@@ -649,7 +652,9 @@ def create_app(
         """How sure the network is at each pixel, full size (where a hint would help most: the dark parts)."""
         photo = kept_photo(photo_id)
         data = await pool.submit(lambda: confidence_png(photo))
-        return Response(data, media_type="image/png", headers={"X-Content-Type-Options": "nosniff"})
+        filename = download_name(photo.name, ".png", suffix=CONFIDENCE_SUFFIX)
+        return Response(data, media_type="image/png", headers={
+            "Content-Disposition": f'inline; filename="{filename}"', "X-Content-Type-Options": "nosniff"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
