@@ -387,6 +387,17 @@ def test_serve_command_fails_cleanly_on_a_missing_model(tmp_path, capsys):
     assert serve._is_loopback("127.0.0.1") and serve._is_loopback("::1") and not serve._is_loopback("0.0.0.0")
 
 
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_serve_command_refuses_a_port_that_is_none(port, capsys):
+    from colorize.commands import serve
+
+    with pytest.raises(SystemExit) as exit_:  # argparse's usage error, before any model is loaded
+        serve.main(["--port", port])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --port" in err and port in err and "Traceback" not in err
+
+
 # -- hints, kept predictions, confidence ----------------------------------------------------------
 def two_regions_png(width: int = 96, height: int = 64) -> bytes:
     arr = np.full((height, width), 40, np.uint8)

@@ -22,10 +22,18 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def port(text: str) -> int:
+    """``--port``: a TCP port, 1..65535."""
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port: use 1..65535")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="colorize serve", description=__doc__)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port, default=8000, help="TCP port (default 8000)")
     add_model_options(p, device=False, runtime=False)  # defaults: a request may override size, temperature, saturation
     p.add_argument("--workers", type=int, default=1, help="inference threads (default 1)")
     p.add_argument("--queue", type=int, default=8, help="photos that may wait beyond those running (503 beyond)")
