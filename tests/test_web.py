@@ -329,6 +329,16 @@ def test_page_sends_its_security_headers_by_either_path(client, path):
     assert r.headers["x-content-type-options"] == "nosniff"
 
 
+@pytest.mark.parametrize("path", ["/static/app.js", "/static/app.css", "/docs-assets/swagger-ui-bundle.js"])
+def test_scripts_and_styles_are_checked_again_on_each_use(client, path):
+    """An upgraded page must never run with a script the browser kept from before: no heuristic caching."""
+    r = client.get(path)
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-cache" and r.headers["x-content-type-options"] == "nosniff"
+    again = client.get(path, headers={"if-none-match": r.headers["etag"]})
+    assert again.status_code == 304 and not again.content  # unchanged: nothing sent again
+
+
 def test_cross_origin_post_is_refused(client):
     health = client.get("/healthz").json()
     for origin in ["http://evil.example", "null", "http://testserver.evil.example"]:

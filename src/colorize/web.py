@@ -426,6 +426,17 @@ ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in 
     (422, "corrupt or truncated image, or a bad option"), (503, "queue full; see Retry-After")]}
 
 
+class RevalidatedFiles(StaticFiles):
+    """Static files a browser checks again on each use (``no-cache``: a 304 by ETag when unchanged), as the
+    page itself is: without it a browser may keep an old app.js for days by its own guess, and run it
+    with an upgraded page."""
+
+    async def get_response(self, path: str, scope: Any) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update({"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+        return response
+
+
 def docs_assets_dir() -> Path:
     """Swagger UI and Redoc, as the PyPI package ``fastapi-offline`` ships them (the ``web`` extra)."""
     try:
@@ -656,6 +667,6 @@ def create_app(
         return Response(data, media_type="image/png", headers={
             "Content-Disposition": f'inline; filename="{filename}"', "X-Content-Type-Options": "nosniff"})
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
+    app.mount("/static", RevalidatedFiles(directory=STATIC_DIR), name="static")
+    app.mount(DOCS_ASSETS, RevalidatedFiles(directory=docs_assets_dir()), name="docs-assets")
     return app
