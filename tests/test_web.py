@@ -452,6 +452,17 @@ def test_hints_on_colorize_and_rerender_without_the_network(client, monkeypatch)
     assert info["confidence"] is False  # the tiny test model is a regression model
 
 
+def test_a_photo_sent_again_under_another_name_takes_the_new_name(client):
+    png = two_regions_png(80, 48)
+    first = post_file(client, png, name="scan_0041.png", mime="image/png")
+    again = post_file(client, png, name="grandmother 1931.png", mime="image/png")
+    photo_id = again.headers["x-photo-id"]
+    assert photo_id == first.headers["x-photo-id"]  # the kept prediction serves both
+    assert client.get(f"/api/photos/{photo_id}").json()["name"] == "grandmother 1931.png"
+    rendered = client.post(f"/api/photos/{photo_id}/render", json={"hints": []})
+    assert 'filename="grandmother_1931_color.png"' in rendered.headers["content-disposition"]
+
+
 def test_bad_hints_and_unknown_photos(client):
     png = two_regions_png()
     for hints in ("not json", json.dumps({"x": 1}), json.dumps([{"x": 1, "y": 1, "color": "nocolor"}]),

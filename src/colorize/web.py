@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, NamedTuple, TypeVar
@@ -603,7 +603,8 @@ def create_app(
         img = open_upload(data, name, max_pixels=max_pixels) if photo is None else None
 
         def work() -> tuple[Photo, Colorized]:
-            kept = photo or analyze_upload(job, img, name, pid)
+            # the same bytes sent again (under another name, maybe): the kept prediction, under this name
+            kept = replace(photo, name=name) if photo is not None else analyze_upload(job, img, name, pid)
             cache.put(kept)
             if output == "confidence":
                 return kept, Colorized(confidence_png(kept), "image/png", ".png", kept.tone.kind)
