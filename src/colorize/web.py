@@ -128,9 +128,11 @@ def open_upload(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
     """Identify an upload from its header alone; nothing is decoded yet.
 
     Raises:
-        UploadRejected: 415 not an image (or a format not accepted); 413 more than ``max_pixels``
+        UploadRejected: 415 not an image (empty, or a format not accepted); 413 more than ``max_pixels``
             pixels; 422 a header that cannot be read.
     """
+    if not data:  # a request without a body, or a file that was never written (a cloud placeholder)
+        raise UploadRejected(name, "empty: 0 bytes were sent", 415)
     try:
         img = Image.open(io.BytesIO(data), formats=_accepted_formats())
     except UnidentifiedImageError:
