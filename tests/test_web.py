@@ -404,6 +404,19 @@ def test_serve_command_fails_cleanly_on_a_missing_model(tmp_path, capsys):
     assert serve._is_loopback("127.0.0.1") and serve._is_loopback("::1") and not serve._is_loopback("0.0.0.0")
 
 
+@pytest.mark.parametrize("host, url", [("0.0.0.0", "http://127.0.0.1:8123/"), ("::", "http://[::1]:8123/"),
+                                       ("127.0.0.1", "http://127.0.0.1:8123/"), ("::1", "http://[::1]:8123/"),
+                                       ("192.168.1.20", "http://192.168.1.20:8123/")])
+def test_serve_command_prints_an_address_a_browser_can_open(host, url, tiny_model_file, monkeypatch, capsys):
+    import uvicorn
+
+    from colorize.commands import serve
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    assert serve.main(["--host", host, "--port", "8123", "--model", str(tiny_model_file)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"open {url}")
+
+
 @pytest.mark.parametrize("port", ["99999", "-1", "http"])
 def test_serve_command_refuses_a_port_that_is_none(port, capsys):
     from colorize.commands import serve

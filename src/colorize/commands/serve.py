@@ -22,6 +22,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def page_url(host: str, port: int) -> str:
+    """The page's address to open on this machine. 0.0.0.0 and :: (every interface) are where to listen, not
+    where to connect (Windows refuses to), so loopback stands for them."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "::1" if host == "::" else "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
 def port(text: str) -> int:
     """``--port``: a TCP port, 1..65535."""
     value = int(text)
@@ -61,8 +70,7 @@ def main(argv: list[str]) -> int:
     except MODEL_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"colorize: model {colorizer.model_name} at size {colorizer.size}; open http://{shown}:{args.port}/")
+    print(f"colorize: model {colorizer.model_name} at size {colorizer.size}; open {page_url(args.host, args.port)}")
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)  # the app's own lines beside uvicorn's, same format
     log_config["loggers"]["colorize"] = {"handlers": ["default"], "level": args.log_level.upper(), "propagate": False}
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config)
