@@ -391,7 +391,8 @@ def confidence_png(photo: Photo) -> bytes:
 def check_origin(request: Request) -> None:
     """Refuse (403) a browser request sent by another site's page: its Origin names a host other than
     this server's. Clients that send no Origin (curl, scripts) are let through; the host alone is
-    compared, so a TLS-terminating proxy in front does not matter."""
+    compared, so a TLS-terminating proxy in front does not matter as long as it passes the Host header on
+    (nginx's default sends its upstream's address instead, and every upload from the page would be refused)."""
     origin = request.headers.get("origin")
     if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
         raise ApiError(403, "cross_origin", f"requests from pages at {origin} are refused; use this server's own page")
