@@ -113,6 +113,19 @@ def test_other_formats_come_back_as_png(client, fmt):
     assert out.format == "PNG" and out.size == (72, 48)
 
 
+@pytest.mark.parametrize("fmt", ["TIFF", "GIF"])
+def test_a_multi_page_upload_says_only_its_first_page_was_colorized(client, fmt):
+    pages = [make_photo(72, 48, seed=i).convert("L") for i in range(3)]
+    buf = io.BytesIO()
+    pages[0].save(buf, format=fmt, save_all=True, append_images=pages[1:])
+    r = post_file(client, buf.getvalue(), name=f"letters.{fmt.lower()}", mime="image/x")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-frames"] == "3"  # as the CLI notes "has 3 frames (pages); only the first is colorized"
+    assert "X-Frames" in r.headers["access-control-expose-headers"]
+    assert client.get(f"/api/photos/{r.headers['x-photo-id']}").json()["frames"] == 3
+    assert post_file(client, gray_jpeg()).headers["x-frames"] == "1"
+
+
 def test_exif_orientation_applied(client):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise when shown

@@ -158,6 +158,7 @@ def test_page_colorizes_compares_and_zips(server_url, browser, tmp_path):
     cards = {c.find_element(By.CLASS_NAME, "name").text: c for c in browser.find_elements(By.CLASS_NAME, "card")}
     for card in cards.values():  # the color hints panel stays shut until its button opens it
         assert not card.find_element(By.CLASS_NAME, "hints").is_displayed()
+        assert not card.find_element(By.CLASS_NAME, "note").is_displayed()  # one page each
     assert cards["notes.txt"].get_attribute("data-state") == "error"
     assert "not an image" in cards["notes.txt"].find_element(By.CLASS_NAME, "status").text
     for name, size in sizes.items():
@@ -259,7 +260,8 @@ def test_rerun_remove_clear_and_the_color_badge(server_url, browser, tmp_path):
 
 
 def test_a_photo_the_browser_cannot_show_still_shows_its_result(server_url, browser, tmp_path):
-    make_photo(120, 90, seed=4).convert("L").save(tmp_path / "scan.tiff")  # archives' scans: Chromium shows no TIFF
+    pages = [make_photo(120, 90, seed=i).convert("L") for i in (4, 5)]  # archives' scans: Chromium shows no TIFF
+    pages[0].save(tmp_path / "scan.tiff", save_all=True, append_images=pages[1:])  # a letter's two pages
     open_page(browser, f"{server_url}/")
     pick(browser, tmp_path / "scan.tiff")
     wait_finished(browser, 1)
@@ -271,6 +273,9 @@ def test_a_photo_the_browser_cannot_show_still_shows_its_result(server_url, brow
     assert browser.execute_script("return getComputedStyle(arguments[0]).clipPath", after) == "none"
     assert not card.find_element(By.CLASS_NAME, "slider").is_displayed()
     assert not card.find_element(By.CLASS_NAME, "before").is_displayed()
+    note = card.find_element(By.CLASS_NAME, "note")
+    assert note.is_displayed() and note.text == "Only the first of its 2 pages (frames) was colorized."
+    assert "scan.tiff: colorized. Only the first of its 2 pages" in announcements(browser)
     card.find_element(By.CLASS_NAME, "edit-hints").click()  # and pins can go on it
     assert card.find_element(By.CLASS_NAME, "pins").size["width"] > 0
     assert not console_errors(browser)

@@ -73,6 +73,8 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 's
             "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 # "gray", "toned" or "color": what the upload was before colorizing, by colorize.tone.classify (thresholds there)
 INPUT_COLOR_HEADER = "X-Input-Color"
+# how many frames (pages) the upload had: only the first is colorized (a multi-page TIFF, an animated GIF)
+FRAMES_HEADER = "X-Frames"
 # photo.jpg downloads as photo_color.jpg, its confidence map as photo.confidence.png (as the CLI's --confidence)
 COLOR_SUFFIX, CONFIDENCE_SUFFIX = "_color", ".confidence"
 
@@ -302,6 +304,7 @@ class Photo:
     tone: ToneReport
     colorizer: Colorizer  # the request's options (working size, temperature, saturation)
     tint: list[Hint] | None = None  # a hand-tinted photo's own colors as hints (empty unless tone.kind is "color")
+    frames: int = 1  # frames (pages) in the upload; only the first was colorized
 
     @property
     def nbytes(self) -> int:
@@ -359,13 +362,13 @@ def parse_hints_field(text: str | None) -> list[Hint]:
 def analyze_upload(colorizer: Colorizer, img: Image.Image, name: str, pid: str) -> Photo:
     """Decode an opened upload, classify its colors and run the network once (on a worker thread); with a
     classification model the confidence is measured in the same pass."""
-    source_format = img.format
+    source_format, frames = img.format, getattr(img, "n_frames", 1)
     rgb = decode_upload(img, name)
     tone = classify(rgb)
     tint = hints_from_tint(rgb) if tone.kind == "color" else []
     with_confidence = colorizer.has_confidence
     prediction = colorizer.analyze(rgb, confidence=with_confidence)
-    return Photo(pid, prediction, source_format, name, tone, colorizer, tint)
+    return Photo(pid, prediction, source_format, name, tone, colorizer, tint, frames)
 
 
 def render_photo(photo: Photo, hints: list[Hint], *, tint_as_hints: bool = False) -> tuple[bytes, str, str]:
@@ -575,10 +578,15 @@ def create_app(
               responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
                                "description": "the colorized photo, original size; JPEG, PNG and WebP in their "
                                               "own format, anything else as PNG",
-                               "headers": {INPUT_COLOR_HEADER: {
-                                   "description": "the upload before colorizing: gray, toned (one tint, e.g. "
-                                                  "sepia) or color (its colors were replaced)",
-                                   "schema": {"type": "string", "enum": ["gray", "toned", "color"]}}}},
+                               "headers": {
+                                   INPUT_COLOR_HEADER: {
+                                       "description": "the upload before colorizing: gray, toned (one tint, e.g. "
+                                                      "sepia) or color (its colors were replaced)",
+                                       "schema": {"type": "string", "enum": ["gray", "toned", "color"]}},
+                                   FRAMES_HEADER: {
+                                       "description": "frames (pages) in the upload; beyond 1, only the first was "
+                                                      "colorized (a multi-page TIFF, an animated GIF)",
+                                       "schema": {"type": "integer", "minimum": 1}}}},
                          **ERRORS})
     async def colorize(
         request: Request,
@@ -595,7 +603,8 @@ def create_app(
 
         The prediction is kept (header ``X-Photo-Id``): ``POST /api/photos/{id}/render`` re-renders it with
         other hints without running the network. ``X-Input-Color`` says whether the upload was gray, toned
-        or already in color (:func:`colorize.tone.classify`)."""
+        or already in color (:func:`colorize.tone.classify`); ``X-Frames`` how many frames (pages) it had, of
+        which only the first is colorized."""
         check_origin(request)
         job = with_options(base, size=size, temperature=temperature, saturation=saturation)
         fields = {"hints": ""}
@@ -618,8 +627,9 @@ def create_app(
         filename = download_name(name, result.ext, suffix=suffix)
         return Response(result.body, media_type=result.media_type, headers={
             "Content-Disposition": f'inline; filename="{filename}"',
-            INPUT_COLOR_HEADER: result.input_color, "X-Content-Type-Options": "nosniff", "X-Photo-Id": kept.id,
-            "Access-Control-Expose-Headers": f"X-Photo-Id, {INPUT_COLOR_HEADER}"})
+            INPUT_COLOR_HEADER: result.input_color, FRAMES_HEADER: str(kept.frames),
+            "X-Content-Type-Options": "nosniff", "X-Photo-Id": kept.id,
+            "Access-Control-Expose-Headers": f"X-Photo-Id, {INPUT_COLOR_HEADER}, {FRAMES_HEADER}"})
 
     def kept_photo(photo_id: str) -> Photo:
         photo = cache.get(photo_id)
@@ -630,11 +640,12 @@ def create_app(
 
     @app.get("/api/photos/{photo_id}", responses={404: ERRORS[422] | {"description": "unknown or forgotten photo"}})
     async def photo_info(photo_id: str) -> dict[str, Any]:
-        """A kept photo: size, whether it was gray, toned or in color (with the statistics), a hand-tinted
-        photo's own colors as hints, and whether a confidence map is available."""
+        """A kept photo: size, frames (pages; only the first is colorized), whether it was gray, toned or in
+        color (with the statistics), a hand-tinted photo's own colors as hints, and whether a confidence map
+        is available."""
         photo = kept_photo(photo_id)
         width, height = photo.prediction.size
-        return {"id": photo.id, "name": photo.name, "width": width, "height": height,
+        return {"id": photo.id, "name": photo.name, "width": width, "height": height, "frames": photo.frames,
                 "tone": photo.tone.to_json(), "tint_hints": hints_to_json(photo.tint or []),
                 "confidence": photo.prediction.confidence is not None}
 

@@ -162,7 +162,10 @@
       ? describeSettings(item.settings) + (stale ? " · settings changed since" : "") : "";
   }
 
-  function showResult(item, blob, inputColor, photoId, ms) {
+  /** A multi-page TIFF or an animated GIF: the server colorizes its first frame only. */
+  const firstFrameOnly = (frames) => `Only the first of its ${frames} pages (frames) was colorized.`;
+
+  function showResult(item, blob, inputColor, photoId, ms, frames = 1) {
     item.inputColor = inputColor;
     if (photoId !== item.photoId) dropConfidence(item); // another prediction: its own confidence
     item.photoId = photoId;
@@ -170,6 +173,9 @@
     part(item, ".badge").hidden = !hadColor;
     part(item, ".after").alt = `${item.file.name}, colorized` + (hadColor ? " (it already had color)" : "");
     showImage(item, blob);
+    const note = part(item, ".note");
+    note.textContent = frames > 1 ? firstFrameOnly(frames) : "";
+    note.hidden = frames <= 1;
     setState(item, "done", `done in ${(ms / 1000).toFixed(1)} s`);
   }
 
@@ -253,8 +259,9 @@
       }
       if (item.removed) return;
       if (res.status === 200) {
-        showResult(item, res.blob, res.inputColor, res.photoId, performance.now() - started);
-        announce(`${item.file.name}: colorized` + (res.inputColor === "color" ? "; it already had color" : ""));
+        showResult(item, res.blob, res.inputColor, res.photoId, performance.now() - started, res.frames);
+        announce(`${item.file.name}: colorized` + (res.inputColor === "color" ? "; it already had color" : "")
+          + (res.frames > 1 ? `. ${firstFrameOnly(res.frames)}` : ""));
         announceWhenAllFinished();
         return;
       }
@@ -284,7 +291,8 @@
     return `/api/colorize?${params}`;
   }
 
-  /** POST one photo as multipart field "file"; resolves with {status, blob, retryAfter, inputColor}. */
+  /** POST one photo as multipart field "file"; resolves with {status, blob, retryAfter, inputColor, photoId,
+   * frames}. */
   function upload(item, url) {
     return new Promise((resolve, reject) => {
       const bar = part(item, "progress");
@@ -305,6 +313,7 @@
       xhr.onload = () => resolve({
         status: xhr.status, blob: xhr.response, retryAfter: xhr.getResponseHeader("Retry-After"),
         inputColor: xhr.getResponseHeader("X-Input-Color"), photoId: xhr.getResponseHeader("X-Photo-Id"),
+        frames: Number(xhr.getResponseHeader("X-Frames")) || 1,
       });
       xhr.onerror = () => reject(new Error("network error"));
       xhr.onabort = () => reject(new Error("cancelled"));
