@@ -166,6 +166,7 @@ def test_page_colorizes_compares_and_zips(server_url, browser, tmp_path):
         assert card.get_attribute("data-state") == "done", card.find_element(By.CLASS_NAME, "status").text
         link = card.find_element(By.CLASS_NAME, "download")
         assert link.get_attribute("download") == name.replace(".jpg", "_color.jpg")
+        assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", link)  # all of it
         result = Image.open(io.BytesIO(fetch_bytes(browser, link.get_attribute("href"))))
         assert result.format == "JPEG" and result.size == size
         assert chroma(result) > 10
