@@ -511,6 +511,26 @@ def test_bad_hints_and_unknown_photos(client):
     assert r.status_code == 422 and r.json()["error"] == "no_confidence"
 
 
+def test_a_huge_request_body_is_refused_before_it_is_read(client):
+    """FastAPI parses a JSON body whole on the event loop: 200 MB of hints took a minute and 7 GB."""
+    from colorize.web import MAX_BODY_BYTES
+
+    photo_id = post_file(client, two_regions_png(), name="p.png", mime="image/png").headers["x-photo-id"]
+    hint = b'{"x": 1, "y": 1, "color": "red"},'
+    huge = b'{"hints": [' + hint * (MAX_BODY_BYTES // len(hint)) + b'{"x": 1, "y": 1, "color": "red"}]}'
+
+    def chunks():  # no Content-Length: sent chunked, refused as it passes the limit
+        for i in range(0, len(huge), 65536):
+            yield huge[i:i + 65536]
+
+    for kwargs in ({"content": huge}, {"content": chunks()}):
+        r = client.post(f"/api/photos/{photo_id}/render", headers={"content-type": "application/json"}, **kwargs)
+        assert r.status_code == 413 and r.json()["error"] == "body_too_large", r.text[:200]
+    pins = {"hints": [{"x": 1, "y": 1, "color": "red"}] * 256}  # the most a page may send: far below the limit
+    assert client.post(f"/api/photos/{photo_id}/render", json=pins).status_code == 200
+    assert client.get("/healthz").status_code == 200
+
+
 def test_confidence_over_http():
     with TestClient(create_app(Colorizer(tiny_bins_model()), workers=1)) as c:
         arr = np.zeros((40, 90), np.uint8)

@@ -40,7 +40,7 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colorize import __version__
 from colorize.io import ImageError, decode
@@ -63,6 +63,8 @@ OUTPUT_FORMATS = {"JPEG": ("JPEG", "image/jpeg", ".jpg"), "MPO": ("JPEG", "image
 JPEG_QUALITY = 95  # also WebP's
 DEFAULT_CACHE_MB = 512.0  # kept predictions (re-rendering with hints skips the network): ~4.5 bytes/pixel each
 MAX_HINTS = 256
+MAX_BODY_BYTES = 2**20  # any request body but an upload's (MAX_HINTS hints are ~20 KB of JSON)
+UPLOAD_PATH = "/api/colorize"  # the one route that takes a photo: it reads and bounds its own body
 INDEX_CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self' blob:; object-src 'none'; "
              "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")  # nothing loads from elsewhere
 # /docs and /redoc: FastAPI's pages with Swagger UI and Redoc served from the fastapi-offline package;
@@ -247,6 +249,42 @@ class WorkerPool:
 
 
 # -- request helpers -----------------------------------------------------------------------------
+class BodyLimit:
+    """ASGI middleware: a request body past ``limit`` bytes is refused (413) before the app sees it, except
+    on the upload route, which streams and bounds its own. FastAPI reads a JSON body whole and parses it on
+    the event loop: unbounded, one 200 MB list of hints held the server for a minute and took 7 GB."""
+
+    def __init__(self, app: ASGIApp, *, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == UPLOAD_PATH:
+            return await self.app(scope, receive, send)
+        too_large = _error(413, "body_too_large", f"the request body exceeds the {self.limit:,}-byte limit")
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await too_large(scope, receive, send)
+        body, more = b"", True
+        while more:  # whatever Content-Length claimed, or without one (chunked)
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await too_large(scope, receive, send)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()  # the disconnect, when it comes
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
 async def read_upload(request: Request, max_bytes: int, *, fields: dict[str, str] | None = None) -> tuple[bytes, str]:
     """The uploaded file's bytes and client-side name, from a multipart field ``file`` or the raw body.
     Multipart text fields named in ``fields`` are copied into it.
@@ -497,6 +535,7 @@ def create_app(
     app = FastAPI(title="colorize", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Colorize black-and-white photos. The page at / and these docs work offline.")
     app.state.colorizer, app.state.pool, app.state.photos = base, pool, cache
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -574,7 +613,7 @@ def create_app(
             "confidence": base.has_confidence,
         }
 
-    @app.post("/api/colorize", response_class=Response, openapi_extra={"requestBody": UPLOAD_BODY},
+    @app.post(UPLOAD_PATH, response_class=Response, openapi_extra={"requestBody": UPLOAD_BODY},
               responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
                                "description": "the colorized photo, original size; JPEG, PNG and WebP in their "
                                               "own format, anything else as PNG",
