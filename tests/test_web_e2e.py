@@ -282,6 +282,50 @@ def test_a_photo_the_browser_cannot_show_still_shows_its_result(server_url, brow
     assert not console_errors(browser)
 
 
+# Drop a folder on the page as a browser does: entries (webkitGetAsEntry) to walk; its dataTransfer.files
+# would hold one unreadable 0-byte "file" named after the folder. Photos are drawn on a canvas.
+DROP_FOLDERS = """
+const done = arguments[arguments.length - 1];
+const png = (name, shade) => new Promise((resolve) => {
+  const canvas = Object.assign(document.createElement("canvas"), { width: 64, height: 48 });
+  const g = canvas.getContext("2d");
+  g.fillStyle = `rgb(${shade}, ${shade}, ${shade})`;
+  g.fillRect(0, 0, 64, 48);
+  g.fillStyle = "#fff";
+  g.fillRect(8, 8, 20, 20);
+  canvas.toBlob((blob) => resolve(new File([blob], name, { type: "image/png" })));
+});
+const file = (f) => ({ isFile: true, isDirectory: false, name: f.name, file: (ok) => ok(f) });
+const folder = (name, children) => ({ isFile: false, isDirectory: true, name, createReader: () => {
+  const batches = [children.slice(0, 2), children.slice(2), []];  // readEntries answers in batches
+  return { readEntries: (ok) => setTimeout(() => ok(batches.shift() || []), 0) };
+} });
+(async () => {
+  const album = folder("Album 1952", [
+    file(await png("page 10.png", 90)), file(new File(["notes"], "notes.txt", { type: "text/plain" })),
+    file(await png("page 2.png", 120)), folder("loose", [file(await png("back.png", 60))]),
+  ]);
+  const items = [album, folder("empty", [])].map((entry) => ({ kind: "file", webkitGetAsEntry: () => entry }));
+  const drop = new Event("drop", { bubbles: true, cancelable: true });
+  Object.defineProperty(drop, "dataTransfer", { value: { items, files: [] } });
+  document.getElementById("drop").dispatchEvent(drop);
+  done();
+})();
+"""
+
+
+def test_a_dropped_folder_gives_its_photos(server_url, browser):
+    open_page(browser, f"{server_url}/")
+    browser.execute_async_script(DROP_FOLDERS)
+    wait_finished(browser, 4)
+    cards = browser.find_elements(By.CLASS_NAME, "card")
+    names = [c.find_element(By.CLASS_NAME, "name").text for c in cards]
+    assert names == ["back.png", "page 2.png", "page 10.png", "empty"]  # by name, a subfolder in its place; no notes.txt
+    assert [c.get_attribute("data-state") for c in cards] == ["done", "done", "done", "error"]
+    assert cards[3].find_element(By.CLASS_NAME, "status").text == "a folder with no photos in it"
+    assert not console_errors(browser)
+
+
 def test_remove_cancels_a_photo_in_progress(server_url, browser, tmp_path):
     names = [f"p{i}.jpg" for i in range(6)]
     for i, name in enumerate(names):

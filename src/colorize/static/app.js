@@ -338,7 +338,8 @@
 
   // -- actions on photos -------------------------------------------------------------------------
 
-  function addFiles(files) {
+  /** Put photos on the page and queue them; with ``problem``, each fails at once with that reason. */
+  function addFiles(files, problem = null) {
     for (const file of files) {
       const item = { file, card: createCard(file), state: "new", settings: null, result: null, resultUrl: "",
         inputColor: null, downloadName: "", xhr: null, removed: false, photoId: null, width: 0, height: 0,
@@ -348,7 +349,10 @@
       bindHints(item);
       items.push(item);
       els.results.append(item.card);
-      if (limits && file.size > limits.max_upload_bytes) {
+      if (problem) {
+        item.settings = currentSettings();
+        finish(item, "error", problem);
+      } else if (limits && file.size > limits.max_upload_bytes) {
         const limit = formatBytes(limits.max_upload_bytes);
         item.settings = currentSettings();
         finish(item, "error", `too large (${formatBytes(file.size)}; the limit is ${limit})`);
@@ -796,6 +800,49 @@
     item.resizeObserver.observe(part(item, ".compare"));
   }
 
+  // -- dropped folders ---------------------------------------------------------------------------
+
+  /** A dropped file as it is, or a folder's image files (its subfolders' too) in the order of their names. */
+  async function entryFiles(entry) {
+    if (entry.isFile) return [await new Promise((resolve, reject) => entry.file(resolve, reject))];
+    const reader = entry.createReader();
+    const children = [];
+    for (;;) { // readEntries answers in batches (100 in Chromium) until an empty one
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (!batch.length) break;
+      children.push(...batch);
+    }
+    children.sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
+    const files = [];
+    for (const child of children) {
+      const found = await entryFiles(child);
+      files.push(...(child.isFile ? found.filter((f) => f.type.startsWith("image/")) : found));
+    }
+    return files;
+  }
+
+  /** What a drop brought: a folder comes in dataTransfer.files as one 0-byte file no browser can read, so
+   * folders are walked through their entries (taken while the drop event lasts). */
+  async function addDropped(dataTransfer) {
+    const items = [...(dataTransfer.items || [])].filter((item) => item.kind === "file");
+    const entries = items.map((item) => item.webkitGetAsEntry?.());
+    if (!entries.length || !entries.every(Boolean)) {
+      addFiles(dataTransfer.files);
+      return;
+    }
+    for (const entry of entries) {
+      let files;
+      try {
+        files = await entryFiles(entry);
+      } catch (err) {
+        addFiles([new File([], entry.name)], `could not be read (${err.message})`);
+        continue;
+      }
+      if (entry.isDirectory && !files.length) addFiles([new File([], entry.name)], "a folder with no photos in it");
+      addFiles(files);
+    }
+  }
+
   // -- wiring ------------------------------------------------------------------------------------
 
   function bindControls() {
@@ -821,7 +868,7 @@
     els.drop.addEventListener("drop", (e) => {
       e.preventDefault();
       els.drop.classList.remove("over");
-      addFiles(e.dataTransfer.files);
+      addDropped(e.dataTransfer);
     });
     // a photo dropped beside the drop zone must not replace the page
     window.addEventListener("dragover", (e) => e.preventDefault());
