@@ -326,6 +326,15 @@ def test_a_dropped_folder_gives_its_photos(server_url, browser):
     assert not console_errors(browser)
 
 
+def test_a_file_that_cannot_be_read_is_not_blamed_on_the_server(server_url, browser, tmp_path):
+    (tmp_path / "Album").mkdir()  # picked as a file (as a moved or deleted one): the browser cannot read it
+    open_page(browser, f"{server_url}/")
+    pick(browser, tmp_path / "Album")
+    wait_finished(browser, 1)
+    status = browser.find_element(By.CSS_SELECTOR, ".card .status").text
+    assert status.startswith("could not be read from this computer") and "server" not in status
+
+
 def test_remove_cancels_a_photo_in_progress(server_url, browser, tmp_path):
     names = [f"p{i}.jpg" for i in range(6)]
     for i, name in enumerate(names):

@@ -254,7 +254,7 @@
         res = await upload(item, url);
       } catch (err) {
         if (item.removed) return;
-        finish(item, "error", `${err.message}; is the server still running?`);
+        finish(item, "error", await uploadFailure(item.file, err));
         return;
       }
       if (item.removed) return;
@@ -323,6 +323,17 @@
       if (item.hints.length) form.append("hints", JSON.stringify(hintsJson(item))); // a re-run keeps its pins
       xhr.send(form);
     });
+  }
+
+  /** Why an upload got no answer: the file could not be read here (moved, deleted, a folder), or the server
+   * is gone. */
+  async function uploadFailure(file, err) {
+    try {
+      await file.slice(0, 1).arrayBuffer();
+    } catch {
+      return "could not be read from this computer (moved or deleted since it was chosen, or a folder?)";
+    }
+    return `${err.message}; is the server still running?`;
   }
 
   async function errorText(res) {
