@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from colorize.io import load_image  # noqa: E402
 from colorize.pipeline import Colorizer  # noqa: E402
 from colorize.tone import classify  # noqa: E402
-from colorize.web import create_app, download_name, load_image_bytes  # noqa: E402
+from colorize.web import content_disposition, create_app, download_name, load_image_bytes  # noqa: E402
 
 MAX_UPLOAD_MB = 0.5
 MAX_PIXELS = 200_000
@@ -190,6 +190,19 @@ def test_download_name_never_keeps_a_path():
 
 
 # -- refusals ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, expected", [("Großmutter 1931.jpg", "Großmutter 1931_color.jpg"),
+                                            ("C:\\Fotos\\..\\祖母.jpg", "祖母_color.jpg")])
+def test_download_keeps_the_photo_name_in_any_script(client, name, expected):
+    from urllib.parse import unquote
+
+    header = post_file(client, gray_jpeg(), name=name).headers["content-disposition"]
+    plain, utf8 = re.fullmatch(r'inline; filename="([A-Za-z0-9._-]+)"; filename\*=UTF-8\'\'(\S+)', header).groups()
+    assert plain == download_name(name, ".jpg")  # for clients that read only the ASCII name
+    assert unquote(utf8) == expected  # what browsers save it as: no folder
+    header = content_disposition('../a"b\r\nX: y.jpg', ".png")  # quotes and line breaks stay encoded
+    assert "\r" not in header and '"b' not in header and unquote(header.rsplit("''", 1)[1]) == 'a"bX: y_color.png'
+
+
 def too_big() -> bytes:
     return b"\xff" * (int(MAX_UPLOAD_MB * 2**20) + 1)
 

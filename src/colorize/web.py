@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, NamedTuple, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import torch.nn as nn
 from fastapi import Body, FastAPI, Query, Request
@@ -190,11 +190,26 @@ class Colorized(NamedTuple):
     input_color: str  # what the upload was: gray, toned or color (colorize.tone.classify)
 
 
+def _stem(name: str) -> str:
+    """A client-given file name's last path part, without its extension."""
+    return name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
 def download_name(name: str, ext: str, *, suffix: str = COLOR_SUFFIX) -> str:
     """``<stem><suffix><ext>`` from a client-given file name, its stem reduced to safe ASCII."""
-    stem = name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:80]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", _stem(name)).strip("._")[:80]
     return f"{stem or 'photo'}{suffix}{ext}"
+
+
+def content_disposition(name: str, ext: str, *, suffix: str = COLOR_SUFFIX) -> str:
+    """``inline`` and the download's name: :func:`download_name` in ``filename``, and, where the client's name
+    was more than that (accents, other scripts, spaces), that name in ``filename*`` (RFC 6266, UTF-8), which
+    browsers prefer: "Großmutter.jpg" downloads as "Großmutter_color.jpg", not "Gro_mutter_color.jpg"."""
+    plain = download_name(name, ext, suffix=suffix)
+    stem = re.sub(r"[\x00-\x1f\x7f]+", "", _stem(name)).strip(". ")[:80]
+    full = f"{stem}{suffix}{ext}" if stem else plain
+    header = f'inline; filename="{plain}"'
+    return header if full == plain else f"{header}; filename*=UTF-8''{quote(full, safe='')}"
 
 
 # -- the worker pool -----------------------------------------------------------------------------
@@ -663,9 +678,8 @@ def create_app(
 
         kept, result = await pool.submit(work)
         suffix = CONFIDENCE_SUFFIX if output == "confidence" else COLOR_SUFFIX
-        filename = download_name(name, result.ext, suffix=suffix)
         return Response(result.body, media_type=result.media_type, headers={
-            "Content-Disposition": f'inline; filename="{filename}"',
+            "Content-Disposition": content_disposition(name, result.ext, suffix=suffix),
             INPUT_COLOR_HEADER: result.input_color, FRAMES_HEADER: str(kept.frames),
             "X-Content-Type-Options": "nosniff", "X-Photo-Id": kept.id,
             "Access-Control-Expose-Headers": f"X-Photo-Id, {INPUT_COLOR_HEADER}, {FRAMES_HEADER}"})
@@ -707,7 +721,7 @@ def create_app(
         data, media_type, ext = await pool.submit(
             lambda: render_photo(photo, hint_list, tint_as_hints=body.tint_as_hints))
         return Response(data, media_type=media_type, headers={
-            "Content-Disposition": f'inline; filename="{download_name(photo.name, ext)}"',
+            "Content-Disposition": content_disposition(photo.name, ext),
             "X-Content-Type-Options": "nosniff", "X-Photo-Id": photo.id})
 
     @app.get("/api/photos/{photo_id}/confidence", response_class=Response,
@@ -717,9 +731,9 @@ def create_app(
         """How sure the network is at each pixel, full size (where a hint would help most: the dark parts)."""
         photo = kept_photo(photo_id)
         data = await pool.submit(lambda: confidence_png(photo))
-        filename = download_name(photo.name, ".png", suffix=CONFIDENCE_SUFFIX)
         return Response(data, media_type="image/png", headers={
-            "Content-Disposition": f'inline; filename="{filename}"', "X-Content-Type-Options": "nosniff"})
+            "Content-Disposition": content_disposition(photo.name, ".png", suffix=CONFIDENCE_SUFFIX),
+            "X-Content-Type-Options": "nosniff"})
 
     app.mount("/static", RevalidatedFiles(directory=STATIC_DIR), name="static")
     app.mount(DOCS_ASSETS, RevalidatedFiles(directory=docs_assets_dir()), name="docs-assets")
