@@ -427,7 +427,24 @@ def test_serve_command_fails_cleanly_on_a_missing_model(tmp_path, capsys):
 
     assert serve.main(["--model", str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors" in capsys.readouterr().err
-    assert serve._is_loopback("127.0.0.1") and serve._is_loopback("::1") and not serve._is_loopback("0.0.0.0")
+
+
+def test_a_loopback_server_answers_only_requests_addressed_to_this_machine(tiny_model_file):
+    """DNS rebinding: another site's page points its own name at 127.0.0.1, and its Origin matches its Host."""
+    from colorize.web import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("[::1]") and is_loopback("LocalHost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("evil.example") and not is_loopback("localhost.evil.example")
+    with TestClient(create_app(str(tiny_model_file), allowed_hosts=["photos.example.org"])) as c:
+        for host in ("localhost:8000", "127.0.0.1:8000", "[::1]:8000", "127.0.0.1", "app.localhost:8000",
+                     "Photos.Example.org"):  # the last: a reverse proxy's public name, passed on in Host
+            assert c.get("/healthz", headers={"host": host}).status_code == 200, host
+        rebound = {"host": "evil.example:8000", "origin": "http://evil.example:8000"}
+        for r in (c.get("/", headers=rebound), c.post("/api/colorize", content=gray_jpeg(), headers=rebound)):
+            assert r.status_code == 403 and r.json()["error"] == "unknown_host", r.text
+            assert "evil.example:8000" in r.json()["detail"] and "--allowed-host" in r.json()["detail"]
+    with TestClient(create_app(str(tiny_model_file))) as c:  # listening elsewhere: any name reaches it
+        assert c.get("/healthz", headers={"host": "photos.example.org"}).status_code == 200
 
 
 @pytest.mark.parametrize("host, url", [("0.0.0.0", "http://127.0.0.1:8123/"), ("::", "http://[::1]:8123/"),
@@ -441,6 +458,22 @@ def test_serve_command_prints_an_address_a_browser_can_open(host, url, tiny_mode
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
     assert serve.main(["--host", host, "--port", "8123", "--model", str(tiny_model_file)]) == 0
     assert capsys.readouterr().out.rstrip().endswith(f"open {url}")
+
+
+@pytest.mark.parametrize("argv, host, answered", [([], "evil.example:8000", False),
+                                                   ([], "127.0.0.1:8000", True),
+                                                   (["--allowed-host", "photos.example.org"], "photos.example.org", True),
+                                                   (["--host", "0.0.0.0"], "192.168.1.20:8000", True)])
+def test_serve_command_answers_only_its_own_names_on_loopback(argv, host, answered, tiny_model_file, monkeypatch):
+    import uvicorn
+
+    from colorize.commands import serve
+
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
+    assert serve.main([*argv, "--model", str(tiny_model_file)]) == 0
+    with TestClient(apps[0]) as c:
+        assert (c.get("/healthz", headers={"host": host}).status_code == 200) == answered
 
 
 @pytest.mark.parametrize("port", ["99999", "-1", "http"])

@@ -14,6 +14,7 @@ import asyncio
 import copy
 import hashlib
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, NamedTuple, TypeVar
+from typing import Any, AsyncIterator, Callable, NamedTuple, Sequence, TypeVar
 from urllib.parse import quote, urlsplit
 
 import torch.nn as nn
@@ -264,6 +265,39 @@ class WorkerPool:
 
 
 # -- request helpers -----------------------------------------------------------------------------
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine's loopback: localhost (and *.localhost, which
+    browsers keep on loopback), 127.0.0.0/8, ::1."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class KnownHosts:
+    """ASGI middleware: a request whose Host header names neither this machine's loopback nor one of
+    ``names`` is refused (403). For a server that listens on loopback: another site's page can point its own
+    name at 127.0.0.1 (DNS rebinding) and so pass the Origin check, but its requests still carry its name."""
+
+    def __init__(self, app: ASGIApp, *, names: Sequence[str] = ()):
+        self.app, self.names = app, {n.lower().rstrip(".") for n in names}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            name = (urlsplit(f"//{host}").hostname or "").rstrip(".")
+            if not (is_loopback(name) or name in self.names):
+                known = ", ".join(["localhost", "127.0.0.1", "[::1]", *sorted(self.names)])
+                return await _error(403, "unknown_host", (
+                    f"this server answers requests addressed to {known} only, not {host or '(no Host)'}; "
+                    "to answer to another name (a reverse proxy's), start it with --allowed-host NAME"
+                ))(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 class BodyLimit:
     """ASGI middleware: a request body past ``limit`` bytes is refused (413) before the app sees it, except
     on the upload route, which streams and bounds its own. FastAPI reads a JSON body whole and parses it on
@@ -480,7 +514,7 @@ UPLOAD_BODY = {  # the request body, described for /docs (the route reads it its
     },
 }
 ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in [
-    (403, "sent by another site's page (its Origin is not this server)"),
+    (403, "sent by another site's page (its Origin is not this server), or to a host name not allowed"),
     (413, "upload too large, or too many pixels"), (415, "not an image"),
     (422, "corrupt or truncated image, or a bad option"), (503, "queue full; see Retry-After")]}
 
@@ -519,6 +553,7 @@ def create_app(
     workers: int = 1,
     queue_size: int = 8,
     cache_mb: float = DEFAULT_CACHE_MB,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """The colorize web app.
 
@@ -530,6 +565,8 @@ def create_app(
         queue_size: photos allowed to wait beyond those running (503 with Retry-After beyond).
         cache_mb: memory for kept predictions (re-rendering with hints skips the network); least
             recently used photos are forgotten first (404 ``unknown_photo``: upload again).
+        allowed_hosts: answer only requests addressed to loopback (localhost, 127.0.0.1, [::1]) or to these
+            names (403 beyond; :class:`KnownHosts`, against DNS rebinding); None: to any name.
     Returns:
         A FastAPI app; run it with uvicorn. Its lifespan shuts the pool down.
     """
@@ -551,6 +588,8 @@ def create_app(
                   description="Colorize black-and-white photos. The page at / and these docs work offline.")
     app.state.colorizer, app.state.pool, app.state.photos = base, pool, cache
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    if allowed_hosts is not None:
+        app.add_middleware(KnownHosts, names=allowed_hosts)  # added last: runs first
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ipaddress
 import sys
 
 from colorize.batch import MODEL_ERRORS
 from colorize.commands.options import add_model_options, build_colorizer
-
-LOOPBACK_NAMES = ("localhost",)
-
-
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def page_url(host: str, port: int) -> str:
@@ -43,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="colorize serve", description=__doc__)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=port, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a host name the server answers to besides localhost, 127.0.0.1 and [::1]; repeatable. "
+                        "On loopback (the default) it answers no other name (against DNS rebinding): behind a "
+                        "reverse proxy, give its public name here. With --host elsewhere: only these and loopback")
     add_model_options(p, device=False, runtime=False)  # defaults: a request may override size, temperature, saturation
     p.add_argument("--workers", type=int, default=1, help="inference threads (default 1)")
     p.add_argument("--queue", type=int, default=8, help="photos that may wait beyond those running (503 beyond)")
@@ -57,16 +49,17 @@ def main(argv: list[str]) -> int:
 
     import uvicorn
 
-    from colorize.web import DEFAULT_MAX_PIXELS, create_app
+    from colorize.web import DEFAULT_MAX_PIXELS, create_app, is_loopback
 
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         print(f"warning: binding to {args.host}: the app has no authentication; anyone who can reach this "
               "address can use it", file=sys.stderr)
     try:
         colorizer = build_colorizer(args)
         app = create_app(colorizer, max_upload_mb=args.max_upload_mb,
                          max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, workers=args.workers,
-                         queue_size=args.queue)
+                         queue_size=args.queue,
+                         allowed_hosts=args.allowed_host if is_loopback(args.host) or args.allowed_host else None)
     except MODEL_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
