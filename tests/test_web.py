@@ -460,10 +460,10 @@ def test_serve_command_prints_an_address_a_browser_can_open(host, url, tiny_mode
     assert capsys.readouterr().out.rstrip().endswith(f"open {url}")
 
 
-@pytest.mark.parametrize("argv, host, answered", [([], "evil.example:8000", False),
-                                                   ([], "127.0.0.1:8000", True),
-                                                   (["--allowed-host", "photos.example.org"], "photos.example.org", True),
-                                                   (["--host", "0.0.0.0"], "192.168.1.20:8000", True)])
+@pytest.mark.parametrize("argv, host, answered", [
+    ([], "evil.example:8000", False), ([], "127.0.0.1:8000", True),
+    (["--allowed-host", "photos.example.org"], "photos.example.org", True),
+    (["--host", "0.0.0.0"], "192.168.1.20:8000", True)])
 def test_serve_command_answers_only_its_own_names_on_loopback(argv, host, answered, tiny_model_file, monkeypatch):
     import uvicorn
 

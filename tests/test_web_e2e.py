@@ -320,7 +320,8 @@ def test_a_dropped_folder_gives_its_photos(server_url, browser):
     wait_finished(browser, 4)
     cards = browser.find_elements(By.CLASS_NAME, "card")
     names = [c.find_element(By.CLASS_NAME, "name").text for c in cards]
-    assert names == ["back.png", "page 2.png", "page 10.png", "empty"]  # by name, a subfolder in its place; no notes.txt
+    # by name, a subfolder in its place; no notes.txt
+    assert names == ["back.png", "page 2.png", "page 10.png", "empty"]
     assert [c.get_attribute("data-state") for c in cards] == ["done", "done", "done", "error"]
     assert cards[3].find_element(By.CLASS_NAME, "status").text == "a folder with no photos in it"
     assert not console_errors(browser)
