@@ -280,7 +280,9 @@ def is_loopback(host: str) -> bool:
 class KnownHosts:
     """ASGI middleware: a request whose Host header names neither this machine's loopback nor one of
     ``names`` is refused (403). For a server that listens on loopback: another site's page can point its own
-    name at 127.0.0.1 (DNS rebinding) and so pass the Origin check, but its requests still carry its name."""
+    name at 127.0.0.1 (DNS rebinding) and so pass the Origin check, but its requests still carry its name.
+    Not Starlette's TrustedHostMiddleware: it answers a plain-text 400 where the page and API clients read this
+    app's JSON errors, cannot say which option lets a name in, and knows no address range (127.0.0.0/8)."""
 
     def __init__(self, app: ASGIApp, *, names: Sequence[str] = ()):
         self.app, self.names = app, {n.lower().rstrip(".") for n in names}
