@@ -440,3 +440,18 @@ def test_training_with_a_bfloat16_decoder_ships_float32_weights(photo_dir, tmp_p
     assert all(t.dtype == torch.float32 for t in shipped.state_dict().values() if t.is_floating_point())
     for amp in ("auto", "off"):
         assert setup(_cfg(photo_dir, tmp_path / amp, model="unet_lite0", size=64, amp=amp)).model.decoder_dtype is None
+
+
+def test_train_cli_data_without_val_data_splits_it_not_the_recipes_val(photo_dir, tmp_path, capsys):
+    """``--data`` without ``--val-data`` validates on a split of --data (as --help says), never on the recipe's own
+    validation folder, which goes with the recipe's data (and is not on a hobbyist's machine)."""
+    from colorize.cli import main
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(asdict(_cfg(tmp_path / "elsewhere", tmp_path / "unused",
+                                                 val_data=[str(tmp_path / "elsewhere_val")]))))
+    out = tmp_path / "run"
+    code = main(["train", "--recipe", str(recipe), "--data", str(photo_dir), "--out", str(out)])
+    assert code == 0, capsys.readouterr()
+    assert load_checkpoint(out / "last.pt")["config"]["val_data"] == []
+    assert "elsewhere_val" not in capsys.readouterr().out

@@ -301,6 +301,9 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
     out_dir = Path(cfg.out_dir)
     torch.manual_seed(cfg.seed)
     train_set, val_set = build_datasets(cfg, dist)
+    if dist.is_main and not cfg.image and not cfg.val_data and set(val_set.paths) <= set(train_set.paths):
+        print(f"note: the {len(val_set)} validation photo(s) are training photos ({cfg.val_fraction:.0%} of "
+              f"{len(train_set)} held out none); give --val-data to validate on others", file=sys.stderr)
 
     model = create_model(cfg.model, **cfg.model_kwargs)
     model.to(device)

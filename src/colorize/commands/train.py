@@ -58,6 +58,8 @@ def main(argv: list[str]) -> int:
     overrides = {k: getattr(args, k) for k in ("model", "data", "val_data", "image", "size", "batch_size",
                                                "epochs", "epoch_images", "lr", "out_dir", "device", "amp",
                                                "num_workers", "threads", "max_minutes", "seed", "init_weights")}
+    if args.data and not args.val_data:
+        overrides["val_data"] = []  # the recipe's validation photos go with its own data: split --data instead
     try:
         if args.recipe:
             cfg = TrainConfig.from_yaml(_recipe_path(args.recipe), **overrides)
