@@ -455,3 +455,32 @@ def test_train_cli_data_without_val_data_splits_it_not_the_recipes_val(photo_dir
     assert code == 0, capsys.readouterr()
     assert load_checkpoint(out / "last.pt")["config"]["val_data"] == []
     assert "elsewhere_val" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("data, expected", [("empty", "no training photos in"), ("bad", "bad/b.jpg: truncated"),
+                                            ("missing", "missing: no such file or folder")])
+def test_train_cli_names_data_with_no_usable_photo(tmp_path, capsys, data, expected):
+    """An empty folder (once taken for tar shards), one whose photos are all unreadable (a traceback from the
+    loader) or a path that is not there: a one-line error naming it, no traceback, no advice to --resume."""
+    from colorize.cli import main
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / "bad" / name).write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    code = main(["train", "--model", "alpha", "--data", str(tmp_path / data), "--size", "32", "--epochs", "1",
+                 "--num-workers", "0", "--threads", "1", "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 2 and expected in out and "resume" not in out and "shard" not in out, out
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_train_cli_names_a_validation_folder_with_no_photo(photo_dir, tmp_path, capsys):
+    """--val-data that holds no photo is an error, not a silent validation on training photos."""
+    from colorize.cli import main
+
+    (tmp_path / "val").mkdir()
+    code = main(["train", "--model", "alpha", "--data", str(photo_dir), "--val-data", str(tmp_path / "val"),
+                 "--size", "32", "--epochs", "1", "--num-workers", "0", "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 2 and "no validation photos in" in out and str(tmp_path / "val") in out, out

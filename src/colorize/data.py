@@ -117,6 +117,26 @@ def read_file_list(path: str | Path) -> list[Path]:
     return [p if p.is_absolute() else path.parent / p for p in (Path(ln) for ln in lines if ln and not ln.startswith("#"))]
 
 
+def require_photos(paths: Sequence[Path], where: Sequence[str | Path], *, role: str = "training") -> None:
+    """ValueError naming ``where`` unless ``paths`` holds a photo that loads: none found, or every one of them
+    unreadable (each named with its reason, up to three). Reads files until the first good one: one, usually."""
+    places = ", ".join(map(str, where))
+    if not paths:
+        raise ValueError(f"no {role} photos in {places} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    errors = []
+    for path in paths:
+        try:
+            load_image(path)
+            return
+        except ImageError as e:
+            errors.append(str(e))
+    if len(errors) == 1:
+        raise ValueError(f"the only {role} photo cannot be read: {errors[0]}")
+    more = f"; and {len(errors) - 3} more" if len(errors) > 3 else ""
+    raise ValueError(f"none of the {len(paths)} {role} photos in {places} can be read: "
+                     + "; ".join(errors[:3]) + more)
+
+
 def split_train_val(paths: Sequence[Path], val_fraction: float, *, root: Path | None = None) -> tuple[list[Path], list[Path]]:
     """Deterministic split by a hash of each path (relative to ``root``): stable across machines and
     runs, and a photo stays on its side when others are added."""

@@ -32,7 +32,8 @@ import torch.nn as nn
 from colorize import distributed
 from colorize.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from colorize.color import model_lab_to_rgb, rgb_to_model_lab
-from colorize.data import Augment, BadFileLog, PhotoDataset, collate, find_images, source_name, split_train_val
+from colorize.data import (Augment, BadFileLog, PhotoDataset, collate, find_images, require_photos, source_name,
+                           split_train_val)
 from colorize.distributed import Dist, EpochSampler, pick_device  # noqa: F401 (pick_device: public here too)
 from colorize.io import atomic_write, clean_stale_temporaries
 from colorize.losses import LOSSES, SemanticLoss, color_loss
@@ -265,22 +266,28 @@ class Run:
 def build_datasets(cfg: TrainConfig, dist: Dist) -> tuple[PhotoDataset | ShardDataset, PhotoDataset]:
     """The training set (photos, or a stream of tar shards split across ranks) and the validation photos."""
     augment = Augment(crop_scale=cfg.crop_scale) if cfg.augment and not cfg.image else None
+    shards = not cfg.image and is_shard_spec(cfg.data[0])
     if cfg.image:
         train_paths = val_paths = [Path(cfg.image)]
-    elif is_shard_spec(cfg.data[0]):
+    elif shards:
         train_paths, val_paths = [], find_images(cfg.val_data)
     else:
         paths = find_images(cfg.data)
+        require_photos(paths, cfg.data)
         if cfg.val_data:
             train_paths, val_paths = paths, find_images(cfg.val_data)
         else:
             root = Path(cfg.data[0]) if len(cfg.data) == 1 and Path(cfg.data[0]).is_dir() else None
             train_paths, val_paths = split_train_val(paths, cfg.val_fraction, root=root)
-        if not val_paths:
+        if not val_paths and not cfg.val_data:
             val_paths = train_paths[: max(1, cfg.samples)]
     if cfg.val_images:
         val_paths = val_paths[: cfg.val_images]
-    if train_paths:
+    if cfg.image:
+        require_photos(train_paths, [cfg.image])
+    if cfg.val_data:
+        require_photos(val_paths, cfg.val_data, role="validation")
+    if not shards:
         train_set = PhotoDataset(train_paths, cfg.size, augment=augment)
     else:
         train_set = ShardDataset(resolve_shards(cfg.data), cfg.size, augment=augment, rank=dist.rank,

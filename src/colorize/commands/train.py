@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
     except ImportError as e:  # an optional package (the train extra) is missing
         print(f"error: {e}")
         return 2
-    except ValueError as e:  # e.g. --init weights of another architecture (named with the reason)
+    except (ValueError, FileNotFoundError) as e:  # --init weights of another architecture, data that is not there
         print(f"error: {e}")
         return 2
     except OSError as e:  # a full disk or a folder that cannot be written: last.pt holds the last good state
