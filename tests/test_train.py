@@ -484,3 +484,17 @@ def test_train_cli_names_a_validation_folder_with_no_photo(photo_dir, tmp_path, 
                  "--size", "32", "--epochs", "1", "--num-workers", "0", "--out", str(tmp_path / "run")])
     out = capsys.readouterr().out
     assert code == 2 and "no validation photos in" in out and str(tmp_path / "val") in out, out
+
+
+@pytest.mark.parametrize("change", [dict(model="beta"), dict(optimizer="rmsprop")])
+def test_resume_with_another_recipe_names_the_runs_own(photo_dir, tmp_path, change):
+    """--resume given another model or optimizer than the run's (a forgotten --recipe): an error naming the
+    checkpoint and the run's config.yaml, before anything is written (it was a traceback, at once or after the
+    first step, with the run's config.yaml already overwritten)."""
+    out = tmp_path / "run"
+    fit(setup(_cfg(photo_dir, out)))
+    recipe = (out / "config.yaml").read_text()
+    with pytest.raises(ValueError, match="config.yaml") as e:
+        setup(_cfg(photo_dir, out, epochs=2, **change), resume=True)
+    assert str(out / "last.pt") in str(e.value)
+    assert (out / "config.yaml").read_text() == recipe

@@ -348,8 +348,7 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
             ckpt = load_checkpoint(last, "cpu" if dist.enabled else device)
         ckpt = distributed.broadcast_object(ckpt)  # other nodes need not see the run folder
     if ckpt is not None:
-        model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        _restore(model, optimizer, ckpt, last)
         for k in ("epoch", "step", "best", "bad_epochs", "plateau_bad", "plateau_scale", "history"):
             setattr(run, k, ckpt[k])
         run.epoch_step, run.epoch_loss = ckpt.get("epoch_step", 0), tuple(ckpt.get("epoch_loss", (0.0, 0)))
@@ -369,6 +368,26 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
         estimate_prior(model, train_set, cfg, dist=dist)
     run.wrapped = distributed.wrap(model, dist, device)  # DDP starts from rank 0's weights and buffers
     return run
+
+
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, ckpt: dict, path: Path) -> None:
+    """Load a run's checkpoint into the model and optimizer this run built; ValueError naming ``path`` when the
+    run was of another model, other options or another optimizer (a resume given another recipe)."""
+    from colorize.checkpoint import model_spec
+
+    theirs, ours = (ckpt["model"], ckpt.get("model_kwargs", {})), model_spec(model)
+    hint = f"resume with the run's own recipe: --recipe {path.parent / 'config.yaml'}"
+    if theirs != ours:
+        raise ValueError(f"{path}: a run of {theirs[0]} {theirs[1]}, not of {ours[0]} {ours[1]}; {hint}")
+    kind = type(optimizer).__name__.lower()  # Adam, AdamW, RMSprop: one state layout each
+    their_kind = ckpt.get("config", {}).get("optimizer", kind)
+    if their_kind != kind:
+        raise ValueError(f"{path}: a run with the {their_kind} optimizer, not {kind}; {hint}")
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"{path}: does not fit this run ({str(e).splitlines()[0]}); {hint}") from None
 
 
 def load_raw_model(path: str | Path) -> nn.Module:
