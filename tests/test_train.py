@@ -498,3 +498,15 @@ def test_resume_with_another_recipe_names_the_runs_own(photo_dir, tmp_path, chan
         setup(_cfg(photo_dir, out, epochs=2, **change), resume=True)
     assert str(out / "last.pt") in str(e.value)
     assert (out / "config.yaml").read_text() == recipe
+
+
+def test_train_cli_model_over_a_recipe_for_another_names_the_options(photo_dir, tmp_path, capsys):
+    """--model over a recipe whose model_kwargs that model does not take: an error naming them (it was a traceback)."""
+    from colorize.cli import main
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"model": "unet_lite0", "model_kwargs": {"context": True}}))
+    code = main(["train", "--recipe", str(recipe), "--model", "alpha", "--data", str(photo_dir),
+                 "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 2 and "'context'" in out and "alpha" in out, out

@@ -38,6 +38,7 @@ from colorize.distributed import Dist, EpochSampler, pick_device  # noqa: F401 (
 from colorize.io import atomic_write, clean_stale_temporaries
 from colorize.losses import LOSSES, SemanticLoss, color_loss
 from colorize.models import create_model, list_models
+from colorize.models._registry import check_options
 from colorize.models.base import REBALANCE_MIX, rebalance_head
 from colorize.shard_dataset import ShardDataset
 from colorize.shards import is_shard_spec, resolve_shards
@@ -112,6 +113,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.model not in list_models():
             raise ValueError(f"unknown model '{self.model}'; choose from: {', '.join(list_models())}")
+        try:
+            check_options(self.model, self.model_kwargs)
+        except TypeError as e:  # e.g. --model over a recipe written for another model
+            raise ValueError(f"model_kwargs: {e}") from None
         if self.optimizer not in ("adam", "adamw", "rmsprop"):
             raise ValueError(f"unknown optimizer '{self.optimizer}'; choose from: adam, adamw, rmsprop")
         if self.loss not in LOSSES:

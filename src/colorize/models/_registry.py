@@ -32,19 +32,24 @@ def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     return _model_entrypoints[name]
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model. Unknown keyword arguments fail with the accepted ones.
-
-    The built model remembers ``name`` and ``kwargs`` (``model.model_name``, ``model.model_kwargs``) so
-    checkpoints and weight files can rebuild it with nothing else.
-    """
+def check_options(name: str, kwargs: dict) -> Callable[..., nn.Module]:
+    """The builder of model ``name``; TypeError naming the options it does not take and those it does."""
     fn = model_entrypoint(name)
     params = inspect.signature(fn).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = [k for k in kwargs if k not in params]
     if unknown and not accepts_any:
         raise TypeError(f"model '{name}' got unknown option(s) {unknown}; it accepts: {', '.join(params)}")
-    model = fn(**kwargs)
+    return fn
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model. Unknown keyword arguments fail with the accepted ones.
+
+    The built model remembers ``name`` and ``kwargs`` (``model.model_name``, ``model.model_kwargs``) so
+    checkpoints and weight files can rebuild it with nothing else.
+    """
+    model = check_options(name, kwargs)(**kwargs)
     model.model_name = name
     model.model_kwargs = dict(kwargs)
     return model
