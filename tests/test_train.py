@@ -510,3 +510,36 @@ def test_train_cli_model_over_a_recipe_for_another_names_the_options(photo_dir, 
                  "--out", str(tmp_path / "run")])
     out = capsys.readouterr().out
     assert code == 2 and "'context'" in out and "alpha" in out, out
+
+
+@pytest.mark.parametrize("stop_in", ["color_loss", "validate"])
+def test_stop_saves_the_run_so_far_and_resumes_exactly(photo_dir, tmp_path, monkeypatch, capsys, stop_in):
+    """Ctrl-C or kill (request_stop) in the first epoch, long before the first periodic checkpoint, or while it
+    validates: the run stops after the step in progress and last.pt holds it (there was none, and the message
+    said there was); --resume ends as the uninterrupted run."""
+    import colorize.train as train_module
+
+    over = dict(epochs=2, epoch_images=16)  # 4 batches an epoch
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    train(_cfg(photo_dir, straight, **over))
+
+    original, calls = getattr(train_module, stop_in), []
+
+    def stop_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == (3 if stop_in == "color_loss" else 1):
+            train_module.request_stop()  # as the signal handler does; inside a step it only sets the flag
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, stop_in, stop_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(photo_dir, stopped, **over))  # checkpoint_minutes: 5, so no periodic checkpoint yet
+    monkeypatch.undo()
+    ckpt = load_checkpoint(stopped / "last.pt")
+    assert (ckpt["epoch"], ckpt["epoch_step"]) == ((0, 3) if stop_in == "color_loss" else (0, 4))
+    train(_cfg(photo_dir, stopped, **over), resume=True)
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(stopped / "last.pt")
+    assert a["step"] == b["step"] == 8
+    for k in a["state_dict"]:
+        assert torch.allclose(a["state_dict"][k], b["state_dict"][k], atol=1e-6), k
+    assert [m["train_loss"] for m in _history(straight)] == pytest.approx([m["train_loss"] for m in _history(stopped)])

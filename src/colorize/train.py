@@ -620,25 +620,26 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
         bad.add(errors)
         if i < skip:  # loading them keeps the data order and every augmentation draw as they were
             continue
-        for group in run.optimizer.param_groups:
-            group["lr"] = get_lr(run.step, cfg, run.plateau_scale, steps) * group["lr_scale"]
-        l_norm, ab_norm = to_lab(images, run)
-        with _autocast(run):
-            out = run.wrapped(l_norm)
-        loss = color_loss(model, out.float(), l_norm, ab_norm, kind=cfg.loss, reg_weight=cfg.reg_weight)
-        if run.semantic is not None:
-            semantic = run.semantic(model, out.float(), l_norm, ab_norm)
-            sem_total += semantic.item() * len(images)
-            loss = loss + cfg.semantic_weight * semantic
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-        run.step += 1
-        total += loss.item() * len(images)
-        count += len(images)
-        bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{count / (time.perf_counter() - t0):.1f}")
-        run.epoch_step, run.epoch_loss = i + 1, (total, count)
+        with _holding_stop():  # a stop (Ctrl-C, kill) lands between steps: what it saves is a consistent state
+            for group in run.optimizer.param_groups:
+                group["lr"] = get_lr(run.step, cfg, run.plateau_scale, steps) * group["lr_scale"]
+            l_norm, ab_norm = to_lab(images, run)
+            with _autocast(run):
+                out = run.wrapped(l_norm)
+            loss = color_loss(model, out.float(), l_norm, ab_norm, kind=cfg.loss, reg_weight=cfg.reg_weight)
+            if run.semantic is not None:
+                semantic = run.semantic(model, out.float(), l_norm, ab_norm)
+                sem_total += semantic.item() * len(images)
+                loss = loss + cfg.semantic_weight * semantic
+            run.optimizer.zero_grad(set_to_none=True)
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            run.step += 1
+            total += loss.item() * len(images)
+            count += len(images)
+            bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{count / (time.perf_counter() - t0):.1f}")
+            run.epoch_step, run.epoch_loss = i + 1, (total, count)
         if time.monotonic() - said >= plain_every:
             semantic = f" (semantic {sem_total / count:.4f})" if run.semantic is not None else ""
             print(f"epoch {run.epoch + 1}/{cfg.epochs}: {i + 1}/{steps} batches, loss {total / count:.4f}{semantic}, "
@@ -647,8 +648,7 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
         if run.dist.is_main and cfg.checkpoint_minutes and time.monotonic() - saved >= 60 * cfg.checkpoint_minutes:
             _checkpoint(run, run.out_dir / "last.pt")  # a kill loses minutes, not an epoch
             saved = time.monotonic()
-    run.epoch_step, run.epoch_loss = 0, (0.0, 0)
-    total, count = distributed.all_sum([total, count], run.device)
+    total, count = distributed.all_sum([total, count], run.device)  # epoch_step stays at the end until fit moves on
     return total / max(count, 1)
 
 
@@ -725,8 +725,15 @@ def fit(run: Run) -> dict:
     metrics: dict = run.history[-1] if run.history else {}
     while run.epoch < cfg.epochs:
         t0 = time.perf_counter()
-        train_loss = train_epoch(run, bad)
-        metrics = {"epoch": run.epoch + 1, "step": run.step, "train_loss": train_loss, **validate(run),
+        try:
+            train_loss = train_epoch(run, bad)
+            val = validate(run)
+        except KeyboardInterrupt:  # Ctrl-C or kill: keep the batches trained so far (--resume goes on from them)
+            if main and _stop_requested:  # request_stop's: between steps (a bare KeyboardInterrupt may be mid-step)
+                with _holding_stop():  # a second Ctrl-C does not cut the save short
+                    _checkpoint(run, run.out_dir / "last.pt")
+            raise
+        metrics = {"epoch": run.epoch + 1, "step": run.step, "train_loss": train_loss, **val,
                    "lr": run.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         improved = metrics["val_loss"] < run.best - 1e-6
         if improved:
@@ -738,6 +745,7 @@ def fit(run: Run) -> dict:
                 run.plateau_scale = max(cfg.min_lr_scale, run.plateau_scale * cfg.plateau_factor)
                 run.plateau_bad = 0
         run.epoch += 1
+        run.epoch_step, run.epoch_loss = 0, (0.0, 0)
         run.history.append(metrics)
         _print(run, " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()),
                "*" if improved else "")

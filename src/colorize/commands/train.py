@@ -77,8 +77,11 @@ def main(argv: list[str]) -> int:
     try:
         metrics = train(cfg, resume=args.resume)
     except KeyboardInterrupt:
-        print(f"interrupted: {cfg.out_dir}/last.pt holds the last checkpoint (epoch end, or at most "
-              f"{cfg.checkpoint_minutes:g} min old); continue with --resume", file=sys.stderr)
+        last = Path(cfg.out_dir) / "last.pt"
+        if last.is_file():
+            print(f"interrupted: {last} holds the run so far; continue with --resume", file=sys.stderr)
+        else:
+            print("interrupted before the first training step: no checkpoint to resume", file=sys.stderr)
         return 130
     except ImportError as e:  # an optional package (the train extra) is missing
         print(f"error: {e}")
