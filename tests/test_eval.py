@@ -170,3 +170,15 @@ def test_eval_reports_each_source(tmp_path):
     assert vivid["truth_colorfulness"] > dull["truth_colorfulness"] + 10
     assert vivid["methods"]["gray"]["delta_colorfulness"] == pytest.approx(vivid["truth_colorfulness"], abs=0.5)
     assert "per source" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_eval_report_names_the_photos_it_could_not_read(photo_dir, tiny_model_file, tmp_path, capsys):
+    """An unreadable photo in the set is not scored, and the report (printed too) names it with the reason: it was
+    only in summary.json, so a reader saw one photo fewer in the tables than in the heading and not why."""
+    (photo_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    out = tmp_path / "report"
+    assert main(["eval", str(photo_dir), "--model", str(tiny_model_file), "-o", str(out), "--no-semantic",
+                 "--grid-rows", "0", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "broken.jpg: truncated or corrupt" in printed
+    assert "broken.jpg" in (out / "report.md").read_text()

@@ -369,6 +369,9 @@ def markdown_report(summary: dict) -> str:
                      _cell(s["top1_agreement"], ".1%"), _cell(s["frechet"], ".2f"),
                      _cell(s["seconds_per_image"], ".3f")]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        if res.get("skipped"):
+            lines += ["", f"Not scored: {len(res['skipped'])} photo(s) that cannot be read:", "",
+                      *(f"- {reason}" for reason in res["skipped"])]
         lines += _versus_gray_lines(protocol, res)
         if res.get("sources"):
             lines += ["", f"### {protocol}, per source", "",
