@@ -148,3 +148,22 @@ def test_contract_with_the_shipped_model():
         assert hue_diff(hue_deg(after[1:, :, :128]), target).max() < 10
         # the other region keeps its color (the column at the edge itself is shared by the upsampling)
         assert (after[1:] - before[1:])[:, :, 129:].norm(dim=0).max() < 2.0
+
+
+def test_hints_file_name_that_picks_several_photos_is_refused(tiny_model_file, tmp_path, capsys):
+    """{"a.png": [...]} over an album with a.png in two folders: an error naming both (the same hints, at pixels
+    meant for one photo, were applied to each); keyed by path, each photo gets its own."""
+    from colorize.cli import main
+
+    for folder in ("2019", "2020"):
+        (tmp_path / "album" / folder).mkdir(parents=True)
+        two_regions().save(tmp_path / "album" / folder / "a.png")
+    hint = [{"x": 5, "y": 5, "color": "red"}]
+    (tmp_path / "h.json").write_text(json.dumps({"a.png": hint}))
+    args = [str(tmp_path / "album"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file), "-q", "--hints"]
+    assert main([*args, str(tmp_path / "h.json")]) == 2
+    err = capsys.readouterr().err
+    assert "'a.png' names 2 input photos" in err and "2019" in err and "2020" in err, err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "h.json").write_text(json.dumps({str(tmp_path / "album" / "2019" / "a.png"): hint}))
+    assert main([*args, str(tmp_path / "h.json")]) == 0

@@ -69,7 +69,8 @@ def parser() -> argparse.ArgumentParser:
                         "rgb(..)) and optionally a radius in pixels (default: bounded by the photo's edges only)")
     g.add_argument("--hints", metavar="FILE",
                    help='hints from a JSON file: [{"x": 120, "y": 80, "color": "#2a6fdb", "radius": 40}, ...], '
-                        'or {"photo.jpg": [...], ...} for several photos')
+                        'or {"photo.jpg": [...], ...} for several photos (by file name, or by path as given '
+                        'where two share a name)')
     g.add_argument("--confidence", action="store_true",
                    help="also write NAME.confidence.png beside each output (255 = the model is sure)")
     g.add_argument("--keep-color", action="store_true",
@@ -150,6 +151,12 @@ def _hints_for(args: argparse.Namespace, sources: list[Path]):
         unknown = sorted(set(per_file) - known)
         if unknown:
             raise ValueError(f"{hints_file}: no input photo named {', '.join(unknown)}")
+        paths = {str(s) for s in sources}
+        for name in sorted(set(per_file) - paths):  # a bare file name: it must pick one photo
+            named = [str(s) for s in sources if s.name == name]
+            if len(named) > 1:
+                raise ValueError(f"{hints_file}: '{name}' names {len(named)} input photos ({', '.join(named)}); "
+                                 "key their hints by path")
 
     def hints_for(src: Path) -> list:
         return given + per_file.get(str(src), per_file.get(src.name, []))
