@@ -160,3 +160,19 @@ def test_recorded_defaults_come_from_the_header_without_building_the_model(tmp_p
     assert recorded_defaults(tmp_path / "run.pt") == {}  # checkpoints are built to be read
     (tmp_path / "junk.safetensors").write_bytes(b"not a weight file")
     assert recorded_defaults(tmp_path / "junk.safetensors") == {}
+
+
+def test_load_model_error_for_a_foreign_file_is_one_plain_line(tmp_path):
+    """A photo or a pickled object given as a checkpoint: one line naming the file, without torch's advice to load
+    it with weights_only=False (arbitrary code) or its terminal escapes; a truncated checkpoint likewise."""
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.pt", format="JPEG")
+    torch.save({"model": "alpha", "state_dict": {}, "extra": Path("x")}, tmp_path / "pickled_object.pt")
+    save_checkpoint(tmp_path / "whole.pt", create_model("alpha"))
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:200])
+    for name in ("photo.pt", "pickled_object.pt", "truncated.pt"):
+        with pytest.raises(ValueError, match=re.escape(name)) as e:
+            load_model(tmp_path / name)
+        message = str(e.value)
+        assert "\n" not in message and "\x1b" not in message and "weights_only" not in message, message

@@ -9,6 +9,7 @@ kwargs, so :func:`load_model` rebuilds the model from the file alone.
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +100,12 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     else:
         try:
             ckpt = load_checkpoint(path, map_location)
-        except Exception as e:  # unpickling errors, foreign objects refused by weights_only, ...
-            raise ValueError(f"{path}: not a readable colorize checkpoint ({type(e).__name__}: {e})") from None
+        except pickle.UnpicklingError:  # torch's message advises weights_only=False: never here
+            raise ValueError(f"{path}: not a colorize checkpoint (not a PyTorch file, or one holding Python objects "
+                             "beyond tensors and plain data, which are never unpickled)") from None
+        except Exception as e:  # a truncated or corrupt archive, ...
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ValueError(f"{path}: not a readable colorize checkpoint ({type(e).__name__}: {first})") from None
         if not isinstance(ckpt, dict) or "model" not in ckpt or "state_dict" not in ckpt:
             raise ValueError(f"{path}: not a colorize checkpoint (needs 'model' and 'state_dict')")
         name, kwargs, state = ckpt["model"], ckpt.get("model_kwargs", {}), ckpt["state_dict"]
