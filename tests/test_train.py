@@ -543,3 +543,21 @@ def test_stop_saves_the_run_so_far_and_resumes_exactly(photo_dir, tmp_path, monk
     for k in a["state_dict"]:
         assert torch.allclose(a["state_dict"][k], b["state_dict"][k], atol=1e-6), k
     assert [m["train_loss"] for m in _history(straight)] == pytest.approx([m["train_loss"] for m in _history(stopped)])
+
+
+def test_train_cli_epochs_and_size_fit_the_recipes_schedule(photo_dir, tmp_path, capsys):
+    """--epochs shorter than the recipe's decay_epochs was refused with no option to change it (the shipped recipe
+    decays over 8: a 1-epoch try was impossible); --size was ignored for the recipe's early epochs (all of a short
+    run). Now the decay spans the short run, --size holds from the first epoch, and a note says so."""
+    from colorize.cli import main
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(asdict(_cfg(photo_dir, tmp_path / "unused", epochs=4, decay_epochs=3,
+                                                 early_epochs=2, early_size=48, size=32))))
+    out = tmp_path / "run"
+    code = main(["train", "--recipe", str(recipe), "--epochs", "1", "--size", "40", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    config = load_checkpoint(out / "last.pt")["config"]
+    assert (config["epochs"], config["decay_epochs"], config["size"], config["early_epochs"]) == (1, 1, 40, 0)
+    assert "over all 1" in err and "--size 40 from the first epoch" in err

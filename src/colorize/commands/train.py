@@ -33,9 +33,10 @@ def main(argv: list[str]) -> int:
                    "globs, {000..009} ranges, http(s) URLs)")
     p.add_argument("--val-data", nargs="+", help="validation folders (default: a 2%% split of --data)")
     p.add_argument("--image", help="train on this one photo (the Alpha demo)")
-    p.add_argument("--size", type=int)
+    p.add_argument("--size", type=int, help="training crop in pixels, every epoch (a multiple of 8; replaces a "
+                   "recipe's progressive resizing)")
     p.add_argument("--batch-size", type=int, help="photos per step and process")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="epochs to train (a recipe's LR decay is fitted into fewer)")
     p.add_argument("--epoch-images", type=int, help="images per epoch (default: the whole set)")
     p.add_argument("--lr", type=float)
     p.add_argument("--out", dest="out_dir", help="run folder for checkpoints, logs and samples")
@@ -62,7 +63,17 @@ def main(argv: list[str]) -> int:
         overrides["val_data"] = []  # the recipe's validation photos go with its own data: split --data instead
     try:
         if args.recipe:
-            cfg = TrainConfig.from_yaml(_recipe_path(args.recipe), **overrides)
+            recipe = _recipe_path(args.recipe)
+            own = TrainConfig.from_yaml(recipe)
+            if args.epochs and own.decay_epochs > args.epochs:  # a shorter run: the LR decays over all of it
+                overrides["decay_epochs"] = args.epochs
+                print(f"note: the recipe decays the learning rate over {own.decay_epochs} epochs; over all "
+                      f"{args.epochs} here", file=sys.stderr)
+            if args.size and own.early_epochs:  # the crop asked for, from the first epoch
+                overrides["early_epochs"] = 0
+                print(f"note: --size {args.size} from the first epoch (the recipe's first {own.early_epochs} at "
+                      f"{own.early_size} px are not kept)", file=sys.stderr)
+            cfg = TrainConfig.from_yaml(recipe, **overrides)
         else:
             cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     except (ValueError, FileNotFoundError, TypeError, ImportError) as e:
