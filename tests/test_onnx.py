@@ -99,3 +99,18 @@ def test_cli_runtime_onnx_matches_torch(tmp_path, tiny_model_file, photo, monkey
     assert len(list((tmp_path / "cache").rglob("*.onnx"))) == 1
     a, b = (np.asarray(Image.open(tmp_path / r / "p.png"), dtype=np.int16) for r in ("torch", "onnx"))
     assert a.shape == b.shape and np.abs(a - b).max() <= 1  # uint8 rounding at most
+
+
+def test_cli_export_format_follows_the_output_name(tmp_path, tiny_model_file, capsys):
+    """`colorize export best.pt -o mine.onnx` wrote safetensors under the .onnx name (the light engine then refused
+    it as broken protobuf); the extension now picks the format, and a --format that contradicts it is refused."""
+    from colorize.cli import main
+
+    path = tmp_path / "mine.onnx"
+    assert main(["export", str(tiny_model_file), "-o", str(path), "--size", "64"]) == 0
+    x = torch.rand(1, 1, 48, 72) * 2 - 1
+    assert OnnxModel(path).predict_ab(x).shape == (1, 2, 48, 72)
+    with pytest.raises(SystemExit) as e:
+        main(["export", str(tiny_model_file), "-o", str(tmp_path / "w.safetensors"), "--format", "onnx"])
+    assert e.value.code == 2 and "disagree" in capsys.readouterr().err
+    assert not (tmp_path / "w.safetensors").exists()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+FORMATS = ("safetensors", "onnx")
 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="colorize export", description=__doc__)
     p.add_argument("model", help="a .pt checkpoint, .safetensors file or shipped model name")
-    p.add_argument("-o", "--output", required=True, help="output file")
-    p.add_argument("--format", choices=["safetensors", "onnx"], default="safetensors")
+    p.add_argument("-o", "--output", required=True, help="output file (.safetensors, or .onnx for the light engine)")
+    p.add_argument("--format", choices=FORMATS, help="default: by the output's extension (.onnx: onnx; else safetensors)")
     p.add_argument("--size", type=int, default=256, help="ONNX: example input size (dynamic axes kept)")
     p.add_argument("--temperature", type=float, help="record the tuned annealed-mean temperature as this "
                    "model's default (the ONNX graph takes any other at run time)")
@@ -19,6 +22,10 @@ def main(argv: list[str]) -> int:
                    help="classification models: undo this share (0..1) of class rebalancing's pull toward rare, "
                         "saturated colors, folded into the weights (see models.base.correct_prior)")
     args = p.parse_args(argv)
+    suffix = Path(args.output).suffix.lower().lstrip(".")
+    if args.format and suffix in FORMATS and suffix != args.format:
+        p.error(f"--format {args.format} and an output named .{suffix} ({args.output}) disagree")
+    args.format = args.format or ("onnx" if suffix == "onnx" else "safetensors")
 
     from colorize.shipped import recorded_defaults, resolve_model
 
