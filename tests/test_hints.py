@@ -167,3 +167,16 @@ def test_hints_file_name_that_picks_several_photos_is_refused(tiny_model_file, t
     assert not (tmp_path / "out").exists()
     (tmp_path / "h.json").write_text(json.dumps({str(tmp_path / "album" / "2019" / "a.png"): hint}))
     assert main([*args, str(tmp_path / "h.json")]) == 0
+
+
+def test_keep_color_and_tint_as_hints_are_refused_together(tiny_model_file, tmp_path, capsys):
+    """Both act on photos already in color, and --keep-color won: with the pair (as the README showed it) a
+    hand-tinted print was passed through unchanged and its tint never became hints. The pair is a usage error."""
+    from colorize.cli import main
+
+    two_regions().save(tmp_path / "p.png")
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "p.png"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file),
+              "--keep-color", "--tint-as-hints"])
+    assert e.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -73,10 +73,12 @@ def parser() -> argparse.ArgumentParser:
                         'where two share a name)')
     g.add_argument("--confidence", action="store_true",
                    help="also write NAME.confidence.png beside each output (255 = the model is sure)")
-    g.add_argument("--keep-color", action="store_true",
-                   help="write photos that are already in color unchanged instead of recolorizing them")
-    g.add_argument("--tint-as-hints", action="store_true",
-                   help="use a hand-tinted (partly colored) photo's own colors as hints")
+    in_color = g.add_mutually_exclusive_group()  # both act on the photos already in color: one or the other
+    in_color.add_argument("--keep-color", action="store_true",
+                          help="write photos that are already in color unchanged instead of recolorizing them")
+    in_color.add_argument("--tint-as-hints", action="store_true",
+                          help="use a hand-tinted (partly colored) photo's own colors as hints (not with "
+                               "--keep-color, which writes such photos unchanged)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--version", action="version", version=f"colorize {__version__}")
     return p
