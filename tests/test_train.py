@@ -561,3 +561,14 @@ def test_train_cli_epochs_and_size_fit_the_recipes_schedule(photo_dir, tmp_path,
     config = load_checkpoint(out / "last.pt")["config"]
     assert (config["epochs"], config["decay_epochs"], config["size"], config["early_epochs"]) == (1, 1, 40, 0)
     assert "over all 1" in err and "--size 40 from the first epoch" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_cli_device_that_is_not_there_is_named(photo_dir, tmp_path, capsys):
+    """--device cuda on a machine without a GPU: an error naming the device (it was torch's traceback)."""
+    from colorize.cli import main
+
+    code = main(["train", "--model", "alpha", "--data", str(photo_dir), "--device", "cuda", "--size", "32",
+                 "--epochs", "1", "--num-workers", "0", "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 2 and "device 'cuda'" in out and "--device cpu" in out, out
