@@ -572,3 +572,23 @@ def test_train_cli_device_that_is_not_there_is_named(photo_dir, tmp_path, capsys
                  "--epochs", "1", "--num-workers", "0", "--out", str(tmp_path / "run")])
     out = capsys.readouterr().out
     assert code == 2 and "device 'cuda'" in out and "--device cpu" in out, out
+
+
+def test_warm_start_from_a_shipped_models_name(photo_dir, tmp_path, monkeypatch):
+    """--init unet_lite0: the shipped weights wherever the package is installed (the README's
+    weights/unet_lite0.safetensors exists only in a checkout of the repository); an ONNX export is named."""
+    from colorize import shipped
+    from colorize.checkpoint import save_weights
+    from colorize.models import create_model
+
+    source = create_model("alpha")
+    save_weights(tmp_path / "tiny.safetensors", source)
+    monkeypatch.setitem(shipped.SHIPPED, "tiny_shipped", shipped.ShippedWeights("tiny.safetensors", None, 32, "test",
+                                                                              "none.md"))
+    monkeypatch.setenv("COLORIZE_WEIGHTS", str(tmp_path))
+    run = setup(_cfg(photo_dir, tmp_path / "warm", init_weights="tiny_shipped"))
+    for k, v in run.model.state_dict().items():
+        assert torch.equal(v, source.state_dict()[k]), k
+    (tmp_path / "tiny.onnx").write_bytes(b"onnx")
+    with pytest.raises(ValueError, match="tiny.onnx: an ONNX export"):
+        setup(_cfg(photo_dir, tmp_path / "other", init_weights=str(tmp_path / "tiny.onnx")))

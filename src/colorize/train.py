@@ -57,8 +57,8 @@ class TrainConfig:
     data: list[str] = field(default_factory=lambda: [DEFAULT_DATA])  # folders, files, globs; or tar shards
     val_data: list[str] = field(default_factory=list)  # held-out photos; empty: split from ``data``
     val_fraction: float = 0.02  # share of ``data`` held out when ``val_data`` is empty
-    init_weights: str | None = None  # warm start: begin from this weight file (same architecture) with a
-    # fresh optimizer and warmup; a prior correction folded into it for inference is undone first
+    init_weights: str | None = None  # warm start: begin from this weight file or shipped model (by name; same
+    # architecture) with a fresh optimizer and warmup; a prior correction folded into it for inference is undone first
     init_exclude: list[str] = field(default_factory=list)  # state keys with these prefixes are not taken from
     # init_weights and keep the new model's own (e.g. ["encoder."]: its ImageNet backbone, with freeze_levels 4)
     image: str | None = None  # train on this one photo (the write-ups' Alpha demo); overrides data
@@ -396,12 +396,15 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, ckpt: dict, pat
 
 
 def load_raw_model(path: str | Path) -> nn.Module:
-    """A shipped or exported weight file's model as training left it: a prior correction folded into its head
-    for inference (``colorize export --prior-correction``) is taken back out."""
-    from colorize.checkpoint import load_model
+    """A shipped model (by name: its checked file, wherever the package is installed) or a weight or checkpoint
+    file's model as training left it: a prior correction folded into its head for inference (``colorize export
+    --prior-correction``) is taken back out."""
     from colorize.models.base import correct_prior
+    from colorize.shipped import resolve_model
 
-    model = load_model(path)
+    if Path(path).suffix.lower() == ".onnx":
+        raise ValueError(f"{path}: an ONNX export holds no trainable weights; give its .safetensors or .pt file")
+    model = resolve_model(str(path))
     strength = getattr(model, "prior_correction", 0.0)
     if strength:
         correct_prior(model, -strength)
