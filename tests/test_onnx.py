@@ -114,3 +114,15 @@ def test_cli_export_format_follows_the_output_name(tmp_path, tiny_model_file, ca
         main(["export", str(tiny_model_file), "-o", str(tmp_path / "w.safetensors"), "--format", "onnx"])
     assert e.value.code == 2 and "disagree" in capsys.readouterr().err
     assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_cli_export_of_an_onnx_file_is_named(tmp_path, tiny_model_file, capsys):
+    """`colorize export mine.onnx -o mine.safetensors` crashed with an AttributeError traceback."""
+    from colorize.cli import main
+
+    onnx_file = tmp_path / "mine.onnx"
+    assert main(["export", str(tiny_model_file), "-o", str(onnx_file), "--format", "onnx", "--size", "64"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(onnx_file), "-o", str(tmp_path / "back.safetensors")]) == 2
+    assert "mine.onnx is an ONNX export already" in capsys.readouterr().err
+    assert not (tmp_path / "back.safetensors").exists()

@@ -29,6 +29,9 @@ def main(argv: list[str]) -> int:
 
     from colorize.shipped import recorded_defaults, resolve_model
 
+    if Path(args.model).suffix.lower() == ".onnx":  # already an export: its graph holds no model to rebuild
+        print(f"error: {args.model} is an ONNX export already; export its .safetensors or .pt file", file=sys.stderr)
+        return 2
     try:
         model = resolve_model(args.model)
     except (ValueError, FileNotFoundError) as e:  # names the file and the reason
