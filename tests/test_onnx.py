@@ -126,3 +126,26 @@ def test_cli_export_of_an_onnx_file_is_named(tmp_path, tiny_model_file, capsys):
     assert main(["export", str(onnx_file), "-o", str(tmp_path / "back.safetensors")]) == 2
     assert "mine.onnx is an ONNX export already" in capsys.readouterr().err
     assert not (tmp_path / "back.safetensors").exists()
+
+
+@pytest.mark.parametrize("option, value, expected", [("--temperature", "-1", "must be > 0"),
+                                                     ("--prior-correction", "3", "0..1"),
+                                                     ("--working-size", "0", "16..")])
+def test_cli_export_refuses_settings_no_photo_could_use(tmp_path, tiny_model_file, capsys, option, value, expected):
+    """A temperature <= 0 was recorded in the file, and every photo colorized with it then failed; a prior correction
+    outside 0..1 was folded in; a working size of 0 was dropped without a word. Each is a usage error now."""
+    from colorize.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["export", str(tiny_model_file), "-o", str(tmp_path / "w.safetensors"), option, value])
+    assert e.value.code == 2 and expected in capsys.readouterr().err
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_cli_export_prior_correction_of_a_regression_model_is_named(tmp_path, tiny_model_file, capsys):
+    """--prior-correction on a regression model (no bins to correct) was a ValueError traceback."""
+    from colorize.cli import main
+
+    assert main(["export", str(tiny_model_file), "-o", str(tmp_path / "w.safetensors"),
+                 "--prior-correction", "0.5"]) == 2
+    assert "classification (bins) model" in capsys.readouterr().err

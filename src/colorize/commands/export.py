@@ -6,7 +6,23 @@ import argparse
 import sys
 from pathlib import Path
 
+from colorize.commands.options import working_size
+
 FORMATS = ("safetensors", "onnx")
+
+
+def _temperature(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"the temperature must be > 0, got {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a share in 0..1, got {text}")
+    return value
 
 
 def main(argv: list[str]) -> int:
@@ -15,10 +31,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("-o", "--output", required=True, help="output file (.safetensors, or .onnx for the light engine)")
     p.add_argument("--format", choices=FORMATS, help="default: by the output's extension (.onnx: onnx; else safetensors)")
     p.add_argument("--size", type=int, default=256, help="ONNX: example input size (dynamic axes kept)")
-    p.add_argument("--temperature", type=float, help="record the tuned annealed-mean temperature as this "
+    p.add_argument("--temperature", type=_temperature, help="record the tuned annealed-mean temperature as this "
                    "model's default (the ONNX graph takes any other at run time)")
-    p.add_argument("--working-size", type=int, help="record the working size the pipeline should use by default")
-    p.add_argument("--prior-correction", type=float, default=0.0,
+    p.add_argument("--working-size", type=working_size, help="record the working size the pipeline should use by default")
+    p.add_argument("--prior-correction", type=_share, default=0.0,
                    help="classification models: undo this share (0..1) of class rebalancing's pull toward rare, "
                         "saturated colors, folded into the weights (see models.base.correct_prior)")
     args = p.parse_args(argv)
@@ -40,7 +56,11 @@ def main(argv: list[str]) -> int:
     if args.prior_correction:
         from colorize.models.base import correct_prior
 
-        correct_prior(model, args.prior_correction)
+        try:
+            correct_prior(model, args.prior_correction)
+        except ValueError as e:  # a regression model: no bins to correct
+            print(f"error: {args.model}: --prior-correction: {e}", file=sys.stderr)
+            return 2
     if args.format == "safetensors":
         from colorize.checkpoint import save_weights
 
