@@ -182,3 +182,13 @@ def test_eval_report_names_the_photos_it_could_not_read(photo_dir, tiny_model_fi
     printed = capsys.readouterr().out
     assert "broken.jpg: truncated or corrupt" in printed
     assert "broken.jpg" in (out / "report.md").read_text()
+
+
+def test_eval_cli_size_is_checked_as_colorize_size(photo_dir, tmp_path, capsys):
+    """--size 0 was dropped without a word (the model's default was used) and any size was taken; it is now the
+    working size colorize --size accepts (16..2048)."""
+    for size in ("0", "5000"):
+        with pytest.raises(SystemExit) as e:
+            main(["eval", str(photo_dir), "--size", size, "-o", str(tmp_path / "r"), "--no-semantic", "-q"])
+        assert e.value.code == 2 and "16..2048" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from colorize.commands.options import working_size
+
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="colorize eval", description=__doc__,
@@ -26,7 +28,8 @@ def main(argv: list[str]) -> int:
                    help="crop256: short side to 256 + centre crop; original: as is (default: crop256)")
     p.add_argument("--limit", type=int, default=0, metavar="N",
                    help="score at most N photos, spread evenly over the set (default: all)")
-    p.add_argument("--size", type=int, default=None, help="working size of the pipeline (default: per model)")
+    p.add_argument("--size", type=working_size, default=None, metavar="PX",
+                   help="working size of the pipeline, as colorize --size (default: per model)")
     p.add_argument("--no-semantic", action="store_true",
                    help="skip the ImageNet-classifier metrics (top-1 agreement, Frechet distance)")
     p.add_argument("--grid-rows", type=int, default=8, help="photos per side-by-side grid (0: no grid)")
