@@ -175,7 +175,10 @@ def test_config_validation():
                             ({"batch_size": 0}, "batch_size"), ({"epochs": 0}, "epochs"), ({"lr": 0.0}, "lr"),
                             ({"val_fraction": 1.0}, "val_fraction"), ({"amp": "fp8"}, "amp"),
                             ({"crop_scale": [0.8, 0.5]}, "crop_scale"), ({"crop_scale": [0.0, 1.0]}, "crop_scale"),
-                            ({"crop_scale": [0.5]}, "crop_scale"), ({"init_exclude": ["encoder."]}, "init_weights")]:
+                            ({"crop_scale": [0.5]}, "crop_scale"), ({"init_exclude": ["encoder."]}, "init_weights"),
+                            # these were a cryptic torch error or a traceback
+                            ({"epoch_images": -5}, "epoch_images must be >= 0"), ({"threads": -2}, "threads"),
+                            ({"num_workers": -1}, "num_workers"), ({"max_minutes": -1}, "max_minutes")]:
         with pytest.raises(ValueError, match=pattern):
             TrainConfig(**kwargs)
     assert TrainConfig(data="photos").data == ["photos"]  # a single folder is accepted as a string

@@ -140,8 +140,10 @@ class TrainConfig:
             raise ValueError(f"source_balance must be in [0, 1], got {self.source_balance}")
         if self.rebalance_mix is not None and not 0 < self.rebalance_mix <= 1:
             raise ValueError(f"rebalance_mix must be in (0, 1], got {self.rebalance_mix}")
-        if self.checkpoint_minutes < 0:
-            raise ValueError(f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")
+        for name in ("epoch_images", "val_images", "num_workers", "threads", "max_minutes", "checkpoint_minutes",
+                     "samples", "snapshot_every"):
+            if getattr(self, name) < 0:  # 0: the default meaning each field's comment gives
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if isinstance(self.data, str):
