@@ -180,3 +180,11 @@ def test_keep_color_and_tint_as_hints_are_refused_together(tiny_model_file, tmp_
               "--keep-color", "--tint-as-hints"])
     assert e.value.code == 2 and "not allowed with" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_hints_file_for_several_photos_names_the_photo_with_the_error(tmp_path):
+    """In {"a.jpg": [...], "b.jpg": [...]}, an error named only 'hint 0': which photo's hint 0 it did not say."""
+    (tmp_path / "h.json").write_text(json.dumps({"a.jpg": [{"x": 1, "y": 2, "color": "red"}],
+                                                 "b.jpg": [{"x": 1, "y": 2, "colour": "red"}]}))
+    with pytest.raises(ValueError, match=r"h\.json: 'b\.jpg': hint 0: missing color"):
+        load_hints(tmp_path / "h.json")

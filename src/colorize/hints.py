@@ -162,12 +162,16 @@ def load_hints(path: str | Path) -> list[Hint] | dict[str, list[Hint]]:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: cannot read hints ({e})") from None
-    try:
-        if isinstance(data, dict):
-            return {str(name): hints_from_json(items) for name, items in data.items()}
-        return hints_from_json(data)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+
+    def parse(items: Any, photo: str = "") -> list[Hint]:
+        try:
+            return hints_from_json(items)
+        except ValueError as e:  # in a file for several photos, which photo's hints
+            raise ValueError(f"{path}: {photo}{e}") from None
+
+    if isinstance(data, dict):
+        return {str(name): parse(items, f"'{name}': ") for name, items in data.items()}
+    return parse(data)
 
 
 def hint_ab(hints: Sequence[Hint]) -> torch.Tensor:
