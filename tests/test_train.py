@@ -595,3 +595,19 @@ def test_warm_start_from_a_shipped_models_name(photo_dir, tmp_path, monkeypatch)
     (tmp_path / "tiny.onnx").write_bytes(b"onnx")
     with pytest.raises(ValueError, match="tiny.onnx: an ONNX export"):
         setup(_cfg(photo_dir, tmp_path / "other", init_weights=str(tmp_path / "tiny.onnx")))
+
+
+@pytest.mark.parametrize("text, expected", [("model: [unclosed\n", "not a readable YAML recipe"),
+                                            ("- a\n- b\n", "not a list"),
+                                            ('epochs: "three"\n', "epochs must be int, got 'three'"),
+                                            ('augment: "no"\n', "augment must be bool")])
+def test_train_cli_names_what_is_wrong_in_a_recipe(photo_dir, tmp_path, capsys, text, expected):
+    """Broken YAML was a traceback, a list was read as unknown keys, and a value of the wrong type failed deep
+    inside with "'<=' not supported between 'str' and 'int'" (or was taken: augment "no" is true)."""
+    from colorize.cli import main
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text)
+    code = main(["train", "--recipe", str(recipe), "--data", str(photo_dir), "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 2 and expected in out, out

@@ -48,6 +48,12 @@ AMP_MODES = ("auto", "bf16", "fp16", "off")
 PROGRESS_SECONDS = 30.0  # without a terminal: one plain progress line this often
 
 
+# TrainConfig's field types -> the values each takes (ints where floats are asked for: YAML writes 1 for 1.0)
+_FIELD_KINDS = {"bool": (bool,), "int": (int,), "float": (int, float), "float | None": (int, float, type(None)),
+                "str": (str,), "str | None": (str, type(None)), "dict": (dict,), "list[str]": (list, str),
+                "tuple[float, float]": (list, tuple)}
+
+
 @dataclass
 class TrainConfig:
     """A training run. A YAML recipe under ``configs/`` is this dataclass written out."""
@@ -111,6 +117,10 @@ class TrainConfig:
     # --resume replays the epoch's batches up to it without training on them, so it ends as an uninterrupted run
 
     def __post_init__(self):
+        for f in fields(self):  # a recipe's values have YAML's types: a misspelt number is a string
+            kinds, value = _FIELD_KINDS.get(f.type), getattr(self, f.name)
+            if kinds is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+                raise ValueError(f"{f.name} must be {f.type}, got {value!r}")
         if self.model not in list_models():
             raise ValueError(f"unknown model '{self.model}'; choose from: {', '.join(list_models())}")
         try:
@@ -165,7 +175,12 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
         yaml = _yaml()
 
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not a readable YAML recipe ({' '.join(str(e).split())})") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: a recipe maps TrainConfig's fields to values, not a {type(raw).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(raw) - known
         if unknown:
