@@ -370,7 +370,7 @@ def markdown_report(summary: dict) -> str:
                      _cell(s["seconds_per_image"], ".3f")]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         if res.get("skipped"):
-            lines += ["", f"Not scored: {len(res['skipped'])} photo(s) that cannot be read:", "",
+            lines += ["", f"Not scored: {len(res['skipped'])} photo(s) that cannot be used:", "",
                       *(f"- {reason}" for reason in res["skipped"])]
         lines += _versus_gray_lines(protocol, res)
         if res.get("sources"):
