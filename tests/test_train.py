@@ -611,3 +611,18 @@ def test_train_cli_names_what_is_wrong_in_a_recipe(photo_dir, tmp_path, capsys, 
     code = main(["train", "--recipe", str(recipe), "--data", str(photo_dir), "--out", str(tmp_path / "run")])
     out = capsys.readouterr().out
     assert code == 2 and expected in out, out
+
+
+def test_a_new_run_into_a_run_folder_is_refused(photo_dir, tmp_path, capsys):
+    """The command of an interrupted run given again without --resume started afresh in the same folder and, at its
+    first epoch's end, wrote over the run's last.pt, best.pt and best.safetensors; now it is refused by name."""
+    from colorize.cli import main
+
+    out = tmp_path / "run"
+    fit(setup(_cfg(photo_dir, out)))
+    before = (out / "best.pt").read_bytes()
+    code = main(["train", "--model", "alpha", "--data", str(photo_dir), "--size", "32", "--epochs", "1",
+                 "--num-workers", "0", "--threads", "1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 2 and "--resume continues it" in printed and str(out) in printed, printed
+    assert (out / "best.pt").read_bytes() == before

@@ -328,6 +328,10 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
         torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels
         torch.backends.cuda.matmul.allow_tf32 = True
     out_dir = Path(cfg.out_dir)
+    last = out_dir / "last.pt"
+    if not resume and distributed.broadcast_object(dist.is_main and last.is_file()):
+        raise ValueError(f"{out_dir} holds a run already ({last}): --resume continues it; another --out starts a new "
+                         "one (this one would overwrite its checkpoints)")
     torch.manual_seed(cfg.seed)
     train_set, val_set = build_datasets(cfg, dist)
     if dist.is_main and not cfg.image and not cfg.val_data and set(val_set.paths) <= set(train_set.paths):
@@ -363,7 +367,6 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
                                     temperature=cfg.semantic_temperature, channels_last=cfg.channels_last,
                                     feature_weight=cfg.semantic_feature_weight)
 
-    last = out_dir / "last.pt"
     ckpt = None
     if resume:
         if dist.is_main and last.is_file():
