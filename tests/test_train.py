@@ -626,3 +626,13 @@ def test_a_new_run_into_a_run_folder_is_refused(photo_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 2 and "--resume continues it" in printed and str(out) in printed, printed
     assert (out / "best.pt").read_bytes() == before
+
+
+def test_a_run_folder_inside_the_data_is_not_trained_on(photo_dir, tmp_path):
+    """--out inside --data: the run's sample grids (gray | predicted | truth) joined the photos on --resume, so
+    the resumed run trained on them and no longer matched an uninterrupted one."""
+    out = photo_dir / "run"
+    fit(setup(_cfg(photo_dir, out)))
+    assert list((out / "samples").glob("*.png"))
+    resumed = setup(_cfg(photo_dir, out, epochs=2), resume=True)
+    assert not any(out in p.parents for p in [*resumed.train_set.paths, *resumed.val_set.paths])

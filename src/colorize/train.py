@@ -285,6 +285,12 @@ class Run:
             self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
 
 
+def _outside(paths: list[Path], out_dir: str | Path) -> list[Path]:
+    """``paths`` less those in the run folder: a run inside its data folder writes sample grids there."""
+    out = Path(out_dir).resolve()
+    return [p for p in paths if not p.resolve().is_relative_to(out)]
+
+
 def build_datasets(cfg: TrainConfig, dist: Dist) -> tuple[PhotoDataset | ShardDataset, PhotoDataset]:
     """The training set (photos, or a stream of tar shards split across ranks) and the validation photos."""
     augment = Augment(crop_scale=cfg.crop_scale) if cfg.augment and not cfg.image else None
@@ -294,10 +300,10 @@ def build_datasets(cfg: TrainConfig, dist: Dist) -> tuple[PhotoDataset | ShardDa
     elif shards:
         train_paths, val_paths = [], find_images(cfg.val_data)
     else:
-        paths = find_images(cfg.data)
+        paths = _outside(find_images(cfg.data), cfg.out_dir)
         require_photos(paths, cfg.data)
         if cfg.val_data:
-            train_paths, val_paths = paths, find_images(cfg.val_data)
+            train_paths, val_paths = paths, _outside(find_images(cfg.val_data), cfg.out_dir)
         else:
             root = Path(cfg.data[0]) if len(cfg.data) == 1 and Path(cfg.data[0]).is_dir() else None
             train_paths, val_paths = split_train_val(paths, cfg.val_fraction, root=root)
