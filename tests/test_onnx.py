@@ -149,3 +149,12 @@ def test_cli_export_prior_correction_of_a_regression_model_is_named(tmp_path, ti
     assert main(["export", str(tiny_model_file), "-o", str(tmp_path / "w.safetensors"),
                  "--prior-correction", "0.5"]) == 2
     assert "classification (bins) model" in capsys.readouterr().err
+
+
+def test_cli_export_onnx_records_the_working_size(tmp_path, tiny_model_file):
+    """--working-size was dropped without a word for --format onnx (recorded only in safetensors)."""
+    from colorize.cli import main
+
+    path = tmp_path / "w.onnx"
+    assert main(["export", str(tiny_model_file), "-o", str(path), "--size", "64", "--working-size", "320"]) == 0
+    assert OnnxModel(path).default_size == 320

@@ -74,6 +74,8 @@ def main(argv: list[str]) -> int:
         from colorize.models.base import optimize_for_inference
         from colorize.onnx import export_onnx
 
+        if args.working_size:  # recorded in the graph's metadata, as in a weight file's
+            model.default_size = args.working_size
         export_onnx(optimize_for_inference(model), args.output, size=args.size, temperature=args.temperature or None)
     print(f"wrote {args.output}")
     return 0
