@@ -570,7 +570,7 @@ def test_working_size_cap_is_the_web_apis():
 def test_missing_train_extra_is_named(tmp_path, photo_dir, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "yaml", None)  # PyYAML not installed: import fails
     assert main(["train", "--recipe", "alpha", "--data", str(photo_dir), "--out", str(tmp_path / "run")]) == 2
-    assert "colorize[train]" in capsys.readouterr().out
+    assert "colorize[train]" in capsys.readouterr().err
 
     from colorize.models.backbones import packaged_state_dict
 

@@ -413,7 +413,7 @@ def test_train_cli_names_a_bad_init_file_without_a_traceback(photo_dir, tmp_path
     code = main(["train", "--model", "unet_lite0", "--data", str(photo_dir), "--size", "64", "--epochs", "1",
                  "--epoch-images", "4", "--batch-size", "2", "--num-workers", "0", "--threads", "1",
                  "--out", str(tmp_path / "run"), "--init", str(weights)])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2 and "alpha.safetensors" in out and "Traceback" not in out
 
 
@@ -473,7 +473,7 @@ def test_train_cli_names_data_with_no_usable_photo(tmp_path, capsys, data, expec
         (tmp_path / "bad" / name).write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     code = main(["train", "--model", "alpha", "--data", str(tmp_path / data), "--size", "32", "--epochs", "1",
                  "--num-workers", "0", "--threads", "1", "--out", str(tmp_path / "run")])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2 and expected in out and "resume" not in out and "shard" not in out, out
     assert not (tmp_path / "run" / "last.pt").exists()
 
@@ -485,7 +485,7 @@ def test_train_cli_names_a_validation_folder_with_no_photo(photo_dir, tmp_path, 
     (tmp_path / "val").mkdir()
     code = main(["train", "--model", "alpha", "--data", str(photo_dir), "--val-data", str(tmp_path / "val"),
                  "--size", "32", "--epochs", "1", "--num-workers", "0", "--out", str(tmp_path / "run")])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2 and "no validation photos in" in out and str(tmp_path / "val") in out, out
 
 
@@ -511,7 +511,7 @@ def test_train_cli_model_over_a_recipe_for_another_names_the_options(photo_dir, 
     recipe.write_text(yaml.safe_dump({"model": "unet_lite0", "model_kwargs": {"context": True}}))
     code = main(["train", "--recipe", str(recipe), "--model", "alpha", "--data", str(photo_dir),
                  "--out", str(tmp_path / "run")])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2 and "'context'" in out and "alpha" in out, out
 
 
@@ -573,7 +573,7 @@ def test_train_cli_device_that_is_not_there_is_named(photo_dir, tmp_path, capsys
 
     code = main(["train", "--model", "alpha", "--data", str(photo_dir), "--device", "cuda", "--size", "32",
                  "--epochs", "1", "--num-workers", "0", "--out", str(tmp_path / "run")])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2 and "device 'cuda'" in out and "--device cpu" in out, out
 
 
@@ -609,7 +609,7 @@ def test_train_cli_names_what_is_wrong_in_a_recipe(photo_dir, tmp_path, capsys, 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(text)
     code = main(["train", "--recipe", str(recipe), "--data", str(photo_dir), "--out", str(tmp_path / "run")])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2 and expected in out, out
 
 
@@ -623,7 +623,7 @@ def test_a_new_run_into_a_run_folder_is_refused(photo_dir, tmp_path, capsys):
     before = (out / "best.pt").read_bytes()
     code = main(["train", "--model", "alpha", "--data", str(photo_dir), "--size", "32", "--epochs", "1",
                  "--num-workers", "0", "--threads", "1", "--out", str(out)])
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert code == 2 and "--resume continues it" in printed and str(out) in printed, printed
     assert (out / "best.pt").read_bytes() == before
 

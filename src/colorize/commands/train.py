@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
         else:
             cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     except (ValueError, FileNotFoundError, TypeError, ImportError) as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     import signal
 
@@ -95,19 +95,19 @@ def main(argv: list[str]) -> int:
             print("interrupted before the first training step: no checkpoint to resume", file=sys.stderr)
         return 130
     except ImportError as e:  # an optional package (the train extra) is missing
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError) as e:  # --init weights of another architecture, data that is not there
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk or a folder that cannot be written: last.pt holds the last good state
-        print(f"error: {e}; resume with --resume once it is fixed")
+        print(f"error: {e}; resume with --resume once it is fixed", file=sys.stderr)
         return 1
     except RuntimeError as e:  # torch.save's own writer reports a full disk this way
         if "writ" not in str(e).lower():
             raise
         print(f"error: cannot write a checkpoint in {cfg.out_dir} ({str(e).splitlines()[0]}); "
-              "resume with --resume once it is fixed")
+              "resume with --resume once it is fixed", file=sys.stderr)
         return 1
     if from_env().is_main:
         print(f"finished: {metrics}")
