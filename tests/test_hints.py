@@ -112,7 +112,8 @@ def test_hints_json(tmp_path):
     assert [h.to_json() for h in hints] == items
     (tmp_path / "many.json").write_text(json.dumps({"a.jpg": items}))
     assert load_hints(tmp_path / "many.json")["a.jpg"] == hints
-    for bad in ({"x": 1}, [{"x": 1, "y": 2}], [{"x": 1, "y": 2, "color": "red", "size": 3}], [{"x": "a", "y": 2, "color": "red"}]):
+    for bad in ({"x": 1}, [{"x": 1, "y": 2}], [{"x": 1, "y": 2, "color": "red", "size": 3}], [{"x": "a", "y": 2, "color": "red"}],
+                [{"x": True, "y": 2, "color": "red"}], [{"x": 1, "y": 2, "color": "red", "radius": True}]):  # true was 1
         with pytest.raises(ValueError):
             hints_from_json(bad)
 

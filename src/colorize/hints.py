@@ -82,9 +82,9 @@ class Hint:
     def __post_init__(self):
         for name in ("x", "y"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not _is_number(value) or not math.isfinite(value):
                 raise ValueError(f"hint {name} must be a finite number, got {value!r}")
-        if self.radius is not None and (not isinstance(self.radius, (int, float)) or not self.radius > 0
+        if self.radius is not None and (not _is_number(self.radius) or not self.radius > 0
                                         or not math.isfinite(self.radius)):
             raise ValueError(f"hint radius must be a number > 0, got {self.radius!r}")
         parse_color(self.color)
@@ -98,6 +98,11 @@ class Hint:
         if self.radius is not None:
             out["radius"] = self.radius
         return out
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float, not a bool (JSON's true is Python's 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def parse_color(color: str) -> tuple[int, int, int]:
