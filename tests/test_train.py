@@ -636,3 +636,14 @@ def test_a_run_folder_inside_the_data_is_not_trained_on(photo_dir, tmp_path):
     assert list((out / "samples").glob("*.png"))
     resumed = setup(_cfg(photo_dir, out, epochs=2), resume=True)
     assert not any(out in p.parents for p in [*resumed.train_set.paths, *resumed.val_set.paths])
+
+
+def test_an_unreadable_validation_photo_is_warned_about(photo_dir, tmp_path):
+    """A broken photo in --val-data was replaced by another without a word (validated twice, named nowhere);
+    it is warned about and counted as a broken training photo is."""
+    val = tmp_path / "val"
+    val.mkdir()
+    make_photo(64, 64, seed=40).save(val / "good.jpg")
+    (val / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        fit(setup(_cfg(photo_dir, tmp_path / "run", val_data=[str(val)])))

@@ -682,9 +682,9 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
 
 
 @torch.no_grad()
-def validate(run: Run) -> dict[str, float]:
+def validate(run: Run, bad: BadFileLog | None = None) -> dict[str, float]:
     """Validation loss and PSNR (RGB, decoded at the default temperature) over the held-out photos,
-    each rank scoring every ``world_size``-th photo."""
+    each rank scoring every ``world_size``-th photo; unreadable ones are warned about in ``bad``."""
     cfg, model, dist = run.cfg, run.model, run.dist
     model.eval()
     part = run.val_set
@@ -693,8 +693,10 @@ def validate(run: Run) -> dict[str, float]:
     loader = torch.utils.data.DataLoader(part, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                                          collate_fn=collate, worker_init_fn=_quiet_worker)
     loss_sum, psnr_sum, n = 0.0, 0.0, 0
-    for images, _ in _started(loader):
+    for images, errors in _started(loader):
         _check_stop()
+        if bad is not None:
+            bad.add(errors)
         l_norm, ab_norm = to_lab(images, run)
         with _autocast(run):
             out = model(l_norm).float()
@@ -756,7 +758,7 @@ def fit(run: Run) -> dict:
         t0 = time.perf_counter()
         try:
             train_loss = train_epoch(run, bad)
-            val = validate(run)
+            val = validate(run, bad)
         except KeyboardInterrupt:  # Ctrl-C or kill: keep the batches trained so far (--resume goes on from them)
             if main and _stop_requested:  # request_stop's: between steps (a bare KeyboardInterrupt may be mid-step)
                 with _holding_stop():  # a second Ctrl-C does not cut the save short
