@@ -29,11 +29,13 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="colorize export", description=__doc__)
     p.add_argument("model", help="a .pt checkpoint, .safetensors file or shipped model name")
     p.add_argument("-o", "--output", required=True, help="output file (.safetensors, or .onnx for the light engine)")
-    p.add_argument("--format", choices=FORMATS, help="default: by the output's extension (.onnx: onnx; else safetensors)")
+    p.add_argument("--format", choices=FORMATS,
+                   help="default: by the output's extension (.onnx: onnx; else safetensors)")
     p.add_argument("--size", type=int, default=256, help="ONNX: example input size (dynamic axes kept)")
     p.add_argument("--temperature", type=_temperature, help="record the tuned annealed-mean temperature as this "
                    "model's default (the ONNX graph takes any other at run time)")
-    p.add_argument("--working-size", type=working_size, help="record the working size the pipeline should use by default")
+    p.add_argument("--working-size", type=working_size,
+                   help="record the working size the pipeline should use by default")
     p.add_argument("--prior-correction", type=_share, default=0.0,
                    help="classification models: undo this share (0..1) of class rebalancing's pull toward rare, "
                         "saturated colors, folded into the weights (see models.base.correct_prior)")

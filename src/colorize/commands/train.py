@@ -50,7 +50,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init", dest="init_weights", metavar="WEIGHTS",
                    help="warm start: begin from these weights (a shipped model's name such as unet_lite0, or a "
-                        ".safetensors / .pt file) with a fresh optimizer and warmup; the recipe's architecture must match")
+                        ".safetensors / .pt file) with a fresh optimizer and warmup; the recipe's architecture must "
+                        "match")
     args = p.parse_args(argv)
 
     from colorize.distributed import from_env
