@@ -53,6 +53,20 @@ def test_toned(tone):
     assert report.tone_chroma > 5
 
 
+def split_cast(l):  # a scan's faint casts: warm highlights, cool shadows, both well under TINT_CHROMA
+    c = np.where(l > 50, 6.0, 6.0 * (l > 20))
+    hue = np.radians(np.where(l > 50, 70, -100))
+    return c * np.cos(hue), c * np.sin(hue)
+
+
+def test_faint_casts_of_several_hues_are_gray():
+    """No pixel has a color of its own: a black-and-white scan, not a color photo (which --keep-color would
+    pass through uncolorized)."""
+    report = classify(print_of(gray_scene(), split_cast, noise=1.0))
+    assert report.colored < 0.01 and report.hue_spread > 30, report  # what used to make it "color"
+    assert report.kind == "gray", report
+
+
 def test_color():
     assert classify(np.asarray(make_photo(160, 120))).kind == "color"
 

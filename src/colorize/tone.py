@@ -13,8 +13,9 @@ Measured on the photo's chroma in CIE Lab at <= 256 px (the long side), by these
 The rules, in order (thresholds below; JPEG noise and scanner casts stay under them):
 
 1. gray: fewer than :data:`MIN_COLORED` of the pixels have chroma over :data:`GRAY_CHROMA`;
-2. toned: fewer than :data:`MIN_COLORED` of the pixels are off the base tone by more than
-   :data:`TINT_CHROMA`, and the hues spread less than :data:`MAX_TONE_SPREAD` degrees;
+2. fewer than :data:`MIN_COLORED` of the pixels are off the base tone by more than :data:`TINT_CHROMA`
+   (no color of its own): toned if the hues spread less than :data:`MAX_TONE_SPREAD` degrees, else gray
+   (faint casts of several hues: a scan's warm highlights and cool shadows, chroma noise);
 3. color: anything else (including hand-tinted prints: gray or toned, with colored areas).
 """
 
@@ -117,8 +118,8 @@ def classify(image: "Image.Image | np.ndarray | Any", *,
     tone_hue = math.degrees(math.atan2(float(base[1]), float(base[0]))) if tone_chroma > 0 else 0.0
     if chromatic < MIN_COLORED:
         kind = "gray"
-    elif colored < MIN_COLORED and spread < MAX_TONE_SPREAD:
-        kind = "toned"
+    elif colored < MIN_COLORED:  # no pixel has a color of its own: one hue is a toning, several are casts
+        kind = "toned" if spread < MAX_TONE_SPREAD else "gray"
     else:
         kind = "color"
     return ToneReport(kind, colored, chromatic, tone_chroma, tone_hue, spread)
