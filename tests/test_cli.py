@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -565,6 +566,17 @@ def test_working_size_cap_is_the_web_apis():
     from colorize.web import MAX_WORK_SIZE as web_cap
 
     assert MAX_WORK_SIZE == web_cap
+
+
+@pytest.mark.parametrize("option", [["--threads", "0"], ["--threads", "-2"], ["--temperature", "nan"],
+                                    ["--saturation", "inf"]])
+def test_settings_that_are_not_usable_are_refused_before_any_photo(option, tiny_model_file, photo_dir, tmp_path,
+                                                                   capsys):
+    """Each engine used to take some of these (the light one any thread count, both NaN: a traceback mid-batch)."""
+    for runtime in ("onnx", "torch"):
+        with pytest.raises(SystemExit) if option[0] == "--threads" else nullcontext():
+            assert _colorize(tiny_model_file, photo_dir, "-o", tmp_path / runtime, "--runtime", runtime, *option) == 2
+        assert option[0][2:] in capsys.readouterr().err and not (tmp_path / runtime).exists()
 
 
 def test_missing_train_extra_is_named(tmp_path, photo_dir, monkeypatch, capsys):

@@ -71,6 +71,20 @@ def test_one_export_serves_every_temperature(tiny_pair):
         LiteColorizer(path, temperature=0)
 
 
+@pytest.mark.parametrize("options", [dict(temperature=float("nan")), dict(temperature=float("inf")),
+                                     dict(saturation=float("nan")), dict(saturation=float("inf")), dict(threads=-2)])
+def test_both_engines_refuse_settings_that_are_not_numbers_alike(tiny_pair, options):
+    """NaN or infinity (`--temperature nan`) used to pass the checks and fail deep in the decoding, with a
+    traceback that stopped the batch; a negative thread count failed on torch alone."""
+    model, path = tiny_pair
+    errors = []
+    for make in (lambda: LiteColorizer(path, **options), lambda: Colorizer(model, **options)):
+        with pytest.raises(ValueError, match=next(iter(options))) as e:
+            make()
+        errors.append(str(e.value))
+    assert errors[0] == errors[1]
+
+
 def test_export_with_a_fixed_temperature_says_so(tmp_path):
     """An export made before the temperature was an input (version 3) runs at its own and refuses another."""
     import onnx

@@ -3,6 +3,8 @@ sees, the strips full-resolution work is done in, and the scales of the network'
 
 from __future__ import annotations
 
+import math
+
 # Model-side scales: L in [0, 100] -> [-1, 1]; ab / 128 -> roughly [-1, 1].
 L_CENTER = 50.0
 L_SCALE = 50.0
@@ -14,6 +16,17 @@ GRAPHS = ("lab", "lightness", "gray_lightness", "coefficients", "compose")
 # (1 MB a channel) stay in the CPU's caches: on a 6000x4000 scan both engines are faster than with 1-megapixel
 # strips (torch 1.4-1.8 s -> 1.2-1.4 s, 1 core) and peak lower (torch 1230 -> 1110 MB, light 820 -> 550 MB)
 STRIP_PIXELS = 1 << 18
+
+
+def check_color_options(temperature: float | None, saturation: float, threads: int | None = None) -> None:
+    """Both engines' check of their settings: ValueError naming a bad one (NaN and infinity included, which would
+    otherwise fail deep in the network's decoding)."""
+    if temperature is not None and not (0 < temperature < math.inf):
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0 <= saturation < math.inf:
+        raise ValueError(f"saturation must be >= 0, got {saturation}")
+    if threads is not None and threads < 0:
+        raise ValueError(f"threads must be >= 1 (or None: the runtime's default), got {threads}")
 
 
 def working_shape(height: int, width: int, size: int, stride: int) -> tuple[int, int]:

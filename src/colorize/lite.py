@@ -25,7 +25,7 @@ from PIL import Image
 
 from colorize.batch import FileResult
 from colorize.io import load_input, pass_through, save_image, to_8bit, upright
-from colorize.layout import GRAPHS, L_CENTER, L_SCALE, strips, working_shape
+from colorize.layout import GRAPHS, L_CENTER, L_SCALE, check_color_options, strips, working_shape
 
 if TYPE_CHECKING:
     from colorize.shards import ShardMember
@@ -127,10 +127,7 @@ class LiteColorizer:
             threads: CPU threads (None: all cores): full-resolution strips run side by side, one thread each; the
                 network runs on onnxruntime's intra-op threads.
         """
-        if saturation < 0:
-            raise ValueError(f"saturation must be >= 0, got {saturation}")
-        if temperature is not None and temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_color_options(temperature, saturation, threads)
         path = network_file(model)
         self.network = session(path, threads)
         self.info = ExportInfo.of(self.network, path)

@@ -21,7 +21,7 @@ from colorize import steps
 from colorize.color import normalize_l, rgb_to_l, uint8_to_l
 from colorize.batch import FileResult
 from colorize.io import pass_through, save_image, to_8bit, to_rgb, upright
-from colorize.layout import strips, working_shape
+from colorize.layout import check_color_options, strips, working_shape
 from colorize.models.base import optimize_for_inference
 from colorize.runtime import tune_allocator
 from colorize.steps import GUIDE_EPS, GUIDE_RADIUS, guided_coefficients
@@ -120,13 +120,10 @@ class Colorizer:
         """
         from colorize.shipped import resolve_model
 
+        check_color_options(temperature, saturation, threads)
         if threads:
             torch.set_num_threads(threads)
         tune_allocator()
-        if temperature is not None and temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if saturation < 0:
-            raise ValueError(f"saturation must be >= 0, got {saturation}")
         self.device = torch.device(device)
         self.model = resolve_model(model, device=str(self.device), runtime=runtime, threads=threads)
         if not isinstance(model, nn.Module):  # a model we loaded ourselves: rewrite it for speed

@@ -24,6 +24,14 @@ def working_size(text: str) -> int:
     return size
 
 
+def threads_count(text: str) -> int:
+    """``--threads``: at least 1."""
+    threads = int(text)
+    if threads < 1:
+        raise argparse.ArgumentTypeError(f"threads must be at least 1, got {threads}")
+    return threads
+
+
 def add_model_options(p: argparse.ArgumentParser, *, device: bool = True, runtime: bool = True) -> None:
     """Add ``--model --size --temperature --saturation --threads`` and, unless turned off, ``--device``
     and ``--runtime`` (read back by :func:`colorizer_spec`)."""
@@ -37,7 +45,7 @@ def add_model_options(p: argparse.ArgumentParser, *, device: bool = True, runtim
                         "over more of it. Default: the value tuned for the model, stored in its weight file "
                         "(`colorize models` shows it)")
     p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier (default 1.0)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads")
+    p.add_argument("--threads", type=threads_count, default=None, help="CPU threads")
     if runtime:
         p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
                        help="inference engine: torch, or onnx (onnxruntime alone: the light install's engine; a "
