@@ -85,6 +85,34 @@ def test_both_engines_refuse_settings_that_are_not_numbers_alike(tiny_pair, opti
     assert errors[0] == errors[1]
 
 
+@pytest.mark.parametrize("fmt", ["jpg", "png", "tif", "webp"])
+def test_both_engines_keep_the_photos_description_and_print_size(tiny_pair, tmp_path, fmt):
+    """A phone scan turned by its EXIF orientation: the output is upright, keeps its resolution (dpi, turned with
+    it), date, caption and copyright, and drops the orientation (a viewer would turn it again). Both engines used
+    to drop all of it."""
+    from PIL import ExifTags
+
+    model, path = tiny_pair
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    exif[ExifTags.Base.ImageDescription] = "grandma, 1931"
+    exif[ExifTags.Base.Copyright] = "the family"
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "1931:05:01 10:00:00"
+    src = tmp_path / "scan.jpg"
+    make_photo(64, 48).convert("L").save(src, exif=exif, dpi=(600, 300))
+    for name, engine in (("light", LiteColorizer(path)), ("torch", Colorizer(model))):
+        dst = tmp_path / name / f"scan.{fmt}"
+        engine.colorize_file(src, dst)
+        with Image.open(dst) as out:
+            kept = out.getexif()
+            assert out.size == (48, 64) and kept.get(ExifTags.Base.Orientation, 1) == 1, name
+            assert kept[ExifTags.Base.ImageDescription] == "grandma, 1931"
+            assert kept[ExifTags.Base.Copyright] == "the family"
+            assert kept.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] == "1931:05:01 10:00:00"
+            if fmt != "webp":  # WebP has no resolution
+                assert np.allclose(out.info["dpi"], (300, 600), rtol=1e-3), (name, out.info["dpi"])
+
+
 def test_export_with_a_fixed_temperature_says_so(tmp_path):
     """An export made before the temperature was an input (version 3) runs at its own and refuses another."""
     import onnx

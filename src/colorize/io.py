@@ -142,11 +142,50 @@ def _open(source) -> Image.Image:
         return Image.open(source)
 
 
-def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool = False) -> Image.Image:
+# What of a photo's EXIF its colorized version keeps: the description of the photo (who, when, where, what with),
+# not the layout of the file it came in (a TIFF's strips, its thumbnail) nor what the colorizing changes
+_KEPT_TAGS = {ExifTags.Base[name] for name in (
+    "ImageDescription", "Make", "Model", "Software", "DateTime", "Artist", "Copyright", "HostComputer", "DocumentName", "PageName", "Rating", "RatingPercent",
+    "XPTitle", "XPComment", "XPAuthor", "XPKeywords", "XPSubject")}
+_KEPT_IFDS = (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)
+_CHANGED_EXIF = {ExifTags.Base[name] for name in (  # no longer true of the output (sRGB, maybe turned upright)
+    "ColorSpace", "ExifImageWidth", "ExifImageHeight", "ComponentsConfiguration", "CompressedBitsPerPixel")}
+
+
+def kept_metadata(img: Image.Image) -> dict:
+    """What a colorized version of ``img`` (as opened, before :func:`upright`) keeps of its metadata, as
+    ``save`` options for :func:`save_image`: ``dpi`` (its print size; turned with the photo) and ``exif``: the
+    description (date, camera, author, copyright, GPS, ...), without the orientation (applied: a viewer would turn
+    it twice), the thumbnail (of the gray photo) and the color space (the output is sRGB)."""
+    kept: dict = {}
+    try:  # metadata is kept where it can be read: a photo is never refused for it
+        source = img.getexif()
+        turned = source.get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+        dpi = tuple(float(v) for v in img.info.get("dpi", ()))  # TIFF's are rationals
+        if len(dpi) == 2 and all(0 < v < 1e6 for v in dpi):
+            kept["dpi"] = dpi[::-1] if turned else dpi
+        exif = Image.Exif()
+        for tag, value in source.items():
+            if tag in _KEPT_TAGS:
+                exif[tag] = value
+        for ifd in _KEPT_IFDS:
+            entries = {tag: value for tag, value in source.get_ifd(ifd).items() if tag not in _CHANGED_EXIF}
+            if entries:
+                exif.get_ifd(ifd).update(entries)
+        if len(exif) or any(exif.get_ifd(ifd) for ifd in _KEPT_IFDS):
+            kept["exif"] = exif.tobytes()
+    except Exception:  # Pillow's parsers raise many kinds on damaged EXIF
+        pass
+    return kept
+
+
+def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool = False,
+               metadata: bool = False) -> Image.Image:
     """Open a photo as 8-bit RGB with EXIF orientation applied. Raises :class:`ImageError`.
 
     ``data``: the file's bytes (e.g. a member of a tar shard); ``path`` then only names it in errors.
     ``keep_gray``: 8-bit gray stays as it is (:func:`to_8bit`).
+    ``metadata``: the image's ``info`` is what its colorized version keeps (:func:`kept_metadata`).
     """
     try:
         with _open(Path(path) if data is None else io.BytesIO(data)) as img:
@@ -157,7 +196,10 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
                 warnings.warn(ImageNote(f"{path}: has {frames} frames (pages); only the first is colorized"),
                               stacklevel=2)
             img.load()
+            kept = kept_metadata(img) if metadata else None
             rgb = (to_8bit if keep_gray else to_rgb)(upright(img))
+            if kept is not None:
+                rgb.info = kept
     except ImageError:
         raise
     except FileNotFoundError:
@@ -178,12 +220,12 @@ def load_input(src) -> tuple[Image.Image, bytes | None]:
     """A job's input photo, for both engines' ``colorize_file``: a file (a path), or a photo inside a tar
     shard (:class:`colorize.shards.ShardMember`, read by seeking to it). Returns the image as
     :func:`load_image` does, 8-bit gray kept gray (a third of the memory of RGB, and its lightness is one
-    table lookup), and the shard member's bytes (None for a file) for :func:`pass_through`. Raises
+    table lookup; its ``info``: the metadata an output keeps, :func:`kept_metadata`), and the shard member's bytes (None for a file) for :func:`pass_through`. Raises
     :class:`ImageError` naming it."""
     from colorize.shards import ShardMember
 
     data = src.read_bytes() if isinstance(src, ShardMember) else None
-    return load_image(src, data=data, keep_gray=True), data
+    return load_image(src, data=data, keep_gray=True, metadata=True), data
 
 
 def decode(img: Image.Image, name: str | Path) -> Image.Image:
@@ -322,13 +364,16 @@ def clean_stale_temporaries(folder: str | Path, *, older_than: float = STALE_SEC
     return removed
 
 
-def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95) -> None:
-    """Write atomically (temp file + rename): a crash never leaves a half-written image."""
+def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95, metadata: dict | None = None) -> None:
+    """Write atomically (temp file + rename): a crash never leaves a half-written image.
+
+    ``metadata``: ``dpi`` and ``exif`` to write (:func:`kept_metadata`; where the format holds them)."""
     dst = Path(dst)
     fmt = Image.registered_extensions().get(dst.suffix.lower())
     if fmt is None:
         raise ValueError(f"{dst}: unknown image extension '{dst.suffix}'")
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    options.update({k: v for k, v in (metadata or {}).items() if k in ("dpi", "exif")})
     atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options),
                  verify=lambda tmp: verify_image(tmp, img.size))
 
@@ -379,4 +424,4 @@ def pass_through(src, dst: str | Path, img: Image.Image, *, quality: int = 95, d
     if src.suffix.lower() == Path(dst).suffix.lower():
         atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp) if data is None else Path(tmp).write_bytes(data))
     else:
-        save_image(img, dst, quality=quality)
+        save_image(img, dst, quality=quality, metadata=img.info)

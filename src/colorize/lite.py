@@ -227,5 +227,5 @@ class LiteColorizer:
         if keep_color and tone.kind == "color":
             pass_through(src, dst, img, quality=quality, data=data)
             return FileResult(img.size, tone, passed_through=True)
-        save_image(self(img), dst, quality=quality)
+        save_image(self(img), dst, quality=quality, metadata=img.info)
         return FileResult(img.size, tone)

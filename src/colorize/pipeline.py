@@ -375,10 +375,10 @@ class Colorizer:
             hints = hints_from_tint(img) + hints
         if confidence:
             prediction = self.analyze(img, confidence=True)
-            save_image(self.render(prediction, hints=hints), dst, quality=quality)
+            save_image(self.render(prediction, hints=hints), dst, quality=quality, metadata=img.info)
             save_image(self.confidence_image(prediction), confidence_path(dst))
         else:
-            save_image(self(img, hints=hints), dst, quality=quality)
+            save_image(self(img, hints=hints), dst, quality=quality, metadata=img.info)
         return FileResult(img.size, tone, hints=len(hints))
 
 
