@@ -5,6 +5,7 @@ the imports work from any working directory."""
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from contextlib import contextmanager
@@ -27,6 +28,36 @@ def make_photo(width: int = 96, height: int = 64, seed: int = 0) -> Image.Image:
         mask = (x - cx) ** 2 + (y - cy) ** 2 < r**2
         img[mask] = rng.uniform(0, 1, 3)
     return Image.fromarray((img.clip(0, 1) * 255).astype(np.uint8))
+
+
+def icc_profile(space: str = "GRAY", gamma: float = 1.0) -> bytes:
+    """A minimal ICC v2 display profile, ``space`` "GRAY" or "RGB" (sRGB's primaries), whose tone curve is a pure
+    ``gamma`` (1.0: linear light, far from sRGB's curve): a tagged photo's pixels mean other colors than sRGB's."""
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + bytes(4) + s15(x) + s15(y) + s15(z)
+
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256))
+    text = b"test gamma %.1f\0" % gamma
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67)
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"cprt", b"text" + bytes(4) + b"none\0")]
+    if space == "GRAY":
+        tags.append((b"kTRC", curve))
+    else:  # sRGB's primaries, adapted to D50
+        tags += [(b"rXYZ", xyz(0.4361, 0.2225, 0.0139)), (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)),
+                 (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)), (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    start = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        body += bytes(-len(body) % 4)
+        table += sig + struct.pack(">II", start + len(data), len(body))
+        data += body
+    header = (struct.pack(">I", start + len(data)) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntr"
+              + f"{space:<4}".encode() + b"XYZ " + bytes(12) + b"acsp" + bytes(28) + s15(0.9642) + s15(1.0)
+              + s15(0.8249) + bytes(48))
+    return header + struct.pack(">I", len(tags)) + table + data
 
 
 def tiny_bins_model():

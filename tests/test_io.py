@@ -3,11 +3,12 @@
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from colorize.io import AtomicFile, ImageError, atomic_write, clean_stale_temporaries, decode, load_image, save_image
-from helpers import make_photo
+from helpers import icc_profile, make_photo
 
 
 def test_decode_bytes_and_path_alike(tmp_path):
@@ -33,6 +34,40 @@ def test_engine_inputs_keep_8bit_gray_and_are_upright(tmp_path):
     make_photo(40, 30).save(tmp_path / "c.jpg", exif=exif)
     img, _ = load_input(tmp_path / "c.jpg")
     assert img.mode == "RGB" and img.size == (30, 40)
+
+
+@pytest.mark.parametrize("mode, space, name", [("L", "GRAY", "g.png"), ("L", "GRAY", "g.jpg"),
+                                              ("I;16", "GRAY", "g.tif"), ("RGB", "RGB", "c.jpg")])
+def test_photos_with_a_color_profile_are_read_as_the_profile_says(tmp_path, mode, space, name):
+    """A scan tagged with its ICC profile (here linear light: a pixel of 64 is a mid-gray of 137 in sRGB) is read in
+    sRGB, as a color-managed viewer shows it: it used to be read as if untagged, the output a lot darker."""
+    from PIL import ImageCms
+
+    from colorize.io import load_input
+
+    gray = make_photo(40, 30).convert("L")
+    photo = {"L": gray, "I;16": Image.fromarray(np.asarray(gray, np.uint16) * 257), "RGB": make_photo(40, 30)}[mode]
+    profile = icc_profile(space, 1.0)
+    photo.save(tmp_path / name, icc_profile=profile, **({"quality": 100} if name.endswith("jpg") else {}))
+    source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+    with Image.open(tmp_path / name) as raw:
+        expected = ImageCms.profileToProfile(raw if raw.mode != "I;16" else gray, source,
+                                             ImageCms.createProfile("sRGB"), outputMode="RGB")
+    read, (engine_input, _) = load_image(tmp_path / name), load_input(tmp_path / name)
+    assert np.abs(np.asarray(read, int) - np.asarray(expected, int)).max() <= 1
+    assert np.abs(np.asarray(engine_input.convert("RGB"), int) - np.asarray(expected, int)).max() <= 1
+    assert engine_input.mode == ("L" if mode == "L" else "RGB")  # 8-bit gray stays gray
+    assert np.asarray(read).mean() > np.asarray(photo.convert("RGB") if mode != "I;16" else gray).mean() + 20
+
+
+def test_photos_with_an_srgb_or_a_broken_profile_are_read_as_they_are(tmp_path):
+    from PIL import ImageCms
+
+    photo = make_photo(40, 30)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for name, profile in (("srgb.png", srgb), ("broken.png", b"not a profile"), ("none.png", None)):
+        photo.save(tmp_path / name, **({"icc_profile": profile} if profile else {}))
+        assert load_image(tmp_path / name).tobytes() == photo.tobytes(), name
 
 
 @pytest.mark.parametrize("cut, reason", [(0.9, "truncated or corrupt"), (None, "too small")])

@@ -1,8 +1,9 @@
 """Reading and writing photos and files: the one place that decodes a photo and writes a file.
 
-- :func:`load_image` decodes a photo from a path or its bytes to 8-bit RGB with EXIF orientation
-  applied (:func:`to_rgb`: CMYK, palette, 16-bit, float, alpha and gray made 8-bit RGB; the engines'
-  :func:`load_input` keeps 8-bit gray as it is); an unreadable,
+- :func:`load_image` decodes a photo from a path or its bytes to 8-bit sRGB with EXIF orientation
+  applied (:func:`to_rgb`: CMYK, palette, 16-bit, float, alpha and gray made 8-bit RGB; :func:`to_srgb`:
+  an embedded ICC profile's colors made sRGB; the engines' :func:`load_input` keeps 8-bit gray as it is,
+  and what the output keeps of the metadata, :func:`kept_metadata`); an unreadable,
   truncated, degenerate or oversized file raises :class:`ImageError` naming the file and the reason.
 - :func:`save_image` writes a photo, checked to be whole, through :func:`atomic_write` (temp file,
   fsync, rename) or :class:`AtomicFile` for writers that need a path held open (video, tar shards).
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 MIN_SIDE = 8  # smaller images carry no usable content
 # The one limit on a photo's pixels (decompression-bomb guard): ~14,000 x 14,000, a 600 dpi scan of a
@@ -113,6 +114,50 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK (PIL inverts Adobe CMYK), YCbCr, LAB, HSV
 
 
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")  # what an ICC profile's space can describe
+_RGB_MODES = ("RGB", "RGBA", "RGBa", "RGBX", "P", "PA")
+
+
+def _embedded_profile(img: Image.Image) -> "ImageCms.ImageCmsProfile | None":
+    """The ICC profile ``img`` carries, unless it is none, unreadable (the pixels are taken as sRGB, as
+    untagged ones are) or sRGB itself (nothing to convert)."""
+    data = img.info.get("icc_profile")
+    if not data:
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(data))
+        description = ImageCms.getProfileDescription(profile)
+    except (OSError, ImageCms.PyCMSError, TypeError, ValueError):
+        return None
+    return None if "srgb" in description.lower() else profile
+
+
+def to_srgb(img: Image.Image, *, keep_gray: bool = False) -> Image.Image:
+    """Any PIL mode -> 8-bit sRGB (:func:`to_rgb`; :func:`to_8bit` with ``keep_gray``), the colors an embedded
+    ICC profile describes converted to sRGB (LittleCMS): what the network and every viewer take untagged pixels
+    for. A gray scan in Photoshop's *Dot Gain 20%*, or linear gray, is as light as it looked; an Adobe RGB or
+    CMYK photo keeps its colors. Without a profile, or with an sRGB one, the pixels are used as they are."""
+    profile = _embedded_profile(img)
+    space = profile.profile.xcolor_space.strip() if profile is not None else ""
+    srgb = ImageCms.createProfile("sRGB") if space else None
+    if space == "CMYK" and img.mode == "CMYK":
+        try:
+            return ImageCms.profileToProfile(img, profile, srgb, outputMode="RGB")
+        except ImageCms.PyCMSError:  # a profile LittleCMS cannot apply: the pixels as they are, as before
+            pass
+    out = to_8bit(img) if keep_gray else to_rgb(img)
+    try:
+        if space == "GRAY" and img.mode in _GRAY_MODES:  # made L or RGB: its gray through the profile
+            color = ImageCms.profileToProfile(out if out.mode == "L" else out.convert("L"), profile, srgb,
+                                              outputMode="RGB")
+            return color.convert("L") if out.mode == "L" else color
+        if space == "RGB" and img.mode in _RGB_MODES:
+            return ImageCms.profileToProfile(out, profile, srgb, outputMode="RGB")
+    except ImageCms.PyCMSError:
+        pass
+    return out
+
+
 def upright(img: Image.Image) -> Image.Image:
     """``img`` with its EXIF orientation applied (:func:`PIL.ImageOps.exif_transpose`), or ``img`` itself when
     there is none to apply (Pillow would copy it: 96 MB for a 24-megapixel photo)."""
@@ -145,8 +190,8 @@ def _open(source) -> Image.Image:
 # What of a photo's EXIF its colorized version keeps: the description of the photo (who, when, where, what with),
 # not the layout of the file it came in (a TIFF's strips, its thumbnail) nor what the colorizing changes
 _KEPT_TAGS = {ExifTags.Base[name] for name in (
-    "ImageDescription", "Make", "Model", "Software", "DateTime", "Artist", "Copyright", "HostComputer", "DocumentName", "PageName", "Rating", "RatingPercent",
-    "XPTitle", "XPComment", "XPAuthor", "XPKeywords", "XPSubject")}
+    "ImageDescription", "Make", "Model", "Software", "DateTime", "Artist", "Copyright", "HostComputer", "DocumentName",
+    "PageName", "Rating", "RatingPercent", "XPTitle", "XPComment", "XPAuthor", "XPKeywords", "XPSubject")}
 _KEPT_IFDS = (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)
 _CHANGED_EXIF = {ExifTags.Base[name] for name in (  # no longer true of the output (sRGB, maybe turned upright)
     "ColorSpace", "ExifImageWidth", "ExifImageHeight", "ComponentsConfiguration", "CompressedBitsPerPixel")}
@@ -197,7 +242,7 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
                               stacklevel=2)
             img.load()
             kept = kept_metadata(img) if metadata else None
-            rgb = (to_8bit if keep_gray else to_rgb)(upright(img))
+            rgb = to_srgb(upright(img), keep_gray=keep_gray)
             if kept is not None:
                 rgb.info = kept
     except ImageError:
@@ -220,8 +265,8 @@ def load_input(src) -> tuple[Image.Image, bytes | None]:
     """A job's input photo, for both engines' ``colorize_file``: a file (a path), or a photo inside a tar
     shard (:class:`colorize.shards.ShardMember`, read by seeking to it). Returns the image as
     :func:`load_image` does, 8-bit gray kept gray (a third of the memory of RGB, and its lightness is one
-    table lookup; its ``info``: the metadata an output keeps, :func:`kept_metadata`), and the shard member's bytes (None for a file) for :func:`pass_through`. Raises
-    :class:`ImageError` naming it."""
+    table lookup), its ``info`` what an output keeps (:func:`kept_metadata`, the alpha), and the shard
+    member's bytes (None for a file) for :func:`pass_through`. Raises :class:`ImageError` naming it."""
     from colorize.shards import ShardMember
 
     data = src.read_bytes() if isinstance(src, ShardMember) else None
@@ -235,7 +280,7 @@ def decode(img: Image.Image, name: str | Path) -> Image.Image:
     try:
         with img:
             img.load()
-            rgb = to_rgb(upright(img))
+            rgb = to_srgb(upright(img))
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(name, decode_failure(e)) from None
     check_size(rgb, name)
