@@ -112,6 +112,16 @@ def test_refuses_to_write_next_to_or_over_inputs(tiny_model_file, photo_dir, cap
     assert Image.open(photo_dir / "p1_color.png").size == Image.open(one).size
 
 
+def test_a_named_output_of_another_format_than_format_is_refused(tiny_model_file, photo_dir, tmp_path, capsys):
+    """`-o out.png --format jpg` used to write a PNG, --format silently dropped."""
+    one = photo_dir / "p1.jpg"
+    assert _colorize(tiny_model_file, one, "-o", tmp_path / "out.png", "--format", "jpg") == 2
+    assert "out.png" in capsys.readouterr().err and not (tmp_path / "out.png").exists()
+    for name, fmt in (("out.jpeg", "jpg"), ("out.TIF", "tif"), ("out.png", "png")):  # the same format by its names
+        assert _colorize(tiny_model_file, one, "-o", tmp_path / name, "--format", fmt) == 0, name
+        assert (tmp_path / name).is_file()
+
+
 def test_two_inputs_for_one_output_are_refused(tiny_model_file, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()

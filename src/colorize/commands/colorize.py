@@ -15,7 +15,7 @@ from pathlib import Path
 
 from colorize import __version__
 from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, LOCAL_WORKERS, MODEL_ERRORS, colorize_files,
-                            conflict, output_file, plan_outputs, usable_colorizer)
+                            conflict, output_file, plan_outputs, same_format, usable_colorizer)
 from colorize.cli import SUBCOMMANDS
 from colorize.commands.options import add_model_options, colorizer_spec, torch_installed
 
@@ -41,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
                    help="output folder (default: ./colorized); for a single file, may be a file name")
     add_model_options(p)
     p.add_argument("--format", choices=["same", "jpg", "png", "webp", "tif", "bmp"], default="same",
-                   help="output format (same: as the input's, PNG for formats that cannot be written)")
+                   help="output format (same: as the input's, PNG for formats that cannot be written; an output file "
+                        "named with -o is in the format of its extension)")
     p.add_argument("--quality", type=_quality, default=DEFAULT_QUALITY, metavar="Q",
                    help=f"JPEG and WebP quality, 1-100 (default {DEFAULT_QUALITY})")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
@@ -194,6 +195,10 @@ def run(args: argparse.Namespace) -> int:
     pairs = plan.pairs
     problems = [f"{path}: {reason}" for path, reason in plan.problems]
     named = output_file(args.paths, args.output)
+    if named is not None and args.format != "same" and not same_format(named, args.format):
+        print(f"error: -o {named} is a {named.suffix} file name but --format asks for {args.format}; drop one of them",
+              file=sys.stderr)
+        return 2
     out_dir = named.parent if named is not None else Path(args.output or DEFAULT_OUTPUT)
     shard = getattr(args, "shard", None)
     if shard:
