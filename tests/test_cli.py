@@ -125,12 +125,14 @@ def test_a_named_output_of_another_format_than_format_is_refused(tiny_model_file
 def test_two_inputs_for_one_output_are_refused(tiny_model_file, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
-    make_photo(48, 32, seed=1).save(src / "x.jpg")
-    make_photo(48, 32, seed=2).save(src / "x.png")
+    for name in ("x", "y"):
+        make_photo(48, 32, seed=1).save(src / f"{name}.jpg")
+        make_photo(48, 32, seed=2).save(src / f"{name}.png")
     assert _colorize(tiny_model_file, src, "-o", tmp_path / "out", "--format", "png") == 2
-    assert "x.jpg and" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert "x.jpg and" in err and "y.jpg and" in err and not (tmp_path / "out").exists()  # all at once, not one a run
     assert _colorize(tiny_model_file, src, "-o", tmp_path / "out") == 0  # distinct names: fine
-    assert _files(tmp_path / "out") == {"x.jpg", "x.png"}
+    assert _files(tmp_path / "out") == {"x.jpg", "x.png", "y.jpg", "y.png"}
 
 
 def test_single_file_to_named_output_and_default_folder(tiny_model_file, photo_dir, tmp_path, monkeypatch):

@@ -153,21 +153,25 @@ def _shard_photos(spec: str, plan: Plan) -> list["ShardMember"]:
     return photos
 
 
-def conflict(pairs: list[tuple[Source, Path]], *, named: bool, in_place_ok: bool) -> str | None:
-    """Why these pairs must not run (two inputs to one output, an output over an input, an output beside
-    its input without ``in_place_ok``), or None. ``named``: the output file was named by the user."""
+def conflicts(pairs: list[tuple[Source, Path]], *, named: bool, in_place_ok: bool) -> list[str]:
+    """Why these pairs must not run, every reason at once (two inputs to one output, an output over an input, an
+    output beside its input without ``in_place_ok``); empty when they may. ``named``: the output file was named by
+    the user."""
     inputs = {p.resolve() for p, _ in pairs if isinstance(p, Path)}
     writers: dict[Path, Source] = {}  # output -> the input that writes it
+    problems = []
     for src, dst in pairs:
         if writers.setdefault(dst.resolve(), src) != src:
-            return f"{writers[dst.resolve()]} and {src} would both be written to {dst}; rename one of them"
-        if dst.resolve() in inputs:
-            return f"output {dst} would overwrite an input; choose another -o"
+            problems.append(f"{writers[dst.resolve()]} and {src} would both be written to {dst}; rename one of them")
+        elif dst.resolve() in inputs:
+            problems.append(f"output {dst} would overwrite an input; choose another -o")
         # an output file named explicitly is the user's intent; a folder of outputs beside the inputs is not
         # (a photo inside a shard has no folder of its own)
-        if isinstance(src, Path) and not named and not in_place_ok and dst.resolve().parent == src.resolve().parent:
-            return f"output {dst} would be written next to its input; choose another -o or pass --in-place-ok"
-    return None
+        elif (isinstance(src, Path) and not named and not in_place_ok
+              and dst.resolve().parent == src.resolve().parent):
+            problems.append(f"output {dst} would be written next to its input; choose another -o or pass "
+                            "--in-place-ok")
+    return problems
 
 
 MODEL_ERRORS = (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError)  # a model that cannot be used

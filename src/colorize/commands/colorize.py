@@ -15,11 +15,12 @@ from pathlib import Path
 
 from colorize import __version__
 from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, LOCAL_WORKERS, MODEL_ERRORS, colorize_files,
-                            conflict, output_file, plan_outputs, same_format, usable_colorizer)
+                            conflicts, output_file, plan_outputs, same_format, usable_colorizer)
 from colorize.cli import SUBCOMMANDS
 from colorize.commands.options import add_model_options, colorizer_spec, torch_installed
 
 PROGRESS_SECONDS = 10.0  # without a terminal: one progress line this often
+SHOWN_CONFLICTS = 20  # outputs that cannot be written as planned, named before the count of the rest
 
 
 def main(argv: list[str]) -> int:
@@ -207,9 +208,12 @@ def run(args: argparse.Namespace) -> int:
         if found and not pairs:
             print(f"shard {shard[0]}/{shard[1]}: none of the {found} images")
             return 0
-    problem = conflict(pairs, named=named is not None, in_place_ok=args.in_place_ok)
-    if problem:
+    refused = conflicts(pairs, named=named is not None, in_place_ok=args.in_place_ok)
+    for problem in refused[:SHOWN_CONFLICTS]:
         print(f"error: {problem}", file=sys.stderr)
+    if len(refused) > SHOWN_CONFLICTS:
+        print(f"error: and {len(refused) - SHOWN_CONFLICTS} more like these", file=sys.stderr)
+    if refused:
         return 2
     if not pairs:
         for msg in problems:
