@@ -173,3 +173,19 @@ def test_an_unwritable_record_stops_the_run_once(tmp_path):
     assert len(result.failed) == 1 and "done (database or disk is full)" in result.failed[0]
     assert result.done + result.left == 10  # the outputs in flight are counted done (not recorded: a rerun skips
     # them as existing)
+
+
+def test_a_photo_too_large_for_the_memory_fails_alone(tmp_path):
+    """A MemoryError on one photo (a huge panorama on a small machine) is that photo's failure, named with the
+    reason; it used to end the whole batch with a traceback."""
+
+    class Hungry(_Stub):
+        def colorize_file(self, src, dst, **options) -> FileResult:
+            if Path(src).name == "p4.jpg":
+                raise MemoryError
+            return super().colorize_file(src, dst, **options)
+
+    pairs = _inputs(tmp_path / "in")
+    result = colorize_files(Hungry({}), pairs, workers=2)
+    assert result.done == 8 and not result.stopped
+    assert any("p4.jpg: not enough memory" in msg for msg in result.failed), result.failed

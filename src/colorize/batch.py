@@ -261,8 +261,8 @@ def colorize_one(colorizer: "Colorizer | LiteColorizer", src: Source, dst: Path,
     """Colorize one input with the colorizer's ``colorize_file`` (:meth:`Colorizer.colorize_file` or
     :meth:`LiteColorizer.colorize_file`): the local and the ray engine's step for each photo.
 
-    A bad input, a hint outside the photo or an output that cannot be written comes back as an
-    :class:`Outcome` naming the file and the reason, not as an exception.
+    A bad input, a hint outside the photo, a photo too large for the memory or an output that cannot be
+    written comes back as an :class:`Outcome` naming the file and the reason, not as an exception.
     """
     from colorize.io import ImageError, collect_notes
 
@@ -276,6 +276,8 @@ def colorize_one(colorizer: "Colorizer | LiteColorizer", src: Source, dst: Path,
         return Outcome(error=f"{src}: {e}")
     except OSError as e:  # output side: disk full, permissions
         return Outcome(error=f"{src}: cannot write {dst} ({e.strerror or e})", write_error=e)
+    except MemoryError:  # a photo too large for this machine's memory (its arrays are freed as this unwinds)
+        return Outcome(error=f"{src}: not enough memory to colorize it; try fewer --workers, or scale it down")
     tone = done.tone
     outcome = Outcome(kind=tone.kind, notes=notes)
     if tone.kind == "color":
