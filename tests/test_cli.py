@@ -122,6 +122,16 @@ def test_a_named_output_of_another_format_than_format_is_refused(tiny_model_file
         assert (tmp_path / name).is_file()
 
 
+def test_an_output_folder_that_is_a_file_is_refused_up_front(tiny_model_file, photo_dir, tmp_path, capsys):
+    """It used to fail photo by photo with "cannot write notes.txt/p1.jpg (File exists)"."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for inputs in ([photo_dir], [photo_dir / "p1.jpg"]):
+        assert _colorize(tiny_model_file, *inputs, "-o", notes) == 2
+        assert "notes.txt is a file, not a folder" in capsys.readouterr().err
+    assert notes.read_text() == "mine"
+
+
 def test_two_inputs_for_one_output_are_refused(tiny_model_file, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()

@@ -201,6 +201,10 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     out_dir = named.parent if named is not None else Path(args.output or DEFAULT_OUTPUT)
+    if named is None and out_dir.exists() and not out_dir.is_dir():
+        print(f"error: -o {out_dir} is a file, not a folder; give a folder for the outputs (or, for one photo, an "
+              "output file name with an image extension)", file=sys.stderr)
+        return 2
     shard = getattr(args, "shard", None)
     if shard:
         found = len(pairs)
