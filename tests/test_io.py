@@ -92,6 +92,26 @@ def test_atomic_file_keeps_a_suffix_and_discards_on_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"] and target.read_bytes() == b"video"
 
 
+@pytest.mark.parametrize("name, width", [("wide.webp", 16_384), ("wide.jpg", 65_501)])
+def test_a_photo_wider_than_its_format_allows_is_refused_by_name(tmp_path, name, width):
+    """A panorama past JPEG's or WebP's side limit: a clear reason, and nothing written. JPEG's used to read
+    "cannot write wide.jpg ([Errno None] None: 'wide.jpg')"."""
+    with pytest.raises(ValueError, match=f"{width}x8 is too large for .{name.split('.')[1]}.*PNG"):
+        save_image(Image.new("RGB", (width, 8)), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_encoders_error_keeps_its_words(tmp_path):
+    """An OSError without an errno (an encoder's "broken data stream") is not given a file name that would turn
+    its message into "[Errno None] None: 'x.jpg'"."""
+    with pytest.raises(OSError, match="broken data stream"):
+        with AtomicFile(tmp_path / "x.jpg"):
+            raise OSError("broken data stream when writing image file")
+    with pytest.raises(OSError, match="No space left on device: '.*x.jpg'"):  # one with an errno is named
+        with AtomicFile(tmp_path / "x.jpg"):
+            raise OSError(28, "No space left on device")
+
+
 def test_save_image_round_trips(tmp_path):
     save_image(make_photo(), tmp_path / "out.png")
     assert Image.open(tmp_path / "out.png").size == make_photo().size

@@ -355,8 +355,9 @@ class AtomicFile:
     def discard(self, error: BaseException | None = None) -> None:
         """Remove the temporary; an OSError that caused it gets ``path`` as its file name."""
         self.tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.filename is None:
-            error.filename = str(self.path)  # "[Errno 28] No space left on device: 'runs/x/last.pt'"
+        if isinstance(error, OSError) and error.filename is None and error.errno is not None:
+            error.filename = str(self.path)  # "[Errno 28] No space left on device: 'runs/x/last.pt'"; an OSError
+            # without an errno (an encoder's) keeps its own words, which a file name would turn into "[Errno None] None"
 
 
 def atomic_write(path: str | Path, write, *, verify=None) -> None:
@@ -409,6 +410,9 @@ def clean_stale_temporaries(folder: str | Path, *, older_than: float = STALE_SEC
     return removed
 
 
+_LONGEST_SIDE = {"JPEG": 65_500, "WEBP": 16_383}  # what the formats' encoders can write (libjpeg, libwebp)
+
+
 def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95, metadata: dict | None = None) -> None:
     """Write atomically (temp file + rename): a crash never leaves a half-written image.
 
@@ -417,6 +421,10 @@ def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95, metadata
     fmt = Image.registered_extensions().get(dst.suffix.lower())
     if fmt is None:
         raise ValueError(f"{dst}: unknown image extension '{dst.suffix}'")
+    longest = _LONGEST_SIDE.get(fmt)
+    if longest is not None and max(img.size) > longest:
+        raise ValueError(f"{img.width}x{img.height} is too large for {dst.suffix} (at most {longest:,} pixels a side); "
+                         "write it as PNG or TIFF (--format png)")
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     options.update({k: v for k, v in (metadata or {}).items() if k in ("dpi", "exif")})
     atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options),
