@@ -124,6 +124,10 @@ def test_record_follows_inputs_and_settings(photo_dir, tmp_path, tiny_model_file
     assert main(args) == 0 and sum(counted.values()) == 13 and counted["p1.jpg"] == 2
     assert main([*args, "--saturation", "0.5"]) == 0 and sum(counted.values()) == 25  # new settings: redo all
     assert "starting a new record" in capsys.readouterr().out
+    for option in (["--quality", "60"], ["--keep-color"]):  # they change the files too
+        before = sum(counted.values())
+        assert main([*args, "--saturation", "0.5", *option]) == 0 and sum(counted.values()) == before + 12, option
+        assert "starting a new record" in capsys.readouterr().out
 
 
 def test_one_writer_per_record(tmp_path):

@@ -234,7 +234,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {len(stale)} temporary file(s) left by an interrupted run (e.g. {stale[0]})")
     record, recorded = None, 0
     if shard or getattr(args, "record", False):
-        settings = {k: getattr(args, k) for k in ("model", "size", "temperature", "saturation", "format")}
+        # what the outputs are made with: a record made otherwise is not of these outputs
+        settings = {k: getattr(args, k) for k in ("model", "size", "temperature", "saturation", "format", "quality",
+                                                  "keep_color")}
         try:
             record = archive.DoneRecord(archive.record_path(out_dir, shard), settings)
         except RuntimeError as e:
