@@ -56,8 +56,9 @@ def test_folder_with_bad_files(tiny_model_file, tmp_path, capsys):
     assert _files(out) == set(good)  # nothing for the bad files, no temp files left behind
     for name in good:
         with Image.open(out / name) as img:
-            assert img.mode == "RGB" and img.size == Image.open(src / name).size
-            lab = rgb_to_lab(torch.from_numpy(np.asarray(img) / 255.0).permute(2, 0, 1))
+            assert img.mode == ("RGBA" if name == "alpha.png" else "RGB")  # translucent: kept so
+            assert img.size == Image.open(src / name).size
+            lab = rgb_to_lab(torch.from_numpy(np.asarray(img.convert("RGB")) / 255.0).permute(2, 0, 1))
             assert lab[1:].norm(dim=0).mean() > 10  # colorized
     failures = [ln for ln in captured.err.splitlines() if "failed:" in ln]
     assert len(failures) == len(bad)

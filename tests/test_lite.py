@@ -113,6 +113,26 @@ def test_both_engines_keep_the_photos_description_and_print_size(tiny_pair, tmp_
                 assert np.allclose(out.info["dpi"], (300, 600), rtol=1e-3), (name, out.info["dpi"])
 
 
+def test_both_engines_keep_a_photos_transparency(tiny_pair, tmp_path):
+    """A cut-out (transparent background) comes back transparent where the format can hold it (PNG, WebP,
+    TIFF), on white in a JPEG; both engines used to put every one on white. An opaque alpha channel is not kept."""
+    model, path = tiny_pair
+    photo = make_photo(64, 48).convert("LA")
+    alpha = Image.fromarray(np.where(np.arange(64)[None, :] < 40, 255, 0).repeat(48, 0).astype(np.uint8))
+    photo.putalpha(alpha)
+    photo.save(tmp_path / "cutout.png")
+    photo.convert("RGBA").convert("RGB").convert("RGBA").save(tmp_path / "opaque.png")
+    for name, engine in (("light", LiteColorizer(path)), ("torch", Colorizer(model))):
+        for fmt in ("png", "webp", "tif", "jpg"):
+            engine.colorize_file(tmp_path / "cutout.png", tmp_path / name / f"cutout.{fmt}")
+            with Image.open(tmp_path / name / f"cutout.{fmt}") as out:
+                assert out.mode == ("RGB" if fmt == "jpg" else "RGBA"), (name, fmt)
+                if fmt != "jpg":
+                    assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(alpha)), (name, fmt)
+        engine.colorize_file(tmp_path / "opaque.png", tmp_path / name / "opaque.png")
+        assert Image.open(tmp_path / name / "opaque.png").mode == "RGB"
+
+
 def test_export_with_a_fixed_temperature_says_so(tmp_path):
     """An export made before the temperature was an input (version 3) runs at its own and refuses another."""
     import onnx

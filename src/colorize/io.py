@@ -93,6 +93,18 @@ class ImageError(ValueError):
 
 
 # -- reading photos ------------------------------------------------------------------------------
+def transparency(img: Image.Image) -> Image.Image | None:
+    """The alpha channel (mode L) of a photo with transparent or translucent pixels, else None (an alpha channel
+    that is opaque all over included)."""
+    if img.mode in ("RGBA", "LA", "La", "RGBa"):
+        alpha = img.getchannel("A")
+    elif img.mode == "PA" or "transparency" in img.info:  # a palette's or a gray/RGB value's transparency
+        alpha = img.convert("RGBA").getchannel("A")
+    else:
+        return None
+    return None if alpha.getextrema() == (255, 255) else alpha
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB; transparency is composited onto white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -230,7 +242,8 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
 
     ``data``: the file's bytes (e.g. a member of a tar shard); ``path`` then only names it in errors.
     ``keep_gray``: 8-bit gray stays as it is (:func:`to_8bit`).
-    ``metadata``: the image's ``info`` is what its colorized version keeps (:func:`kept_metadata`).
+    ``metadata``: the image's ``info`` is what its colorized version keeps (:func:`kept_metadata`, and the
+    ``alpha`` of :func:`transparency`: the image itself is composited onto white).
     """
     try:
         with _open(Path(path) if data is None else io.BytesIO(data)) as img:
@@ -242,7 +255,10 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
                               stacklevel=2)
             img.load()
             kept = kept_metadata(img) if metadata else None
-            rgb = to_srgb(upright(img), keep_gray=keep_gray)
+            up = upright(img)
+            if kept is not None and (alpha := transparency(up)) is not None:
+                kept["alpha"] = alpha
+            rgb = to_srgb(up, keep_gray=keep_gray)
             if kept is not None:
                 rgb.info = kept
     except ImageError:
@@ -410,13 +426,15 @@ def clean_stale_temporaries(folder: str | Path, *, older_than: float = STALE_SEC
     return removed
 
 
+_WITH_ALPHA = ("PNG", "WEBP", "TIFF")  # formats that keep a photo's transparency (JPEG and BMP: on white)
 _LONGEST_SIDE = {"JPEG": 65_500, "WEBP": 16_383}  # what the formats' encoders can write (libjpeg, libwebp)
 
 
 def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95, metadata: dict | None = None) -> None:
     """Write atomically (temp file + rename): a crash never leaves a half-written image.
 
-    ``metadata``: ``dpi`` and ``exif`` to write (:func:`kept_metadata`; where the format holds them)."""
+    ``metadata``: ``dpi`` and ``exif`` to write (:func:`kept_metadata`) and the ``alpha`` channel
+    (:func:`transparency`) to put back, where the format holds them."""
     dst = Path(dst)
     fmt = Image.registered_extensions().get(dst.suffix.lower())
     if fmt is None:
@@ -427,6 +445,9 @@ def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95, metadata
                          "write it as PNG or TIFF (--format png)")
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     options.update({k: v for k, v in (metadata or {}).items() if k in ("dpi", "exif")})
+    alpha = (metadata or {}).get("alpha")
+    if alpha is not None and fmt in _WITH_ALPHA and img.mode == "RGB" and alpha.size == img.size:
+        img = Image.merge("RGBA", (*img.split(), alpha))
     atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options),
                  verify=lambda tmp: verify_image(tmp, img.size))
 
