@@ -328,6 +328,11 @@ def test_every_input_is_accounted_for_by_name(tiny_model_file, tmp_path, capsys)
     assert len(failures) == len(expected) and "notes.txt" not in captured.err
     assert "done: 2" in captured.out and f"failed: {len(expected)}" in captured.out
 
+    # named one by one, or by a pattern, the same reason (it used to be "not an image file (unrecognized format)")
+    for named in ([src / "phone.heic", src / "a.jpg"], [str(src / "*.heic"), src / "a.jpg"]):
+        assert _colorize(tiny_model_file, *named, "-o", tmp_path / "named") == 1
+        assert "phone.heic: unsupported format (.heic); convert it" in capsys.readouterr().err
+
 
 def test_missing_path_among_several_is_reported_and_the_rest_done(tiny_model_file, tmp_path, capsys):
     make_photo(48, 32, seed=1).save(tmp_path / "one.jpg")

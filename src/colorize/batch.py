@@ -77,7 +77,7 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
         output: the output folder (None: ``colorized``), or for a single input file an output file name.
         fmt: ``"same"`` (the input's format, PNG where it cannot be written) or an extension without dot.
     """
-    from colorize.data import scan_folder
+    from colorize.data import scan_folder, unsupported_format
     from colorize.shards import is_shard_spec
 
     out_root = Path(output) if output else Path(DEFAULT_OUTPUT)
@@ -110,6 +110,9 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
             plan.problems.append((root, "broken symlink" if root.is_symlink() else "no such file or folder"))
             continue
         for f in files:
+            if not root.is_dir() and unsupported_format(f):  # named, or matched by a pattern (a folder's are reported)
+                plan.problems.append((f, unsupported_format(f)))
+                continue
             key = f.resolve()
             if key in first:
                 plan.duplicates.append((f, first[key]))

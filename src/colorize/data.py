@@ -22,6 +22,14 @@ UNSUPPORTED_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".c
                           ".orf", ".rw2", ".psd")
 
 
+def unsupported_format(path: Path) -> str | None:
+    """Why ``path`` cannot be read, when its extension is a photo format we recognize but cannot read; else None."""
+    ext = path.suffix.lower()
+    if ext not in UNSUPPORTED_EXTENSIONS:
+        return None
+    return f"unsupported format ({ext}); convert it to JPEG, PNG or TIFF first"
+
+
 def scan_folder(root: str | Path, *, recursive: bool = True) -> tuple[list[Path], list[tuple[Path, str]]]:
     """The images under a folder, and every entry that looks like one but cannot be used, with the reason.
 
@@ -77,7 +85,7 @@ def scan_folder(root: str | Path, *, recursive: bool = True) -> tuple[list[Path]
                 files.append(entry)
                 found += 1
             elif ext in UNSUPPORTED_EXTENSIONS:
-                problems.append((entry, f"unsupported format ({ext}); convert it to JPEG, PNG or TIFF first"))
+                problems.append((entry, unsupported_format(entry)))
         return found
 
     root = Path(root)
