@@ -16,10 +16,22 @@ from typing import Iterable, Sequence
 
 from colorize.io import ImageError, load_image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+
+def _pillow_reads(module: str) -> bool:
+    """Whether this Pillow has the optional format ``module`` (AVIF: recent Pillows, built with libavif)."""
+    from PIL import features
+
+    try:
+        return bool(features.check_module(module))
+    except ValueError:  # a Pillow that does not know the module
+        return False
+
+
+_AVIF = (".avif",) if _pillow_reads("avif") else ()
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm") + _AVIF
 # photo formats we recognize but cannot read: reported by name instead of passed over
-UNSUPPORTED_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf",
-                          ".orf", ".rw2", ".psd")
+UNSUPPORTED_EXTENSIONS = tuple(ext for ext in (".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef",
+                                               ".arw", ".raf", ".orf", ".rw2", ".psd") if ext not in _AVIF)
 
 
 def unsupported_format(path: Path) -> str | None:
