@@ -350,6 +350,14 @@ def test_avif_photos_are_colorized_where_pillow_reads_them(tiny_model_file, tmp_
     assert Image.open(tmp_path / "out" / "phone.png").size == (48, 32)  # AVIF is not written: PNG
 
 
+def test_a_folder_without_photos_is_named(tiny_model_file, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no photo")
+    assert _colorize(tiny_model_file, tmp_path / "empty", "-o", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert f"no images found in {tmp_path / 'empty'}" in err and "jpg" in err  # where, and what counts as a photo
+
+
 def test_missing_path_among_several_is_reported_and_the_rest_done(tiny_model_file, tmp_path, capsys):
     make_photo(48, 32, seed=1).save(tmp_path / "one.jpg")
     make_photo(48, 32, seed=2).save(tmp_path / "two.png")

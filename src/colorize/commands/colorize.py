@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {', '.join(torch_options)}: {TORCH_ONLY}", file=sys.stderr)
         return 2
     from colorize import archive
+    from colorize.data import IMAGE_EXTENSIONS
     from colorize.io import clean_stale_temporaries
 
     plan = plan_outputs(args.paths, args.output, args.format)
@@ -222,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
     if not pairs:
         for msg in problems:
             print(f"error: {msg}", file=sys.stderr)
-        print("no images found", file=sys.stderr)
+        print(f"no images found in {', '.join(args.paths)} (photos: {', '.join(e[1:] for e in IMAGE_EXTENSIONS)})",
+              file=sys.stderr)
         return 2 if problems else 1
     try:
         hints_for = _hints_for(args, [src for src, _ in pairs])
