@@ -358,6 +358,22 @@ def test_a_folder_without_photos_is_named(tiny_model_file, tmp_path, capsys):
     assert f"no images found in {tmp_path / 'empty'}" in err and "jpg" in err  # where, and what counts as a photo
 
 
+def test_jpegs_named_jfif_and_jpeg_2000_masters_are_photos(tiny_model_file, tmp_path):
+    """Windows saves downloaded JPEGs as .jfif; archives keep masters in JPEG 2000: folders passed them over."""
+    from PIL import features
+
+    src = tmp_path / "in"
+    src.mkdir()
+    make_photo(48, 32, seed=1).save(src / "download.jfif", format="JPEG")
+    expected = {"download.jfif"}
+    if features.check("jpg_2000"):
+        make_photo(48, 32, seed=2).save(src / "master.jp2")
+        expected.add("master.png")  # JPEG 2000 is not written: PNG
+    assert _colorize(tiny_model_file, src, "-o", tmp_path / "out") == 0
+    assert _files(tmp_path / "out") == expected
+    assert Image.open(tmp_path / "out" / "download.jfif").format == "JPEG"
+
+
 def test_missing_path_among_several_is_reported_and_the_rest_done(tiny_model_file, tmp_path, capsys):
     make_photo(48, 32, seed=1).save(tmp_path / "one.jpg")
     make_photo(48, 32, seed=2).save(tmp_path / "two.png")

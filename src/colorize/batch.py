@@ -29,7 +29,7 @@ OUTPUT_SUFFIX = "_color"
 DEFAULT_OUTPUT = "colorized"  # the output folder when none is given
 DEFAULT_QUALITY = 95
 LOCAL_WORKERS = 2  # the local engine's photos at a time (:func:`colorize_files`)
-WRITABLE = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # output formats; others become PNG
+WRITABLE = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff")  # output formats; others: PNG
 
 
 @dataclass

@@ -17,18 +17,19 @@ from typing import Iterable, Sequence
 from colorize.io import ImageError, load_image
 
 
-def _pillow_reads(module: str) -> bool:
-    """Whether this Pillow has the optional format ``module`` (AVIF: recent Pillows, built with libavif)."""
+def _pillow_reads(feature: str) -> bool:
+    """Whether this Pillow has the optional format ``feature`` (AVIF: recent Pillows, built with libavif; JPEG
+    2000: built with OpenJPEG)."""
     from PIL import features
 
-    try:
-        return bool(features.check_module(module))
-    except ValueError:  # a Pillow that does not know the module
-        return False
+    known = {**features.modules, **features.codecs, **features.features}  # an older Pillow may not know it
+    return feature in known and bool(features.check(feature))
 
 
 _AVIF = (".avif",) if _pillow_reads("avif") else ()
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm") + _AVIF
+_JPEG_2000 = (".jp2", ".j2k", ".jpf", ".jpx") if _pillow_reads("jpg_2000") else ()  # digital archives' masters
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm",
+                    ".pbm", ".pnm") + _AVIF + _JPEG_2000
 # photo formats we recognize but cannot read: reported by name instead of passed over
 UNSUPPORTED_EXTENSIONS = tuple(ext for ext in (".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef",
                                                ".arw", ".raf", ".orf", ".rw2", ".psd") if ext not in _AVIF)
