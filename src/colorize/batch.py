@@ -167,7 +167,8 @@ def conflicts(pairs: list[tuple[Source, Path]], *, named: bool, in_place_ok: boo
         if writers.setdefault(dst.resolve(), src) != src:
             problems.append(f"{writers[dst.resolve()]} and {src} would both be written to {dst}; rename one of them")
         elif dst.resolve() in inputs:
-            problems.append(f"output {dst} would overwrite an input; choose another -o")
+            problems.append(f"output {dst} would overwrite an input; choose another -o"
+                            + (" or, to write beside the inputs, another --format" if in_place_ok else ""))
         # an output file named explicitly is the user's intent; a folder of outputs beside the inputs is not
         # (a photo inside a shard has no folder of its own)
         elif (isinstance(src, Path) and not named and not in_place_ok

@@ -48,7 +48,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"JPEG and WebP quality, 1-100 (default {DEFAULT_QUALITY})")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--in-place-ok", action="store_true",
-                   help="allow writing into the input folder (never over an input file)")
+                   help="allow writing into the input folder (never over an input file: with another --format, "
+                        "e.g. photo.jpg -> photo.png)")
     p.add_argument("--record", action="store_true",
                    help="keep a record of finished files in OUT/.colorize-done*.sqlite; a rerun after a crash "
                         "skips them (even with --overwrite)")
