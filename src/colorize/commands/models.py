@@ -11,7 +11,7 @@ def main(argv: list[str]) -> int:
     from colorize.shipped import DEFAULT_MODEL, SHIPPED, recorded_defaults, weights_dir
 
     if not torch_installed():
-        return _light(DEFAULT_MODEL)
+        return _shipped_exports()
     from colorize.models import list_models
 
     for name in list_models():
@@ -19,25 +19,26 @@ def main(argv: list[str]) -> int:
         shipped = spec is not None and (weights_dir() / spec.file).is_file()
         tag = " (default)" if name == DEFAULT_MODEL else ""
         tuned = recorded_defaults(name) if shipped else {}
-        print(f"{name:<16} {'trained weights: ' + spec.file + _tuned(tuned) if shipped else 'architecture only'}{tag}")
+        tuned_text = "".join(f", {k.replace('_', ' ')} {v:g}" for k, v in tuned.items())
+        print(f"{name:<16} {'trained weights: ' + spec.file + tuned_text if shipped else 'architecture only'}{tag}")
     return 0
 
 
-def _light(default: str) -> int:
-    """The light install runs the shipped models' ONNX exports; their tuned defaults are recorded in them."""
-    from colorize.lite import ExportInfo, network_file, session
-    from colorize.shipped import SHIPPED
+def _shipped_exports() -> int:
+    """The light install (no model code): the shipped models it runs, with the defaults their exports record."""
+    from colorize.lite import TORCH_ONLY, ExportInfo, session
+    from colorize.shipped import DEFAULT_MODEL, SHIPPED, shipped_file
 
     for name, spec in SHIPPED.items():
-        if spec.onnx is None:
+        tag = " (default)" if name == DEFAULT_MODEL else ""
+        try:
+            path = shipped_file(name, onnx=True)
+            info = ExportInfo.of(session(path, 1), path)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"{name:<16} not usable here: {e}{tag}")
             continue
-        path = network_file(name)
-        info = ExportInfo.of(session(path, 1), path)
-        tuned = {k: v for k, v in (("temperature", info.temperature), ("working_size", info.working_size)) if v}
-        print(f"{name:<16} trained weights: {spec.onnx}{_tuned(tuned)}{' (default)' if name == default else ''}")
-    print("other architectures and weight files: pip install 'colorize[torch]' (this is the light install)")
+        tuned = {"temperature": info.temperature, "working size": info.working_size}
+        tuned_text = "".join(f", {k} {v:g}" for k, v in tuned.items() if v is not None)
+        print(f"{name:<16} trained weights: {spec.onnx}{tuned_text}{tag}")
+    print(f"other architectures, and training them: {TORCH_ONLY}")
     return 0
-
-
-def _tuned(tuned: dict) -> str:
-    return "".join(f", {k.replace('_', ' ')} {v:g}" for k, v in tuned.items())
