@@ -322,7 +322,7 @@ def test_cli_colorizes_tar_shards_without_torch(tmp_path, tiny_pair):
 
 def test_cli_without_torch_names_what_needs_it(tmp_path):
     make_photo().save(tmp_path / "p.png")
-    for args in (["--hint", "1,1,red"], ["--tint-as-hints"], ["--device", "cuda"]):
+    for args in (["--hint", "1,1,red"], ["--tint-as-hints"], ["--device", "cuda"], ["--runtime", "torch"]):
         run = _colorize_without_torch(str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png"), *args)
         assert run.returncode == 2 and "colorize[torch]" in run.stderr and "Traceback" not in run.stderr, run.stderr
     run = _colorize_without_torch("serve")  # a subcommand of the full install, named with its extra, not just torch

@@ -98,6 +98,10 @@ def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = ()) -
     runtime = getattr(args, "runtime", "torch")
     device = getattr(args, "device", "cpu")
     needs_torch = list(torch_options) + ([f"--device {device}"] if device != "cpu" else [])
+    if runtime == "torch" and not torch_installed():
+        from colorize.lite import TORCH_ONLY
+
+        raise ValueError(f"--runtime torch: {TORCH_ONLY}")
     if runtime == "auto":  # the light engine where it serves: the same photos (within a level), a sooner start and
         # faster photos at every size (benchmarks/light.py, two runs: 1024x768 70-82 ms vs torch 91-142; a 6000x4000
         # scan 0.7-1.1 s vs 1.4-1.5)
