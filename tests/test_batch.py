@@ -189,3 +189,20 @@ def test_a_photo_too_large_for_the_memory_fails_alone(tmp_path):
     result = colorize_files(Hungry({}), pairs, workers=2)
     assert result.done == 8 and not result.stopped
     assert any("p4.jpg: not enough memory" in msg for msg in result.failed), result.failed
+
+
+def test_an_output_folder_that_cannot_be_written_stops_the_run(tmp_path):
+    """Every photo after the first would meet it too: one line and a stop, as for a full disk, not a failure a photo
+    (a read-only folder of 10,000 photos gave 10,000 of them)."""
+    import errno
+
+    class Refused(_Stub):
+        def colorize_file(self, src, dst, **options) -> FileResult:
+            self.started.append(Path(src).name)
+            raise PermissionError(errno.EACCES, "Permission denied", str(dst))
+
+    pairs = _inputs(tmp_path / "in")
+    stub = Refused({})
+    result = colorize_files(stub, pairs, workers=1)
+    assert result.stopped == f"cannot write to {pairs[0][1].parent} (Permission denied)"
+    assert len(stub.started) == 1 and result.left == len(pairs) - 1

@@ -328,9 +328,10 @@ def colorize_files(colorizer: "Colorizer | LiteColorizer", pairs: list[tuple[Sou
     taken on this thread as it finishes, as the ray engine takes them: counted, marked done in the record
     (written from here alone) and shown by the progress display.
 
-    A bad input is a failure and the batch goes on; a full disk, an unwritable record or Ctrl-C stops it
-    (``stopped``, ``left``): photos not started are not started, those in flight finish (counted and
-    recorded like the rest), finished outputs are kept, and none is ever left half written.
+    A bad input is a failure and the batch goes on; a full disk, an output folder that cannot be written, an
+    unwritable record or Ctrl-C stops it (``stopped``, ``left``): photos not started are not started, those in
+    flight finish (counted and recorded like the rest), finished outputs are kept, and none is ever left half
+    written.
 
     Args:
         hints_for: input -> its color hints (None: no hints).
@@ -357,7 +358,8 @@ def colorize_files(colorizer: "Colorizer | LiteColorizer", pairs: list[tuple[Sou
         nonlocal recording
         result.add(outcome)
         e = outcome.write_error
-        if e is not None and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+        # what every photo after it would meet too: a full disk, a read-only or not writable folder
+        if e is not None and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM):
             return f"cannot write to {dst.parent} ({e.strerror or e})"
         if recording and not outcome.error:
             try:

@@ -308,7 +308,7 @@ def _report(args: argparse.Namespace, done: int, skipped: int, failed: list[str]
     for msg in failed:
         print(f"  failed: {msg}", file=sys.stderr)
     if stopped:
-        advice = "Run again" if stopped == "interrupted" else "Free some space and run again"
+        advice = "Run again" if stopped == "interrupted" else "Run again once that is fixed"
         print(f"stopped: {stopped}; {left} image(s) not done. {advice}: finished outputs are kept and skipped.",
               file=sys.stderr)
     if stopped == "interrupted":
