@@ -79,6 +79,20 @@ def test_decode_failures_name_the_file(cut, reason):
         decode(Image.open(io.BytesIO(data)), "upload.jpg")
 
 
+def test_a_photo_that_cannot_be_read_says_so(tmp_path, monkeypatch):
+    """It used to read "cannot decode image ([Errno 13] Permission denied: ...)": not a decoding problem."""
+    import colorize.io
+
+    make_photo(40, 30).save(tmp_path / "locked.jpg")
+
+    def refused(source):
+        raise PermissionError(13, "Permission denied", str(source))
+
+    monkeypatch.setattr(colorize.io, "_open", refused)
+    with pytest.raises(ImageError, match=r"locked.jpg: cannot read it \(permission denied\)"):
+        load_image(tmp_path / "locked.jpg")
+
+
 def test_atomic_file_keeps_a_suffix_and_discards_on_error(tmp_path):
     target = tmp_path / "clip.mp4"
     with AtomicFile(target, suffix=".mp4") as tmp:

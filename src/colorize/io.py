@@ -267,6 +267,8 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
         raise ImageError(path, "file not found") from None
     except IsADirectoryError:
         raise ImageError(path, "is a folder, not an image") from None
+    except PermissionError:
+        raise ImageError(path, "cannot read it (permission denied)") from None
     except UnidentifiedImageError:
         raise ImageError(path, "not an image file (unrecognized format)") from None
     except Image.DecompressionBombError:  # Pillow refused it while opening: past twice MAX_PIXELS
