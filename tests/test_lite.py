@@ -133,6 +133,25 @@ def test_both_engines_keep_a_photos_transparency(tiny_pair, tmp_path):
         assert Image.open(tmp_path / name / "opaque.png").mode == "RGB"
 
 
+def test_both_engines_read_a_pil_photos_color_profile_as_files_are_read(tiny_pair, tmp_path):
+    """``colorizer(Image.open(path))`` colors a tagged photo as ``colorize path`` does: its ICC profile honored
+    (from Python it used to be ignored)."""
+    from colorize.io import load_input
+    from helpers import icc_profile
+
+    model, path = tiny_pair
+    make_photo(64, 48).convert("L").save(tmp_path / "linear.png", icc_profile=icc_profile("GRAY", 1.0))
+    read, _ = load_input(tmp_path / "linear.png")
+    assert np.asarray(read).mean() > np.asarray(Image.open(tmp_path / "linear.png")).mean() + 20  # linear: lighter
+    for engine in (LiteColorizer(path), Colorizer(model)):
+        with Image.open(tmp_path / "linear.png") as opened:
+            from_pil = np.asarray(engine(opened))
+        assert _max_level_difference(from_pil, np.asarray(engine(read))) == 0, type(engine).__name__
+    prediction = Colorizer(model).analyze(Image.open(tmp_path / "linear.png"))  # the web app's path
+    from_file = np.asarray(Colorizer(model)(read))
+    assert _max_level_difference(np.asarray(Colorizer(model).render(prediction)), from_file) <= 1
+
+
 def test_export_with_a_fixed_temperature_says_so(tmp_path):
     """An export made before the temperature was an input (version 3) runs at its own and refuses another."""
     import onnx

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from colorize.batch import FileResult
-from colorize.io import load_input, pass_through, save_image, to_8bit, upright
+from colorize.io import load_input, pass_through, save_image, to_srgb, upright
 from colorize.layout import GRAPHS, L_CENTER, L_SCALE, check_color_options, strips, working_shape
 
 if TYPE_CHECKING:
@@ -200,7 +200,8 @@ class LiteColorizer:
         """Colorize one photo: a PIL image (returns PIL) or an (H, W, 3) or (H, W) uint8 array (returns an
         (H, W, 3) one)."""
         if isinstance(image, Image.Image):
-            return Image.fromarray(self.colorize_uint8(np.asarray(to_8bit(upright(image)))))  # read, never written
+            pixels = np.asarray(to_srgb(upright(image), keep_gray=True))  # read, never written
+            return Image.fromarray(self.colorize_uint8(pixels))
         if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
                 image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
             return self.colorize_uint8(image)

@@ -20,7 +20,7 @@ from PIL import Image
 from colorize import steps
 from colorize.color import normalize_l, rgb_to_l, uint8_to_l
 from colorize.batch import FileResult
-from colorize.io import pass_through, save_image, to_8bit, to_rgb, upright
+from colorize.io import pass_through, save_image, to_srgb, upright
 from colorize.layout import check_color_options, strips, working_shape
 from colorize.models.base import optimize_for_inference
 from colorize.runtime import tune_allocator
@@ -232,7 +232,7 @@ class Colorizer:
             confidence: also measure the network's confidence (classification models only).
         """
         if isinstance(image, Image.Image):
-            rgb = torch.from_numpy(np.array(to_rgb(upright(image)))).permute(2, 0, 1)[None]
+            rgb = torch.from_numpy(np.array(to_srgb(upright(image)))).permute(2, 0, 1)[None]
         elif isinstance(image, np.ndarray):
             arr = image if image.ndim == 3 else image[:, :, None]
             rgb = torch.from_numpy(np.array(arr[:, :, :3])).permute(2, 0, 1)[None]  # a copy: may be read-only
@@ -305,7 +305,7 @@ class Colorizer:
                 dicts ``{"x", "y", "color", "radius"?}`` or ``"X,Y,COLOR[,RADIUS]"`` strings.
         """
         if isinstance(image, Image.Image):
-            pixels = to_8bit(upright(image))
+            pixels = to_srgb(upright(image), keep_gray=True)
             return Image.fromarray(self.colorize_uint8(np.array(pixels), hints=hints))
         if isinstance(image, np.ndarray):
             return self._call_numpy(image, hints)
