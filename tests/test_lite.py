@@ -111,6 +111,11 @@ def test_both_engines_keep_the_photos_description_and_print_size(tiny_pair, tmp_
             assert kept.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] == "1931:05:01 10:00:00"
             if fmt != "webp":  # WebP has no resolution
                 assert np.allclose(out.info["dpi"], (300, 600), rtol=1e-3), (name, out.info["dpi"])
+    long = Image.Exif()
+    long[ExifTags.Base.ImageDescription] = "a caption longer than a JPEG holds " * 2000
+    make_photo(64, 48).convert("L").save(tmp_path / "long.png", exif=long)
+    LiteColorizer(path).colorize_file(tmp_path / "long.png", tmp_path / "long.jpg")  # written, without it
+    assert Image.open(tmp_path / "long.jpg").size == (64, 48)
 
 
 def test_both_engines_keep_a_photos_transparency(tiny_pair, tmp_path):

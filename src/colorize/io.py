@@ -428,6 +428,7 @@ def clean_stale_temporaries(folder: str | Path, *, older_than: float = STALE_SEC
     return removed
 
 
+_JPEG_EXIF_BYTES = 65_533  # a JPEG marker segment's 65,535 bytes less its length field (Pillow refuses more)
 _WITH_ALPHA = ("PNG", "WEBP", "TIFF")  # formats that keep a photo's transparency (JPEG and BMP: on white)
 _LONGEST_SIDE = {"JPEG": 65_500, "WEBP": 16_383}  # what the formats' encoders can write (libjpeg, libwebp)
 
@@ -447,6 +448,8 @@ def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95, metadata
                          "write it as PNG or TIFF (--format png)")
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     options.update({k: v for k, v in (metadata or {}).items() if k in ("dpi", "exif")})
+    if fmt == "JPEG" and len(options.get("exif", b"")) > _JPEG_EXIF_BYTES:
+        del options["exif"]  # a PNG's or TIFF's long description: past what a JPEG holds, it is left out
     alpha = (metadata or {}).get("alpha")
     if alpha is not None and fmt in _WITH_ALPHA and img.mode == "RGB" and alpha.size == img.size:
         img = Image.merge("RGBA", (*img.split(), alpha))
