@@ -98,6 +98,7 @@ def test_both_engines_keep_the_photos_description_and_print_size(tiny_pair, tmp_
     exif[ExifTags.Base.ImageDescription] = "grandma, 1931"
     exif[ExifTags.Base.Copyright] = "the family"
     exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "1931:05:01 10:00:00"
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.ImageUniqueID] = "0123456789abcdef0123456789abcdef"  # the scan's
     src = tmp_path / "scan.jpg"
     make_photo(64, 48).convert("L").save(src, exif=exif, dpi=(600, 300))
     for name, engine in (("light", LiteColorizer(path)), ("torch", Colorizer(model))):
@@ -109,6 +110,7 @@ def test_both_engines_keep_the_photos_description_and_print_size(tiny_pair, tmp_
             assert kept[ExifTags.Base.ImageDescription] == "grandma, 1931"
             assert kept[ExifTags.Base.Copyright] == "the family"
             assert kept.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] == "1931:05:01 10:00:00"
+            assert ExifTags.Base.ImageUniqueID not in kept.get_ifd(ExifTags.IFD.Exif)  # a new image
             if fmt != "webp":  # WebP has no resolution
                 assert np.allclose(out.info["dpi"], (300, 600), rtol=1e-3), (name, out.info["dpi"])
     long = Image.Exif()

@@ -205,8 +205,9 @@ _KEPT_TAGS = {ExifTags.Base[name] for name in (
     "ImageDescription", "Make", "Model", "Software", "DateTime", "Artist", "Copyright", "HostComputer", "DocumentName",
     "PageName", "Rating", "RatingPercent", "XPTitle", "XPComment", "XPAuthor", "XPKeywords", "XPSubject")}
 _KEPT_IFDS = (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)
-_CHANGED_EXIF = {ExifTags.Base[name] for name in (  # no longer true of the output (sRGB, maybe turned upright)
-    "ColorSpace", "ExifImageWidth", "ExifImageHeight", "ComponentsConfiguration", "CompressedBitsPerPixel")}
+_CHANGED_EXIF = {ExifTags.Base[name] for name in (  # not true of the output (a new image, sRGB, maybe turned upright)
+    "ImageUniqueID", "ColorSpace", "ExifImageWidth", "ExifImageHeight", "ComponentsConfiguration",
+    "CompressedBitsPerPixel")}
 
 
 def kept_metadata(img: Image.Image) -> dict:
