@@ -375,6 +375,23 @@ def test_jpegs_named_jfif_and_jpeg_2000_masters_are_photos(tiny_model_file, tmp_
     assert Image.open(tmp_path / "out" / "download.jfif").format == "JPEG"
 
 
+def test_file_names_that_are_not_utf8_are_printed_escaped(tiny_model_file, tmp_path):
+    """A Latin-1 name from an old archive (its bytes are not UTF-8) in the summary's notes: on a terminal whose
+    output is strict UTF-8 it ended the run with a UnicodeEncodeError."""
+    import os
+
+    if sys.platform == "win32":
+        pytest.skip("POSIX file names are bytes")
+    name = os.fsdecode(b"caf\xe9.jpg")  # a surrogate-escaped str
+    make_photo(48, 32).save(tmp_path / name)
+    run = subprocess.run([sys.executable, "-m", "colorize.cli", str(tmp_path / name), str(tmp_path / name), "-o",
+                          str(tmp_path / "out"), "--model", str(tiny_model_file), "-q"], capture_output=True,
+                         env={**os.environ, "PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1",
+                              "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}, timeout=120)
+    assert run.returncode == 0 and b"Traceback" not in run.stderr, run.stderr.decode(errors="replace")[-2000:]
+    assert b"caf\\udce9.jpg: same file as" in run.stdout  # the note, its name escaped
+
+
 def test_missing_path_among_several_is_reported_and_the_rest_done(tiny_model_file, tmp_path, capsys):
     make_photo(48, 32, seed=1).save(tmp_path / "one.jpg")
     make_photo(48, 32, seed=2).save(tmp_path / "two.png")

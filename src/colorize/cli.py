@@ -27,6 +27,9 @@ EXTRAS = {"models": "torch", "train": "train", "export": "onnx", "eval": "eval",
 def main(argv: list[str] | None = None) -> int:
     """Run one command; exit 130 on a Ctrl-C no command handled itself (a second one while the photos in
     flight finish, for instance): their outputs are written whole or not at all, and no traceback is shown."""
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 (an old archive's Latin-1) is printed
+        if hasattr(stream, "reconfigure"):  # escaped, not a UnicodeEncodeError after the work is done
+            stream.reconfigure(errors="backslashreplace")
     try:
         return _route(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
