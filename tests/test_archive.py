@@ -17,6 +17,7 @@ from colorize.archive import DoneRecord, parse_shard, record_path, shard_of
 from colorize.batch import LOCAL_WORKERS
 from colorize.cli import main
 from colorize.pipeline import Colorizer
+from helpers import make_photo
 
 # Runs the CLI with Colorizer.colorize_file logged to LOG; dies hard (no cleanup) when asked to start
 # file number CRASH_AT, i.e. in the middle of the job.
@@ -128,6 +129,24 @@ def test_record_follows_inputs_and_settings(photo_dir, tmp_path, tiny_model_file
         before = sum(counted.values())
         assert main([*args, "--saturation", "0.5", *option]) == 0 and sum(counted.values()) == before + 12, option
         assert "starting a new record" in capsys.readouterr().out
+
+
+def test_file_names_that_are_not_utf8_are_recorded_and_sharded(tmp_path, tiny_model_file, counted, capsys):
+    """A Latin-1 name from an old archive: --record and --shard failed with a UnicodeEncodeError traceback."""
+    if sys.platform == "win32":
+        pytest.skip("POSIX file names are bytes")
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    names = [os.fsdecode(b"caf\xe9.jpg"), "plain.jpg"]
+    for name in names:
+        make_photo(48, 32).save(src / name)
+    args = [str(src), "-o", str(out), "--model", str(tiny_model_file), "--record", "--overwrite", "-q"]
+    assert main(args) == 0 and sum(counted.values()) == 2
+    assert main(args) == 0 and sum(counted.values()) == 2  # recorded: nothing to do
+    for k in (1, 2):
+        assert main([str(src), "-o", str(tmp_path / "split"), "--model", str(tiny_model_file), "--shard", f"{k}/2",
+                     "-q"]) == 0
+    assert sum(counted.values()) == 4 and len(list((tmp_path / "split").glob("*.jpg"))) == 2
 
 
 def test_one_writer_per_record(tmp_path):

@@ -45,9 +45,12 @@ def relative_key(src: "Path | ShardMember", dst: Path, out_dir: Path) -> str:
     under ``out_dir`` with the input's suffix (``sub/p0.jpg``; for a photo in a tar shard, its member
     name); just the file name otherwise."""
     try:
-        return dst.relative_to(out_dir).with_suffix(src.suffix).as_posix()
+        key = dst.relative_to(out_dir).with_suffix(src.suffix).as_posix()
     except ValueError:
-        return src.name
+        key = src.name
+    # a file name that is not UTF-8 (an old archive's Latin-1: surrogate escapes here) as text SQLite and the hash
+    # take: its undecodable bytes written \xNN, every UTF-8 name as it is
+    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def select_shard(pairs: Sequence[Pair], out_dir: Path, shard: tuple[int, int]) -> list[Pair]:
