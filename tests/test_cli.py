@@ -392,6 +392,24 @@ def test_file_names_that_are_not_utf8_are_printed_escaped(tiny_model_file, tmp_p
     assert b"caf\\udce9.jpg: same file as" in run.stdout  # the note, its name escaped
 
 
+def test_hidden_files_and_system_folders_are_not_photos_of_the_folder(tiny_model_file, tmp_path, capsys):
+    """A folder copied from a Mac to a USB drive has a ._NAME resource fork beside each photo, a Synology NAS
+    keeps five thumbnails of each in @eaDir: each fork failed the run, each thumbnail was colorized."""
+    src = tmp_path / "album"
+    (src / "@eaDir" / "a.jpg").mkdir(parents=True)
+    (src / ".thumbnails").mkdir()
+    (src / "__MACOSX").mkdir()
+    make_photo(48, 32).save(src / "a.jpg")
+    for thumb in (src / "@eaDir" / "a.jpg" / "SYNOPHOTO_THUMB_M.jpg", src / ".thumbnails" / "a.jpg"):
+        make_photo(24, 16).save(thumb)
+    for fork in (src / "._a.jpg", src / "__MACOSX" / "._a.jpg"):
+        fork.write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    assert _colorize(tiny_model_file, src, "-o", tmp_path / "out") == 0
+    assert _files(tmp_path / "out") == {"a.jpg"} and "failed: 0" in capsys.readouterr().out
+    assert _colorize(tiny_model_file, src / ".thumbnails", "-o", tmp_path / "thumbs") == 0  # named: used
+    assert _files(tmp_path / "thumbs") == {"a.jpg"}
+
+
 def test_missing_path_among_several_is_reported_and_the_rest_done(tiny_model_file, tmp_path, capsys):
     make_photo(48, 32, seed=1).save(tmp_path / "one.jpg")
     make_photo(48, 32, seed=2).save(tmp_path / "two.png")

@@ -43,10 +43,15 @@ def unsupported_format(path: Path) -> str | None:
     return f"unsupported format ({ext}); convert it to JPEG, PNG or TIFF first"
 
 
+# folders systems keep beside photos: a Synology NAS's thumbnails of each photo, a zip's macOS resource forks
+SYSTEM_FOLDERS = ("@eaDir", "__MACOSX")
+
+
 def scan_folder(root: str | Path, *, recursive: bool = True) -> tuple[list[Path], list[tuple[Path, str]]]:
     """The images under a folder, and every entry that looks like one but cannot be used, with the reason.
 
-    Symlinks are followed (a link back into a folder already being walked is reported, not looped);
+    Hidden entries (``.name``: macOS's ``._photo.jpg`` resource forks, thumbnail caches) and
+    :data:`SYSTEM_FOLDERS` are not photos of the folder's and are passed over. Symlinks are followed (a link back into a folder already being walked is reported, not looped);
     broken links, links that loop, unreadable folders, folders named like an image with no image in
     them, and files of unsupported formats (HEIC, AVIF, raw, ...) each give one ``(path, reason)``.
     Returns:
@@ -63,6 +68,8 @@ def scan_folder(root: str | Path, *, recursive: bool = True) -> tuple[list[Path]
             return 0
         found = 0
         for entry in entries:
+            if entry.name.startswith(".") or entry.name in SYSTEM_FOLDERS:
+                continue
             ext = entry.suffix.lower()
             try:
                 is_dir = entry.is_dir()
