@@ -134,6 +134,21 @@ def test_an_output_folder_that_is_a_file_is_refused_up_front(tiny_model_file, ph
     assert notes.read_text() == "mine"
 
 
+def test_folders_of_the_same_name_keep_apart(tiny_model_file, tmp_path):
+    """`colorize 2019/scans 2020/scans`: both went to OUT/scans, so same-named photos were refused as one output
+    and the others were mixed in one folder; now OUT/2019/scans and OUT/2020/scans. Other folders keep their name."""
+    for year, names in (("2019", ("a.jpg", "b.jpg")), ("2020", ("a.jpg", "c.jpg"))):
+        (tmp_path / year / "scans").mkdir(parents=True)
+        for name in names:
+            make_photo(48, 32).save(tmp_path / year / "scans" / name)
+    (tmp_path / "letters").mkdir()
+    make_photo(48, 32).save(tmp_path / "letters" / "d.jpg")
+    assert _colorize(tiny_model_file, tmp_path / "2019" / "scans", tmp_path / "2020" / "scans", tmp_path / "letters",
+                     "-o", tmp_path / "out") == 0
+    assert _files(tmp_path / "out") == {"2019/scans/a.jpg", "2019/scans/b.jpg", "2020/scans/a.jpg",
+                                        "2020/scans/c.jpg", "letters/d.jpg"}
+
+
 def test_two_inputs_for_one_output_are_refused(tiny_model_file, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()

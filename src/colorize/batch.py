@@ -82,6 +82,7 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
 
     out_root = Path(output) if output else Path(DEFAULT_OUTPUT)
     named = output_file(paths, output)
+    folder_names = _folder_names(paths)
     plan = Plan()
     first: dict[object, Source] = {}  # the input's identity (resolved path; shard and member) -> as first met
     for raw in paths:
@@ -123,12 +124,32 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
                 continue
             rel = f.relative_to(root) if root.is_dir() else Path(f.name)
             if root.is_dir() and len(paths) > 1:
-                rel = Path(root.name) / rel
+                rel = folder_names[raw] / rel
             suffix = f.suffix if fmt == "same" else f".{fmt}"
             if suffix.lower() not in WRITABLE:
                 suffix = ".png"
             plan.pairs.append((f, out_root / rel.with_suffix(suffix)))
     return plan
+
+
+def _folder_names(paths: list[str]) -> dict[str, Path]:
+    """Where each folder among several inputs goes under the output: its name, or where folders share a name
+    (``2019/scans 2020/scans``), their paths from the folder their parents have in common (``2019/scans``)."""
+    folders = [raw for raw in paths if Path(raw).is_dir()]
+    alike: dict[str, set[Path]] = {}  # a name -> the folders of that name
+    for raw in folders:
+        alike.setdefault(Path(raw).name, set()).add(Path(raw).resolve())
+    names = {}
+    for raw in folders:
+        names[raw] = Path(Path(raw).name)
+        same = alike[Path(raw).name]
+        if len(same) > 1:
+            try:
+                base = os.path.commonpath([str(folder.parent) for folder in same])
+            except ValueError:  # on different drives
+                continue
+            names[raw] = Path(raw).resolve().relative_to(base)
+    return names
 
 
 def _shard_photos(spec: str, plan: Plan) -> list["ShardMember"]:
