@@ -306,6 +306,12 @@ def test_color_inputs_are_reported_and_kept(tiny_model_file, tmp_path, capsys):
     assert "--keep-color" in capsys.readouterr().err  # warned, and colorized from its lightness
     assert (tmp_path / "out2" / "color.png").read_bytes() != (src / "color.png").read_bytes()
 
+    # kept unchanged means its very bytes whatever the extension calls its format: not a JPEG re-encoded
+    make_photo(64, 48, seed=6).save(src / "print.jpeg")
+    assert _colorize(tiny_model_file, src / "print.jpeg", "-o", tmp_path / "out3", "--keep-color",
+                     "--format", "jpg") == 0
+    assert (tmp_path / "out3" / "print.jpg").read_bytes() == (src / "print.jpeg").read_bytes()
+
 
 def test_confidence_needs_a_bins_model(tiny_model_file, tmp_path, capsys):
     _two_regions(tmp_path / "p.png")

@@ -54,14 +54,6 @@ def output_file(paths: list[str], output: str | None) -> Path | None:
     return out if out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir() else None
 
 
-def same_format(path: Path, fmt: str) -> bool:
-    """Whether ``path``'s extension is format ``fmt`` (an extension without the dot: jpg is .jpeg too)."""
-    from PIL import Image
-
-    known = Image.registered_extensions()
-    return known.get(path.suffix.lower(), path.suffix.lower()) == known.get(f".{fmt}", f".{fmt}")
-
-
 def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
     """Pair every input image with its output path, keeping folder structure relative to each root.
 

@@ -434,13 +434,19 @@ _WITH_ALPHA = ("PNG", "WEBP", "TIFF")  # formats that keep a photo's transparenc
 _LONGEST_SIDE = {"JPEG": 65_500, "WEBP": 16_383}  # what the formats' encoders can write (libjpeg, libwebp)
 
 
+def format_of(suffix: str) -> str | None:
+    """Pillow's format for a file extension (``.jpg``, ``.JPEG`` and ``.jfif``: JPEG), None for one it does not
+    know."""
+    return Image.registered_extensions().get(suffix.lower())
+
+
 def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95, metadata: dict | None = None) -> None:
     """Write atomically (temp file + rename): a crash never leaves a half-written image.
 
     ``metadata``: ``dpi`` and ``exif`` to write (:func:`kept_metadata`) and the ``alpha`` channel
     (:func:`transparency`) to put back, where the format holds them."""
     dst = Path(dst)
-    fmt = Image.registered_extensions().get(dst.suffix.lower())
+    fmt = format_of(dst.suffix)
     if fmt is None:
         raise ValueError(f"{dst}: unknown image extension '{dst.suffix}'")
     longest = _LONGEST_SIDE.get(fmt)
@@ -492,7 +498,8 @@ _ENDS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}  # the last bytes of a w
 
 
 def pass_through(src, dst: str | Path, img: Image.Image, *, quality: int = 95, data: bytes | None = None) -> None:
-    """Write a photo unchanged: its very bytes when ``dst`` has ``src``'s extension, else ``img`` re-encoded.
+    """Write a photo unchanged: its very bytes when ``dst`` is in ``src``'s format (``.jpeg`` to ``.jpg`` too), else
+    ``img`` re-encoded.
 
     ``data``: the photo's bytes when ``src`` is not a file of its own (a photo in a tar shard, whose
     ``suffix`` is its extension); otherwise ``src`` is a path and the file is copied.
@@ -501,7 +508,8 @@ def pass_through(src, dst: str | Path, img: Image.Image, *, quality: int = 95, d
 
     if data is None:
         src = Path(src)
-    if src.suffix.lower() == Path(dst).suffix.lower():
+    fmt = format_of(src.suffix)
+    if fmt is not None and fmt == format_of(Path(dst).suffix):
         atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp) if data is None else Path(tmp).write_bytes(data))
     else:
         save_image(img, dst, quality=quality, metadata=img.info)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from colorize import __version__
 from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, LOCAL_WORKERS, MODEL_ERRORS, colorize_files,
-                            conflicts, output_file, plan_outputs, same_format, usable_colorizer)
+                            conflicts, output_file, plan_outputs, usable_colorizer)
 from colorize.cli import SUBCOMMANDS
 from colorize.commands.options import add_model_options, colorizer_spec, torch_installed
 
@@ -192,13 +192,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from colorize import archive
     from colorize.data import IMAGE_EXTENSIONS
-    from colorize.io import clean_stale_temporaries
+    from colorize.io import clean_stale_temporaries, format_of
 
     plan = plan_outputs(args.paths, args.output, args.format)
     pairs = plan.pairs
     problems = [f"{path}: {reason}" for path, reason in plan.problems]
     named = output_file(args.paths, args.output)
-    if named is not None and args.format != "same" and not same_format(named, args.format):
+    if named is not None and args.format != "same" and format_of(named.suffix) != format_of(f".{args.format}"):
         print(f"error: -o {named} is a {named.suffix} file name but --format asks for {args.format}; drop one of them",
               file=sys.stderr)
         return 2
