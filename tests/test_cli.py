@@ -132,6 +132,10 @@ def test_an_output_folder_that_is_a_file_is_refused_up_front(tiny_model_file, ph
         assert _colorize(tiny_model_file, *inputs, "-o", notes) == 2
         assert "notes.txt is a file, not a folder" in capsys.readouterr().err
     assert notes.read_text() == "mine"
+    # a photo's file name for several photos: not made a folder of that name
+    for inputs in ([photo_dir], [photo_dir / "p1.jpg", photo_dir / "p2.jpg"]):
+        assert _colorize(tiny_model_file, *inputs, "-o", tmp_path / "result.jpg") == 2
+        assert "result.jpg is a file name" in capsys.readouterr().err and not (tmp_path / "result.jpg").exists()
 
 
 def test_folders_of_the_same_name_keep_apart(tiny_model_file, tmp_path):

@@ -207,6 +207,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: -o {out_dir} is a file, not a folder; give a folder for the outputs (or, for one photo, an "
               "output file name with an image extension)", file=sys.stderr)
         return 2
+    if named is None and args.output and format_of(out_dir.suffix) and not out_dir.is_dir():
+        print(f"error: -o {out_dir} is a file name, but the inputs are a folder or several photos; give a folder "
+              "for them", file=sys.stderr)
+        return 2
     shard = getattr(args, "shard", None)
     if shard:
         found = len(pairs)
