@@ -312,7 +312,12 @@ def test_cli_colorizes_a_folder_without_torch(tmp_path, tiny_pair):
         assert np.ptp(np.asarray(out).astype(int), axis=2).mean() > 1  # in color
     assert "inputs: 2 gray" in run.stdout
 
-    make_photo(80, 60, seed=5).save(tmp_path / "in" / "color.png")  # already in color: kept as it is
+    make_photo(80, 60, seed=5).save(tmp_path / "in" / "color.png")  # already in color: warned, with what serves
+    run = _colorize_without_torch(str(tmp_path / "in" / "color.png"), "-o", str(tmp_path / "warned.png"),
+                                  "--model", str(path))
+    assert run.returncode == 0 and "--keep-color writes" in run.stderr, run.stderr
+    assert "--tint-as-hints" not in run.stderr  # it needs torch: not offered on the light install
+
     run = _colorize_without_torch(str(tmp_path / "in" / "color.png"), "-o", str(tmp_path / "kept.png"),
                                   "--model", str(path), "--keep-color")
     assert run.returncode == 0, run.stderr

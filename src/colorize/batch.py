@@ -298,10 +298,12 @@ def colorize_one(colorizer: "Colorizer | LiteColorizer", src: Source, dst: Path,
     tone = done.tone
     outcome = Outcome(kind=tone.kind, notes=notes)
     if tone.kind == "color":
+        from colorize.commands.options import torch_installed
+
         action = ("passed through unchanged (--keep-color)" if done.passed_through else
                   f"colorized from its lightness with {done.hints} hints from its tint" if tint_as_hints
-                  else "colorized from its lightness; --keep-color writes such photos unchanged, "
-                       "--tint-as-hints uses their colors as hints")
+                  else "colorized from its lightness; --keep-color writes such photos unchanged"
+                       + (", --tint-as-hints uses their colors as hints" if torch_installed() else ""))
         outcome.warning = f"{src}: {tone.describe()}; {action}"
     return outcome
 
