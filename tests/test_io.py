@@ -126,6 +126,20 @@ def test_an_encoders_error_keeps_its_words(tmp_path):
             raise OSError(28, "No space left on device")
 
 
+@pytest.mark.parametrize("ext", ["jpg", "webp", "avif"])
+def test_quality_sets_every_lossy_format(tmp_path, ext):
+    from PIL import features
+
+    if ext == "avif" and not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF")
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    sizes = []
+    for quality in (20, 95):
+        save_image(photo, tmp_path / f"q{quality}.{ext}", quality=quality)
+        sizes.append((tmp_path / f"q{quality}.{ext}").stat().st_size)
+    assert sizes[0] < sizes[1]  # AVIF used to be written at its own default whatever --quality said
+
+
 def test_save_image_round_trips(tmp_path):
     save_image(make_photo(), tmp_path / "out.png")
     assert Image.open(tmp_path / "out.png").size == make_photo().size

@@ -453,7 +453,7 @@ def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95, metadata
     if longest is not None and max(img.size) > longest:
         raise ValueError(f"{img.width}x{img.height} is too large for {dst.suffix} (at most {longest:,} pixels a side); "
                          "write it as PNG or TIFF (--format png)")
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP", "AVIF") else {}
     options.update({k: v for k, v in (metadata or {}).items() if k in ("dpi", "exif")})
     if fmt == "JPEG" and len(options.get("exif", b"")) > _JPEG_EXIF_BYTES:
         del options["exif"]  # a PNG's or TIFF's long description: past what a JPEG holds, it is left out

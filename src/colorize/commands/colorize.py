@@ -45,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
                    help="output format (same: as the input's, PNG for formats that cannot be written; an output file "
                         "named with -o is in the format of its extension)")
     p.add_argument("--quality", type=_quality, default=DEFAULT_QUALITY, metavar="Q",
-                   help=f"JPEG and WebP quality, 1-100 (default {DEFAULT_QUALITY})")
+                   help=f"JPEG, WebP and AVIF quality, 1-100 (default {DEFAULT_QUALITY})")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--in-place-ok", action="store_true",
                    help="allow writing into the input folder (never over an input file: with another --format, "
