@@ -153,6 +153,18 @@ def test_folders_of_the_same_name_keep_apart(tiny_model_file, tmp_path):
                                         "2020/scans/c.jpg", "letters/d.jpg"}
 
 
+def test_a_parent_folder_among_several_inputs_stays_inside_the_output(tiny_model_file, tmp_path, monkeypatch):
+    """`colorize .. ../other -o out`: the photos of ".." went to out/../NAME, beside the output in the current
+    folder (over a file of that name with --overwrite)."""
+    (tmp_path / "album" / "here").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    make_photo(48, 32).save(tmp_path / "album" / "x.jpg")
+    make_photo(48, 32).save(tmp_path / "other" / "z.jpg")
+    monkeypatch.chdir(tmp_path / "album" / "here")
+    assert _colorize(tiny_model_file, "..", "../../other", "-o", "out", "--overwrite") == 0
+    assert _files(tmp_path / "album" / "here") == {"out/album/x.jpg", "out/other/z.jpg"}
+
+
 def test_two_inputs_for_one_output_are_refused(tiny_model_file, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()

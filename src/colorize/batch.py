@@ -128,13 +128,15 @@ def _folder_names(paths: list[str]) -> dict[str, Path]:
     """Where each folder among several inputs goes under the output: its name, or where folders share a name
     (``2019/scans 2020/scans``), their paths from the folder their parents have in common (``2019/scans``)."""
     folders = [raw for raw in paths if Path(raw).is_dir()]
+    # a folder's name as given; "." and ".." have none of their own (".." would put outputs outside the output)
+    name = {raw: Path(raw).name if Path(raw).name not in ("", "..") else Path(raw).resolve().name for raw in folders}
     alike: dict[str, set[Path]] = {}  # a name -> the folders of that name
     for raw in folders:
-        alike.setdefault(Path(raw).name, set()).add(Path(raw).resolve())
+        alike.setdefault(name[raw], set()).add(Path(raw).resolve())
     names = {}
     for raw in folders:
-        names[raw] = Path(Path(raw).name)
-        same = alike[Path(raw).name]
+        names[raw] = Path(name[raw])
+        same = alike[name[raw]]
         if len(same) > 1:
             try:
                 base = os.path.commonpath([str(folder.parent) for folder in same])
