@@ -740,8 +740,10 @@ def test_missing_train_extra_is_named(tmp_path, photo_dir, monkeypatch, capsys):
 def test_a_subcommands_missing_extra_is_named_not_a_traceback(blocked, command, extra, monkeypatch, capsys, tmp_path):
     """The full install without the web or video extra: the subcommand says which package and extra it needs."""
     monkeypatch.setitem(sys.modules, blocked, None)
-    for module in ("colorize.web", "colorize.video"):  # imported by earlier tests: import them again, without it
-        monkeypatch.delitem(sys.modules, module, raising=False)
+    import colorize
+
+    monkeypatch.delitem(sys.modules, "colorize.web", raising=False)  # imported by earlier tests: again, without it
+    monkeypatch.delattr(colorize, "web", raising=False)  # (both put back after the test)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "film.mp4").write_bytes(b"\0" * 64)
     assert main(command) == 2
