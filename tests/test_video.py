@@ -417,6 +417,31 @@ def test_rate_and_odd_size_are_kept(tmp_path, tiny_model_file):
     assert info["size"] == (33, 25) and info["frames"] == 6 and info["rate"] == Fraction(30000, 1001)
 
 
+@pytest.mark.parametrize("degrees, turns", [(90, 1), (-90, 3), (180, 2)])
+def test_a_rotated_film_is_colorized_and_written_upright(degrees, turns, tmp_path, tiny_model_file):
+    """A phone films portrait as landscape frames plus a display matrix: the output shows what the input showed."""
+    src = tmp_path / "phone.mp4"
+    frames = clip_frames(frames=6)
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt, s.options = W, H, "yuv444p", {"crf": "0"}
+        s.set_display_rotation(degrees)
+        for arr in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+        c.mux(s.encode(None))
+    out = tmp_path / "color.mp4"
+    colorize_video(src, out, Colorizer(tiny_model_file))
+    shown = (H, W) if turns % 2 else (W, H)
+    assert probe(out)["size"] == shown
+    with av.open(str(out)) as c:
+        first = next(c.decode(video=0))
+    assert first.rotation == 0  # upright pixels, no display matrix left to apply
+    gray = lambda rgb: rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
+    expected = gray(np.rot90(frames[0], turns))
+    got = gray(first.to_ndarray(format="rgb24"))
+    assert np.abs(got - expected).mean() < np.abs(got - expected[::-1, ::-1]).mean() / 3  # turned the right way
+
+
 # -- hints -----------------------------------------------------------------------------------------
 def test_hints_are_carried_through_their_shot_only(clip, tiny_model_file):
     from colorize.hints import Hint

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,7 +134,8 @@ def track_hints(src: str | Path, colorizer: Colorizer, hints: dict[int, list[Hin
 
     cfg = config or TemporalConfig()
     container, video, _ = open_video(src)
-    width, height = video.codec_context.width, video.codec_context.height
+    geometry = _geometry(src, video)
+    width, height = geometry.shown
     for frame, frame_hints in hints.items():
         try:
             check_inside(frame_hints, width, height)
@@ -164,7 +165,7 @@ def track_hints(src: str | Path, colorizer: Colorizer, hints: dict[int, list[Hin
     index = 0
     try:
         for frame in _demux(Path(src), container, video, None):
-            l = colorizer.prepare(_frame_pixels(frame, width, height)).l_small[0, 0].cpu().numpy()
+            l = colorizer.prepare(geometry.pixels(frame)).l_small[0, 0].cpu().numpy()
             h_small, w_small = l.shape
             if prev is not None:
                 motion = None if is_scene_cut(prev, l, threshold=cfg.cut_threshold) else estimate_motion(prev, l, cfg)
@@ -258,9 +259,12 @@ def _demux(src: Path, container: av.container.InputContainer, video: av.VideoStr
 
 
 def _add_video_stream(out: av.container.OutputContainer, dst: Path, video: av.VideoStream,
-                      width: int, height: int) -> av.VideoStream:
-    """An encoder stream with the input's size, frame rate, time base and color tags."""
+                      geometry: _Geometry) -> av.VideoStream:
+    """An encoder stream with the input's size as shown (upright: no display matrix), frame rate, time base and
+    color tags."""
     import av
+
+    width, height = geometry.shown
 
     rate = video.average_rate or video.guessed_rate or Fraction(25)
     errors = []
@@ -284,8 +288,9 @@ def _add_video_stream(out: av.container.OutputContainer, dst: Path, video: av.Vi
             ctx.time_base = video.time_base
             stream.time_base = video.time_base
         src_ctx = video.codec_context
-        if src_ctx.sample_aspect_ratio:
-            ctx.sample_aspect_ratio = src_ctx.sample_aspect_ratio
+        if src_ctx.sample_aspect_ratio:  # a quarter turn makes a pixel's width its height
+            sar = src_ctx.sample_aspect_ratio
+            ctx.sample_aspect_ratio = 1 / sar if geometry.turns % 2 else sar
         ctx.colorspace, ctx.color_primaries, ctx.color_trc = (
             src_ctx.colorspace, src_ctx.color_primaries, src_ctx.color_trc)
         return stream
@@ -325,14 +330,49 @@ def _is_gray(frame: av.VideoFrame) -> bool:
     return True
 
 
-def _frame_pixels(frame: av.VideoFrame, width: int, height: int) -> torch.Tensor:
-    """Decoded frame -> the pipeline's 8-bit input at the stream's size: (1, 1, H, W) gray for a frame
-    without color (its lightness is then one table lookup, and FFmpeg's conversion to gray is cheaper than
-    to RGB), else (1, 3, H, W) sRGB."""
-    if _is_gray(frame):
-        return torch.from_numpy(frame.to_ndarray(format="gray", width=width, height=height))[None, None]
-    arr = frame.to_ndarray(format="rgb24", width=width, height=height)
-    return torch.from_numpy(arr).permute(2, 0, 1)[None]
+@dataclass(frozen=True)
+class _Geometry:
+    """A video's frames as coded (``width`` x ``height``) and as a player shows them: turned ``turns`` quarter turns
+    counter-clockwise by the stream's display matrix (a phone films portrait as landscape frames plus a rotation).
+    The pipeline works on the frames as shown, and the output is written upright, as photos are (EXIF orientation)."""
+
+    width: int
+    height: int
+    turns: int = 0
+
+    @property
+    def shown(self) -> tuple[int, int]:
+        """(width, height) as shown."""
+        return (self.height, self.width) if self.turns % 2 else (self.width, self.height)
+
+    def pixels(self, frame: av.VideoFrame) -> torch.Tensor:
+        """Decoded frame -> the pipeline's 8-bit input as shown: (1, 1, H, W) gray for a frame without color (its
+        lightness is then one table lookup, and FFmpeg's conversion to gray is cheaper than to RGB), else (1, 3, H, W)
+        sRGB."""
+        if _is_gray(frame):
+            pixels = torch.from_numpy(frame.to_ndarray(format="gray", width=self.width, height=self.height))[None, None]
+        else:
+            arr = frame.to_ndarray(format="rgb24", width=self.width, height=self.height)
+            pixels = torch.from_numpy(arr).permute(2, 0, 1)[None]
+        return torch.rot90(pixels, self.turns, dims=(2, 3)).contiguous() if self.turns else pixels
+
+
+def _geometry(src: Path, video: av.VideoStream) -> _Geometry:
+    """The :class:`_Geometry` of ``video`` (a stream of ``src``): the display matrix is read from the first frame,
+    which carries the stream's (a look at the file's start; decoding errors are left to :func:`_demux`). Rotations
+    are taken to the nearest quarter turn; a mirroring in the matrix is not applied."""
+    import av
+
+    width, height = video.codec_context.width, video.codec_context.height
+    container, first, _ = open_video(src)
+    try:
+        for frame in container.decode(first):
+            return _Geometry(width, height, round(frame.rotation / 90) % 4)
+    except av.FFmpegError:
+        pass
+    finally:
+        container.close()
+    return _Geometry(width, height)
 
 
 class _PlainProgress:
@@ -403,7 +443,8 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     # which frames the network colors (the network thread asks, in order); without the temporal blend, every one
     plan = KeyframePlan(cfg.keyframe_interval, cut_threshold=cfg.cut_threshold, always=tracked) if temporal else None
     inp, vin, ain = open_video(src)
-    width, height = vin.codec_context.width, vin.codec_context.height
+    geometry = _geometry(src, vin)
+    width, height = geometry.shown
     audio_mode = "none"
     start = time.perf_counter()
     try:
@@ -414,7 +455,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
             except (av.FFmpegError, ValueError) as e:
                 raise VideoError(f"{dst}: cannot write a video with extension '{dst.suffix}' ({e})") from e
             try:
-                vout = _add_video_stream(out, dst, vin, width, height)
+                vout = _add_video_stream(out, dst, vin, geometry)
                 aout, copied = _add_audio_stream(out, dst, ain) if ain is not None else (None, False)
                 if aout is not None:
                     audio_mode = f"copied ({ain.codec_context.name})" if copied else f"re-encoded to {aout.name}"
@@ -438,7 +479,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                     if batch:
                         frames = batch.copy()
                         batch.clear()
-                        sent = (frames, network.submit(_predict_batch, frames, colorizer, width, height, plan))
+                        sent = (frames, network.submit(_predict_batch, frames, colorizer, geometry, plan))
                     if pending is not None:
                         frames, future = pending
                         smoothed = _smooth_batch(*future.result(), colorizer, smoother, tracked)
@@ -505,11 +546,11 @@ def _torch_threads(n: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-def _predict_batch(frames: list[av.VideoFrame], colorizer: Colorizer, width: int, height: int,
+def _predict_batch(frames: list[av.VideoFrame], colorizer: Colorizer, geometry: _Geometry,
                    plan: KeyframePlan | None = None) -> tuple[list[Prepared], list[torch.Tensor | None]]:
     """prepare -> one batched predict of the keyframes among ``frames`` (``plan``; None: every frame): their
     Prepared, and the (2, h, w) ab of each keyframe (None for the others)."""
-    prepared = [colorizer.prepare(_frame_pixels(f, width, height)) for f in frames]
+    prepared = [colorizer.prepare(geometry.pixels(f)) for f in frames]
     keys = [plan is None or plan(p.l_small[0, 0].cpu().numpy()) for p in prepared]
     if not any(keys):
         return prepared, [None] * len(prepared)
@@ -600,11 +641,11 @@ class _Writer:
 def _lab_frames(path: Path, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(L (h, w), normalized ab (h, w, 2)) of every frame of a video, at working size ``size``."""
     container, video, _ = open_video(path)
-    width, height = video.codec_context.width, video.codec_context.height
-    h, w = working_shape(height, width, size, 1)
+    geometry = _geometry(path, video)
+    h, w = working_shape(*reversed(geometry.shown), size, 1)
     try:
         for frame in _demux(path, container, video, None):
-            rgb = F.interpolate(_frame_pixels(frame, width, height).expand(-1, 3, -1, -1).float().div_(255), size=(h, w),
+            rgb = F.interpolate(geometry.pixels(frame).expand(-1, 3, -1, -1).float().div_(255), size=(h, w),
                                 mode="area")
             lab = rgb_to_lab(rgb)[0]  # (3, h, w)
             yield lab[0].numpy(), normalize_ab(lab[1:]).permute(1, 2, 0).numpy()
