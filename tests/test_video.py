@@ -383,6 +383,23 @@ def test_interrupted_run_leaves_no_output(clip, tmp_path, error):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
+def test_the_temporary_of_a_killed_run_is_removed_by_the_next_one(clip, tmp_path, tiny_model_file, capsys):
+    """``kill -9`` (or a power cut) leaves the hidden temporary, as long as the film so far: the next run removes it
+    once it is a minute old, and leaves a younger one (a run still writing it) alone."""
+    import os
+    import time
+
+    out = tmp_path / "out" / "color.mp4"
+    out.parent.mkdir()
+    left, fresh = out.parent / ".color.mp4.k3j2_h1g.tmp.mp4", out.parent / ".other.mkv.abcdefgh.tmp.mkv"
+    for path in (left, fresh):
+        path.write_bytes(b"\0" * 1000)
+    os.utime(left, (time.time() - 3600,) * 2)
+    assert cli_main(["video", str(clip), "-o", str(out), "--model", str(tiny_model_file), "-q"]) == 0
+    assert "removed 1 temporary file(s) left by an interrupted run" in capsys.readouterr().out
+    assert sorted(p.name for p in out.parent.iterdir()) == [fresh.name, "color.mp4"]
+
+
 def test_command_report_and_json(clip, tmp_path, tiny_model_file, capsys):
     out, report = tmp_path / "out.mkv", tmp_path / "report.json"
     args = ["video", str(clip), "-o", str(out), "--model", str(tiny_model_file), "-q", "--report-json", str(report)]

@@ -330,7 +330,8 @@ _UMASK = _read_umask()
 
 TEMP_SUFFIX = ".tmp"
 STALE_SECONDS = 60.0  # a temporary of ours untouched this long was left by a killed run
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp makes
+# what AtomicFile's mkstemp makes; a video's temporary ends in its extension too (FFmpeg picks the container by it)
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 class AtomicFile:
@@ -408,8 +409,8 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def clean_stale_temporaries(folder: str | Path, *, older_than: float = STALE_SECONDS) -> list[Path]:
-    """Remove the hidden temporaries :func:`atomic_write` leaves when its process is killed (``kill -9``,
-    power loss): ``.NAME.XXXXXXXX.tmp`` files in ``folder`` untouched for ``older_than`` seconds (a
+    """Remove the hidden temporaries :class:`AtomicFile` leaves when its process is killed (``kill -9``,
+    power loss): ``.NAME.XXXXXXXX.tmp`` (or ``.tmp.EXT``) files in ``folder`` untouched for ``older_than`` seconds (a
     younger one may belong to a run still writing it). Other files are never touched.
     Returns the removed paths."""
     folder = Path(folder)

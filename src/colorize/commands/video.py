@@ -90,8 +90,12 @@ def main(argv: list[str]) -> int:
             print(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
             return 2
 
+    from colorize.io import clean_stale_temporaries
     from colorize.video import VideoError, colorize_video, load_video_hints
 
+    stale = clean_stale_temporaries(dst.parent)
+    if stale:
+        print(f"removed {len(stale)} temporary file(s) left by an interrupted run (e.g. {stale[0]})")
     try:
         hints = load_video_hints(args.hints) if args.hints else None
         args.runtime = network_runtime(args.runtime, args.model, args.device)
