@@ -502,6 +502,17 @@ def test_cli_takes_the_model_options(clip, tmp_path, tiny_model_file):
     assert chroma[0.0] < 1e-6 < chroma[1.0]
 
 
+@pytest.mark.parametrize("folder, exists", [("colorized", True), ("colorized/", False)])
+def test_an_output_folder_gets_the_film_by_its_name(folder, exists, clip, tmp_path, tiny_model_file, monkeypatch):
+    """``-o colorized/`` (or a folder that exists) writes colorized/clip.mp4, as the photo command writes into a folder."""
+    monkeypatch.chdir(tmp_path)
+    if exists:
+        Path(folder).mkdir()
+    assert cli_main(["video", str(clip), "-o", folder, "--model", str(tiny_model_file), "-q"]) == 0
+    assert [p.name for p in Path("colorized").iterdir()] == ["clip.mp4"]
+    assert probe(Path("colorized/clip.mp4"))["frames"] == FRAMES
+
+
 def test_compose_runs_beside_and_encoding_on_the_writer_thread_in_order(clip, tmp_path, tiny_model_file, monkeypatch):
     """The full-resolution end runs beside the smoothing and the network: frames are composed on the composer
     threads, encoded and muxed on the writer thread, and still finish in their order."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="colorize video", description=__doc__)
     p.add_argument("input", metavar="IN", help="input video (any format FFmpeg reads)")
     p.add_argument("-o", "--output", metavar="OUT",
-                   help="output video; its extension picks the container (default: IN_color.mp4 beside IN)")
+                   help="output video; its extension picks the container (default: IN_color.mp4 beside IN); or a "
+                        "folder (one that exists, or a name ending in /) to write IN's name with .mp4 in")
     add_model_options(p, runtime=False)
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
                    help="the network's engine: torch, or onnx (onnxruntime, from the model's ONNX export; a weight "
@@ -41,10 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _default_output(src: Path) -> Path:
+def _output(src: Path, output: str | None) -> Path:
+    """Where the video goes: ``output`` as given, ``output/IN.mp4`` when it names a folder (one that exists, or a
+    name ending in a slash), IN_color.mp4 beside IN without one."""
     from colorize.batch import OUTPUT_SUFFIX
 
-    return src.with_name(f"{src.stem}{OUTPUT_SUFFIX}.mp4")
+    if output is None:
+        return src.with_name(f"{src.stem}{OUTPUT_SUFFIX}.mp4")
+    if output.endswith(("/", os.sep)) or Path(output).is_dir():
+        return Path(output) / f"{src.stem}.mp4"
+    return Path(output)
 
 
 def format_report(r: dict[str, Any]) -> str:
@@ -80,7 +88,7 @@ def format_report(r: dict[str, Any]) -> str:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     src = Path(args.input)
-    dst = Path(args.output) if args.output else _default_output(src)
+    dst = _output(src, args.output)
     report = args.report or bool(args.report_json)
     if dst.exists() and not args.overwrite:
         print(f"error: {dst} exists; pass --overwrite to replace it", file=sys.stderr)
