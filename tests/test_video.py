@@ -513,6 +513,18 @@ def test_an_output_folder_gets_the_film_by_its_name(folder, exists, clip, tmp_pa
     assert probe(Path("colorized/clip.mp4"))["frames"] == FRAMES
 
 
+@pytest.mark.parametrize("output", ["clip.mp4", "./clip.mp4", "."])
+def test_the_input_as_output_is_refused_without_suggesting_overwrite(output, clip, tmp_path, tiny_model_file,
+                                                                     monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before = clip.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        assert cli_main(["video", "clip.mp4", "-o", output, "--model", str(tiny_model_file), "-q", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "would overwrite the input" in err and "pass --overwrite" not in err
+    assert clip.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
 def test_compose_runs_beside_and_encoding_on_the_writer_thread_in_order(clip, tmp_path, tiny_model_file, monkeypatch):
     """The full-resolution end runs beside the smoothing and the network: frames are composed on the composer
     threads, encoded and muxed on the writer thread, and still finish in their order."""

@@ -90,6 +90,9 @@ def main(argv: list[str]) -> int:
     src = Path(args.input)
     dst = _output(src, args.output)
     report = args.report or bool(args.report_json)
+    if dst.exists() and dst.resolve() == src.resolve():  # before "exists": --overwrite would not do either
+        print(f"error: {dst}: the output would overwrite the input; name another with -o", file=sys.stderr)
+        return 2
     if dst.exists() and not args.overwrite:
         print(f"error: {dst} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
