@@ -434,6 +434,24 @@ def test_rate_and_odd_size_are_kept(tmp_path, tiny_model_file):
     assert info["size"] == (33, 25) and info["frames"] == 6 and info["rate"] == Fraction(30000, 1001)
 
 
+def test_a_stream_without_timestamps_keeps_its_rate(tmp_path, tiny_model_file):
+    """A raw .h264 (a Raspberry Pi's or a dashcam's elementary stream) has no timestamps: its frames are laid one
+    after the other at its rate, not all at 0 s."""
+    src = tmp_path / "camera.h264"
+    with av.open(str(src), "w", format="h264") as c:
+        s = c.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for arr in clip_frames(frames=12):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+        c.mux(s.encode(None))
+    out = tmp_path / "color.mp4"
+    colorize_video(src, out, Colorizer(tiny_model_file))
+    with av.open(str(out)) as c:
+        times = [f.time for f in c.decode(video=0)]
+    assert len(times) == 12
+    assert np.diff(times) == pytest.approx(np.full(11, 1 / FPS), abs=1e-3)
+
+
 @pytest.mark.parametrize("degrees, turns", [(90, 1), (-90, 3), (180, 2)])
 def test_a_rotated_film_is_colorized_and_written_upright(degrees, turns, tmp_path, tiny_model_file):
     """A phone films portrait as landscape frames plus a display matrix: the output shows what the input showed."""

@@ -231,19 +231,26 @@ def _stream_end(video: av.VideoStream) -> float | None:
 
 def _demux(src: Path, container: av.container.InputContainer, video: av.VideoStream,
            audio: av.AudioStream | None) -> Iterator[av.VideoFrame | av.Packet]:
-    """Decoded video frames and raw audio packets in file order. Decoding errors, and a stream that
-    ends well before its header says it should (a truncated file), raise :class:`VideoError`."""
+    """Decoded video frames and raw audio packets in file order. A frame without a timestamp (an elementary stream,
+    such as a raw .h264 from a camera, has none) gets the one after its predecessor, at the stream's rate. Decoding
+    errors, and a stream that ends well before its header says it should (a truncated file), raise
+    :class:`VideoError`."""
     import av
 
     streams = [video] + ([audio] if audio is not None else [])
-    frames, end = 0, 0.0
+    rate = video.guessed_rate or video.average_rate or Fraction(25)
+    frames, end, next_pts = 0, 0.0, 0
     try:
         for packet in container.demux(streams):
             if packet.stream.type == "video":
                 for frame in packet.decode():
                     frames += 1
-                    if frame.pts is not None:
-                        end = max(end, float((frame.pts + (frame.duration or 0)) * frame.time_base))
+                    time_base = frame.time_base or video.time_base
+                    if frame.pts is None:
+                        frame.pts, frame.time_base = next_pts, time_base
+                    step = frame.duration or max(1, round(1 / (rate * time_base)))
+                    next_pts = frame.pts + step
+                    end = max(end, float((frame.pts + (frame.duration or 0)) * time_base))
                     yield frame
             elif packet.dts is not None:
                 yield packet
