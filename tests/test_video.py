@@ -375,6 +375,33 @@ def test_bad_input_raises_a_clear_error(make_bad, reason, tmp_path, tiny_model_f
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
 
 
+def _damaged(path: Path, bad: set[int]) -> Path:
+    """The test clip with the payload of the video packets numbered in ``bad`` overwritten (a scratch in the file)."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        packets = [p for arr in clip_frames() for p in s.encode(av.VideoFrame.from_ndarray(arr, format="rgb24"))]
+        for i, p in enumerate(packets + list(s.encode(None))):
+            if i in bad:
+                scratched = av.Packet(bytes(p)[:4] + b"\xff" * (p.size - 4))  # the NAL length kept, its content gone
+                scratched.pts, scratched.dts, scratched.time_base, scratched.stream = p.pts, p.dts, p.time_base, s
+                p = scratched
+            c.mux(p)
+    return path
+
+
+def test_a_damaged_packet_is_skipped_with_a_warning(tmp_path, tiny_model_file, capsys):
+    """One undecodable packet in an old digitized film costs its frame, not the film."""
+    src, out = _damaged(tmp_path / "scratched.mp4", {10}), tmp_path / "color.mp4"
+    assert cli_main(["video", str(src), "-o", str(out), "--model", str(tiny_model_file), "-q"]) == 0
+    assert "1 damaged video packet(s) could not be decoded and were skipped" in capsys.readouterr().err
+    info = probe(out)
+    assert info["frames"] == FRAMES - 1
+    assert info["video_seconds"] == pytest.approx(FRAMES / FPS, abs=1 / FPS + 1e-3)  # in step with the sound
+    with pytest.raises(VideoError, match=r"\d+ of its 24 video packets cannot be decoded"):  # mostly damaged: refused
+        colorize_video(_damaged(tmp_path / "ruined.mp4", set(range(8, 24))), out, Colorizer(tiny_model_file))
+
+
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_interrupted_run_leaves_no_output(clip, tmp_path, error):
     out = tmp_path / "out.mp4"

@@ -230,25 +230,36 @@ def _stream_end(video: av.VideoStream) -> float | None:
 
 
 def _demux(src: Path, container: av.container.InputContainer, video: av.VideoStream,
-           audio: av.AudioStream | None) -> Iterator[av.VideoFrame | av.Packet]:
+           audio: av.AudioStream | None, damaged: list[int] | None = None) -> Iterator[av.VideoFrame | av.Packet]:
     """Decoded video frames and raw audio packets in file order. A frame without a timestamp (an elementary stream,
-    such as a raw .h264 from a camera, has none) gets the one after its predecessor, at the stream's rate. Decoding
-    errors, and a stream that ends well before its header says it should (a truncated file), raise
-    :class:`VideoError`."""
+    such as a raw .h264 from a camera, has none) gets the one after its predecessor, at the stream's rate.
+
+    A damaged video packet (a scratch in an old digitized file) that the decoder refuses is skipped, as FFmpeg does:
+    the frames keep their timestamps, so the one before it stays on screen in its place; ``damaged`` gets the index
+    of the frame it came before. Errors of the file itself, more damaged packets than sound ones, and a stream that
+    ends well before its header says it should (a truncated file) raise :class:`VideoError`."""
     import av
 
     streams = [video] + ([audio] if audio is not None else [])
-    rate = video.guessed_rate or video.average_rate or Fraction(25)
-    frames, end, next_pts = 0, 0.0, 0
+    frame_rate = video.guessed_rate or video.average_rate or Fraction(25)
+    frames, end, next_pts, packets, skipped = 0, 0.0, 0, 0, 0
     try:
         for packet in container.demux(streams):
             if packet.stream.type == "video":
-                for frame in packet.decode():
+                packets += packet.size > 0  # not the empty one at the end, which flushes the decoder
+                try:
+                    decoded = packet.decode()
+                except av.InvalidDataError:
+                    skipped += 1
+                    if damaged is not None:
+                        damaged.append(frames)
+                    continue
+                for frame in decoded:
                     frames += 1
                     time_base = frame.time_base or video.time_base
                     if frame.pts is None:
                         frame.pts, frame.time_base = next_pts, time_base
-                    step = frame.duration or max(1, round(1 / (rate * time_base)))
+                    step = frame.duration or max(1, round(1 / (frame_rate * time_base)))
                     next_pts = frame.pts + step
                     end = max(end, float((frame.pts + (frame.duration or 0)) * time_base))
                     yield frame
@@ -259,6 +270,8 @@ def _demux(src: Path, container: av.container.InputContainer, video: av.VideoStr
                          "the file is truncated or corrupt") from e
     if frames == 0:
         raise VideoError(f"{src}: no decodable video frames; the file is truncated or corrupt")
+    if skipped > packets / 2:
+        raise VideoError(f"{src}: {skipped} of its {packets} video packets cannot be decoded; the file is corrupt")
     expected = _stream_end(video)
     rate = video.average_rate or video.guessed_rate or Fraction(25)
     if expected is not None and end < expected - 2 / float(rate):
@@ -272,7 +285,6 @@ def _add_video_stream(out: av.container.OutputContainer, dst: Path, video: av.Vi
     import av
 
     width, height = geometry.shown
-
     rate = video.average_rate or video.guessed_rate or Fraction(25)
     errors = []
     for name in ENCODERS.get(dst.suffix.lower(), DEFAULT_ENCODERS):
@@ -428,7 +440,8 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
             spares the hand-offs and the spinning of idle threads that more would bring (measured: less CPU a
             frame, more frames/s).
     Returns:
-        A summary: frames, width, height, fps, duration, audio, speed, predicted_frames (those the network
+        A summary: frames, width, height, fps, duration, audio, damaged (the frames before which a damaged packet
+        was skipped), speed, predicted_frames (those the network
         colored), cuts, flicker, flicker_per_frame, flicker_ratio, chroma, chroma_per_frame (flicker in Lab ab
         units; None when not measured; flicker_per_frame needs two consecutive predicted frames).
     Raises:
@@ -453,6 +466,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     geometry = _geometry(src, vin)
     width, height = geometry.shown
     audio_mode = "none"
+    damaged: list[int] = []  # frames that an undecodable packet came before (skipped)
     start = time.perf_counter()
     try:
         # the temporary has dst's extension: FFmpeg picks the container by it
@@ -497,7 +511,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
 
                 with bar:
                     try:
-                        for item in _demux(src, inp, vin, ain):
+                        for item in _demux(src, inp, vin, ain, damaged):
                             if isinstance(item, av.VideoFrame):
                                 batch.append(item)
                                 if len(batch) == batch_size:
@@ -531,7 +545,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
         "input": str(src), "output": str(dst), "model": colorizer.model_name, "working_size": colorizer.size,
         "frames": frames, "width": width, "height": height, "fps": float(rate) if rate else None,
         "duration": float(vin.duration * vin.time_base) if vin.duration else None,
-        "audio": audio_mode, "temporal": temporal, "seconds": seconds,
+        "audio": audio_mode, "damaged": damaged, "temporal": temporal, "seconds": seconds,
         "frames_per_second": frames / seconds if seconds > 0 else None,
         "temporal_config": asdict(cfg),
         "hints": sum(len(v) for v in (hints or {}).values()), "frames_with_hints": len(tracked),

@@ -55,6 +55,13 @@ def _output(src: Path, output: str | None) -> Path:
     return Path(output)
 
 
+def damaged_note(damaged: list[int]) -> str:
+    """What skipping damaged packets did, from the summary's ``damaged`` (the frames they came before)."""
+    at = ", ".join(map(str, damaged[:5])) + (", ..." if len(damaged) > 5 else "")
+    return (f"{len(damaged)} damaged video packet(s) could not be decoded and were skipped (before frame {at}); "
+            "the frame before each stays on screen in its place")
+
+
 def format_report(r: dict[str, Any]) -> str:
     """The human-readable report of :func:`colorize.video.colorize_video`'s summary."""
 
@@ -130,6 +137,8 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"interrupted; {dst} was not written", file=sys.stderr)
         return 130
+    if result["damaged"]:
+        print(f"warning: {src}: {damaged_note(result['damaged'])}", file=sys.stderr)
     if report:
         print(format_report(result))
         if args.report_json:
