@@ -220,6 +220,16 @@ def test_audio_the_container_cannot_hold_is_reencoded(tmp_path, tiny_model_file)
     assert info["frames"] == FRAMES and summary["flicker"] is None  # nothing measured without temporal/report
 
 
+def test_audio_the_container_refuses_only_at_its_header_is_reencoded(tmp_path, tiny_model_file):
+    """.mov takes an Opus stream when it is added and refuses it when the header is written: re-encoded too."""
+    clip = write_clip(tmp_path / "clip.mkv", audio="libopus")
+    out = tmp_path / "color.mov"
+    summary = colorize_video(clip, out, Colorizer(tiny_model_file), temporal=False)
+    info = probe(out)
+    assert summary["audio"] == "re-encoded to aac" and info["audio"] == "aac" and info["frames"] == FRAMES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv", "color.mov"]
+
+
 def test_temporal_consistency_reduces_flicker_and_keeps_color(clip, tmp_path):
     colorizer = Colorizer(FlickeryNet())
     # the network on every frame: the in-run per-frame flicker is measured beside the output's

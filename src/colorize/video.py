@@ -316,15 +316,46 @@ def _add_video_stream(out: av.container.OutputContainer, dst: Path, video: av.Vi
     raise VideoError(f"{dst}: no video encoder for '{dst.suffix}' files ({'; '.join(errors)})")
 
 
-def _add_audio_stream(out: av.container.OutputContainer, dst: Path,
-                      audio: av.AudioStream) -> tuple[av.AudioStream, bool]:
-    """Copy the audio as is if the container accepts its codec, else re-encode it. Returns (stream, copied)."""
+def _open_output(tmp: Path, dst: Path, video: av.VideoStream, audio: av.AudioStream | None, geometry: _Geometry
+                 ) -> tuple[av.container.OutputContainer, av.VideoStream, av.AudioStream | None, bool]:
+    """The output at ``tmp`` (a container of ``dst``'s kind) with its streams, its header written: (container, video
+    stream, audio stream or None, whether the audio is copied). The audio is copied where the container takes its
+    codec, else re-encoded; some containers refuse a codec only when the header is written (Opus in .mov)."""
     import av
 
-    try:
-        return out.add_stream_from_template(audio), True
-    except ValueError:  # "'mp4' format does not support 'pcm_mulaw' codec"
-        pass
+    for copy in (True, False):
+        try:
+            out = av.open(str(tmp), "w")
+        except (av.FFmpegError, ValueError) as e:
+            raise VideoError(f"{dst}: cannot write a video with extension '{dst.suffix}' ({e})") from e
+        try:
+            vout = _add_video_stream(out, dst, video, geometry)
+            aout, copied = _add_audio_stream(out, dst, audio, copy=copy) if audio is not None else (None, False)
+            out.start_encoding()
+            return out, vout, aout, copied
+        except av.FFmpegError as e:
+            with contextlib.suppress(Exception):
+                out.close()
+            if not copied:
+                raise VideoError(f"{dst}: cannot write a '{dst.suffix}' file of this film ({e})") from e
+        except BaseException:
+            with contextlib.suppress(Exception):
+                out.close()
+            raise
+    raise AssertionError("unreachable: the second try re-encodes the audio")
+
+
+def _add_audio_stream(out: av.container.OutputContainer, dst: Path, audio: av.AudioStream, *,
+                      copy: bool = True) -> tuple[av.AudioStream, bool]:
+    """Copy the audio as is if the container accepts its codec (and ``copy``), else re-encode it. Returns (stream,
+    copied)."""
+    import av
+
+    if copy:
+        try:
+            return out.add_stream_from_template(audio), True
+        except ValueError:  # "'mp4' format does not support 'pcm_mulaw' codec"
+            pass
     layout = audio.layout.name if audio.layout else "stereo"
     for name in FALLBACK_AUDIO_CODECS:
         try:
@@ -471,13 +502,8 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     try:
         # the temporary has dst's extension: FFmpeg picks the container by it
         with _torch_threads(torch_threads), AtomicFile(dst, suffix=dst.suffix) as tmp:
+            out, vout, aout, copied = _open_output(tmp, dst, vin, ain, geometry)
             try:
-                out = av.open(str(tmp), "w")
-            except (av.FFmpegError, ValueError) as e:
-                raise VideoError(f"{dst}: cannot write a video with extension '{dst.suffix}' ({e})") from e
-            try:
-                vout = _add_video_stream(out, dst, vin, geometry)
-                aout, copied = _add_audio_stream(out, dst, ain) if ain is not None else (None, False)
                 if aout is not None:
                     audio_mode = f"copied ({ain.codec_context.name})" if copied else f"re-encoded to {aout.name}"
                 show = _show_progress(progress)
