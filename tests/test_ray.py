@@ -195,6 +195,25 @@ def test_the_light_engine_where_the_local_engine_picks_it(local_ray, photo_dir, 
 
 
 @needs_ray
+def test_progress_is_the_local_engines(local_ray, photo_dir, tmp_path, tiny_model_file, capfd, monkeypatch):
+    """Without a terminal (a log, cron) a plain line at a time, as the local engine prints, not a bar's carriage
+    returns; COLORIZE_NO_PROGRESS=1 or -q: none."""
+    import colorize.commands.colorize as command
+
+    monkeypatch.setattr(command, "PROGRESS_SECONDS", 0.0)
+    args = [str(photo_dir), "--model", str(tiny_model_file), "--engine", "ray", "--workers", "1"]
+    monkeypatch.delenv("COLORIZE_NO_PROGRESS", raising=False)
+    capfd.readouterr()
+    assert main([*args, "-o", str(tmp_path / "shown")]) == 0
+    err = capfd.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("progress:")]
+    assert "\r" not in err and len(lines) == 12 and lines[-1].startswith("progress: 12/12 images (100%)")
+    monkeypatch.setenv("COLORIZE_NO_PROGRESS", "1")
+    assert main([*args, "-o", str(tmp_path / "quiet")]) == 0
+    assert "progress:" not in capfd.readouterr().err
+
+
+@needs_ray
 def test_worker_killed_mid_job_finishes_and_rerun_skips(local_ray, tmp_path, tiny_model_file, capfd):
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -35,10 +35,10 @@ import math
 import os
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
@@ -320,7 +320,7 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "Colori
                    quality: int = 95, hints_for: Callable[["Source"], list] | None = None, confidence: bool = False,
                    keep_color: bool = False, tint_as_hints: bool = False, address: str | None = None,
                    workers: int | None = None, on_done: Callable[["Source"], None] | None = None,
-                   progress: bool = True) -> "BatchResult":
+                   progress: Callable[[list], Iterable] | None = None) -> "BatchResult":
     """Colorize every (input, output) pair on Ray, each with :func:`colorize.batch.colorize_one` as the
     local engine does: the same outputs, byte for byte, and the same report.
 
@@ -335,7 +335,9 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "Colori
         address: a running cluster to join; None starts a local Ray (and stops it at the end).
         workers: colorizing actors; default: one per ``threads`` CPUs of the cluster.
         on_done: called in this process with each input whose output is in place (e.g. to record it).
-        progress: show one progress bar.
+        progress: wraps the list of photos in a progress display (None: none), advanced a photo at a time, as for
+            :func:`colorize.batch.colorize_files`; it writes to ``sys.stderr``, which is the terminal for it while
+            Ray's own output goes to the log.
     Raises:
         UnusableModel: the actors could not build the colorizer (no photo was read).
         RayEngineError: Ray is missing, the cluster is unreachable, or the pipeline failed as a whole
@@ -362,26 +364,34 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "Colori
     try:
         with _ray_output_to(log) as terminal:
             started = connect(address, num_cpus=None if address else _local_cpus(workers, spec.threads))
-            try:
-                from tqdm import tqdm
+            shown: Iterator = iter(())
 
-                with tqdm(total=len(rows), unit="img", disable=not progress, dynamic_ncols=True, file=terminal) as bar:
-                    for row in _outcome_rows(rows, actor, workers=workers):
-                        if row["unusable"]:
-                            raise UnusableModel(str(row["unusable"]).replace(str(model), str(given)))
-                        photo = int(row["id"])
-                        seen.add(photo)
-                        src = pairs[photo][0]
-                        result.add(Outcome(kind=str(row["kind"]), error=_as_given(str(row["error"]), rows[photo], src),
-                                           warning=_as_given(str(row["warning"]), rows[photo], src),
-                                           notes=[_as_given(n, rows[photo], src)
-                                                  for n in str(row["notes"]).split("\n") if n]))
-                        if not row["error"] and on_done is not None:
-                            on_done(src)
-                        bar.update(1)
+            def show() -> None:  # one step of the progress display, on the terminal
+                with redirect_stderr(terminal):
+                    next(shown, None)
+
+            try:
+                with redirect_stderr(terminal):  # the display may look at sys.stderr (a terminal, or a log?) now
+                    shown = iter((progress or iter)(pairs))
+                show()
+                for row in _outcome_rows(rows, actor, workers=workers):
+                    if row["unusable"]:
+                        raise UnusableModel(str(row["unusable"]).replace(str(model), str(given)))
+                    photo = int(row["id"])
+                    seen.add(photo)
+                    src = pairs[photo][0]
+                    result.add(Outcome(kind=str(row["kind"]), error=_as_given(str(row["error"]), rows[photo], src),
+                                       warning=_as_given(str(row["warning"]), rows[photo], src),
+                                       notes=[_as_given(n, rows[photo], src)
+                                              for n in str(row["notes"]).split("\n") if n]))
+                    if not row["error"] and on_done is not None:
+                        on_done(src)
+                    show()
             except KeyboardInterrupt:  # Ctrl-C: what came back is recorded; outputs are whole or absent
                 result.stopped, result.left = "interrupted", len(rows) - len(seen)
             finally:
+                with redirect_stderr(terminal):  # a display stopped short closes on the terminal, not later
+                    getattr(shown, "close", lambda: None)()
                 if started:
                     import ray
 

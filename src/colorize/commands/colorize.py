@@ -267,8 +267,8 @@ def run(args: argparse.Namespace) -> int:
             # the actors build `spec` (the local engine's choice, so the same files) and check it as the local engine
             # does; this process never loads the model (seconds of imports, spent again in every actor)
             result = colorize_pairs(todo, colorizer=spec, address=args.address, workers=args.workers,
-                                    progress=not args.quiet, on_done=record.mark_done if record is not None else None,
-                                    **options)
+                                    progress=lambda items: _progress(items, quiet=args.quiet),
+                                    on_done=record.mark_done if record is not None else None, **options)
         elif engine == "ray":  # nothing to do; the actors may have a device this machine has not
             colorizer, workers = usable_colorizer(replace(spec, device="cpu"), confidence=args.confidence), 1
         else:
