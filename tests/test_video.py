@@ -220,6 +220,13 @@ def test_audio_the_container_cannot_hold_is_reencoded(tmp_path, tiny_model_file)
     assert info["frames"] == FRAMES and summary["flicker"] is None  # nothing measured without temporal/report
 
 
+def test_the_summary_gives_a_matroska_films_duration(tmp_path, tiny_model_file):
+    """.mkv and .webm keep a stream's length in a tag, not in its header field: the report says it all the same."""
+    summary = colorize_video(write_clip(tmp_path / "film.mkv"), tmp_path / "color.mp4", Colorizer(tiny_model_file),
+                             temporal=False)
+    assert summary["duration"] == pytest.approx(FRAMES / FPS, abs=1e-3)
+
+
 def test_audio_the_container_refuses_only_at_its_header_is_reencoded(tmp_path, tiny_model_file):
     """.mov takes an Opus stream when it is added and refuses it when the header is written: re-encoded too."""
     clip = write_clip(tmp_path / "clip.mkv", audio="libopus")

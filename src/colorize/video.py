@@ -216,17 +216,23 @@ def open_video(src: str | Path) -> tuple[av.container.InputContainer, av.VideoSt
     return container, video, audio
 
 
-def _stream_end(video: av.VideoStream) -> float | None:
-    """When the video stream should end (seconds), from its header, or None if the header does not say."""
-    start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
+def _stream_duration(video: av.VideoStream) -> float | None:
+    """How long the video stream is (seconds), from its header, or None if the header does not say."""
     if video.duration:
-        return start + float(video.duration * video.time_base)
-    tag = video.metadata.get("DURATION", "")  # Matroska keeps it as a tag: "00:01:02.500000000"
+        return float(video.duration * video.time_base)
+    tag = video.metadata.get("DURATION", "")  # Matroska and WebM keep it as a tag: "00:01:02.500000000"
     try:
         h, m, sec = tag.split(":")
-        return start + int(h) * 3600 + int(m) * 60 + float(sec)
+        return int(h) * 3600 + int(m) * 60 + float(sec)
     except ValueError:
         return None
+
+
+def _stream_end(video: av.VideoStream) -> float | None:
+    """When the video stream should end (seconds), from its header, or None if the header does not say."""
+    duration = _stream_duration(video)
+    start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
+    return None if duration is None else start + duration
 
 
 def _demux(src: Path, container: av.container.InputContainer, video: av.VideoStream,
@@ -570,7 +576,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     result: dict[str, Any] = {
         "input": str(src), "output": str(dst), "model": colorizer.model_name, "working_size": colorizer.size,
         "frames": frames, "width": width, "height": height, "fps": float(rate) if rate else None,
-        "duration": float(vin.duration * vin.time_base) if vin.duration else None,
+        "duration": _stream_duration(vin),
         "audio": audio_mode, "damaged": damaged, "temporal": temporal, "seconds": seconds,
         "frames_per_second": frames / seconds if seconds > 0 else None,
         "temporal_config": asdict(cfg),
