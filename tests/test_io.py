@@ -93,6 +93,16 @@ def test_a_photo_that_cannot_be_read_says_so(tmp_path, monkeypatch):
         load_image(tmp_path / "locked.jpg")
 
 
+def test_a_film_given_as_a_photo_is_told_to_use_colorize_video(tmp_path):
+    film = tmp_path / "film.MP4"
+    film.write_bytes(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64))
+    with pytest.raises(ImageError, match="film.MP4: a video, not a photo: colorize it with `colorize video`"):
+        load_image(film)
+    (tmp_path / "notes.jpg").write_bytes(b"not an image")
+    with pytest.raises(ImageError, match="notes.jpg: not an image file"):
+        load_image(tmp_path / "notes.jpg")
+
+
 def test_atomic_file_keeps_a_suffix_and_discards_on_error(tmp_path):
     target = tmp_path / "clip.mp4"
     with AtomicFile(target, suffix=".mp4") as tmp:

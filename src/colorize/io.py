@@ -32,6 +32,9 @@ MIN_SIDE = 8  # smaller images carry no usable content
 MAX_PIXELS = 200_000_000
 if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow warns above it and refuses above twice it
+# a film named where a photo is expected is told apart from a bad photo: `colorize video` is its command
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts",
+                    ".m2ts", ".3gp", ".ogv", ".h264")
 
 
 class ImageNote(UserWarning):
@@ -271,6 +274,8 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
     except PermissionError:
         raise ImageError(path, "cannot read it (permission denied)") from None
     except UnidentifiedImageError:
+        if Path(path).suffix.lower() in VIDEO_EXTENSIONS:
+            raise ImageError(path, "a video, not a photo: colorize it with `colorize video`") from None
         raise ImageError(path, "not an image file (unrecognized format)") from None
     except Image.DecompressionBombError:  # Pillow refused it while opening: past twice MAX_PIXELS
         raise ImageError(path, _too_many_pixels()) from None
