@@ -220,6 +220,31 @@ def test_audio_the_container_cannot_hold_is_reencoded(tmp_path, tiny_model_file)
     assert info["frames"] == FRAMES and summary["flicker"] is None  # nothing measured without temporal/report
 
 
+def test_every_audio_track_is_kept_with_its_language(tmp_path, tiny_model_file):
+    """A film with its original sound and a dub (or a commentary): both tracks come out, each still named."""
+    src = tmp_path / "dubbed.mkv"
+    with av.open(str(src), "w") as c:
+        video = c.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        tracks = [c.add_stream(codec, rate=16000, layout="mono") for codec in ("aac", "libopus")]
+        tracks[1].metadata["language"] = "fra"
+        for arr in clip_frames(frames=12):
+            c.mux(video.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+        c.mux(video.encode(None))
+        for track in tracks:
+            for k in range(0, 8000, 960):
+                frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="flt", layout="mono")
+                frame.sample_rate, frame.pts = 16000, k
+                c.mux(track.encode(frame))
+            c.mux(track.encode(None))
+    for out, audio in [(tmp_path / "color.mkv", "copied (aac); copied (opus)"),
+                       (tmp_path / "color.mov", "re-encoded to aac; re-encoded to aac")]:  # .mov takes no Opus
+        summary = colorize_video(src, out, Colorizer(tiny_model_file), temporal=False)
+        with av.open(str(out)) as c:
+            kept = [(s.codec_context.name, s.metadata.get("language")) for s in c.streams.audio]
+        assert summary["audio"] == audio and len(kept) == 2 and kept[1][1] == "fra", kept
+
+
 def test_the_summary_gives_a_matroska_films_duration(tmp_path, tiny_model_file):
     """.mkv and .webm keep a stream's length in a tag, not in its header field: the report says it all the same."""
     summary = colorize_video(write_clip(tmp_path / "film.mkv"), tmp_path / "color.mp4", Colorizer(tiny_model_file),

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
@@ -164,7 +164,7 @@ def track_hints(src: str | Path, colorizer: Colorizer, hints: dict[int, list[Hin
 
     index = 0
     try:
-        for frame in _demux(Path(src), container, video, None):
+        for frame in _demux(Path(src), container, video):
             l = colorizer.prepare(geometry.pixels(frame)).l_small[0, 0].cpu().numpy()
             h_small, w_small = l.shape
             if prev is not None:
@@ -188,8 +188,9 @@ def track_hints(src: str | Path, colorizer: Colorizer, hints: dict[int, list[Hin
 
 
 # -- decoding and encoding ------------------------------------------------------------------------
-def open_video(src: str | Path) -> tuple[av.container.InputContainer, av.VideoStream, av.AudioStream | None]:
-    """Open ``src`` for reading. Returns (container, its first video stream, its first audio stream or None).
+def open_video(src: str | Path) -> tuple[av.container.InputContainer, av.VideoStream, list[av.AudioStream]]:
+    """Open ``src`` for reading. Returns (container, its first video stream, its audio streams: every track, a film's
+    languages and commentaries, that this FFmpeg can decode).
     Raises :class:`VideoError` naming the file when it is missing, not a video, or cannot be decoded."""
     import av
 
@@ -210,10 +211,8 @@ def open_video(src: str | Path) -> tuple[av.container.InputContainer, av.VideoSt
         container.close()
         raise VideoError(f"{src}: unsupported video codec (this FFmpeg build has no decoder for it)")
     video.thread_type = "AUTO"
-    audio = container.streams.audio[0] if container.streams.audio else None
-    if audio is not None and audio.codec_context is None:
-        audio = None  # undecodable audio: remuxing may still be possible, but keep it simple and drop it
-    return container, video, audio
+    # undecodable audio (no codec context) is dropped: remuxing may still be possible, but keep it simple
+    return container, video, [a for a in container.streams.audio if a.codec_context is not None]
 
 
 def _stream_duration(video: av.VideoStream) -> float | None:
@@ -236,7 +235,8 @@ def _stream_end(video: av.VideoStream) -> float | None:
 
 
 def _demux(src: Path, container: av.container.InputContainer, video: av.VideoStream,
-           audio: av.AudioStream | None, damaged: list[int] | None = None) -> Iterator[av.VideoFrame | av.Packet]:
+           audio: Sequence[av.AudioStream] = (), damaged: list[int] | None = None
+           ) -> Iterator[av.VideoFrame | av.Packet]:
     """Decoded video frames and raw audio packets in file order. A frame without a timestamp (an elementary stream,
     such as a raw .h264 from a camera, has none) gets the one after its predecessor, at the stream's rate.
 
@@ -246,7 +246,7 @@ def _demux(src: Path, container: av.container.InputContainer, video: av.VideoStr
     ends well before its header says it should (a truncated file) raise :class:`VideoError`."""
     import av
 
-    streams = [video] + ([audio] if audio is not None else [])
+    streams = [video, *audio]
     frame_rate = video.guessed_rate or video.average_rate or Fraction(25)
     frames, end, next_pts, packets, skipped = 0, 0.0, 0, 0, 0
     try:
@@ -322,11 +322,12 @@ def _add_video_stream(out: av.container.OutputContainer, dst: Path, video: av.Vi
     raise VideoError(f"{dst}: no video encoder for '{dst.suffix}' files ({'; '.join(errors)})")
 
 
-def _open_output(tmp: Path, dst: Path, video: av.VideoStream, audio: av.AudioStream | None, geometry: _Geometry
-                 ) -> tuple[av.container.OutputContainer, av.VideoStream, av.AudioStream | None, bool]:
+def _open_output(tmp: Path, dst: Path, video: av.VideoStream, audio: Sequence[av.AudioStream], geometry: _Geometry
+                 ) -> tuple[av.container.OutputContainer, av.VideoStream, dict[int, tuple[av.AudioStream, bool]]]:
     """The output at ``tmp`` (a container of ``dst``'s kind) with its streams, its header written: (container, video
-    stream, audio stream or None, whether the audio is copied). The audio is copied where the container takes its
-    codec, else re-encoded; some containers refuse a codec only when the header is written (Opus in .mov)."""
+    stream, {input audio stream's index: (its output stream, whether it is copied)}). Each audio track is copied
+    where the container takes its codec, else re-encoded; some containers refuse a codec only when the header is
+    written (Opus in .mov): then every track is re-encoded."""
     import av
 
     for copy in (True, False):
@@ -334,15 +335,16 @@ def _open_output(tmp: Path, dst: Path, video: av.VideoStream, audio: av.AudioStr
             out = av.open(str(tmp), "w")
         except (av.FFmpegError, ValueError) as e:
             raise VideoError(f"{dst}: cannot write a video with extension '{dst.suffix}' ({e})") from e
+        tracks: dict[int, tuple[av.AudioStream, bool]] = {}
         try:
             vout = _add_video_stream(out, dst, video, geometry)
-            aout, copied = _add_audio_stream(out, dst, audio, copy=copy) if audio is not None else (None, False)
+            tracks = {a.index: _add_audio_stream(out, dst, a, copy=copy) for a in audio}
             out.start_encoding()
-            return out, vout, aout, copied
+            return out, vout, tracks
         except av.FFmpegError as e:
             with contextlib.suppress(Exception):
                 out.close()
-            if not copied:
+            if not any(copied for _, copied in tracks.values()):
                 raise VideoError(f"{dst}: cannot write a '{dst.suffix}' file of this film ({e})") from e
         except BaseException:
             with contextlib.suppress(Exception):
@@ -353,22 +355,29 @@ def _open_output(tmp: Path, dst: Path, video: av.VideoStream, audio: av.AudioStr
 
 def _add_audio_stream(out: av.container.OutputContainer, dst: Path, audio: av.AudioStream, *,
                       copy: bool = True) -> tuple[av.AudioStream, bool]:
-    """Copy the audio as is if the container accepts its codec (and ``copy``), else re-encode it. Returns (stream,
-    copied)."""
+    """Copy the audio as is if the container accepts its codec (and ``copy``), else re-encode it; with its language
+    and title (which track it is: a dub, a commentary). Returns (stream, copied)."""
     import av
 
+    stream, copied = None, False
     if copy:
         try:
-            return out.add_stream_from_template(audio), True
+            stream, copied = out.add_stream_from_template(audio), True
         except ValueError:  # "'mp4' format does not support 'pcm_mulaw' codec"
             pass
     layout = audio.layout.name if audio.layout else "stereo"
-    for name in FALLBACK_AUDIO_CODECS:
+    for name in FALLBACK_AUDIO_CODECS if stream is None else ():
         try:
-            return out.add_stream(name, rate=audio.rate or 48000, layout=layout), False
+            stream = out.add_stream(name, rate=audio.rate or 48000, layout=layout)
+            break
         except (av.FFmpegError, ValueError):
             continue
-    raise VideoError(f"{dst}: '{dst.suffix}' files take none of the audio codecs {', '.join(FALLBACK_AUDIO_CODECS)}")
+    if stream is None:
+        raise VideoError(f"{dst}: '{dst.suffix}' files take none of the audio codecs {', '.join(FALLBACK_AUDIO_CODECS)}")
+    for key in ("language", "title"):
+        if key in audio.metadata:
+            stream.metadata[key] = audio.metadata[key]
+    return stream, copied
 
 
 GRAY_CHROMA_TOLERANCE = 1  # 8-bit U and V this close to 128 everywhere: a frame without color
@@ -456,7 +465,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                    batch_size: int = 8, report: bool = False, config: TemporalConfig | None = None,
                    progress: bool | None = None, hints: dict[int, list[Hint]] | None = None,
                    torch_threads: int | None = 1) -> dict[str, Any]:
-    """Colorize a video: same frame count, size, rate and timestamps; audio copied (or re-encoded to AAC).
+    """Colorize a video: same frame count, size, rate and timestamps; every audio track copied (or re-encoded to AAC).
 
     The output is written to a temp file beside ``dst`` and renamed at the end, so an error or an
     interrupt never leaves a broken ``dst``.
@@ -499,19 +508,18 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     smoother = TemporalSmoother(cfg, enabled=temporal, measure=temporal or report)
     # which frames the network colors (the network thread asks, in order); without the temporal blend, every one
     plan = KeyframePlan(cfg.keyframe_interval, cut_threshold=cfg.cut_threshold, always=tracked) if temporal else None
-    inp, vin, ain = open_video(src)
+    inp, vin, ains = open_video(src)
     geometry = _geometry(src, vin)
     width, height = geometry.shown
-    audio_mode = "none"
     damaged: list[int] = []  # frames that an undecodable packet came before (skipped)
     start = time.perf_counter()
     try:
         # the temporary has dst's extension: FFmpeg picks the container by it
         with _torch_threads(torch_threads), AtomicFile(dst, suffix=dst.suffix) as tmp:
-            out, vout, aout, copied = _open_output(tmp, dst, vin, ain, geometry)
+            out, vout, tracks = _open_output(tmp, dst, vin, ains, geometry)
             try:
-                if aout is not None:
-                    audio_mode = f"copied ({ain.codec_context.name})" if copied else f"re-encoded to {aout.name}"
+                audio_mode = "; ".join(f"copied ({a.codec_context.name})" if tracks[a.index][1] else
+                                       f"re-encoded to {tracks[a.index][0].name}" for a in ains) or "none"
                 show = _show_progress(progress)
                 bar = tqdm(total=vin.frames or None, unit="frame", dynamic_ncols=True,
                            disable=not show or not sys.stderr.isatty())
@@ -543,21 +551,19 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
 
                 with bar:
                     try:
-                        for item in _demux(src, inp, vin, ain, damaged):
+                        for item in _demux(src, inp, vin, ains, damaged):
                             if isinstance(item, av.VideoFrame):
                                 batch.append(item)
                                 if len(batch) == batch_size:
                                     flush()
-                            elif copied:
-                                item.stream = aout
-                                writer.put(lambda packet: (packet,), item)
                             else:
-                                writer.put(lambda packet: [p for f in packet.decode() for p in aout.encode(f)], item)
+                                writer.put(_audio_packets, item, *tracks[item.stream.index])
                         while batch or pending is not None:
                             flush()
                         writer.put(vout.encode, None)  # the encoder's delayed frames
-                        if aout is not None and not copied:
-                            writer.put(aout.encode, None)
+                        for aout, copied in tracks.values():
+                            if not copied:
+                                writer.put(aout.encode, None)
                         writer.join()
                     finally:
                         network.shutdown(cancel_futures=True)  # on an error: no batch starts after it
@@ -631,6 +637,14 @@ def _smooth_batch(prepared: list[Prepared], ab_small: list[torch.Tensor | None],
         yield prep, torch.from_numpy(np.ascontiguousarray(ab)).permute(2, 0, 1)[None].to(colorizer.device)
 
 
+def _audio_packets(packet: av.Packet, aout: av.AudioStream, copied: bool) -> Iterable[av.Packet]:
+    """An input audio packet -> the output track's packets: itself, moved to the track, or re-encoded."""
+    if copied:
+        packet.stream = aout
+        return (packet,)
+    return [p for frame in packet.decode() for p in aout.encode(frame)]
+
+
 def _compose_frame(prep: Prepared, ab: torch.Tensor, colorizer: Colorizer) -> np.ndarray:
     """compose, for one frame of :func:`_smooth_batch`: the (H, W, 3) uint8 RGB frame."""
     rgb = colorizer.compose(prep, ab, uint8=True)  # (1, 3, H, W) uint8, laid out (H, W, 3)
@@ -697,7 +711,7 @@ def _lab_frames(path: Path, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]
     geometry = _geometry(path, video)
     h, w = working_shape(*reversed(geometry.shown), size, 1)
     try:
-        for frame in _demux(path, container, video, None):
+        for frame in _demux(path, container, video):
             rgb = F.interpolate(geometry.pixels(frame).expand(-1, 3, -1, -1).float().div_(255), size=(h, w),
                                 mode="area")
             lab = rgb_to_lab(rgb)[0]  # (3, h, w)
