@@ -241,9 +241,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {len(stale)} temporary file(s) left by an interrupted run (e.g. {stale[0]})")
     record, recorded = None, 0
     if shard or getattr(args, "record", False):
-        # what the outputs are made with: a record made otherwise is not of these outputs
-        settings = {k: getattr(args, k) for k in ("model", "size", "temperature", "saturation", "format", "quality",
-                                                  "keep_color")}
+        settings = {k: getattr(args, k) for k in ("model", "size", "temperature", "saturation", "format")}
+        # what else changes the files, named only away from its default (a record made without them still holds)
+        settings.update({k: v for k, v, default in [("quality", args.quality, DEFAULT_QUALITY),
+                                                    ("keep_color", args.keep_color, False),
+                                                    ("tint_as_hints", args.tint_as_hints, False),
+                                                    ("confidence", args.confidence, False),
+                                                    ("hint", getattr(args, "hint", None) or [], []),
+                                                    ("hints", getattr(args, "hints", None), None)] if v != default})
         try:
             record = archive.DoneRecord(archive.record_path(out_dir, shard), settings)
         except RuntimeError as e:
