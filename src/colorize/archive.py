@@ -110,7 +110,8 @@ class DoneRecord:
         return self.db.execute("SELECT COUNT(*) FROM done").fetchone()[0]
 
     def pending(self, pairs: Sequence[Pair], out_dir: Path) -> list[Pair]:
-        """The pairs not yet recorded as done for the input's current size and mtime."""
+        """The pairs not yet recorded as done for the input's current size and mtime, and those whose output is
+        gone since (deleted to be redone, lost with a disk)."""
         todo = []
         for src, dst in pairs:
             try:
@@ -120,7 +121,7 @@ class DoneRecord:
                 continue
             key = relative_key(src, dst, out_dir)
             row = self.db.execute("SELECT size, mtime_ns FROM done WHERE path = ?", (key,)).fetchone()
-            if row != stamp:
+            if row != stamp or not dst.exists():
                 self._todo[src] = (key, *stamp)
                 todo.append((src, dst))
         return todo
