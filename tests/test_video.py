@@ -488,6 +488,19 @@ def test_command_report_and_json(clip, tmp_path, tiny_model_file, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_the_json_report_goes_where_asked_or_says_why_not(clip, tmp_path, tiny_model_file, capsys):
+    """Its folder is made; a folder given as the file is refused before the film, a path that cannot be written after
+    it, by name, without a traceback."""
+    args = ["video", str(clip), "--model", str(tiny_model_file), "-q", "--report-json"]
+    assert cli_main([*args, str(tmp_path / "reports" / "r.json"), "-o", str(tmp_path / "a.mp4")]) == 0
+    assert json.loads((tmp_path / "reports" / "r.json").read_text())["frames"] == FRAMES
+    assert cli_main([*args, str(tmp_path / "reports"), "-o", str(tmp_path / "b.mp4")]) == 2
+    assert "is a folder" in capsys.readouterr().err and not (tmp_path / "b.mp4").exists()
+    (tmp_path / "file").write_text("")
+    assert cli_main([*args, str(tmp_path / "file" / "r.json"), "-o", str(tmp_path / "c.mp4")]) == 1
+    assert f"cannot write the report {tmp_path / 'file' / 'r.json'}" in capsys.readouterr().err
+
+
 def test_rate_and_odd_size_are_kept(tmp_path, tiny_model_file):
     src = tmp_path / "odd.mp4"
     with av.open(str(src), "w") as c:

@@ -103,6 +103,9 @@ def main(argv: list[str]) -> int:
     if dst.exists() and not args.overwrite:
         print(f"error: {dst} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
+    if args.report_json and Path(args.report_json).is_dir():  # found now, not after the film
+        print(f"error: --report-json {args.report_json} is a folder; name a file", file=sys.stderr)
+        return 2
     for name in ("batch_size", "keyframe_interval"):
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
@@ -142,7 +145,13 @@ def main(argv: list[str]) -> int:
     if report:
         print(format_report(result))
         if args.report_json:
-            Path(args.report_json).write_text(json.dumps(result, indent=2) + "\n")
+            from colorize.io import atomic_write
+
+            try:  # its folder made if need be
+                atomic_write(args.report_json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
+            except OSError as e:
+                print(f"error: cannot write the report {args.report_json} ({e}); {dst} was written", file=sys.stderr)
+                return 1
     else:
         print(f"wrote {dst} ({result['frames']} frames, {result['frames_per_second']:.1f} frames/s)")
     return 0
