@@ -671,6 +671,22 @@ def test_a_writer_error_stops_the_run_and_leaves_no_output(clip, tmp_path, tiny_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
+def test_what_ffmpeg_refuses_to_write_is_a_clear_error(clip, tmp_path, tiny_model_file, monkeypatch, capsys):
+    """A picture extension (FFmpeg would write a sequence of pictures), and any encoder or muxer error mid-film: an
+    error naming the output, no traceback, nothing left."""
+    assert cli_main(["video", str(clip), "-o", str(tmp_path / "frame.jpg"), "--model", str(tiny_model_file), "-q"]) == 1
+    assert "frame.jpg: '.jpg' is a picture format, not a video's" in capsys.readouterr().err
+    import colorize.video as video
+
+    def refused(*args):
+        raise av.error.ArgumentError(22, "Invalid argument")
+
+    monkeypatch.setattr(video, "_finish_frame", refused)
+    with pytest.raises(VideoError, match="out.mp4: cannot write the video"):
+        colorize_video(clip, tmp_path / "out.mp4", Colorizer(tiny_model_file), batch_size=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
 def test_network_runtime_auto_is_onnx_where_the_model_has_an_export(tiny_model_file):
     from colorize.commands.options import network_runtime
 

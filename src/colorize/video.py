@@ -335,6 +335,10 @@ def _open_output(tmp: Path, dst: Path, video: av.VideoStream, audio: Sequence[av
             out = av.open(str(tmp), "w")
         except (av.FFmpegError, ValueError) as e:
             raise VideoError(f"{dst}: cannot write a video with extension '{dst.suffix}' ({e})") from e
+        if out.format.name.startswith("image2"):  # FFmpeg writes .jpg, .png... as a sequence of pictures
+            out.close()
+            raise VideoError(f"{dst}: '{dst.suffix}' is a picture format, not a video's; name the output .mp4, .mkv, "
+                             ".mov, .webm or .avi")
         tracks: dict[int, tuple[av.AudioStream, bool]] = {}
         try:
             vout = _add_video_stream(out, dst, video, geometry)
@@ -574,6 +578,10 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                     out.close()
                 raise
             out.close()
+    except av.FFmpegError as e:  # encoding or muxing refused (a disk's error is an OSError: the caller names it)
+        if isinstance(e, OSError):
+            raise
+        raise VideoError(f"{dst}: cannot write the video ({e})") from e
     finally:
         inp.close()
     seconds = time.perf_counter() - start
