@@ -98,6 +98,8 @@ def test_a_film_given_as_a_photo_is_told_to_use_colorize_video(tmp_path):
     film.write_bytes(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64))
     with pytest.raises(ImageError, match="film.MP4: a video, not a photo: colorize it with `colorize video`"):
         load_image(film)
+    with pytest.raises(ImageError, match="a.tar:film.mov: a video"):  # a member of a tar shard, named as reports do
+        load_image("a.tar:film.mov", data=film.read_bytes())
     (tmp_path / "notes.jpg").write_bytes(b"not an image")
     with pytest.raises(ImageError, match="notes.jpg: not an image file"):
         load_image(tmp_path / "notes.jpg")

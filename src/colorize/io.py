@@ -274,7 +274,7 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
     except PermissionError:
         raise ImageError(path, "cannot read it (permission denied)") from None
     except UnidentifiedImageError:
-        if Path(path).suffix.lower() in VIDEO_EXTENSIONS:
+        if os.path.splitext(str(path))[1].lower() in VIDEO_EXTENSIONS:  # a path, or a photo in a tar shard
             raise ImageError(path, "a video, not a photo: colorize it with `colorize video`") from None
         raise ImageError(path, "not an image file (unrecognized format)") from None
     except Image.DecompressionBombError:  # Pillow refused it while opening: past twice MAX_PIXELS
