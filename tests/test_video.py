@@ -381,6 +381,14 @@ def _no_moov(tmp_path: Path) -> Path:
     return bad
 
 
+def _cut_from_the_middle(tmp_path: Path) -> Path:
+    """An MPEG-TS recording whose start, with the one keyframe and the stream's parameters, is gone."""
+    data = write_clip(tmp_path / "full.ts").read_bytes()
+    bad = tmp_path / "recording.ts"
+    bad.write_bytes(data[len(data) // 2 // 188 * 188:])  # whole 188-byte TS packets
+    return bad
+
+
 def _audio_only(tmp_path: Path) -> Path:
     path = tmp_path / "sound.m4a"
     with av.open(str(path), "w") as c:
@@ -403,6 +411,7 @@ def _text(tmp_path: Path) -> Path:
     (_text, "not a readable video"),
     (_no_moov, "not a readable video"),
     (_truncated, "truncated"),
+    (_cut_from_the_middle, "no decodable video frames"),
     (_audio_only, "no video stream"),
     (lambda tmp: tmp / "missing.mp4", "no such file"),
 ])

@@ -210,6 +210,9 @@ def open_video(src: str | Path) -> tuple[av.container.InputContainer, av.VideoSt
     if video.codec_context is None:
         container.close()
         raise VideoError(f"{src}: unsupported video codec (this FFmpeg build has no decoder for it)")
+    if not video.codec_context.width or not video.codec_context.height:  # no frame could be decoded to tell it
+        container.close()
+        raise VideoError(f"{src}: no decodable video frames (the picture size is unknown); the file is cut or corrupt")
     video.thread_type = "AUTO"
     # undecodable audio (no codec context) is dropped: remuxing may still be possible, but keep it simple
     return container, video, [a for a in container.streams.audio if a.codec_context is not None]
