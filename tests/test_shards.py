@@ -95,6 +95,32 @@ def test_pack_folder(photo_dir, tmp_path):
     assert len(write_shards(photo_dir, tmp_path / "small", max_size_mb=0.0002).shards) == 13
 
 
+@pytest.mark.parametrize("error", [KeyboardInterrupt, OSError])
+def test_an_interrupted_pack_leaves_no_shard(error, photo_dir, tmp_path, monkeypatch):
+    """Ctrl-C (or a full disk) after some shards are finished: none is left to pass for the whole set, and the
+    same command runs again."""
+    import colorize.shards as shards
+
+    for path in list(photo_dir.rglob("*.jpg")):  # decoded formats: each goes through load_image
+        make_photo(40, 32, seed=len(path.name)).save(path.with_suffix(".bmp"))
+        path.unlink()
+    calls, real = [], shards.load_image
+
+    def stopping(path):
+        calls.append(path)
+        if len(calls) == 8:
+            raise error("stop")
+        return real(path)
+
+    monkeypatch.setattr(shards, "load_image", stopping)
+    out = tmp_path / "shards"
+    with pytest.raises(error):
+        write_shards(photo_dir, out, max_count=2)  # three shards finished before the stop
+    assert list(out.iterdir()) == []
+    monkeypatch.setattr(shards, "load_image", real)
+    assert write_shards(photo_dir, out, max_count=2).images == 12
+
+
 def _tensor_key(x: torch.Tensor) -> bytes:
     return x.numpy().tobytes()
 

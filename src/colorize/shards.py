@@ -20,6 +20,7 @@ shards is :class:`colorize.shard_dataset.ShardDataset` (also importable from her
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import itertools
@@ -294,10 +295,15 @@ class _AtomicShards:
         self.file = None
 
     def discard(self) -> None:
+        """After an error or Ctrl-C: the shard being written and those this run finished are removed. Part of the
+        photos would pass for the whole set (and the folder, holding shards, would refuse a rerun)."""
         if self.file is not None:
             self.stream.close()
             self.file.discard()
             self.file = None
+        for path in self.written:
+            path.unlink(missing_ok=True)
+        self.written = []
 
 
 def _shard_key(rel: Path, used: set[str]) -> str:
@@ -367,6 +373,9 @@ def write_shards(folder: str | Path, out_dir: str | Path, *, max_count: int = 10
         if writer is not None:
             writer.close()
     except BaseException:
+        if writer is not None and writer.tarstream is not None:
+            with contextlib.suppress(Exception):  # its tar closed now, not by the collector on a closed file
+                writer.tarstream.close()
         shards.discard()
         raise
     result.shards = shards.written
