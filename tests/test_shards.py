@@ -96,7 +96,7 @@ def test_pack_folder(photo_dir, tmp_path):
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, OSError])
-def test_an_interrupted_pack_leaves_no_shard(error, photo_dir, tmp_path, monkeypatch):
+def test_an_interrupted_pack_leaves_no_shard(error, photo_dir, tmp_path, monkeypatch, capsys):
     """Ctrl-C (or a full disk) after some shards are finished: none is left to pass for the whole set, and the
     same command runs again."""
     import colorize.shards as shards
@@ -119,6 +119,13 @@ def test_an_interrupted_pack_leaves_no_shard(error, photo_dir, tmp_path, monkeyp
     assert list(out.iterdir()) == []
     monkeypatch.setattr(shards, "load_image", real)
     assert write_shards(photo_dir, out, max_count=2).images == 12
+
+    if error is OSError:  # the command: a full disk is one line naming the folder, not a traceback
+        monkeypatch.setattr(shards, "load_image", stopping)
+        calls.clear()
+        assert main(["shards", str(photo_dir), "-o", str(tmp_path / "again"), "--max-count", "2"]) == 1
+        err = capsys.readouterr().err
+        assert f"cannot write the shards in {tmp_path / 'again'} (stop); none was kept" in err
 
 
 def _tensor_key(x: torch.Tensor) -> bytes:

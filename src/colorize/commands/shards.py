@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def main(argv: list[str]) -> int:
@@ -26,6 +27,9 @@ def main(argv: list[str]) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
         print(f"error: {e}")
         return 2
+    except OSError as e:  # writing: a full disk, a folder that cannot be written (nothing of this run is left)
+        print(f"error: cannot write the shards in {args.output} ({e}); none was kept", file=sys.stderr)
+        return 1
     for msg in result.skipped:
         print(f"  skipped: {msg}")
     print(f"wrote {len(result.shards)} shard(s), {result.images} photos, {result.bytes / 1e6:.1f} MB -> {args.output}"
