@@ -12,6 +12,7 @@ import tarfile
 import threading
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,10 +79,25 @@ def test_unreadable_shards_are_reported_and_reading_goes_on(photo_dir, tmp_path)
 def test_pack_folder(photo_dir, tmp_path):
     make_photo(40, 32, seed=50).save(photo_dir / "sub" / "odd.name.bmp")  # re-encoded as PNG
     (photo_dir / "broken.bmp").write_bytes(b"not an image")
+    (photo_dir / "notes.jpg").write_text("a stray file with a photo's name")  # stored as is, were it a photo
+    (photo_dir / "locked.png").write_bytes((photo_dir / "p1.jpg").read_bytes())
+    read_bytes = Path.read_bytes
+
+    def unreadable(path: Path) -> bytes:  # as a file without read permission is (to all but root)
+        if path.name == "locked.png":
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
     out = tmp_path / "shards 100%"  # the writer's name pattern is %-formatted
-    result = write_shards(photo_dir, out, max_count=5)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "read_bytes", unreadable)
+        result = write_shards(photo_dir, out, max_count=5)
     assert [p.name for p in result.shards] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
-    assert result.images == 13 and len(result.skipped) == 1 and "broken.bmp" in result.skipped[0]
+    skipped = sorted(result.skipped)
+    assert result.images == 13 and len(skipped) == 3, skipped
+    assert "broken.bmp: not an image" in skipped[0] and "locked.png: cannot read it (Permission denied)" in skipped[1]
+    assert "notes.jpg: not an image file" in skipped[2]
+    (photo_dir / "locked.png").unlink()
     assert sorted(p.name for p in out.iterdir()) == [p.name for p in result.shards]  # no temp files left
     keys = Counter()
     for shard in result.shards:

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator, NamedTuple, Sequence
 
+from PIL import Image, UnidentifiedImageError
+
 from colorize.data import find_images
 from colorize.io import AtomicFile, ImageError, load_image
 
@@ -321,8 +323,8 @@ def write_shards(folder: str | Path, out_dir: str | Path, *, max_count: int = 10
                  shuffle: bool = True, seed: int = 0) -> PackResult:
     """Pack every photo under ``folder`` (recursive) into ``out_dir/shard-000000.tar``, ...
 
-    jpg, jpeg, png and webp files are stored byte for byte; other formats are decoded and stored
-    as PNG (unreadable ones are skipped and listed). ``shuffle`` packs in a seeded random order, so
+    jpg, jpeg, png and webp files are stored byte for byte (their header checked); other formats are
+    decoded and stored as PNG. Unreadable files and files that are no image are skipped and listed. ``shuffle`` packs in a seeded random order, so
     consecutive samples of a stream are unrelated.
 
     Args:
@@ -352,7 +354,19 @@ def write_shards(folder: str | Path, out_dir: str | Path, *, max_count: int = 10
         for f in files:
             ext = f.suffix.lower().lstrip(".")
             if ext in SHARD_IMAGE_EXTENSIONS:
-                data = f.read_bytes()
+                try:
+                    data = f.read_bytes()
+                    with Image.open(io.BytesIO(data)):  # its header only: a photo, not a stray file with its name
+                        pass
+                except UnidentifiedImageError:
+                    result.skipped.append(f"{f}: not an image file (unrecognized format)")
+                    continue
+                except Image.DecompressionBombError as e:
+                    result.skipped.append(f"{f}: too large ({e})")
+                    continue
+                except OSError as e:  # unreadable (permissions, a disk error)
+                    result.skipped.append(f"{f}: cannot read it ({e.strerror or e})")
+                    continue
             else:
                 try:
                     img = load_image(f)
