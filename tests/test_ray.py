@@ -298,6 +298,25 @@ def test_colorize_batch_without_ray(tiny_model_file):
         assert np.array_equal(got, colorizer(img))
 
 
+@needs_ray
+def test_an_address_where_nothing_answers_fails_at_once(photo_dir, tmp_path, tiny_model_file, capsys, monkeypatch):
+    """A mistyped --address: one line naming it, not minutes of Ray retrying in silence (its messages in the log)."""
+    import socket
+
+    import ray
+
+    with socket.socket() as sock:  # a loopback port nothing listens on once it is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: pytest.fail("Ray was asked to connect"))
+    args = [str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file), "-q", "--engine", "ray"]
+    assert main([*args, "--address", f"127.0.0.1:{port}"]) == 2
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port} (Connection refused)" in capsys.readouterr().err
+    assert main([*args, "--address", "head-node"]) == 2  # no port
+    assert "--address must be auto, HOST:PORT or ray://HOST:PORT, got 'head-node'" in capsys.readouterr().err
+
+
 def test_a_local_ray_has_the_machines_cores(monkeypatch):
     """--threads T without --workers: one actor per T cores (not one per core, each T threads); --workers N:
     N actors' CPUs; an actor wider than the machine still gets its CPUs (else it would never be scheduled)."""

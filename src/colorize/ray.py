@@ -294,6 +294,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     ray = require_ray()
     if ray.is_initialized():
         return False
+    if address and address != "auto" and "://" not in address:
+        _check_reachable(address)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline machines: no usage report
     kwargs = dict(logging_level=logging.ERROR, log_to_driver=False)
     try:
@@ -306,6 +308,21 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise RayEngineError(f"cannot start or reach {where} ({e})") from None
     return True
+
+
+def _check_reachable(address: str, *, seconds: float = 10.0) -> None:
+    """Raise :class:`RayEngineError` unless something answers at ``HOST:PORT`` (a cluster's GCS): Ray itself
+    retries a wrong address for minutes, silently, its messages in the log."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
+    except ValueError:
+        raise RayEngineError(f"--address must be auto, HOST:PORT or ray://HOST:PORT, got '{address}'") from None
+    except OSError as e:
+        raise RayEngineError(f"cannot reach the Ray cluster at {address} ({e.strerror or e}); is its head "
+                             "running (ray start --head, ray up) and its port open?") from None
 
 
 def _local_cpus(workers: int | None, threads: int) -> int:
