@@ -133,9 +133,9 @@ def track_hints(src: str | Path, colorizer: Colorizer, hints: dict[int, list[Hin
     from colorize.hints import check_inside
 
     cfg = config or TemporalConfig()
-    container, video, _ = open_video(src)
-    geometry = _geometry(src, video)
+    geometry = _geometry(src)
     width, height = geometry.shown
+    container, video, _ = open_video(src)
     for frame, frame_hints in hints.items():
         try:
             check_inside(frame_hints, width, height)
@@ -429,14 +429,14 @@ class _Geometry:
         return torch.rot90(pixels, self.turns, dims=(2, 3)).contiguous() if self.turns else pixels
 
 
-def _geometry(src: Path, video: av.VideoStream) -> _Geometry:
-    """The :class:`_Geometry` of ``video`` (a stream of ``src``): the display matrix is read from the first frame,
-    which carries the stream's (a look at the file's start; decoding errors are left to :func:`_demux`). Rotations
-    are taken to the nearest quarter turn; a mirroring in the matrix is not applied."""
+def _geometry(src: str | Path) -> _Geometry:
+    """The :class:`_Geometry` of ``src``'s video (:func:`open_video`'s stream): the display matrix is read from the
+    first frame, which carries the stream's (a look at the file's start; decoding errors are left to
+    :func:`_demux`). Rotations are taken to the nearest quarter turn; a mirroring in the matrix is not applied."""
     import av
 
-    width, height = video.codec_context.width, video.codec_context.height
     container, first, _ = open_video(src)
+    width, height = first.codec_context.width, first.codec_context.height
     try:
         for frame in container.decode(first):
             return _Geometry(width, height, round(frame.rotation / 90) % 4)
@@ -515,9 +515,9 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     smoother = TemporalSmoother(cfg, enabled=temporal, measure=temporal or report)
     # which frames the network colors (the network thread asks, in order); without the temporal blend, every one
     plan = KeyframePlan(cfg.keyframe_interval, cut_threshold=cfg.cut_threshold, always=tracked) if temporal else None
-    inp, vin, ains = open_video(src)
-    geometry = _geometry(src, vin)
+    geometry = _geometry(src)
     width, height = geometry.shown
+    inp, vin, ains = open_video(src)
     damaged: list[int] = []  # frames that an undecodable packet came before (skipped)
     start = time.perf_counter()
     try:
@@ -718,8 +718,8 @@ class _Writer:
 
 def _lab_frames(path: Path, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(L (h, w), normalized ab (h, w, 2)) of every frame of a video, at working size ``size``."""
+    geometry = _geometry(path)
     container, video, _ = open_video(path)
-    geometry = _geometry(path, video)
     h, w = working_shape(*reversed(geometry.shown), size, 1)
     try:
         for frame in _demux(path, container, video):
