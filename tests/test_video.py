@@ -562,9 +562,9 @@ def test_a_rotated_film_is_colorized_and_written_upright(degrees, turns, tmp_pat
     with av.open(str(out)) as c:
         first = next(c.decode(video=0))
     assert first.rotation == 0  # upright pixels, no display matrix left to apply
-    gray = lambda rgb: rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
-    expected = gray(np.rot90(frames[0], turns))
-    got = gray(first.to_ndarray(format="rgb24"))
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    expected = np.rot90(frames[0], turns).astype(np.float32) @ luma
+    got = first.to_ndarray(format="rgb24").astype(np.float32) @ luma
     assert np.abs(got - expected).mean() < np.abs(got - expected[::-1, ::-1]).mean() / 3  # turned the right way
 
 
