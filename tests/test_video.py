@@ -245,6 +245,23 @@ def test_every_audio_track_is_kept_with_its_language(tmp_path, tiny_model_file):
         assert summary["audio"] == audio and len(kept) == 2 and kept[1][1] == "fra", kept
 
 
+def test_a_film_already_in_color_is_said_to_be(clip, tmp_path, tiny_model_file, capsys):
+    """As a photo in color is: colorized from its lightness, with a warning; a gray film gets none."""
+    args = ["--model", str(tiny_model_file), "-q"]
+    assert cli_main(["video", str(clip), "-o", str(tmp_path / "a.mp4"), *args]) == 0  # the test clip is in color
+    assert f"warning: {clip}: already in color (1 of the 1 frames looked at" in capsys.readouterr().err
+    gray = tmp_path / "gray.mp4"
+    with av.open(str(gray), "w") as c:
+        s = c.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for arr in clip_frames(frames=FRAMES + 6):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr.mean(-1).astype(np.uint8)),
+                                                      format="gray")))
+        c.mux(s.encode(None))
+    summary = colorize_video(gray, tmp_path / "b.mp4", Colorizer(tiny_model_file), temporal=False)
+    assert summary["tones"] == {"gray": 2}  # frames 0 and 24: one a second
+
+
 def test_the_summary_gives_a_matroska_films_duration(tmp_path, tiny_model_file):
     """.mkv and .webm keep a stream's length in a tag, not in its header field: the report says it all the same."""
     summary = colorize_video(write_clip(tmp_path / "film.mkv"), tmp_path / "color.mp4", Colorizer(tiny_model_file),

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -494,7 +494,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
             frame, more frames/s).
     Returns:
         A summary: frames, width, height, fps, duration, audio, damaged (the frames before which a damaged packet
-        was skipped), speed, predicted_frames (those the network
+        was skipped), tones (frames looked at, one a second, by kind: gray, toned, color), speed, predicted_frames (those the network
         colored), cuts, flicker, flicker_per_frame, flicker_ratio, chroma, chroma_per_frame (flicker in Lab ab
         units; None when not measured; flicker_per_frame needs two consecutive predicted frames).
     Raises:
@@ -519,6 +519,9 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     width, height = geometry.shown
     inp, vin, ains = open_video(src)
     damaged: list[int] = []  # frames that an undecodable packet came before (skipped)
+    # a film already in color is colorized from its lightness, as a photo is, and said so: a frame a second is looked at
+    tones: Counter[str] = Counter()
+    tone_every, decoded = max(1, round(float(vin.average_rate or vin.guessed_rate or 25))), 0
     start = time.perf_counter()
     try:
         # the temporary has dst's extension: FFmpeg picks the container by it
@@ -560,6 +563,9 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
                     try:
                         for item in _demux(src, inp, vin, ains, damaged):
                             if isinstance(item, av.VideoFrame):
+                                if decoded % tone_every == 0:
+                                    tones[_tone(item)] += 1
+                                decoded += 1
                                 batch.append(item)
                                 if len(batch) == batch_size:
                                     flush()
@@ -598,6 +604,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
         "frames_per_second": frames / seconds if seconds > 0 else None,
         "temporal_config": asdict(cfg),
         "hints": sum(len(v) for v in (hints or {}).values()), "frames_with_hints": len(tracked),
+        "tones": dict(tones),
     }
     result.update(smoother.stats.summary())  # measurements are None when nothing was measured
     return result
@@ -654,6 +661,14 @@ def _audio_packets(packet: av.Packet, aout: av.AudioStream, copied: bool) -> Ite
         packet.stream = aout
         return (packet,)
     return [p for frame in packet.decode() for p in aout.encode(frame)]
+
+
+def _tone(frame: av.VideoFrame) -> str:
+    """Whether a decoded frame is gray, toned or color (:func:`colorize.tone.classify`); a frame coded without
+    chroma is gray without a look."""
+    from colorize.tone import classify
+
+    return "gray" if _is_gray(frame) else classify(frame.to_ndarray(format="rgb24")).kind
 
 
 def _compose_frame(prep: Prepared, ab: torch.Tensor, colorizer: Colorizer) -> np.ndarray:

@@ -140,6 +140,10 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"interrupted; {dst} was not written", file=sys.stderr)
         return 130
+    color = result["tones"].get("color", 0)
+    if color:
+        print(f"warning: {src}: already in color ({color} of the {sum(result['tones'].values())} frames looked at, one "
+              "a second); colorized from its lightness, its own colors are not in the output", file=sys.stderr)
     if result["damaged"]:
         print(f"warning: {src}: {damaged_note(result['damaged'])}", file=sys.stderr)
     if report:
