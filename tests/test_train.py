@@ -104,6 +104,33 @@ def test_resume_without_checkpoint_starts_fresh(photo_dir, tmp_path, capsys):
     assert run.epoch == 0 and run.step == 0 and "starting fresh" in capsys.readouterr().out
 
 
+def _worker_that_quiets_late(ready) -> None:
+    time.sleep(0.3)  # a worker starting slowly (a loaded machine): its signal handlers are not set yet
+    from colorize.train import _quiet_worker
+
+    _quiet_worker()
+    ready.set()
+    time.sleep(0.3)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask") or sys.platform == "win32", reason="POSIX signals")
+def test_a_stop_signal_while_loader_workers_start_does_not_kill_them():
+    """A shutdown signals the whole process group: one landing between a loader worker's fork and its
+    _quiet_worker used to kill that worker, and the loader then ended the run with a traceback."""
+    import multiprocessing
+
+    from colorize.train import _holding_stop
+
+    ctx = multiprocessing.get_context("fork")  # as DataLoader's workers start on Linux
+    ready = ctx.Event()
+    with _holding_stop(forking=True):
+        worker = ctx.Process(target=_worker_that_quiets_late, args=(ready,))
+        worker.start()
+    os.kill(worker.pid, signal.SIGTERM)  # before it has set its handlers
+    worker.join(10)
+    assert worker.exitcode == 0 and ready.is_set()
+
+
 @pytest.mark.parametrize("sig, group, workers", [(signal.SIGKILL, False, 0), (signal.SIGTERM, False, 0),
                                                   (signal.SIGTERM, True, 1)])
 def test_killed_run_resumes_to_the_end(photo_dir, tmp_path, sig, group, workers):

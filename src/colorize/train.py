@@ -541,22 +541,30 @@ def _check_stop() -> None:
 
 
 @contextlib.contextmanager
-def _holding_stop():
-    """Around starting a loader (``iter(loader)`` forks its worker processes): Python runs hooks around a
-    fork and only prints and drops an exception raised in them, so a stop signal landing there would be
-    lost (the run would go on) or print a traceback. In here a stop only sets the flag; it is raised on
-    the way out."""
+def _holding_stop(*, forking: bool = False):
+    """Around a training step, a checkpoint's save, and starting a loader: in here a stop only sets the flag;
+    it is raised on the way out. Python runs hooks around a fork and only prints and drops an exception raised
+    in them, so a stop landing there would be lost (the run would go on) or print a traceback.
+
+    ``forking`` (``iter(loader)`` forks its worker processes): the stop signals are also blocked until the
+    workers are up. A new worker inherits the block and ignores them from its start (:func:`_quiet_worker`); a
+    shutdown that signals the whole process group between the fork and that would kill it, and the loader's
+    own check would then end the run with a traceback ("DataLoader worker is killed by signal")."""
     global _stop_deferred
+    block = forking and hasattr(signal, "pthread_sigmask")  # POSIX
     _stop_deferred += 1
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if block else None
     try:
         yield
     finally:
+        if block:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop that came meanwhile: delivered here, deferred
         _stop_deferred -= 1
     _check_stop()
 
 
 def _started(loader: Iterable) -> Iterable:
-    with _holding_stop():
+    with _holding_stop(forking=True):
         return iter(loader)
 
 
@@ -634,7 +642,7 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
     run.train_set.set_size(crop_size(cfg, run.epoch))
     torch.manual_seed(cfg.seed * 1000 + run.epoch + run.dist.rank * 1_000_003)  # augmentation in this process
     run.wrapped.train()
-    with _holding_stop():
+    with _holding_stop(forking=True):
         loader, steps = _loader(run, run.epoch)  # tar shards: an islice, which has started its loader
         batches = iter(loader)
     skip = run.epoch_step  # batches trained on before a mid-epoch checkpoint: replayed, not trained
