@@ -129,6 +129,7 @@ def test_cli_export_of_an_onnx_file_is_named(tmp_path, tiny_model_file, capsys):
 
 
 @pytest.mark.parametrize("option, value, expected", [("--temperature", "-1", "must be > 0"),
+                                                     ("--temperature", "inf", "must be > 0"),
                                                      ("--prior-correction", "3", "0..1"),
                                                      ("--working-size", "0", "16..")])
 def test_cli_export_refuses_settings_no_photo_could_use(tmp_path, tiny_model_file, capsys, option, value, expected):

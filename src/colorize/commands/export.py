@@ -12,9 +12,14 @@ FORMATS = ("safetensors", "onnx")
 
 
 def _temperature(text: str) -> float:
+    """The rule both engines apply to --temperature (layout.check_color_options), at the command line."""
+    from colorize.layout import check_color_options
+
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"the temperature must be > 0, got {text}")
+    try:
+        check_color_options(value, 1.0)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return value
 
 
