@@ -17,7 +17,7 @@ from colorize import __version__
 from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, LOCAL_WORKERS, MODEL_ERRORS, colorize_files,
                             conflicts, output_file, plan_outputs, usable_colorizer)
 from colorize.cli import SUBCOMMANDS
-from colorize.commands.options import add_model_options, colorizer_spec, torch_installed
+from colorize.commands.options import add_model_options, bounded, colorizer_spec, torch_installed
 
 PROGRESS_SECONDS = 10.0  # without a terminal: one progress line this often
 SHOWN_CONFLICTS = 20  # outputs that cannot be written as planned, named before the count of the rest
@@ -87,18 +87,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _quality(text: str) -> int:
-    quality = int(text)
-    if not 1 <= quality <= 100:
-        raise argparse.ArgumentTypeError(f"quality must be 1..100, got {quality}")
-    return quality
-
-
-def _workers(text: str) -> int:
-    workers = int(text)
-    if workers < 1:
-        raise argparse.ArgumentTypeError(f"workers must be at least 1, got {workers}")
-    return workers
+_quality = bounded(int, 1, 100, what="quality")
+_workers = bounded(int, 1, what="workers")
 
 
 def _shard(spec: str) -> tuple[int, int]:

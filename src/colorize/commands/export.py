@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from colorize.commands.options import working_size
+from colorize.commands.options import bounded, working_size
 
 FORMATS = ("safetensors", "onnx")
 
@@ -23,11 +23,7 @@ def _temperature(text: str) -> float:
     return value
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"a share in 0..1, got {text}")
-    return value
+_share = bounded(float, 0, 1, what="the prior correction")
 
 
 def main(argv: list[str]) -> int:

@@ -24,12 +24,22 @@ def working_size(text: str) -> int:
     return size
 
 
-def threads_count(text: str) -> int:
-    """``--threads``: at least 1."""
-    threads = int(text)
-    if threads < 1:
-        raise argparse.ArgumentTypeError(f"threads must be at least 1, got {threads}")
-    return threads
+def bounded(cast, low, high=None, *, what: str):
+    """An argparse ``type``: ``cast(text)`` within ``low..high`` (``high`` None: no upper bound), else a usage
+    error naming ``what`` and the range (NaN is outside every range)."""
+
+    def parse(text: str):
+        value = cast(text)
+        if not (low <= value and (high is None or value <= high)):
+            limits = f"{low}..{high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{what} must be {limits}, got {text}")
+        return value
+
+    parse.__name__ = what  # argparse's "invalid <what> value: 'x'" for text that is no number
+    return parse
+
+
+threads_count = bounded(int, 1, what="threads")  # --threads
 
 
 def add_model_options(p: argparse.ArgumentParser, *, device: bool = True, runtime: bool = True) -> None:

@@ -7,7 +7,7 @@ import copy
 import sys
 
 from colorize.batch import MODEL_ERRORS
-from colorize.commands.options import add_model_options, build_colorizer
+from colorize.commands.options import add_model_options, bounded, build_colorizer
 
 
 def page_url(host: str, port: int) -> str:
@@ -19,12 +19,7 @@ def page_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
-def port(text: str) -> int:
-    """``--port``: a TCP port, 1..65535."""
-    value = int(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a TCP port: use 1..65535")
-    return value
+port = bounded(int, 1, 65535, what="the TCP port")  # --port
 
 
 def _parser() -> argparse.ArgumentParser:
