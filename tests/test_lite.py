@@ -248,6 +248,37 @@ def test_light_engine_refuses_what_needs_torch(tiny_pair, tmp_path):
     assert Image.open(tmp_path / "o.png").size == Image.open(src).size
 
 
+def test_both_engines_read_arrays_by_one_rule(tiny_pair):
+    """A float array of 0..255 values was clipped to 1 (a white photo), an int64 one of 0..255 scaled by 2**63 (a
+    black one), without a word; the light engine refused the (H, W, 1) and (H, W, 4) uint8 arrays the torch one
+    took (naming torch as the cure), and an empty array failed deep inside with ZeroDivisionError."""
+    model, path = tiny_pair
+    engines = (LiteColorizer(path, size=32), Colorizer(model, size=32))
+    rgb = _photos()[0]
+    gray = np.array(Image.fromarray(rgb).convert("L"))
+    for engine in engines:
+        assert np.array_equal(engine(gray[:, :, None]), engine(gray))
+        assert np.array_equal(engine(np.dstack([rgb, np.full_like(gray, 255)])), engine(rgb))
+        with pytest.raises(ValueError, match=r"\[0, 1\].*divide by 255"):
+            engine(rgb.astype(np.float32))
+        with pytest.raises(ValueError, match="nan"):
+            engine(np.full((8, 8, 3), np.nan, np.float32))
+        for dtype in (np.int64, np.int32, bool):
+            with pytest.raises(TypeError, match=f"{np.dtype(dtype)} arrays.*uint8"):
+                engine(gray.astype(dtype))
+        for shape in ((0, 0), (0, 5, 3)):
+            with pytest.raises(ValueError, match="no pixels"):
+                engine(np.zeros(shape, np.uint8))
+        with pytest.raises(ValueError, match=r"\(H, W, 4\), got \(3, 8, 8\)"):
+            engine(np.zeros((3, 8, 8), np.uint8))
+    torch_engine = engines[1]
+    assert np.array_equal(torch_engine.render(torch_engine.analyze(gray[:, :, None])), torch_engine(gray))
+    with pytest.raises(ValueError, match="divide by 255"):
+        torch_engine.analyze(rgb.astype(np.float64))
+    near = torch_engine(np.clip(rgb / 255 + 1e-4, 0, None))  # rounding past 1: clipped
+    assert np.abs(near - torch_engine(rgb / 255)).max() < 2e-3
+
+
 def test_tone_is_told_alike_by_both_engines(tiny_pair):
     """Gray, toned or color: the light engine measures the thumbnail's Lab with the export of rgb_to_lab."""
     from colorize.tone import classify

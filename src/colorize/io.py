@@ -173,6 +173,47 @@ def to_srgb(img: Image.Image, *, keep_gray: bool = False) -> Image.Image:
     return out
 
 
+ARRAY_SHAPES = "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+# float pixels past [0, 1] by less than this (rounding, a resampling's overshoot) are clipped; further out, the
+# array does not hold 0..1 values (0..255 ones clipped to 1 would give a white photo), and is refused
+UNIT_SLACK = 0.5 / 255
+
+
+def check_unit_range(low: float, high: float, what: str) -> None:
+    """ValueError unless float pixels from ``low`` to ``high`` are 0..1 values (within :data:`UNIT_SLACK`; NaN never)."""
+    if not (-UNIT_SLACK <= low and high <= 1 + UNIT_SLACK):
+        hint = ": 0..255 values? divide by 255" if high > 1 + UNIT_SLACK else ""
+        raise ValueError(f"{what} pixels must be in [0, 1], got values from {low:g} to {high:g}{hint}")
+
+
+def photo_array(arr: np.ndarray) -> tuple[np.ndarray, float]:
+    """A photo given as a numpy array, as both engines take it: (H, W) gray or (H, W, 3) RGB, a view (an (H, W, 1)
+    array is gray; of (H, W, 4), the 4th channel, alpha, is left out), and the value of white in it: 255 for
+    uint8, 65535 for uint16, 1.0 for floats (which must be in [0, 1]: :func:`check_unit_range`).
+
+    Raises:
+        ValueError: another shape, no pixels, float values outside [0, 1] (NaN included).
+        TypeError: another dtype (an int64 array of 0..255, scaled by its type's range, would be black).
+    """
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        pixels = arr[:, :, 0]
+    elif arr.ndim == 3 and arr.shape[2] in (3, 4):
+        pixels = arr[:, :, :3]
+    elif arr.ndim == 2:
+        pixels = arr
+    else:
+        raise ValueError(f"expected an array of shape {ARRAY_SHAPES}, got {arr.shape}")
+    if pixels.size == 0:
+        raise ValueError(f"the array has no pixels: shape {arr.shape}")
+    if arr.dtype in (np.uint8, np.uint16):
+        return pixels, float(np.iinfo(arr.dtype).max)
+    if np.issubdtype(arr.dtype, np.floating):
+        check_unit_range(float(pixels.min()), float(pixels.max()), f"{arr.dtype} array")
+        return pixels, 1.0
+    raise TypeError(f"{arr.dtype} arrays are not read as photos: give uint8 (0..255), uint16 (0..65535) or float "
+                    "(0..1) pixels, e.g. arr.astype(np.uint8)")
+
+
 def upright(img: Image.Image) -> Image.Image:
     """``img`` with its EXIF orientation applied (:func:`PIL.ImageOps.exif_transpose`), or ``img`` itself when
     there is none to apply (Pillow would copy it: 96 MB for a 24-megapixel photo)."""

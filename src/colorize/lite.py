@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from colorize.batch import FileResult
-from colorize.io import load_input, pass_through, save_image, to_srgb, upright
+from colorize.io import ARRAY_SHAPES, load_input, pass_through, photo_array, save_image, to_srgb, upright
 from colorize.layout import GRAPHS, L_CENTER, L_SCALE, check_color_options, strips, working_shape
 
 if TYPE_CHECKING:
@@ -197,16 +197,18 @@ class LiteColorizer:
         return out
 
     def __call__(self, image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
-        """Colorize one photo: a PIL image (returns PIL) or an (H, W, 3) or (H, W) uint8 array (returns an
-        (H, W, 3) one)."""
+        """Colorize one photo: a PIL image (returns an RGB one) or a uint8 array of shape (H, W), (H, W, 1),
+        (H, W, 3) or (H, W, 4) (alpha left out; returns an (H, W, 3) one), as the torch engine takes them
+        (:func:`colorize.io.photo_array`)."""
         if isinstance(image, Image.Image):
             pixels = np.asarray(to_srgb(upright(image), keep_gray=True))  # read, never written
             return Image.fromarray(self.colorize_uint8(pixels))
-        if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (
-                image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-            return self.colorize_uint8(image)
-        raise TypeError("the light engine takes a PIL image or an (H, W, 3) or (H, W) uint8 array; other arrays "
-                        f"and tensors {TORCH_ONLY}")
+        if isinstance(image, np.ndarray):
+            pixels, _ = photo_array(image)  # ValueError / TypeError naming a bad shape or dtype
+            if pixels.dtype == np.uint8:
+                return self.colorize_uint8(pixels)
+        raise TypeError(f"the light engine takes a PIL image or a uint8 array of shape {ARRAY_SHAPES}; other "
+                        f"arrays and tensors {TORCH_ONLY}")
 
     def to_lab(self, rgb: np.ndarray) -> np.ndarray:
         """(1, 3, h, w) float sRGB in [0, 1] -> CIE Lab (:func:`colorize.color.rgb_to_lab`, exported)."""

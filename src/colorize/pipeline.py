@@ -20,7 +20,7 @@ from PIL import Image
 from colorize import steps
 from colorize.color import normalize_l, rgb_to_l, uint8_to_l
 from colorize.batch import FileResult
-from colorize.io import pass_through, save_image, to_srgb, upright
+from colorize.io import pass_through, photo_array, save_image, to_srgb, upright
 from colorize.layout import check_color_options, strips, working_shape
 from colorize.models.base import optimize_for_inference
 from colorize.runtime import tune_allocator
@@ -228,17 +228,13 @@ class Colorizer:
         """Run the network on a photo and keep what it takes to render it again with any hints.
 
         Args:
-            image: PIL image, (H, W[, 3|4]) numpy array (uint8 or float in [0, 1]) or (3, H, W) tensor.
+            image: PIL image, numpy array (as :meth:`__call__` takes it) or (3, H, W) tensor.
             confidence: also measure the network's confidence (classification models only).
         """
         if isinstance(image, Image.Image):
             rgb = torch.from_numpy(np.array(to_srgb(upright(image)))).permute(2, 0, 1)[None]
         elif isinstance(image, np.ndarray):
-            arr = image if image.ndim == 3 else image[:, :, None]
-            rgb = torch.from_numpy(np.array(arr[:, :, :3])).permute(2, 0, 1)[None]  # a copy: may be read-only
-            if arr.dtype != np.uint8:  # other integers scaled to [0, 1]; floats taken as [0, 1]
-                is_int = np.issubdtype(arr.dtype, np.integer)
-                rgb = rgb.float() / (float(np.iinfo(arr.dtype).max) if is_int else 1.0)
+            rgb = _numpy_to_tensor(image)[None]
         elif isinstance(image, torch.Tensor):
             rgb = image[None] if image.dim() == 3 else image
         else:
@@ -297,10 +293,12 @@ class Colorizer:
         return result[0] if single else result
 
     def __call__(self, image: ImageLike, *, hints: HintsLike = None) -> ImageLike:
-        """Colorize one photo; returns the type it was given (PIL, numpy HxW[xC] uint8/float, torch).
+        """Colorize one photo; returns the type it was given: PIL (RGB), numpy (H, W, 3) of the array's dtype, torch.
 
         Args:
-            image: the photo.
+            image: the photo: a PIL image of any mode; a numpy array of shape (H, W), (H, W, 1), (H, W, 3) or
+                (H, W, 4) (alpha left out), uint8, uint16 or float in [0, 1] (:func:`colorize.io.photo_array`:
+                ValueError / TypeError on others); or a tensor (:meth:`colorize_tensor`).
             hints: color hints in the photo's pixel coordinates: :class:`colorize.hints.Hint` objects,
                 dicts ``{"x", "y", "color", "radius"?}`` or ``"X,Y,COLOR[,RADIUS]"`` strings.
         """
@@ -324,24 +322,13 @@ class Colorizer:
         return out[0].permute(1, 2, 0).contiguous().cpu().numpy()  # already (H, W, 3) in memory: no copy
 
     def _call_numpy(self, arr: np.ndarray, hints: HintsLike = None) -> np.ndarray:
-        if arr.ndim == 2 and arr.dtype == np.uint8:
-            return self.colorize_uint8(np.array(arr), hints=hints)  # gray: a copy, input arrays may be read-only
-        if arr.ndim == 2:
-            arr3 = np.repeat(arr[:, :, None], 3, axis=2)
-        elif arr.ndim == 3 and arr.shape[2] in (3, 4):
-            arr3 = arr[:, :, :3]
-        else:
-            raise ValueError(f"expected an array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
-        if arr.dtype == np.uint8:
-            return self.colorize_uint8(np.array(arr3), hints=hints)  # a copy: input arrays may be read-only
-        is_int = np.issubdtype(arr.dtype, np.integer)
-        x = torch.from_numpy(np.array(arr3)).permute(2, 0, 1).float()  # a copy: input arrays may be read-only
-        if is_int:
-            x = x / float(np.iinfo(arr.dtype).max)
-        y = self.colorize_tensor(x.clamp(0, 1), hints=hints)
-        if is_int:
-            return (y.permute(1, 2, 0).numpy() * np.iinfo(arr.dtype).max + 0.5).astype(arr.dtype)
-        return y.permute(1, 2, 0).numpy().astype(arr.dtype)
+        x = _numpy_to_tensor(arr)
+        if x.dtype == torch.uint8:
+            return self.colorize_uint8(x.permute(1, 2, 0).numpy(), hints=hints)
+        y = self.colorize_tensor(x, hints=hints).permute(1, 2, 0).numpy()
+        if np.issubdtype(arr.dtype, np.integer):
+            return (y * np.iinfo(arr.dtype).max + 0.5).astype(arr.dtype)
+        return y.astype(arr.dtype)
 
     def colorize_file(self, src: "str | Path | ShardMember", dst: str | Path, *, quality: int = 95,
                       hints: HintsLike = None, confidence: bool = False, keep_color: bool = False,
@@ -380,6 +367,15 @@ class Colorizer:
         else:
             save_image(self(img, hints=hints), dst, quality=quality, metadata=img.info)
         return FileResult(img.size, tone, hints=len(hints))
+
+
+def _numpy_to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """A photo's array (:func:`colorize.io.photo_array`) -> (C, H, W), a copy (the array may be read-only):
+    uint8 as it is, other types float in [0, 1]."""
+    pixels, white = photo_array(arr)
+    x = torch.from_numpy(np.array(pixels))
+    x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)
+    return x if x.dtype == torch.uint8 else (x.float() / white).clamp_(0, 1)
 
 
 def confidence_path(dst: str | Path) -> Path:
