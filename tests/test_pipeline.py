@@ -77,6 +77,28 @@ def test_returns_the_type_it_was_given(colorizer):
         colorizer(np.zeros((4, 8, 8), np.uint8))
 
 
+def test_tensors_are_checked_before_the_work(colorizer):
+    """A float tensor of 0..255 values was clipped to a white photo without a word; an (H, W, 3) or (H, W) tensor,
+    a 4-channel one or an empty one failed deep in torch (a matrix product's size mismatch, ZeroDivisionError)."""
+    t = torch.from_numpy(np.asarray(make_photo(40, 24), dtype=np.float32) / 255).permute(2, 0, 1)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*divide by 255"):
+        colorizer(t * 255)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*nan"):
+        colorizer(torch.full((3, 8, 8), float("nan")))
+    with pytest.raises(ValueError, match=r"got \(24, 40, 3\); channels go first"):
+        colorizer(t.permute(1, 2, 0))
+    for shape in [(24, 40), (4, 24, 40), (2, 2, 3, 8, 8)]:
+        with pytest.raises(ValueError, match=r"\(3, H, W\) or \(B, 3, H, W\)"):
+            colorizer(torch.zeros(shape))
+    with pytest.raises(ValueError, match="no pixels"):
+        colorizer(torch.zeros(3, 0, 5))
+    with pytest.raises(TypeError, match="torch.int64 tensors"):
+        colorizer((t * 255).long())
+    with pytest.raises(ValueError, match="divide by 255"):
+        colorizer.analyze(t * 255)
+    assert torch.equal(colorizer(t.double()), colorizer(t))  # other floats: read as float32
+
+
 def test_color_input_is_treated_as_gray(colorizer):
     """Only L reaches the network: photos with the same L and different colors give the same result."""
     x = torch.from_numpy(np.asarray(make_photo(64, 48), dtype=np.float32) / 255).permute(2, 0, 1)

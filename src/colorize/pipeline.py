@@ -20,7 +20,7 @@ from PIL import Image
 from colorize import steps
 from colorize.color import normalize_l, rgb_to_l, uint8_to_l
 from colorize.batch import FileResult
-from colorize.io import pass_through, photo_array, save_image, to_srgb, upright
+from colorize.io import check_unit_range, pass_through, photo_array, save_image, to_srgb, upright
 from colorize.layout import check_color_options, strips, working_shape
 from colorize.models.base import optimize_for_inference
 from colorize.runtime import tune_allocator
@@ -236,7 +236,7 @@ class Colorizer:
         elif isinstance(image, np.ndarray):
             rgb = _numpy_to_tensor(image)[None]
         elif isinstance(image, torch.Tensor):
-            rgb = image[None] if image.dim() == 3 else image
+            rgb = _tensor_batch(image)
         else:
             raise TypeError(f"expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")
         if rgb.shape[0] != 1:
@@ -279,10 +279,11 @@ class Colorizer:
 
     @torch.inference_mode()
     def colorize_tensor(self, rgb: torch.Tensor, *, hints: HintsLike = None) -> torch.Tensor:
-        """(3, H, W) or (B, 3, H, W) float sRGB in [0, 1] (or (.., 1, H, W) gray) -> colorized, same shape.
+        """(3, H, W) or (B, 3, H, W) sRGB, float in [0, 1] or uint8 (or (.., 1, H, W) gray) -> colorized, (3, H, W)
+        or (B, 3, H, W) float in [0, 1]. ValueError / TypeError on other shapes, types or value ranges.
         ``hints`` (see :mod:`colorize.hints`) apply to every photo of a batch."""
         single = rgb.dim() == 3
-        batch = rgb[None] if single else rgb
+        batch = _tensor_batch(rgb)
         if batch.shape[1] == 1:
             batch = batch.expand(-1, 3, -1, -1)
         out = []
@@ -376,6 +377,25 @@ def _numpy_to_tensor(arr: np.ndarray) -> torch.Tensor:
     x = torch.from_numpy(np.array(pixels))
     x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)
     return x if x.dtype == torch.uint8 else (x.float() / white).clamp_(0, 1)
+
+
+def _tensor_batch(rgb: torch.Tensor) -> torch.Tensor:
+    """A photo tensor (C, H, W) or batch (B, C, H, W), C = 3 (sRGB) or 1 (gray), uint8 or float in [0, 1] -> the
+    batch (B, C, H, W), uint8 as it is, floats float32; ValueError / TypeError naming a bad shape, dtype or value
+    range (0..255 floats clipped to 1 would give a white photo)."""
+    if rgb.dim() not in (3, 4) or rgb.shape[-3] not in (1, 3):
+        hint = "; channels go first: tensor.permute(2, 0, 1)" if rgb.dim() == 3 and rgb.shape[-1] in (1, 3, 4) else ""
+        raise ValueError(f"expected a tensor of shape (3, H, W) or (B, 3, H, W) (1 channel: gray), got "
+                         f"{tuple(rgb.shape)}{hint}")
+    if rgb.numel() == 0:
+        raise ValueError(f"the tensor has no pixels: shape {tuple(rgb.shape)}")
+    batch = rgb[None] if rgb.dim() == 3 else rgb
+    if batch.dtype == torch.uint8:
+        return batch
+    if not batch.is_floating_point():
+        raise TypeError(f"{batch.dtype} tensors are not read as photos: give uint8 (0..255) or float (0..1) pixels")
+    check_unit_range(float(batch.min()), float(batch.max()), f"{batch.dtype} tensor")
+    return batch.float().clamp(0, 1)
 
 
 def confidence_path(dst: str | Path) -> Path:
