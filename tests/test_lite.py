@@ -279,6 +279,21 @@ def test_both_engines_read_arrays_by_one_rule(tiny_pair):
     assert np.abs(near - torch_engine(rgb / 255)).max() < 2e-3
 
 
+def test_both_engines_name_an_image_without_pixels(tiny_pair):
+    """A crop outside the photo (a 0x0 or 5x0 PIL image) failed with ZeroDivisionError, a torch size error or
+    'max_workers must be greater than 0'."""
+    model, path = tiny_pair
+    photo = make_photo(40, 30)
+    torch_engine = Colorizer(model, size=32)
+    for engine in (LiteColorizer(path, size=32), torch_engine):
+        for box in ((10, 10, 10, 10), (10, 10, 15, 10), (10, 10, 10, 20)):
+            empty = photo.crop(box)
+            with pytest.raises(ValueError, match=f"no pixels: {empty.width}x{empty.height}"):
+                engine(empty)
+    with pytest.raises(ValueError, match="no pixels: 5x0"):
+        torch_engine.analyze(photo.crop((10, 10, 15, 10)))
+
+
 def test_tone_is_told_alike_by_both_engines(tiny_pair):
     """Gray, toned or color: the light engine measures the thumbnail's Lab with the export of rgb_to_lab."""
     from colorize.tone import classify

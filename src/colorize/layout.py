@@ -30,7 +30,10 @@ def check_color_options(temperature: float | None, saturation: float, threads: i
 
 
 def working_shape(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
-    """Scale so the long side is ~``size`` (never upscaling past the original), round to the stride."""
+    """Scale so the long side is ~``size`` (never upscaling past the original), round to the stride. ValueError
+    for a photo without pixels (both engines ask this first)."""
+    if height < 1 or width < 1:
+        raise ValueError(f"the image has no pixels: {width}x{height}")
     scale = min(1.0, size / max(height, width))
     h = max(stride, round(height * scale / stride) * stride)
     w = max(stride, round(width * scale / stride) * stride)

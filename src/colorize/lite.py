@@ -165,8 +165,8 @@ class LiteColorizer:
         """(H, W, 3) uint8 sRGB or (H, W) uint8 gray -> (H, W, 3) uint8 colorized, the same photo size and
         lightness."""
         height, width = rgb.shape[:2]
-        rows = strips(height, width)
         h, w = working_shape(height, width, self.size, self.stride)
+        rows = strips(height, width)
         l_full = np.empty((1, 1, height, width), np.float32)
         narrow = np.empty((height, w), np.float32)  # l_full shrunk along its rows
 

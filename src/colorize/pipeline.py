@@ -155,12 +155,12 @@ class Colorizer:
         working-size L."""
         rgb = rgb.to(self.device)
         height, width = rgb.shape[-2:]
+        h, w = working_shape(height, width, self.size, self.stride)
         l_full = torch.empty(rgb.shape[0], 1, height, width, device=self.device)
         rows = strips(height, width)
         to_l = uint8_to_l if rgb.dtype == torch.uint8 else (lambda x: rgb_to_l(x.float()))
         for r0 in rows:  # a strip at a time: small temporaries, reused by the allocator
             l_full[..., r0:r0 + rows.step, :] = to_l(rgb[..., r0:r0 + rows.step, :])
-        h, w = working_shape(*l_full.shape[-2:], self.size, self.stride)
         l_small = F.interpolate(l_full, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         return Prepared(l_full, l_small)
 
