@@ -99,6 +99,17 @@ def test_tensors_are_checked_before_the_work(colorizer):
     assert torch.equal(colorizer(t.double()), colorizer(t))  # other floats: read as float32
 
 
+def test_a_uint8_tensor_comes_back_uint8(colorizer):
+    """As a uint8 array does: a uint8 tensor (torchvision's read_image) came back float32 in [0, 1]."""
+    rgb = np.asarray(make_photo(40, 24))
+    t = torch.from_numpy(rgb.copy()).permute(2, 0, 1)
+    out = colorizer(t)
+    assert out.dtype == torch.uint8 and out.shape == (3, 24, 40)
+    assert np.array_equal(out.permute(1, 2, 0).numpy(), colorizer(rgb))
+    batch = colorizer(torch.stack([t, t])[:, :1])  # gray batch
+    assert batch.dtype == torch.uint8 and batch.shape == (2, 3, 24, 40)
+
+
 def test_color_input_is_treated_as_gray(colorizer):
     """Only L reaches the network: photos with the same L and different colors give the same result."""
     x = torch.from_numpy(np.asarray(make_photo(64, 48), dtype=np.float32) / 255).permute(2, 0, 1)

@@ -280,21 +280,24 @@ class Colorizer:
     @torch.inference_mode()
     def colorize_tensor(self, rgb: torch.Tensor, *, hints: HintsLike = None) -> torch.Tensor:
         """(3, H, W) or (B, 3, H, W) sRGB, float in [0, 1] or uint8 (or (.., 1, H, W) gray) -> colorized, (3, H, W)
-        or (B, 3, H, W) float in [0, 1]. ValueError / TypeError on other shapes, types or value ranges.
-        ``hints`` (see :mod:`colorize.hints`) apply to every photo of a batch."""
+        or (B, 3, H, W): uint8 for uint8, else float32 in [0, 1]. ValueError / TypeError on other shapes, types or
+        value ranges. ``hints`` (see :mod:`colorize.hints`) apply to every photo of a batch."""
         single = rgb.dim() == 3
         batch = _tensor_batch(rgb)
         if batch.shape[1] == 1:
             batch = batch.expand(-1, 3, -1, -1)
+        uint8 = batch.dtype == torch.uint8
         out = []
         for item in batch:
             prepared = self.prepare(item[None])
-            out.append(self.compose(prepared, self.with_hints(prepared, self.predict(prepared.l_small), hints)))
+            ab = self.with_hints(prepared, self.predict(prepared.l_small), hints)
+            out.append(self.compose(prepared, ab, uint8=uint8))
         result = torch.cat(out).to(rgb.device)
         return result[0] if single else result
 
     def __call__(self, image: ImageLike, *, hints: HintsLike = None) -> ImageLike:
-        """Colorize one photo; returns the type it was given: PIL (RGB), numpy (H, W, 3) of the array's dtype, torch.
+        """Colorize one photo; returns the type it was given: PIL (RGB), numpy (H, W, 3) of the array's dtype, or a
+        tensor (:meth:`colorize_tensor`: uint8 for uint8, else float32).
 
         Args:
             image: the photo: a PIL image of any mode; a numpy array of shape (H, W), (H, W, 1), (H, W, 3) or
