@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from colorize.color import rgb_to_lab
-from colorize.hints import Hint, hint_ab, hints_from_json, hints_from_tint, load_hints, parse_color, parse_hint
+from colorize.hints import Hint, as_hints, hint_ab, hints_from_json, hints_from_tint, load_hints, parse_color, parse_hint
 from colorize.pipeline import Colorizer
 
 BLUE = "#2a6fdb"
@@ -103,6 +103,16 @@ def test_parse_hint_and_colors():
     for bad in ("1,2", "x,2,red", "1,2,notacolor", "1,2,red,-3"):
         with pytest.raises(ValueError):
             parse_hint(bad)
+
+
+def test_one_hint_alone_is_a_list_of_one():
+    """hints="120,80,red" was read a character at a time ("bad hint '1'"), one dict by its keys ("bad hint 'x'")."""
+    hint = Hint(120, 80, "red")
+    for one in ("120,80,red", {"x": 120, "y": 80, "color": "red"}, hint):
+        assert as_hints(one) == [hint]
+    assert as_hints(("120,80,red", hint)) == [hint, hint] and as_hints(None) == []
+    with pytest.raises(TypeError, match="list of hints"):
+        as_hints(5)
 
 
 def test_hints_json(tmp_path):

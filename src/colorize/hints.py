@@ -309,8 +309,13 @@ def apply_hints(l_small: torch.Tensor, ab: torch.Tensor, hints: Sequence[Hint],
     return Propagator(l_small, full_size, ab).apply(ab, hints)
 
 
-def as_hints(hints: Iterable[Hint | dict[str, Any] | str] | None) -> list[Hint]:
-    """Hints given as Hint objects, JSON-style dicts or ``"X,Y,COLOR[,RADIUS]"`` strings -> Hints."""
+def as_hints(hints: Iterable[Hint | dict[str, Any] | str] | Hint | dict[str, Any] | str | None) -> list[Hint]:
+    """Hints given as Hint objects, JSON-style dicts or ``"X,Y,COLOR[,RADIUS]"`` strings -> Hints; one of them
+    alone is a list of one (a string is not read a character at a time)."""
+    if isinstance(hints, (Hint, dict, str)):
+        hints = [hints]
+    elif hints is not None and not isinstance(hints, Iterable):
+        raise TypeError(f"hints must be a list of hints (Hint, dict or 'X,Y,COLOR' string), got {hints!r}")
     out = []
     for h in hints or []:
         if isinstance(h, Hint):

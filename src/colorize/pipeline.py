@@ -34,7 +34,7 @@ ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
 DEFAULT_SIZE = 256  # working size: the long side the network sees
 CONFIDENCE_SPREAD = 30.0  # ab units: expected color distance at which confidence falls to 1/e
-HintsLike = Union[Sequence["Hint"], Sequence[dict], Sequence[str], None]
+HintsLike = Union[Sequence["Hint"], Sequence[dict], Sequence[str], "Hint", dict, str, None]
 
 
 @dataclass
@@ -304,7 +304,8 @@ class Colorizer:
                 (H, W, 4) (alpha left out), uint8, uint16 or float in [0, 1] (:func:`colorize.io.photo_array`:
                 ValueError / TypeError on others); or a tensor (:meth:`colorize_tensor`).
             hints: color hints in the photo's pixel coordinates: :class:`colorize.hints.Hint` objects,
-                dicts ``{"x", "y", "color", "radius"?}`` or ``"X,Y,COLOR[,RADIUS]"`` strings.
+                dicts ``{"x", "y", "color", "radius"?}`` or ``"X,Y,COLOR[,RADIUS]"`` strings, in a list (one
+                alone is a list of one).
         """
         if isinstance(image, Image.Image):
             pixels = to_srgb(upright(image), keep_gray=True)
