@@ -85,6 +85,24 @@ def test_both_engines_refuse_settings_that_are_not_numbers_alike(tiny_pair, opti
     assert errors[0] == errors[1]
 
 
+@pytest.mark.parametrize("options, error", [
+    (dict(temperature="0.3"), TypeError), (dict(temperature=True), TypeError), (dict(saturation=None), TypeError),
+    (dict(saturation="1"), TypeError), (dict(threads=2.5), TypeError), (dict(size=256.7), TypeError),
+    (dict(size=float("nan")), TypeError), (dict(threads=0), ValueError), (dict(size=0), ValueError)])
+def test_both_engines_refuse_settings_of_the_wrong_kind_alike(tiny_pair, options, error):
+    """A string failed on a comparison ("'<' not supported between 'int' and 'str'"), 2.5 threads deep in torch or
+    onnxruntime, size=NaN on int(); True was taken as 1, 256.7 as 256; threads=0 and size=0 were taken as 'the
+    default' while the error message for a negative one said >= 1."""
+    model, path = tiny_pair
+    errors = []
+    for make in (lambda: LiteColorizer(path, **options), lambda: Colorizer(model, **options)):
+        with pytest.raises(error, match=f"^{next(iter(options))} must be") as e:
+            make()
+        errors.append(str(e.value))
+    assert errors[0] == errors[1]
+    assert LiteColorizer(path, size=np.int64(32), temperature=np.float32(0.5)).size == 32  # numpy numbers are numbers
+
+
 @pytest.mark.parametrize("fmt", ["jpg", "png", "tif", "webp"])
 def test_both_engines_keep_the_photos_description_and_print_size(tiny_pair, tmp_path, fmt):
     """A phone scan turned by its EXIF orientation: the output is upright, keeps its resolution (dpi, turned with

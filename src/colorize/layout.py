@@ -4,6 +4,7 @@ sees, the strips full-resolution work is done in, and the scales of the network'
 from __future__ import annotations
 
 import math
+import numbers
 
 # Model-side scales: L in [0, 100] -> [-1, 1]; ab / 128 -> roughly [-1, 1].
 L_CENTER = 50.0
@@ -18,14 +19,28 @@ GRAPHS = ("lab", "lightness", "gray_lightness", "coefficients", "compose")
 STRIP_PIXELS = 1 << 18
 
 
-def check_color_options(temperature: float | None, saturation: float, threads: int | None = None) -> None:
+def _number(value: object) -> bool:
+    """An int or float (numpy's too), not a bool (``True`` is Python's 1) nor a string."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_color_options(temperature: float | None, saturation: float, threads: int | None = None,
+                        size: int | None = None) -> None:
     """Both engines' check of their settings: ValueError naming a bad one (NaN and infinity included, which would
-    otherwise fail deep in the network's decoding)."""
+    otherwise fail deep in the network's decoding), TypeError for one that is no number (a string, a bool); the
+    working ``size`` is checked against the model's stride by the engines."""
+    for name, value, whole in (("temperature", temperature, False), ("saturation", saturation, False),
+                               ("threads", threads, True), ("size", size, True)):
+        if value is None and name != "saturation":
+            continue
+        if not _number(value) or (whole and not isinstance(value, numbers.Integral)):
+            kind = "a whole number" if whole else "a number"
+            raise TypeError(f"{name} must be {kind}, got {value!r}")
     if temperature is not None and not (0 < temperature < math.inf):
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0 <= saturation < math.inf:
         raise ValueError(f"saturation must be >= 0, got {saturation}")
-    if threads is not None and threads < 0:
+    if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1 (or None: the runtime's default), got {threads}")
 
 

@@ -127,14 +127,14 @@ class LiteColorizer:
             threads: CPU threads (None: all cores): full-resolution strips run side by side, one thread each; the
                 network runs on onnxruntime's intra-op threads.
         """
-        check_color_options(temperature, saturation, threads)
+        check_color_options(temperature, saturation, threads, size)
         path = network_file(model)
         self.network = session(path, threads)
         self.info = ExportInfo.of(self.network, path)
         self.model_name, self.stride = self.info.model_name, self.info.stride
         self.info.feed(np.zeros(0, np.float32), temperature)  # an export with a fixed other temperature: say so now
         self.temperature = self.info.temperature if temperature is None else temperature
-        self.size = int(size or self.info.working_size or 256)
+        self.size = int(size if size is not None else self.info.working_size or 256)
         if self.size < self.stride:
             raise ValueError(f"size must be >= {self.stride} for this model, got {self.size}")
         self.saturation = saturation

@@ -120,7 +120,7 @@ class Colorizer:
         """
         from colorize.shipped import resolve_model
 
-        check_color_options(temperature, saturation, threads)
+        check_color_options(temperature, saturation, threads, size)
         if threads:
             torch.set_num_threads(threads)
         tune_allocator()
@@ -129,7 +129,7 @@ class Colorizer:
         if not isinstance(model, nn.Module):  # a model we loaded ourselves: rewrite it for speed
             optimize_for_inference(self.model)
         self.model.to(memory_format=torch.channels_last)
-        self.size = int(size or self.model.default_size or DEFAULT_SIZE)
+        self.size = int(size if size is not None else self.model.default_size or DEFAULT_SIZE)
         if temperature is None:
             temperature = self.model.default_temperature
         if self.size < self.stride:
