@@ -72,10 +72,12 @@ def test_one_export_serves_every_temperature(tiny_pair):
 
 
 @pytest.mark.parametrize("options", [dict(temperature=float("nan")), dict(temperature=float("inf")),
-                                     dict(saturation=float("nan")), dict(saturation=float("inf")), dict(threads=-2)])
+                                     dict(saturation=float("nan")), dict(saturation=float("inf")), dict(threads=-2),
+                                     dict(saturation=1e20), dict(saturation=101)])
 def test_both_engines_refuse_settings_that_are_not_numbers_alike(tiny_pair, options):
     """NaN or infinity (`--temperature nan`) used to pass the checks and fail deep in the decoding, with a
-    traceback that stopped the batch; a negative thread count failed on torch alone."""
+    traceback that stopped the batch; a negative thread count failed on torch alone; `--saturation 1e20` overflowed
+    the chroma into an out-of-range table index (a traceback from onnxruntime), and from ~5000 faded it to gray."""
     model, path = tiny_pair
     errors = []
     for make in (lambda: LiteColorizer(path, **options), lambda: Colorizer(model, **options)):

@@ -54,7 +54,7 @@ def add_model_options(p: argparse.ArgumentParser, *, device: bool = True, runtim
                         "model is sure and leaves more of the photo gray; higher spreads softer, more muted color "
                         "over more of it. Default: the value tuned for the model, stored in its weight file "
                         "(`colorize models` shows it)")
-    p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier (default 1.0)")
+    p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier, 0..100 (default 1.0)")
     p.add_argument("--threads", type=threads_count, default=None, help="CPU threads")
     if runtime:
         p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
