@@ -115,6 +115,18 @@ def test_one_hint_alone_is_a_list_of_one():
         as_hints(5)
 
 
+def test_numpy_numbers_are_numbers():
+    """A hint placed with numpy (an argmax, an array's element) was refused: 'x must be a finite number, got
+    np.int64(10)'; it is kept as Python's number, so it writes to JSON."""
+    hint = Hint(np.int64(10), np.float32(2.5), "red", np.uint8(4))
+    assert hint == Hint(10, 2.5, "red", 4) and json.loads(json.dumps(hint.to_json())) == hint.to_json()
+    assert as_hints([{"x": np.int32(3), "y": np.float64(1), "color": "red"}]) == [Hint(3, 1, "red")]
+    with pytest.raises(ValueError, match="finite"):
+        Hint(np.float32("nan"), 1, "red")
+    with pytest.raises(ValueError, match="finite"):
+        Hint(np.bool_(True), 1, "red")
+
+
 def test_hints_json(tmp_path):
     items = [{"x": 1, "y": 2, "color": "red"}, {"x": 3.5, "y": 4, "color": "#00ff00", "radius": 9}]
     (tmp_path / "h.json").write_text(json.dumps(items))

@@ -80,6 +80,10 @@ class Hint:
     radius: float | None = None  # input pixels; None: twice the photo's diagonal (bounded by edges only)
 
     def __post_init__(self):
+        for name in ("x", "y", "radius"):  # numpy's numbers (an argmax, an array's element) as Python's
+            value = getattr(self, name)
+            if isinstance(value, (np.integer, np.floating)):
+                object.__setattr__(self, name, value.item())
         for name in ("x", "y"):
             value = getattr(self, name)
             if not _is_number(value) or not math.isfinite(value):
