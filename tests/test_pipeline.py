@@ -99,6 +99,17 @@ def test_tensors_are_checked_before_the_work(colorizer):
     assert torch.equal(colorizer(t.double()), colorizer(t))  # other floats: read as float32
 
 
+def test_big_endian_arrays_are_read(colorizer):
+    """FITS files (astropy) and some TIFF readers give big-endian arrays: torch.from_numpy refused them ('byte order
+    different from the native byte order')."""
+    rgb = np.asarray(make_photo(40, 24))
+    for native in (rgb.astype(np.float32) / 255, rgb.astype(np.uint16) * 257):
+        swapped = native.astype(native.dtype.newbyteorder(">" if native.dtype.byteorder != ">" else "<"))
+        out = colorizer(swapped)
+        assert out.dtype == swapped.dtype and np.array_equal(out, colorizer(native))
+        assert np.array_equal(colorizer.render(colorizer.analyze(swapped)), colorizer.render(colorizer.analyze(native)))
+
+
 def test_a_uint8_tensor_comes_back_uint8(colorizer):
     """As a uint8 array does: a uint8 tensor (torchvision's read_image) came back float32 in [0, 1]."""
     rgb = np.asarray(make_photo(40, 24))

@@ -205,7 +205,7 @@ def photo_array(arr: np.ndarray) -> tuple[np.ndarray, float]:
         raise ValueError(f"expected an array of shape {ARRAY_SHAPES}, got {arr.shape}")
     if pixels.size == 0:
         raise ValueError(f"the array has no pixels: shape {arr.shape}")
-    if arr.dtype in (np.uint8, np.uint16):
+    if arr.dtype.kind == "u" and arr.dtype.itemsize <= 2:  # uint8, uint16 in either byte order
         return pixels, float(np.iinfo(arr.dtype).max)
     if np.issubdtype(arr.dtype, np.floating):
         check_unit_range(float(pixels.min()), float(pixels.max()), f"{arr.dtype} array")

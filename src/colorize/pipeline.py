@@ -375,10 +375,10 @@ class Colorizer:
 
 
 def _numpy_to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """A photo's array (:func:`colorize.io.photo_array`) -> (C, H, W), a copy (the array may be read-only):
-    uint8 as it is, other types float in [0, 1]."""
+    """A photo's array (:func:`colorize.io.photo_array`) -> (C, H, W), a copy (the array may be read-only, or in
+    the other byte order: FITS and some TIFF readers give big-endian arrays): uint8 as it is, others float in [0, 1]."""
     pixels, white = photo_array(arr)
-    x = torch.from_numpy(np.array(pixels))
+    x = torch.from_numpy(np.array(pixels, dtype=pixels.dtype.newbyteorder("=")))
     x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)
     return x if x.dtype == torch.uint8 else (x.float() / white).clamp_(0, 1)
 
