@@ -230,6 +230,19 @@ def test_yaml_recipes_load_and_unknown_keys_fail(tmp_path):
     assert TrainConfig.from_yaml(round_trip) == cfg
 
 
+def test_recipes_warm_start_from_the_shipped_weights_in_any_folder(tmp_path, monkeypatch):
+    """A recipe that continues the shipped weights names them by model name, found wherever colorize is installed:
+    as a path (weights/unet_lite0.safetensors) they existed only in a checkout's top folder, so `colorize train
+    --recipe unet_lite0_semantic --data my_photos/` anywhere else failed with 'model file not found'."""
+    from colorize.shipped import weight_file
+
+    monkeypatch.chdir(tmp_path)
+    for recipe in sorted((REPO / "configs").glob("*.yaml")):
+        init = TrainConfig.from_yaml(recipe).init_weights
+        if init and not init.startswith("runs/"):  # runs/: the stage before, trained by another recipe of the set
+            assert weight_file(init).is_file(), (recipe.name, init)
+
+
 def test_get_lr_warmup_and_plateau():
     cfg = TrainConfig(lr=0.01, warmup_steps=4)
     lrs = [get_lr(step, cfg) for step in range(8)]
