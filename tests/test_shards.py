@@ -144,6 +144,19 @@ def test_an_interrupted_pack_leaves_no_shard(error, photo_dir, tmp_path, monkeyp
         assert f"cannot write the shards in {tmp_path / 'again'} (stop); none was kept" in err
 
 
+def test_shards_command_errors_go_to_stderr(photo_dir, tmp_path, capsys):
+    """Why a pack did not start is on stderr, as for every other command (it was printed on stdout, so a script
+    keeping 2> errors.log lost it), and the limits are checked, by their option names, before any photo is read."""
+    assert main(["shards", str(tmp_path / "missing"), "-o", str(tmp_path / "s")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "missing: no such file or folder" in err
+    for args in (["--max-count", "0"], ["--max-size", "0"], ["--max-size", "nan"]):
+        with pytest.raises(SystemExit) as stop:
+            main(["shards", str(photo_dir), "-o", str(tmp_path / "s"), *args])
+        assert stop.value.code == 2 and args[0] in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 def _tensor_key(x: torch.Tensor) -> bytes:
     return x.numpy().tobytes()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from colorize.commands.options import bounded
+
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
@@ -13,11 +15,14 @@ def main(argv: list[str]) -> int:
                "--epoch-images N")
     p.add_argument("folder", metavar="FOLDER", help="folder of photos (searched recursively)")
     p.add_argument("-o", "--output", metavar="OUTDIR", required=True, help="folder for shard-000000.tar, ...")
-    p.add_argument("--max-count", type=int, default=10_000, help="photos per shard at most (default 10000)")
+    p.add_argument("--max-count", type=bounded(int, 1, what="photos per shard"), default=10_000,
+                   help="photos per shard at most (default 10000)")
     p.add_argument("--max-size", type=float, default=1000.0, metavar="MB", help="close a shard once it holds this much (default 1000 MB)")
     p.add_argument("--no-shuffle", action="store_true", help="pack in path order instead of a seeded random order")
     p.add_argument("--seed", type=int, default=0, help="seed of the packing order (default 0)")
     args = p.parse_args(argv)
+    if not args.max_size > 0:  # NaN too
+        p.error(f"--max-size must be more than 0 MB, got {args.max_size:g}")
 
     from colorize.shards import write_shards
 
@@ -25,7 +30,7 @@ def main(argv: list[str]) -> int:
         result = write_shards(args.folder, args.output, max_count=args.max_count, max_size_mb=args.max_size,
                               shuffle=not args.no_shuffle, seed=args.seed)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # writing: a full disk, a folder that cannot be written (nothing of this run is left)
         print(f"error: cannot write the shards in {args.output} ({e}); none was kept", file=sys.stderr)
