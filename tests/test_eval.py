@@ -192,3 +192,13 @@ def test_eval_cli_size_is_checked_as_colorize_size(photo_dir, tmp_path, capsys):
             main(["eval", str(photo_dir), "--size", size, "-o", str(tmp_path / "r"), "--no-semantic", "-q"])
         assert e.value.code == 2 and "16..2048" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_eval_cli_threads_and_grid_rows_are_checked(photo_dir, tmp_path, capsys):
+    """--threads -1 ended in torch's RuntimeError traceback ('set_num_threads expects a positive integer'), 0 was
+    dropped without a word, and a negative --grid-rows was taken as no grid; each is now a usage error naming it."""
+    for args in (["--threads", "-1"], ["--threads", "0"], ["--grid-rows", "-1"]):
+        with pytest.raises(SystemExit) as e:
+            main(["eval", str(photo_dir), *args, "-o", str(tmp_path / "r"), "--no-semantic", "-q"])
+        assert e.value.code == 2 and f"argument {args[0]}" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

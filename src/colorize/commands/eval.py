@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from colorize.commands.options import working_size
+from colorize.commands.options import bounded, threads_count, working_size
 
 
 def main(argv: list[str]) -> int:
@@ -32,8 +32,9 @@ def main(argv: list[str]) -> int:
                    help="working size of the pipeline, as colorize --size (default: per model)")
     p.add_argument("--no-semantic", action="store_true",
                    help="skip the ImageNet-classifier metrics (top-1 agreement, Frechet distance)")
-    p.add_argument("--grid-rows", type=int, default=8, help="photos per side-by-side grid (0: no grid)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--grid-rows", type=bounded(int, 0, what="photos per grid"), default=8,
+                   help="photos per side-by-side grid (default 8; 0: no grid)")
+    p.add_argument("--threads", type=threads_count, default=None, help="CPU threads for torch")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.limit < 0:
