@@ -487,6 +487,21 @@ def test_serve_command_refuses_a_port_that_is_none(port, capsys):
     assert "argument --port" in err and port in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("option, value", [("--workers", "0"), ("--queue", "-1"), ("--max-upload-mb", "0"),
+                                           ("--max-pixels", "0"), ("--max-pixels", "-5")])
+def test_serve_command_refuses_limits_that_are_none(option, value, monkeypatch, capsys):
+    """The server's limits are checked before the model loads, by the option's name: --max-pixels 0 was taken as
+    the default without a word, and the others failed after loading the model, naming 'max_upload_mb' and such."""
+    from colorize.commands import serve
+
+    monkeypatch.setattr(serve, "build_colorizer", lambda args: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit) as exit_:
+        serve.main([option, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and value in err
+
+
 # -- hints, kept predictions, confidence ----------------------------------------------------------
 def two_regions_png(width: int = 96, height: int = 64) -> bytes:
     arr = np.full((height, width), 40, np.uint8)

@@ -31,11 +31,16 @@ def _parser() -> argparse.ArgumentParser:
                         "On loopback (the default) it answers no other name (against DNS rebinding): behind a "
                         "reverse proxy, give its public name here. With --host elsewhere: only these and loopback")
     add_model_options(p, device=False, runtime=False)  # defaults: a request may override size, temperature, saturation
-    p.add_argument("--workers", type=int, default=1, help="inference threads (default 1)")
-    p.add_argument("--queue", type=int, default=8, help="photos that may wait beyond those running (503 beyond)")
-    p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default 25 MB)")
-    p.add_argument("--max-pixels", type=int, default=None, help="largest image in pixels (default 16 million)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--workers", type=bounded(int, 1, what="inference threads"), default=1,
+                   help="inference threads (default 1)")
+    p.add_argument("--queue", type=bounded(int, 0, what="the queue"), default=8,
+                   help="photos that may wait beyond those running (default 8; 503 beyond)")
+    p.add_argument("--max-upload-mb", type=bounded(float, 0.001, what="the largest upload"), default=25.0,
+                   metavar="MB", help="largest upload (default 25 MB; 413 beyond)")
+    p.add_argument("--max-pixels", type=bounded(int, 1, what="the largest image"), default=None,
+                   help="largest image in pixels (default 16 million; 413 beyond)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log detail (default info: one line per request)")
     return p
 
 
