@@ -427,6 +427,19 @@ def test_cli_without_torch_names_what_needs_it(tmp_path):
     assert not (tmp_path / "o.png").exists()
 
 
+def test_the_torch_api_on_the_light_install_names_the_extra_and_the_light_engine(monkeypatch):
+    """The README's `from colorize import Colorizer` on the light install was a bare "No module named 'torch'"; it
+    now names the extra to install and LiteColorizer, which the light install has."""
+    import colorize
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch: ModuleNotFoundError, as without it
+    monkeypatch.delitem(sys.modules, "colorize.pipeline")
+    with pytest.raises(ModuleNotFoundError, match=r"colorize\.Colorizer needs torch: pip install 'colorize\[torch\]'.*"
+                                                  r"LiteColorizer") as e:
+        colorize.Colorizer  # noqa: B018 - the lazy attribute is the import
+    assert e.value.name == "torch"
+
+
 def test_models_lists_the_shipped_ones_without_torch():
     """--temperature's help sends the user to `colorize models` for the tuned default: on the light install it used
     to answer 'needs the torch engine'."""

@@ -24,5 +24,11 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        try:
+            return getattr(importlib.import_module(_LAZY[name]), name)
+        except ModuleNotFoundError as e:  # the light install: say what installs it, and what serves without it
+            if (e.name or "").split(".")[0] not in ("torch", "torchvision", "timm", "safetensors"):
+                raise
+            raise ModuleNotFoundError(f"colorize.{name} needs torch: pip install 'colorize[torch]'; the light install "
+                                      "(onnxruntime only) colorizes with colorize.LiteColorizer", name=e.name) from None
     raise AttributeError(f"module 'colorize' has no attribute '{name}'")
