@@ -45,7 +45,7 @@ threads_count = bounded(int, 1, what="threads")  # --threads
 def add_model_options(p: argparse.ArgumentParser, *, device: bool = True, runtime: bool = True) -> None:
     """Add ``--model --size --temperature --saturation --threads`` and, unless turned off, ``--device``
     and ``--runtime`` (read back by :func:`colorizer_spec`)."""
-    p.add_argument("--model", help="shipped model name or a .safetensors/.pt file (default: unet_lite0)")
+    p.add_argument("--model", help="shipped model name, or a .safetensors, .pt or .onnx file (default: unet_lite0)")
     p.add_argument("--size", type=working_size, metavar="PX",
                    help=f"working size: the long side, in pixels, the network sees (at most {MAX_WORK_SIZE}); the "
                         "output keeps the photo's own size. Default: the one stored in the model's weight file")

@@ -38,15 +38,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--batch-size", type=int, help="photos per step and process")
     p.add_argument("--epochs", type=int, help="epochs to train (a recipe's LR decay is fitted into fewer)")
     p.add_argument("--epoch-images", type=int, help="images per epoch (default: the whole set)")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--out", dest="out_dir", help="run folder for checkpoints, logs and samples")
-    p.add_argument("--device", help="auto, cpu, cuda or mps")
-    p.add_argument("--amp", help="mixed precision on CUDA: auto, bf16, fp16 or off; on the CPU, bf16 trains the U-Net "
-                   "decoder in bfloat16 (faster on CPUs with AMX)")
+    p.add_argument("--lr", type=float, help="peak learning rate (after warmup)")
+    p.add_argument("--out", dest="out_dir", help="run folder for checkpoints, logs and samples (default: the "
+                   "recipe's out_dir, runs/RECIPE for the shipped ones; runs/default without a recipe)")
+    p.add_argument("--device", help="auto (the default: a GPU where there is one), cpu, cuda, cuda:N or mps")
+    p.add_argument("--amp", help="mixed precision on CUDA: auto (default), bf16, fp16 or off; on the CPU, bf16 trains "
+                   "the U-Net decoder in bfloat16 (faster on CPUs with AMX)")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes (per training process)")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
     p.add_argument("--max-minutes", type=float, help="stop cleanly after this long (resume later)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="seed of the photo order and the augmentation (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init", dest="init_weights", metavar="WEIGHTS",
                    help="warm start: begin from these weights (a shipped model's name such as unet_lite0, or a "
