@@ -52,7 +52,8 @@ def parser() -> argparse.ArgumentParser:
                         "e.g. photo.jpg -> photo.png)")
     p.add_argument("--record", action="store_true",
                    help="keep a record of finished files in OUT/.colorize-done*.sqlite; a rerun after a crash "
-                        "skips them (even with --overwrite)")
+                        "skips them (even with --overwrite) unless the file changed or its output is gone; other "
+                        "settings (model, size, format, ...) start a new record (docs/scaling.md)")
     p.add_argument("--shard", type=_shard, metavar="K/N",
                    help="process only part K of N (1 <= K <= N) of the files, split by a hash of their "
                         "relative path: run N of these on N machines or GPUs; implies --record")
