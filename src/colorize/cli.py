@@ -17,7 +17,7 @@ SUBCOMMANDS = {
     "eval": "score models against the truth on color photos",
     "serve": "run the web app",
     "video": "colorize a video with temporally consistent colors",
-    "shards": "pack a photo folder into tar shards for training",
+    "shards": "pack a photo folder into tar shards (for training, or as colorize's input)",
 }
 # The extra (pyproject.toml) that installs what each subcommand needs; every one of them includes torch.
 EXTRAS = {"models": "torch", "train": "train", "export": "onnx", "eval": "eval", "serve": "web", "video": "video",

@@ -1,4 +1,5 @@
-"""``colorize shards``: pack a folder of photos (recursive) into WebDataset-format tar shards for training."""
+"""``colorize shards``: pack a folder of photos (recursive) into WebDataset-format tar shards, for training or as
+``colorize``'s input (each photo then goes to OUT/<its key>.<ext>: the folder's tree)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from colorize.commands.options import bounded
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
-        prog="colorize shards", description=__doc__,
+        prog="colorize shards", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="train from them: colorize train --data 'OUTDIR/shard-{000000..000009}.tar' --val-data VALFOLDER "
-               "--epoch-images N")
+               "--epoch-images N\ncolorize them:   colorize 'OUTDIR/*.tar' -o OUT --record")
     p.add_argument("folder", metavar="FOLDER", help="folder of photos (searched recursively)")
     p.add_argument("-o", "--output", metavar="OUTDIR", required=True, help="folder for shard-000000.tar, ...")
     p.add_argument("--max-count", type=bounded(int, 1, what="photos per shard"), default=10_000,
