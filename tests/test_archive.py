@@ -133,6 +133,22 @@ def test_record_follows_inputs_and_settings(photo_dir, tmp_path, tiny_model_file
         assert "starting a new record" in capsys.readouterr().out
 
 
+def test_record_follows_the_contents_of_the_hints_file(photo_dir, tmp_path, tiny_model_file, counted, capsys):
+    """The record held the --hints file's name alone: after editing its colors, a rerun with --overwrite found every
+    photo 'done before (record)' and wrote none of the new colors."""
+    import json
+
+    hints = tmp_path / "hints.json"
+    hints.write_text(json.dumps({"p1.jpg": [{"x": 5, "y": 5, "color": "red"}]}))
+    args = [str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file), "--hints", str(hints),
+            "--record", "--overwrite", "-q"]
+    assert main(args) == 0 and sum(counted.values()) == 12
+    assert main(args) == 0 and sum(counted.values()) == 12  # the same hints: all recorded
+    hints.write_text(json.dumps({"p1.jpg": [{"x": 5, "y": 5, "color": "navy"}]}))
+    assert main(args) == 0 and sum(counted.values()) == 24
+    assert "starting a new record" in capsys.readouterr().out
+
+
 def test_file_names_that_are_not_utf8_are_recorded_and_sharded(tmp_path, tiny_model_file, counted, capsys):
     """A Latin-1 name from an old archive: --record and --shard failed with a UnicodeEncodeError traceback."""
     if sys.platform == "win32":

@@ -160,6 +160,19 @@ def _hints_for(args: argparse.Namespace, sources: list[Path]):
     return hints_for
 
 
+def _contents(path: str | None) -> str | None:
+    """A file as the record keys it: its name and a digest of what it says, so an edited --hints file (same name,
+    other colors) starts a new record instead of finding every photo done."""
+    if path is None:
+        return None
+    import hashlib
+
+    try:
+        return f"{path} sha256:{hashlib.sha256(Path(path).read_bytes()).hexdigest()}"
+    except OSError:  # read a moment ago by load_hints: gone since, the name alone
+        return path
+
+
 def run(args: argparse.Namespace) -> int:
     """Colorize every image; print a summary naming every input not done; exit 1 if any failed."""
     engine = getattr(args, "engine", "local")
@@ -239,7 +252,8 @@ def run(args: argparse.Namespace) -> int:
                                                     ("tint_as_hints", args.tint_as_hints, False),
                                                     ("confidence", args.confidence, False),
                                                     ("hint", getattr(args, "hint", None) or [], []),
-                                                    ("hints", getattr(args, "hints", None), None)] if v != default})
+                                                    ("hints", _contents(getattr(args, "hints", None)), None)]
+                         if v != default})
         try:
             record = archive.DoneRecord(archive.record_path(out_dir, shard), settings)
         except RuntimeError as e:
