@@ -424,6 +424,11 @@ def _text(tmp_path: Path) -> Path:
     return path
 
 
+def _folder(tmp_path: Path) -> Path:
+    (tmp_path / "films").mkdir()
+    return tmp_path / "films"
+
+
 @pytest.mark.parametrize("make_bad, reason", [
     (_text, "not a readable video"),
     (_no_moov, "not a readable video"),
@@ -431,6 +436,7 @@ def _text(tmp_path: Path) -> Path:
     (_cut_from_the_middle, "no decodable video frames"),
     (_audio_only, "no video stream"),
     (lambda tmp: tmp / "missing.mp4", "no such file"),
+    (_folder, "a folder, not a video file"),  # it was 'no such file' for a folder that is there
 ])
 def test_bad_input_raises_a_clear_error(make_bad, reason, tmp_path, tiny_model_file, capsys):
     bad = make_bad(tmp_path)

@@ -195,6 +195,8 @@ def open_video(src: str | Path) -> tuple[av.container.InputContainer, av.VideoSt
     import av
 
     src = Path(src)
+    if src.is_dir():
+        raise VideoError(f"{src}: a folder, not a video file; colorize video takes one film at a time")
     if not src.is_file():
         raise VideoError(f"{src}: no such file")
     try:
