@@ -20,7 +20,8 @@ def test_eval_cli_writes_report(photo_dir, tiny_model_file, tmp_path, capsys):
     code = main(["eval", str(photo_dir), "--model", str(tiny_model_file), "-o", str(out), "--protocol", "both",
                  "--limit", "4", "--no-semantic", "--grid-rows", "2", "-q"])
     assert code == 0
-    assert "| gray |" in capsys.readouterr().out
+    out_text, err = capsys.readouterr()
+    assert "| gray |" in out_text and "warning" not in err  # color photos: the truth is there
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 4 and summary["methods"] == ["gray", "alpha_tiny"]
@@ -202,3 +203,14 @@ def test_eval_cli_threads_and_grid_rows_are_checked(photo_dir, tmp_path, capsys)
             main(["eval", str(photo_dir), *args, "-o", str(tmp_path / "r"), "--no-semantic", "-q"])
         assert e.value.code == 2 and f"argument {args[0]}" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_eval_cli_warns_when_the_truth_is_gray(photo_dir, tiny_model_file, tmp_path, capsys):
+    """A black-and-white album given to colorize eval (to 'evaluate' it) gave a report of scores against its own gray
+    photos (-60 dB against the gray baseline) without a word; a warning says there is no color to score against."""
+    for path in photo_dir.rglob("*.jpg"):
+        Image.open(path).convert("L").convert("RGB").save(path)
+    assert main(["eval", str(photo_dir), "--model", str(tiny_model_file), "-o", str(tmp_path / "r"), "--limit", "3",
+                 "--no-semantic", "--grid-rows", "0", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "no color" in err and str(photo_dir) in err

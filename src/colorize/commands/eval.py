@@ -14,6 +14,9 @@ from pathlib import Path
 
 from colorize.commands.options import bounded, threads_count, working_size
 
+GRAY_TRUTH = 3.0  # mean colorfulness (Hasler & Suesstrunk) under which the "truth" holds no color to score against:
+# a gray photo scores 0, a sepia print a few points, ordinary color photos 20 and more
+
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="colorize eval", description=__doc__,
@@ -65,5 +68,9 @@ def main(argv: list[str]) -> int:
     print((Path(args.output) / "report.md").read_text(), end="")
     print(f"report: {args.output} (per_image.csv, summary.json, report.md, grid_*.png); "
           f"{summary['images']} photos")
+    if any(res["truth_colorfulness"] < GRAY_TRUTH for res in summary["protocols"].values()):
+        print(f"warning: the photos in {', '.join(args.data)} have (almost) no color: colorize eval scores a model "
+              "against color originals, so these scores say nothing; to colorize black-and-white photos, run "
+              "`colorize PATH`", file=sys.stderr)
     return 0
 
