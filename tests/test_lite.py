@@ -450,6 +450,7 @@ def test_models_lists_the_shipped_ones_without_torch():
     line = next(ln for ln in run.stdout.splitlines() if ln.startswith(DEFAULT_MODEL))
     assert f"temperature {recorded_defaults(DEFAULT_MODEL)['temperature']:g}" in line and "(default)" in line
     assert "colorize[torch]" in run.stdout  # what the other architectures need
+    assert "colorize[train]" in run.stdout  # and training them: recipes, backbone weights, not torch alone
 
 
 def test_auto_runtime_picks_the_light_engine_where_it_serves(monkeypatch):

@@ -40,5 +40,5 @@ def _shipped_exports() -> int:
         tuned = {"temperature": info.temperature, "working size": info.working_size}
         tuned_text = "".join(f", {k} {v:g}" for k, v in tuned.items() if v is not None)
         print(f"{name:<16} trained weights: {spec.onnx}{tuned_text}{tag}")
-    print(f"other architectures, and training them: {TORCH_ONLY}")
+    print(f"other architectures: {TORCH_ONLY}; training them (colorize train): pip install 'colorize[train]'")
     return 0
