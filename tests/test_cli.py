@@ -822,3 +822,31 @@ def test_ctrl_c_stops_with_a_summary_and_no_half_file(tiny_model_file, photo_dir
     monkeypatch.undo()
     assert _colorize(tiny_model_file, photo_dir, "-o", out) == 0
     assert f"done: {12 - done}, skipped (exists, use --overwrite): {done}" in capsys.readouterr().out
+
+
+def test_warnings_reach_the_terminal_as_one_clean_line(tmp_path):
+    """A note about a photo (its other pages dropped) and a skipped file warned while training or packing showed
+    Python's default format: the path of colorize's source file, a line number and a line of its code."""
+    import os
+
+    src = tmp_path / "album"
+    src.mkdir()
+    make_photo(48, 32, seed=1).save(src / "good.jpg")
+    make_photo(48, 32, seed=2).save(src / "pages.tif", save_all=True, append_images=[make_photo(48, 32, seed=3)])
+    run = subprocess.run([sys.executable, "-m", "colorize.cli", "shards", str(src), "-o", str(tmp_path / "shards")],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "1",
+                              "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert any(line.startswith(f"note: {src / 'pages.tif'}: has 2 frames") for line in run.stderr.splitlines())
+    assert ".py:" not in run.stderr and "load_image(" not in run.stderr, run.stderr
+
+
+def test_warning_format_keeps_a_library_warnings_origin_on_one_line():
+    from colorize.cli import format_warning
+    from colorize.io import Notice
+
+    assert format_warning(Notice("a.jpg: truncated"), Notice, "/x/colorize/data.py", 9) == \
+        "warning: a.jpg: truncated\n"
+    line = format_warning(DeprecationWarning("old"), DeprecationWarning, "/x/lib.py", 7, "code()")
+    assert line.count("\n") == 1 and "old" in line and "DeprecationWarning" in line and "code()" not in line

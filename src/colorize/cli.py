@@ -8,6 +8,7 @@ importing torch (heavy imports live inside the commands).
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 SUBCOMMANDS = {
@@ -30,11 +31,23 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 (an old archive's Latin-1) is printed
         if hasattr(stream, "reconfigure"):  # escaped, not a UnicodeEncodeError after the work is done
             stream.reconfigure(errors="backslashreplace")
+    warnings.formatwarning = format_warning
     try:
         return _route(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line: ours (:class:`colorize.io.Notice`) as ``warning: <message>`` (``note:`` for an
+    :class:`~colorize.io.ImageNote`); a library's with its category and origin for a bug report, but not the
+    line of code Python's default format adds."""
+    from colorize.io import Notice
+
+    if issubclass(category, Notice):
+        return f"{category.label}: {message}\n"
+    return f"warning: {message} ({category.__name__}, {filename}:{lineno})\n"
 
 
 def _route(argv: list[str]) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from colorize.io import ImageError, load_image
+from colorize.io import ImageError, Notice, load_image
 
 
 def _pillow_reads(feature: str) -> bool:
@@ -263,7 +263,7 @@ class BadFileLog:
         for msg in messages:
             if msg not in self.seen:
                 self.seen.add(msg)
-                warnings.warn(f"skipped unreadable image {msg}", stacklevel=2)
+                warnings.warn(Notice(f"skipped unreadable image {msg}"), stacklevel=2)
 
     def summary(self) -> str:
         return f"{len(self.seen)} unreadable image(s) skipped" if self.seen else ""

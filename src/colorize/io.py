@@ -37,8 +37,17 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".m
                     ".m2ts", ".3gp", ".ogv", ".h264")
 
 
-class ImageNote(UserWarning):
+class Notice(UserWarning):
+    """A message for the user, not for a developer: the command line shows it as one line, ``warning: ...``,
+    with no source file or line of code (``colorize.cli``); ``label`` is that line's first word."""
+
+    label = "warning"
+
+
+class ImageNote(Notice):
     """Something a user should know about a photo that was used anyway (only its first frame, ...)."""
+
+    label = "note"
 
 
 # The warnings module's filters and ``showwarning`` are process-wide, and ``catch_warnings`` swaps them on

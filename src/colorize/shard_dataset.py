@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 import torch
 
 from colorize.data import Augment, photo_transform
-from colorize.io import ImageError, load_image
+from colorize.io import ImageError, Notice, load_image
 from colorize.shards import _read_shards, _webdataset
 
 
@@ -86,7 +86,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
                 yield self.transform(TF.pil_to_tensor(img)).contiguous(), pending
                 pending = ""
             if pending and not self.repeat:  # nothing left to carry the message
-                warnings.warn(f"skipped unreadable image {pending}", stacklevel=2)
+                warnings.warn(Notice(f"skipped unreadable image {pending}"), stacklevel=2)
             if not self.repeat:
                 return
             if good == 0:
