@@ -319,6 +319,15 @@ def test_models_and_healthz(client):
     assert health["status"] == "ok" and health["model"] == "alpha" and health["capacity"] == 5
 
 
+@pytest.mark.parametrize("path", ["/", "/healthz"])
+def test_head_answers_as_get_does(client, path):
+    """Uptime monitors ask with HEAD: the page and /healthz answered 405."""
+    head, get = client.head(path), client.get(path)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert "head" not in client.get("/openapi.json").json()["paths"].get(path, {})
+
+
 def test_openapi_documents_the_upload(client):
     op = client.get("/openapi.json").json()["paths"]["/api/colorize"]["post"]
     assert "multipart/form-data" in op["requestBody"]["content"]

@@ -622,6 +622,7 @@ def create_app(
         return _error(500, "internal_error", "the server failed on this photo; see its log")
 
     @app.get("/", include_in_schema=False)
+    @app.head("/", include_in_schema=False)  # uptime monitors ask with HEAD
     @app.get("/static/index.html", include_in_schema=False)  # before the /static mount, with the same headers
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={
@@ -647,6 +648,7 @@ def create_app(
         return page
 
     @app.get("/healthz")
+    @app.head("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
         """Liveness and load: photos in flight against capacity."""
         return {"status": "ok", "model": base.model_name, "workers": pool.workers,
