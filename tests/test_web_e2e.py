@@ -365,6 +365,15 @@ def test_working_size_is_explained(server_url, browser):
     assert not help_text.is_displayed()
 
 
+def test_a_limit_under_a_megapixel_is_not_shown_as_0(browser, tiny_model_file):
+    """With --max-pixels 500000 the drop zone said the limit was "0 megapixels"."""
+    with uvicorn_server(create_app(str(tiny_model_file), max_pixels=500_000)) as url:
+        open_page(browser, f"{url}/")
+        limits = browser.find_element(By.ID, "limits")
+        WebDriverWait(browser, 10).until(lambda _: "pixels" in limits.text)
+    assert "0.5 megapixels each" in limits.text
+
+
 # Redoc shows its makers' logo from their CDN and drops it when it cannot load (as offline); the CSP blocks it
 REDOC_LOGO = "cdn.redoc.ly/redoc/logo-mini.svg' violates the following Content Security Policy"
 

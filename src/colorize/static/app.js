@@ -50,6 +50,13 @@
     return n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(0)} MB` : `${(n / 1024).toFixed(0)} KB`;
   }
 
+  /** A pixel limit in words, rounded down so that it is never more than the server takes. */
+  function formatPixels(n) {
+    if (n >= 1e7) return `${Math.floor(n / 1e6)} megapixels`;
+    if (n >= 1e5) return `${Math.floor(n / 1e5) / 10} megapixels`;
+    return `${n.toLocaleString("en")} pixels`;
+  }
+
   // -- server info -------------------------------------------------------------------------------
 
   /** Model name, limits and the working sizes on offer, from the server. */
@@ -65,9 +72,8 @@
     limits = info.limits;
     serverConfidence = Boolean(info.confidence);
     els.model.textContent = `model: ${info.default}`;
-    const megapixels = Math.floor(limits.max_pixels / 1e6);
     els.limits.textContent = `JPEG, PNG, WebP, TIFF, BMP or GIF, up to ${formatBytes(limits.max_upload_bytes)} ` +
-      `and ${megapixels} megapixels each`;
+      `and ${formatPixels(limits.max_pixels)} each`;
     const size = info.options.size;
     defaultSize = size.default;
     els.size.options[0].textContent = `model default (${size.default})`;
