@@ -485,6 +485,22 @@ def test_serve_command_answers_only_its_own_names_on_loopback(argv, host, answer
         assert (c.get("/healthz", headers={"host": host}).status_code == 200) == answered
 
 
+def test_serve_command_sets_the_prediction_cache_size(tiny_model_file, monkeypatch, capsys):
+    import uvicorn
+
+    from colorize.commands import serve
+    from colorize.web import DEFAULT_CACHE_MB
+
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
+    assert serve.main(["--cache-mb", "1.5", "--model", str(tiny_model_file)]) == 0
+    assert serve.main(["--model", str(tiny_model_file)]) == 0
+    assert [app.state.photos.max_bytes for app in apps] == [int(1.5 * 2**20), int(DEFAULT_CACHE_MB * 2**20)]
+    with pytest.raises(SystemExit):
+        serve.main(["--cache-mb", "-1"])
+    assert "argument --cache-mb" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("port", ["99999", "-1", "http"])
 def test_serve_command_refuses_a_port_that_is_none(port, capsys):
     from colorize.commands import serve

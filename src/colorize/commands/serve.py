@@ -20,6 +20,7 @@ def page_url(host: str, port: int) -> str:
 
 
 port = bounded(int, 1, 65535, what="the TCP port")  # --port
+cache_size = bounded(float, 0, what="the cache size in MB")  # --cache-mb
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
                    metavar="MB", help="largest upload (default 25 MB; 413 beyond)")
     p.add_argument("--max-pixels", type=bounded(int, 1, what="the largest image"), default=None,
                    help="largest image in pixels (default 16 million; 413 beyond)")
+    p.add_argument("--cache-mb", type=cache_size, default=None, metavar="MB",
+                   help="memory for the photos' kept predictions, so that re-rendering one with hints (the "
+                        "page's pins) skips the network; the least recently used are forgotten first, and the "
+                        "page then uploads the photo again (default 512 MB, about 100 photos of 1 megapixel)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log detail (default info: one line per request)")
     return p
@@ -49,7 +54,7 @@ def main(argv: list[str]) -> int:
 
     import uvicorn
 
-    from colorize.web import DEFAULT_MAX_PIXELS, create_app, is_loopback
+    from colorize.web import DEFAULT_CACHE_MB, DEFAULT_MAX_PIXELS, create_app, is_loopback
 
     if not is_loopback(args.host):
         print(f"warning: binding to {args.host}: the app has no authentication; anyone who can reach this "
@@ -58,7 +63,7 @@ def main(argv: list[str]) -> int:
         colorizer = build_colorizer(args)
         app = create_app(colorizer, max_upload_mb=args.max_upload_mb,
                          max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, workers=args.workers,
-                         queue_size=args.queue,
+                         queue_size=args.queue, cache_mb=DEFAULT_CACHE_MB if args.cache_mb is None else args.cache_mb,
                          allowed_hosts=args.allowed_host if is_loopback(args.host) or args.allowed_host else None)
     except MODEL_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
