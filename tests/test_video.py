@@ -48,24 +48,24 @@ def clip_frames(width: int = W, height: int = H, frames: int = FRAMES) -> list[n
     return out
 
 
-def write_clip(path: Path, *, audio: str | None = None, frames: int = FRAMES) -> Path:
-    """Encode the test clip (H.264) with an optional 1 s sine audio track in codec ``audio``."""
+def write_clip(path: Path, *, audio: str | None = None, frames: int = FRAMES, rate: int = 16000) -> Path:
+    """Encode the test clip (H.264) with an optional 1 s sine audio track in codec ``audio`` at ``rate`` Hz."""
     container = av.open(str(path), "w")
     video = container.add_stream("libx264", rate=FPS)
     video.width, video.height, video.pix_fmt = W, H, "yuv420p"
     video.options = {"crf": "10"}
     sound = None
     if audio is not None:
-        sound = container.add_stream(audio, rate=16000, layout="mono")
+        sound = container.add_stream(audio, rate=rate, layout="mono")
     for arr in clip_frames(frames=frames):
         container.mux(video.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
     container.mux(video.encode(None))
     if sound is not None:
-        t = np.arange(16000) / 16000
+        t = np.arange(rate) / rate
         samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        for k in range(0, 16000, 1024):
+        for k in range(0, rate, 1024):
             frame = av.AudioFrame.from_ndarray(samples[:, k:k + 1024], format="flt", layout="mono")
-            frame.sample_rate, frame.pts = 16000, k
+            frame.sample_rate, frame.pts = rate, k
             container.mux(sound.encode(frame))
         container.mux(sound.encode(None))
     container.close()
@@ -277,6 +277,17 @@ def test_audio_the_container_refuses_only_at_its_header_is_reencoded(tmp_path, t
     info = probe(out)
     assert summary["audio"] == "re-encoded to aac" and info["audio"] == "aac" and info["frames"] == FRAMES
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv", "color.mov"]
+
+
+@pytest.mark.parametrize("name, audio, rate", [("clip.mp4", "aac", 16000), ("clip.mkv", "pcm_s16le", 8000)])
+def test_an_mpeg_program_stream_gets_its_audio_as_mp2(name, audio, rate, tmp_path, tiny_model_file):
+    """.mpg (MPEG-PS) takes MPEG audio only, at 16 to 48 kHz: a film with AAC sound failed with 'Invalid argument'."""
+    clip = write_clip(tmp_path / name, audio=audio, frames=6, rate=rate)
+    out = tmp_path / "color.mpg"
+    summary = colorize_video(clip, out, Colorizer(tiny_model_file), temporal=False)
+    info = probe(out)
+    assert summary["audio"] == "re-encoded to mp2" and info["audio"] == "mp2" and info["frames"] == 6
+    assert info["audio_seconds"] == pytest.approx(1.0, abs=0.1)
 
 
 def test_temporal_consistency_reduces_flicker_and_keeps_color(clip, tmp_path):

@@ -48,6 +48,10 @@ ENCODER_OPTIONS: dict[str, dict[str, str]] = {
     "libvpx": {"crf": "10", "b": "2M"},
 }
 FALLBACK_AUDIO_CODECS = ("aac", "libopus", "libvorbis")  # when the container cannot hold the audio as is
+AUDIO_ENCODERS: dict[str, tuple[str, ...]] = {  # containers that take none of those: MPEG-PS takes MPEG audio
+    ".mpg": ("mp2",),
+    ".mpeg": ("mp2",),
+}
 # frames composed side by side: the full-resolution end is the longest stage once the network skips frames (480p,
 # 2 cores: ~20 ms a frame against ~12 for the network's share); two keep the writer fed
 COMPOSERS = 2
@@ -375,14 +379,21 @@ def _add_audio_stream(out: av.container.OutputContainer, dst: Path, audio: av.Au
         except ValueError:  # "'mp4' format does not support 'pcm_mulaw' codec"
             pass
     layout = audio.layout.name if audio.layout else "stereo"
-    for name in FALLBACK_AUDIO_CODECS if stream is None else ():
+    if layout in ("1 channels", "2 channels"):  # no channel order (PCM without a mask): MP2 takes only these two
+        layout = "mono" if layout[0] == "1" else "stereo"
+    encoders = AUDIO_ENCODERS.get(dst.suffix.lower(), FALLBACK_AUDIO_CODECS)
+    for name in encoders if stream is None else ():
         try:
-            stream = out.add_stream(name, rate=audio.rate or 48000, layout=layout)
+            rates = av.Codec(name, "w").audio_rates  # MP2: 16 to 48 kHz only; the encoder resamples
+            rate = audio.rate or 48000
+            if rates and rate not in rates:
+                rate = min((r for r in rates if r >= rate), default=max(rates))
+            stream = out.add_stream(name, rate=rate, layout=layout)
             break
         except (av.FFmpegError, ValueError):
             continue
     if stream is None:
-        raise VideoError(f"{dst}: '{dst.suffix}' files take none of the audio codecs {', '.join(FALLBACK_AUDIO_CODECS)}")
+        raise VideoError(f"{dst}: '{dst.suffix}' files take none of the audio codecs {', '.join(encoders)}")
     for key in ("language", "title"):
         if key in audio.metadata:
             stream.metadata[key] = audio.metadata[key]
