@@ -290,6 +290,20 @@ def test_an_mpeg_program_stream_gets_its_audio_as_mp2(name, audio, rate, tmp_pat
     assert info["audio_seconds"] == pytest.approx(1.0, abs=0.1)
 
 
+def test_a_container_without_its_video_encoder_is_refused_before_the_work(clip, tmp_path, tiny_model_file,
+                                                                          monkeypatch, capsys):
+    """.ogv takes Theora only, which FFmpeg builds often lack: it failed with 'Invalid argument' after the film."""
+    import colorize.video as video
+
+    if av.codec.codecs_available & {"libtheora"}:
+        monkeypatch.setitem(video.ENCODERS, ".ogv", ("no-such-encoder",))
+    monkeypatch.setattr(video, "open_video", lambda *a: pytest.fail("the film was opened"))
+    assert cli_main(["video", str(clip), "-o", str(tmp_path / "film.ogv"), "--model", str(tiny_model_file)]) == 1
+    err = capsys.readouterr().err
+    assert "film.ogv: '.ogv' files need the" in err and ".mp4, .mkv" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
 def test_temporal_consistency_reduces_flicker_and_keeps_color(clip, tmp_path):
     colorizer = Colorizer(FlickeryNet())
     # the network on every frame: the in-run per-frame flicker is measured beside the output's

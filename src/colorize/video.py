@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 ENCODERS: dict[str, tuple[str, ...]] = {
     ".webm": ("libvpx-vp9", "libvpx"),
     ".avi": ("mpeg4",),
+    ".ogv": ("libtheora",),  # Ogg takes Theora only; FFmpeg builds (PyAV's wheels among them) often lack it
+    ".ogg": ("libtheora",),
 }
 DEFAULT_ENCODERS = ("libx264", "h264", "mpeg4")
 ENCODER_OPTIONS: dict[str, dict[str, str]] = {
@@ -52,6 +54,7 @@ AUDIO_ENCODERS: dict[str, tuple[str, ...]] = {  # containers that take none of t
     ".mpg": ("mp2",),
     ".mpeg": ("mp2",),
 }
+WRITABLE = ".mp4, .mkv, .mov, .webm or .avi"  # containers this package's FFmpeg writes (tested)
 # frames composed side by side: the full-resolution end is the longest stage once the network skips frames (480p,
 # 2 cores: ~20 ms a frame against ~12 for the network's share); two keep the writer fed
 COMPOSERS = 2
@@ -293,6 +296,22 @@ def _demux(src: Path, container: av.container.InputContainer, video: av.VideoStr
         raise VideoError(f"{src}: the video stops at {end:.2f} s of {expected:.2f} s; the file is truncated")
 
 
+def check_output(dst: Path) -> None:
+    """Refuse, before any work, an output whose container needs a video encoder this FFmpeg lacks (.ogv: Theora).
+    Raises :class:`VideoError` naming the file, the encoders and the containers that work."""
+    import av
+
+    names = ENCODERS.get(dst.suffix.lower(), DEFAULT_ENCODERS)
+    for name in names:
+        try:
+            av.Codec(name, "w")
+            return
+        except ValueError:  # av.codec.codec.UnknownCodecError: not in this build
+            continue
+    raise VideoError(f"{dst}: '{dst.suffix}' files need the {' or '.join(names)} video encoder, which this FFmpeg "
+                     f"does not have; name the output {WRITABLE}")
+
+
 def _add_video_stream(out: av.container.OutputContainer, dst: Path, video: av.VideoStream,
                       geometry: _Geometry) -> av.VideoStream:
     """An encoder stream with the input's size as shown (upright: no display matrix), frame rate, time base and
@@ -346,8 +365,7 @@ def _open_output(tmp: Path, dst: Path, video: av.VideoStream, audio: Sequence[av
             raise VideoError(f"{dst}: cannot write a video with extension '{dst.suffix}' ({e})") from e
         if out.format.name.startswith("image2"):  # FFmpeg writes .jpg, .png... as a sequence of pictures
             out.close()
-            raise VideoError(f"{dst}: '{dst.suffix}' is a picture format, not a video's; name the output .mp4, .mkv, "
-                             ".mov, .webm or .avi")
+            raise VideoError(f"{dst}: '{dst.suffix}' is a picture format, not a video's; name the output {WRITABLE}")
         tracks: dict[int, tuple[av.AudioStream, bool]] = {}
         try:
             vout = _add_video_stream(out, dst, video, geometry)
@@ -521,6 +539,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if dst.exists() and dst.resolve() == src.resolve():
         raise VideoError(f"{dst}: the output would overwrite the input")
+    check_output(dst)
     cfg = config or TemporalConfig()
     tracked: dict[int, list[Hint]] = {}
     if hints:
