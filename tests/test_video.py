@@ -245,6 +245,30 @@ def test_every_audio_track_is_kept_with_its_language(tmp_path, tiny_model_file):
         assert summary["audio"] == audio and len(kept) == 2 and kept[1][1] == "fra", kept
 
 
+def test_streams_that_are_not_copied_are_named(tmp_path, tiny_model_file, capsys):
+    """Subtitles (and data, fonts...) were dropped from the output without a word."""
+    (tmp_path / "film.srt").write_text("1\n00:00:00,000 --> 00:00:00,200\nhello\n")
+    src = tmp_path / "film.mkv"
+    with av.open(str(tmp_path / "film.srt")) as srt, av.open(str(src), "w") as c:
+        video = c.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        subtitles = c.add_stream_from_template(srt.streams.subtitles[0])
+        subtitles.metadata["language"] = "eng"
+        for arr in clip_frames(frames=6):
+            c.mux(video.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+        c.mux(video.encode(None))
+        for packet in srt.demux(srt.streams.subtitles[0]):
+            if packet.size:
+                packet.stream = subtitles
+                c.mux(packet)
+    out = tmp_path / "color.mkv"
+    assert cli_main(["video", str(src), "-o", str(out), "--model", str(tiny_model_file), "-q"]) == 0
+    assert f"warning: {src}: not copied (only the picture and the sound are written): subtitle #1 (" in \
+        capsys.readouterr().err
+    assert colorize_video(write_clip(tmp_path / "clip.mp4", audio="aac", frames=6), tmp_path / "b.mp4",
+                          Colorizer(tiny_model_file), temporal=False)["dropped"] == []
+
+
 def test_a_film_already_in_color_is_said_to_be(clip, tmp_path, tiny_model_file, capsys):
     """As a photo in color is: colorized from its lightness, with a warning; a gray film gets none."""
     args = ["--model", str(tiny_model_file), "-q"]

@@ -227,6 +227,19 @@ def open_video(src: str | Path) -> tuple[av.container.InputContainer, av.VideoSt
     return container, video, [a for a in container.streams.audio if a.codec_context is not None]
 
 
+def dropped_streams(container: av.container.InputContainer, kept: Sequence[av.stream.Stream]) -> list[str]:
+    """The streams of ``container`` not in ``kept``, each named for a user: ``subtitle #2 (subrip, eng)``."""
+    names = []
+    for s in container.streams:
+        if s.index not in {k.index for k in kept}:
+            ctx = s.codec_context if s.type in ("video", "audio", "subtitle") else None
+            about = [ctx.name if ctx is not None else "no decoder" if s.type == "audio" else "",
+                     s.metadata.get("language", "")]
+            described = ", ".join(x for x in about if x)
+            names.append(f"{s.type} #{s.index}" + (f" ({described})" if described else ""))
+    return names
+
+
 def _stream_duration(video: av.VideoStream) -> float | None:
     """How long the video stream is (seconds), from its header, or None if the header does not say."""
     if video.duration:
@@ -524,7 +537,8 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
             spares the hand-offs and the spinning of idle threads that more would bring (measured: less CPU a
             frame, more frames/s).
     Returns:
-        A summary: frames, width, height, fps, duration, audio, damaged (the frames before which a damaged packet
+        A summary: frames, width, height, fps, duration, audio, dropped (the input's streams not written:
+        subtitles, data, a second video stream, attachments, audio without a decoder), damaged (the frames before which a damaged packet
         was skipped), tones (frames looked at, one a second, by kind: gray, toned, color), speed, predicted_frames (those the network
         colored), cuts, flicker, flicker_per_frame, flicker_ratio, chroma, chroma_per_frame (flicker in Lab ab
         units; None when not measured; flicker_per_frame needs two consecutive predicted frames).
@@ -550,6 +564,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     geometry = _geometry(src)
     width, height = geometry.shown
     inp, vin, ains = open_video(src)
+    dropped = dropped_streams(inp, [vin, *ains])  # subtitles, data (timecodes), a second picture, fonts
     damaged: list[int] = []  # frames that an undecodable packet came before (skipped)
     # a film already in color is colorized from its lightness, as a photo is, and said so: a frame a second is looked at
     tones: Counter[str] = Counter()
@@ -632,7 +647,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
         "input": str(src), "output": str(dst), "model": colorizer.model_name, "working_size": colorizer.size,
         "frames": frames, "width": width, "height": height, "fps": float(rate) if rate else None,
         "duration": _stream_duration(vin),
-        "audio": audio_mode, "damaged": damaged, "temporal": temporal, "seconds": seconds,
+        "audio": audio_mode, "dropped": dropped, "damaged": damaged, "temporal": temporal, "seconds": seconds,
         "frames_per_second": frames / seconds if seconds > 0 else None,
         "temporal_config": asdict(cfg),
         "hints": sum(len(v) for v in (hints or {}).values()), "frames_with_hints": len(tracked),

@@ -144,6 +144,9 @@ def main(argv: list[str]) -> int:
     if color:
         print(f"warning: {src}: already in color ({color} of the {sum(result['tones'].values())} frames looked at, one "
               "a second); colorized from its lightness, its own colors are not in the output", file=sys.stderr)
+    if result["dropped"]:
+        print(f"warning: {src}: not copied (only the picture and the sound are written): "
+              f"{', '.join(result['dropped'])}", file=sys.stderr)
     if result["damaged"]:
         print(f"warning: {src}: {damaged_note(result['damaged'])}", file=sys.stderr)
     if report:
