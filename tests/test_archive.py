@@ -168,9 +168,13 @@ def test_file_names_that_are_not_utf8_are_recorded_and_sharded(tmp_path, tiny_mo
 
 
 def test_one_writer_per_record(tmp_path):
+    """The error named a shard when none was given."""
     path = tmp_path / ".colorize-done.sqlite"
     with DoneRecord(path, {"model": None}):
-        with pytest.raises(RuntimeError, match="already running"):
+        with pytest.raises(RuntimeError, match="is a job with --record into this folder already running") as e:
             DoneRecord(path, {"model": None})
+        assert "shard" not in str(e.value)
+        with pytest.raises(RuntimeError, match="is shard 2/3 of this job already running"):
+            DoneRecord(path, {"model": None}, shard=(2, 3))
     with DoneRecord(path, {"model": None}) as record:  # free again once closed
         assert len(record) == 0

@@ -78,10 +78,10 @@ class DoneRecord:
     record made with other settings is cleared (``reset`` tells), since its files must be redone.
 
     Raises:
-        RuntimeError: another process holds the record (the same shard running twice).
+        RuntimeError: another process holds the record (the same job, or the same ``shard`` of it, running twice).
     """
 
-    def __init__(self, path: Path, settings: dict):
+    def __init__(self, path: Path, settings: dict, *, shard: tuple[int, int] | None = None):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(path, timeout=2.0)
@@ -102,7 +102,8 @@ class DoneRecord:
             self.db.commit()
         except sqlite3.OperationalError as e:
             self.db.close()
-            hint = "; is this shard already running?" if "locked" in str(e) else ""
+            running = f"shard {shard[0]}/{shard[1]} of this job" if shard else "a job with --record into this folder"
+            hint = f"; is {running} already running?" if "locked" in str(e) else ""
             raise RuntimeError(f"{path}: cannot use the record ({e}){hint}") from None
         self._todo: dict[Path, tuple[str, int, int]] = {}
 

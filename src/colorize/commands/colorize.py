@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
                                                     ("hints", _contents(getattr(args, "hints", None)), None)]
                          if v != default})
         try:
-            record = archive.DoneRecord(archive.record_path(out_dir, shard), settings)
+            record = archive.DoneRecord(archive.record_path(out_dir, shard), settings, shard=shard)
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
