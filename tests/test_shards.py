@@ -258,6 +258,21 @@ def test_list_photos_reads_headers_and_each_photo_alone(photo_dir, tmp_path):
     assert sorted(problems) == [(f"{shard}:../escape.jpg", unsafe), (f"{shard}:/abs.jpg", unsafe)]
 
 
+def test_list_photos_names_links_named_as_photos(photo_dir, tmp_path):
+    """A symbolic or hard link member named as a photo holds no data: it was left out without a word."""
+    shard = tmp_path / "links.tar"
+    with tarfile.open(shard, "w") as tar:
+        _add(tar, "p1.jpg", (photo_dir / "p1.jpg").read_bytes())
+        for name, kind in [("soft.jpg", tarfile.SYMTYPE), ("hard.jpg", tarfile.LNKTYPE), ("notes", tarfile.SYMTYPE)]:
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = kind, "p1.jpg"
+            tar.addfile(link)
+    photos, problems = list_photos(shard)
+    assert [p.name for p in photos] == ["p1.jpg"]
+    assert [(name, reason.split(",")[0]) for name, reason in problems] == [
+        (f"{shard}:soft.jpg", "a symbolic link (to p1.jpg)"), (f"{shard}:hard.jpg", "a hard link (to p1.jpg)")]
+
+
 def test_list_photos_names_damaged_shards(photo_dir, tmp_path):
     jpg = (photo_dir / "p1.jpg").read_bytes()
     whole = tmp_path / "whole.tar"

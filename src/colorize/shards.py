@@ -222,8 +222,9 @@ def list_photos(shard: str | Path) -> tuple[list[ShardMember], list[tuple[str, s
     by the stream reader's rules (:func:`split_key`, :func:`photo_extension`; regular files only); and
     what cannot be used, as ``(name, reason)`` pairs.
 
-    A member named outside the output folder (absolute, or with ``..``) is a problem; so is a shard
-    that cannot be read or is cut short (the photos whose headers came before the damage are kept).
+    A member named outside the output folder (absolute, or with ``..``) is a problem; so is a link (symbolic
+    or hard) named as a photo, which holds no data; and a shard that cannot be read or is cut short (the
+    photos whose headers came before the damage are kept).
     """
     shard = Path(shard)
     if str(shard).lower().endswith((".tar.gz", ".tgz")):
@@ -246,7 +247,10 @@ def list_photos(shard: str | Path) -> tuple[list[ShardMember], list[tuple[str, s
     # (key, extension, member) of the members in a sample; as in the stream, the others do not part a sample
     keyed = [(*split_key(m.name), m) for m in members if m.isreg()]
     photos: list[ShardMember] = []
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = [
+        (f"{shard}:{m.name}", f"a {'symbolic' if m.issym() else 'hard'} link (to {m.linkname}), not a photo; "
+                              "store the photo itself in the shard")
+        for m in members if (m.issym() or m.islnk()) and split_key(m.name)[1] in SHARD_IMAGE_EXTENSIONS]
     for key, run in itertools.groupby((k for k in keyed if k[0] is not None), key=lambda k: k[0]):
         by_ext = {ext: m for _, ext, m in run}
         ext = photo_extension(by_ext)
