@@ -518,6 +518,17 @@ def test_train_cli_names_data_with_no_usable_photo(tmp_path, capsys, data, expec
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_train_cli_leaves_out_notes_about_colorizing_a_photo(photo_dir, tmp_path, recwarn):
+    """A multi-page TIFF's note ('only the first is colorized', about colorizing) came back at every epoch."""
+    from colorize.cli import main
+    from colorize.io import ImageNote
+
+    make_photo(64, 64, seed=1).save(photo_dir / "pages.tif", save_all=True, append_images=[make_photo(64, 64)])
+    assert main(["train", "--model", "alpha", "--data", str(photo_dir), "--size", "32", "--epochs", "2",
+                 "--num-workers", "0", "--threads", "1", "--out", str(tmp_path / "run")]) == 0
+    assert not [w for w in recwarn if issubclass(w.category, ImageNote)]
+
+
 def test_train_cli_names_a_validation_folder_with_no_photo(photo_dir, tmp_path, capsys):
     """--val-data that holds no photo is an error, not a silent validation on training photos."""
     from colorize.cli import main

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -56,7 +57,12 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
 
     from colorize.distributed import from_env
+    from colorize.io import ImageNote
     from colorize.train import TrainConfig, train
+
+    # a photo's notes are about colorizing it (only a TIFF's first page is); training reads its photos every epoch,
+    # in loader processes that cannot tell what was said before: each note came back at each epoch
+    warnings.filterwarnings("ignore", category=ImageNote)
 
     overrides = {k: getattr(args, k) for k in ("model", "data", "val_data", "image", "size", "batch_size",
                                                "epochs", "epoch_images", "lr", "out_dir", "device", "amp",
