@@ -31,12 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 (an old archive's Latin-1) is printed
         if hasattr(stream, "reconfigure"):  # escaped, not a UnicodeEncodeError after the work is done
             stream.reconfigure(errors="backslashreplace")
-    warnings.formatwarning = format_warning
+    formatted, warnings.formatwarning = warnings.formatwarning, format_warning  # put back for a caller in Python
     try:
         return _route(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatted
 
 
 def format_warning(message, category, filename, lineno, line=None) -> str:
