@@ -228,10 +228,10 @@ def open_video(src: str | Path) -> tuple[av.container.InputContainer, av.VideoSt
 
 
 def dropped_streams(container: av.container.InputContainer, kept: Sequence[av.stream.Stream]) -> list[str]:
-    """The streams of ``container`` not in ``kept``, each named for a user: ``subtitle #2 (subrip, eng)``."""
-    names = []
+    """The streams of ``container`` not in ``kept``, each named for a user: ``subtitle #2 (srt, eng)``."""
+    names, kept_indexes = [], {k.index for k in kept}
     for s in container.streams:
-        if s.index not in {k.index for k in kept}:
+        if s.index not in kept_indexes:
             ctx = s.codec_context if s.type in ("video", "audio", "subtitle") else None
             about = [ctx.name if ctx is not None else "no decoder" if s.type == "audio" else "",
                      s.metadata.get("language", "")]
@@ -537,11 +537,12 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
             spares the hand-offs and the spinning of idle threads that more would bring (measured: less CPU a
             frame, more frames/s).
     Returns:
-        A summary: frames, width, height, fps, duration, audio, dropped (the input's streams not written:
-        subtitles, data, a second video stream, attachments, audio without a decoder), damaged (the frames before which a damaged packet
-        was skipped), tones (frames looked at, one a second, by kind: gray, toned, color), speed, predicted_frames (those the network
-        colored), cuts, flicker, flicker_per_frame, flicker_ratio, chroma, chroma_per_frame (flicker in Lab ab
-        units; None when not measured; flicker_per_frame needs two consecutive predicted frames).
+        A summary: frames, width, height, fps, duration, audio, dropped (the input's streams not written: subtitles,
+        data, a second video stream, attachments, audio without a decoder), damaged (the frames before which a
+        damaged packet was skipped), tones (frames looked at, one a second, by kind: gray, toned, color), speed,
+        predicted_frames (those the network colored), cuts, flicker, flicker_per_frame, flicker_ratio, chroma,
+        chroma_per_frame (flicker in Lab ab units; None when not measured; flicker_per_frame needs two consecutive
+        predicted frames).
     Raises:
         VideoError: naming the file and the reason, for unreadable input or unwritable output.
     """
