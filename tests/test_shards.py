@@ -7,6 +7,7 @@ import functools
 import gzip
 import http.server
 import io
+import itertools
 import sys
 import tarfile
 import threading
@@ -193,6 +194,22 @@ def test_stream_over_http(photo_dir, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_unreadable_shard_among_good_ones_does_not_stop_the_stream(photo_dir, tmp_path):
+    """Two shards on two processes: in every pass one process's whole share is the bad shard. It goes on to the
+    next pass (the docs: unreadable shards never stop training); only a stream without any readable shard fails."""
+    good = write_shards(photo_dir, tmp_path / "s", max_count=100).shards[0]
+    bad = tmp_path / "s" / "bad.tar"
+    bad.write_bytes(b"not a tar")
+    for rank in range(2):
+        ds = ShardDataset([str(good), str(bad)], 32, rank=rank, world_size=2, shuffle_buffer=2, repeat=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            items = list(itertools.islice(ds, 30))
+        assert len(items) == 30 and any("bad.tar: unreadable shard" in e for _, e in items)
+    with pytest.raises(ValueError, match=r"no readable photos in any of the 1 shard\(s\).*bad.tar"):
+        next(iter(ShardDataset([str(bad)], 32, repeat=True)))
 
 
 def _tar_with_corrupt_member(path, photo_dir):

@@ -68,6 +68,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
         # a full buffer before the first photo leaves (webdataset's default starts after 100)
         shuffle = _webdataset().shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)
         pass_index, pending = 0, ""  # pending: the first bad sample since the last good photo
+        fruitless: set[str] = set()  # shards read since this worker's last good photo, none of which gave one
         while True:
             shards = self.my_shards(pass_index, worker, workers)
             if not shards:
@@ -89,6 +90,10 @@ class ShardDataset(torch.utils.data.IterableDataset):
                 warnings.warn(Notice(f"skipped unreadable image {pending}"), stacklevel=2)
             if not self.repeat:
                 return
-            if good == 0:
-                raise RuntimeError(f"no readable photos in shards {shards[:3]}... (last error: {pending})")
+            # a pass of bad shards alone (one unreadable shard among good ones can be all of a rank's or a
+            # worker's share) is passed over; the stream fails only once every shard was read without a photo
+            fruitless = fruitless | set(shards) if good == 0 else set()
+            if fruitless >= set(self.shards):
+                raise ValueError(f"no readable photos in any of the {len(self.shards)} shard(s) "
+                                 f"{self.shards[:3]}{'...' if len(self.shards) > 3 else ''} (last error: {pending})")
             pass_index += 1
