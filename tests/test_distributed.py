@@ -110,3 +110,20 @@ def test_torchrun_two_processes_match_one_and_resume(tmp_path):
           resume=True)
     got, _ = _history(tmp_path / "ddp_then_single")
     torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-4, atol=1e-5)
+
+
+def test_torchrun_counts_a_bad_file_once_when_both_ranks_drew_it(tmp_path):
+    """Each rank warns about the files it drew; the closing count is of distinct files, as in one process."""
+    _photos(tmp_path / "train", 5, 0)
+    (tmp_path / "train" / "zz.jpg").write_text("not a photo")
+    _photos(tmp_path / "val", 1, 100)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(dict(model="alpha", data=[str(tmp_path / "train")], size=16, epochs=4,
+                                          val_data=[str(tmp_path / "val")], num_workers=0, samples=1)))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "colorize.cli", "train", "--recipe", str(recipe), "--batch-size", "1",
+                           "--out", str(tmp_path / "run")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLORIZE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("zz.jpg") == 2  # drawn by both ranks over the epochs
+    assert "1 unreadable image(s) skipped" in proc.stdout

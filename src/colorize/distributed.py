@@ -96,6 +96,15 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (pickled), in rank order, on every rank; ``[obj]`` in a single process."""
+    if not (tdist.is_available() and tdist.is_initialized()):
+        return [obj]
+    box: list[Any] = [None] * tdist.get_world_size()
+    tdist.all_gather_object(box, obj)
+    return box
+
+
 def barrier() -> None:
     if tdist.is_available() and tdist.is_initialized():
         tdist.barrier()

@@ -810,7 +810,7 @@ def fit(run: Run) -> dict:
         if cfg.max_minutes and distributed.any_rank(timed_out, run.device):
             _print(run, f"time limit of {cfg.max_minutes} min reached; resume with --resume")
             break
-    skipped = int(distributed.all_sum([len(bad.seen)], run.device)[0])
+    skipped = len(set().union(*distributed.all_gather_object(bad.seen)))  # a file two ranks drew counts once
     if skipped:
         _print(run, f"{skipped} unreadable image(s) skipped")
     if writer is not None:
