@@ -698,3 +698,21 @@ def test_an_unreadable_validation_photo_is_warned_about(photo_dir, tmp_path):
     (val / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     with pytest.warns(UserWarning, match="broken.jpg"):
         fit(setup(_cfg(photo_dir, tmp_path / "run", val_data=[str(val)])))
+
+
+def test_only_rank_0_reports_an_interrupted_run(photo_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C on torchrun stops every rank; rank 0 saves last.pt and says so. Another rank looked for last.pt while
+    rank 0 was writing it and printed 'no checkpoint to resume' beside rank 0's 'holds the run so far'."""
+    import colorize.train as train_module
+    from colorize.cli import main
+
+    def stopped(cfg, resume=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train", stopped)
+    argv = ["train", "--model", "alpha", "--data", str(photo_dir), "--out", str(tmp_path / "run")]
+    for rank, said in (("1", ""), ("0", "interrupted before the first training step: no checkpoint to resume\n")):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        assert main(argv) == 130
+        assert capsys.readouterr().err == said

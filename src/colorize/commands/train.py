@@ -97,6 +97,8 @@ def main(argv: list[str]) -> int:
         metrics = train(cfg, resume=args.resume)
     except KeyboardInterrupt:
         last = Path(cfg.out_dir) / "last.pt"
+        if not from_env().is_main:  # under torchrun, rank 0 writes last.pt and says so: another rank looking
+            return 130  # while it was being written said there was none
         if last.is_file():
             print(f"interrupted: {last} holds the run so far; continue with --resume", file=sys.stderr)
         else:
