@@ -62,13 +62,27 @@ def _history(run_dir):
     return [[m[k] for k in ("train_loss", "val_loss", "val_psnr")] for m in ckpt["history"]], ckpt
 
 
-def _torchrun(tmp_path, recipe, out, *extra):
+def _torchrun(tmp_path, recipe, out, *extra, entry=("-m", "colorize.cli"), code=0):
     env = {**os.environ, "COLORIZE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "colorize.cli", "train", "--recipe", str(recipe), "--batch-size", "4", "--out", str(out), *extra]
+           *entry, "train", "--recipe", str(recipe), "--batch-size", "4", "--out", str(out), *extra]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.returncode == 0) == (code == 0), proc.stderr[-3000:]
     return proc.stdout
+
+
+# colorize train whose ranks all stop (as on Ctrl-C) after the first training step, halfway through epoch 1
+_STOP_AFTER_THE_FIRST_STEP = """
+import sys
+import colorize.train as t
+from colorize.cli import main
+original = t.color_loss
+def color_loss(*args, **kwargs):
+    t.request_stop()  # inside a step it only sets the flag: the step ends, then the run stops
+    return original(*args, **kwargs)
+t.color_loss = color_loss
+sys.exit(main())
+"""
 
 
 def test_torchrun_two_processes_match_one_and_resume(tmp_path):
@@ -110,6 +124,15 @@ def test_torchrun_two_processes_match_one_and_resume(tmp_path):
           resume=True)
     got, _ = _history(tmp_path / "ddp_then_single")
     torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-4, atol=1e-5)
+
+    # stopped mid-epoch (rank 0 alone writes last.pt) and resumed: the epoch's train loss is still the whole job's
+    stopper = tmp_path / "stop_after_the_first_step.py"
+    stopper.write_text(_STOP_AFTER_THE_FIRST_STEP)
+    _torchrun(tmp_path, recipe, tmp_path / "stopped", entry=(str(stopper),), code=130)
+    assert torch.load(tmp_path / "stopped" / "last.pt", weights_only=True)["epoch_step"] == 1
+    _torchrun(tmp_path, recipe, tmp_path / "stopped", "--resume")
+    got, _ = _history(tmp_path / "stopped")
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(want[:2]), rtol=1e-4, atol=1e-5)
 
 
 def test_torchrun_counts_a_bad_file_once_when_both_ranks_drew_it(tmp_path):

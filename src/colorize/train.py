@@ -673,8 +673,10 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
             run.scaler.step(run.optimizer)
             run.scaler.update()
             run.step += 1
-            total += loss.item() * len(images)
-            count += len(images)
+            # summed over all ranks at each step (one more tiny all-reduce beside DDP's), so that epoch_loss in a
+            # mid-epoch checkpoint, which rank 0 alone writes, is the whole job's and a resume reports the same loss
+            step_total, step_count = distributed.all_sum([loss.item() * len(images), len(images)], run.device)
+            total, count = total + step_total, count + int(step_count)
             bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{count / (time.perf_counter() - t0):.1f}")
             run.epoch_step, run.epoch_loss = i + 1, (total, count)
         if time.monotonic() - said >= plain_every:
@@ -685,8 +687,7 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
         if run.dist.is_main and cfg.checkpoint_minutes and time.monotonic() - saved >= 60 * cfg.checkpoint_minutes:
             _checkpoint(run, run.out_dir / "last.pt")  # a kill loses minutes, not an epoch
             saved = time.monotonic()
-    total, count = distributed.all_sum([total, count], run.device)  # epoch_step stays at the end until fit moves on
-    return total / max(count, 1)
+    return total / max(count, 1)  # epoch_step stays at the end until fit moves on
 
 
 @torch.no_grad()
