@@ -205,6 +205,13 @@ def test_keep_color_and_tint_as_hints_are_refused_together(tiny_model_file, tmp_
     assert not (tmp_path / "out").exists()
 
 
+def test_hints_file_that_is_not_text_names_the_file(tmp_path):
+    """A hints file saved as UTF-16 (or a photo given by mistake) failed with only "'utf-8' codec can't decode"."""
+    (tmp_path / "h.json").write_bytes('[{"x": 1, "y": 2, "color": "red"}]'.encode("utf-16"))
+    with pytest.raises(ValueError, match=r"h\.json: cannot read hints"):
+        load_hints(tmp_path / "h.json")
+
+
 def test_hints_file_for_several_photos_names_the_photo_with_the_error(tmp_path):
     """In {"a.jpg": [...], "b.jpg": [...]}, an error named only 'hint 0': which photo's hint 0 it did not say."""
     (tmp_path / "h.json").write_text(json.dumps({"a.jpg": [{"x": 1, "y": 2, "color": "red"}],

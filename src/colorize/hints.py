@@ -169,7 +169,7 @@ def load_hints(path: str | Path) -> list[Hint] | dict[str, list[Hint]]:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8 text (UnicodeDecodeError)
         raise ValueError(f"{path}: cannot read hints ({e})") from None
 
     def parse(items: Any, photo: str = "") -> list[Hint]:
