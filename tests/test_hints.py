@@ -212,6 +212,13 @@ def test_hints_file_that_is_not_text_names_the_file(tmp_path):
         load_hints(tmp_path / "h.json")
 
 
+def test_hints_file_with_one_hint_not_in_a_list_says_so(tmp_path):
+    """{"x": 20, "y": 20, "color": "red"} was read as photos named x, y, color: "'x': hints must be a JSON list"."""
+    (tmp_path / "h.json").write_text(json.dumps({"x": 20, "y": 20, "color": "red"}))
+    with pytest.raises(ValueError, match=r"h\.json: one hint must be in a list"):
+        load_hints(tmp_path / "h.json")
+
+
 def test_hints_file_for_several_photos_names_the_photo_with_the_error(tmp_path):
     """In {"a.jpg": [...], "b.jpg": [...]}, an error named only 'hint 0': which photo's hint 0 it did not say."""
     (tmp_path / "h.json").write_text(json.dumps({"a.jpg": [{"x": 1, "y": 2, "color": "red"}],

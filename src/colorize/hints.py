@@ -179,6 +179,9 @@ def load_hints(path: str | Path) -> list[Hint] | dict[str, list[Hint]]:
             raise ValueError(f"{path}: {photo}{e}") from None
 
     if isinstance(data, dict):
+        if {"x", "y", "color"} & set(data) and not any(isinstance(v, list) for v in data.values()):
+            raise ValueError(f"{path}: one hint must be in a list, [{json.dumps(data)}]; an object maps "
+                             "photo file names to lists of hints")
         return {str(name): parse(items, f"'{name}': ") for name, items in data.items()}
     return parse(data)
 
