@@ -670,6 +670,21 @@ def test_video_with_hints(clip, tmp_path, tiny_model_file, capsys):
     assert "24 frames" in capsys.readouterr().err
 
 
+def test_video_hints_file_errors_name_the_bad_hint():
+    """The second hint's missing color was reported as "hint 1: hint 0: missing color; fields are x, y, color,
+    radius": a second, wrong index, and the fields without "frame"."""
+    from colorize.video import video_hints_from_json
+
+    good = {"frame": 0, "x": 1, "y": 2, "color": "red"}
+    with pytest.raises(ValueError, match=r"^hint 1: missing color; fields are frame, x, y, color, radius$"):
+        video_hints_from_json([good, {"frame": 3, "x": 1, "y": 2}])
+    with pytest.raises(ValueError, match=r"^hint 0: unknown color 'redd'"):
+        video_hints_from_json([{**good, "color": "redd"}])
+    with pytest.raises(ValueError, match=r"^hint 1: needs a frame number"):
+        video_hints_from_json([good, {"x": 1, "y": 2, "color": "red"}])
+    assert video_hints_from_json([good, {**good, "frame": 4, "radius": 9}])[4][0].radius == 9
+
+
 def test_cli_takes_the_model_options(clip, tmp_path, tiny_model_file):
     """``colorize video`` shares the root command's model options: --saturation 0 leaves the film gray."""
     chroma = {}

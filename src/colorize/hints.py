@@ -139,20 +139,22 @@ def parse_hint(spec: str) -> Hint:
         raise ValueError(f"bad hint '{spec}': {e}") from None
 
 
-def hints_from_json(data: Any) -> list[Hint]:
-    """A JSON list of {"x", "y", "color", "radius"?} -> hints. ValueError names the bad entry."""
+def hints_from_json(data: Any, *, other_fields: Sequence[str] = ()) -> list[Hint]:
+    """A JSON list of {"x", "y", "color", "radius"?} -> hints. ValueError names the bad entry.
+    ``other_fields`` are let through (a film's "frame", which the caller reads)."""
     if not isinstance(data, list):
         raise ValueError(f"hints must be a JSON list of {{\"x\", \"y\", \"color\", \"radius\"?}}, got {type(data).__name__}")
+    fields = [*other_fields, "x", "y", "color", "radius"]
     hints = []
     for i, item in enumerate(data):
         if not isinstance(item, dict):
             raise ValueError(f"hint {i}: expected an object with x, y, color, got {item!r}")
-        unknown = set(item) - {"x", "y", "color", "radius"}
+        unknown = set(item) - set(fields)
         missing = {"x", "y", "color"} - set(item)
         if unknown or missing:
             raise ValueError(f"hint {i}: " + (f"missing {', '.join(sorted(missing))}" if missing else
                                               f"unknown field(s) {', '.join(sorted(unknown))}")
-                             + "; fields are x, y, color, radius")
+                             + f"; fields are {', '.join(fields)}")
         try:
             hints.append(Hint(item["x"], item["y"], item["color"], item.get("radius")))
         except ValueError as e:

@@ -76,15 +76,12 @@ def video_hints_from_json(data: Any) -> dict[int, list[Hint]]:
     if not isinstance(data, list):
         raise ValueError(f'video hints must be a JSON list of {{"frame", "x", "y", "color", "radius"?}}, '
                          f"got {type(data).__name__}")
+    hints = hints_from_json(data, other_fields=("frame",))
     out: dict[int, list[Hint]] = {}
-    for i, item in enumerate(data):
-        frame = item.get("frame") if isinstance(item, dict) else None
+    for i, (item, hint) in enumerate(zip(data, hints)):
+        frame = item.get("frame")
         if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
             raise ValueError(f"hint {i}: needs a frame number >= 0 (\"frame\": 0 is the first frame), got {frame!r}")
-        try:
-            (hint,) = hints_from_json([{k: v for k, v in item.items() if k != "frame"}])
-        except ValueError as e:
-            raise ValueError(f"hint {i}: {e}") from None
         out.setdefault(frame, []).append(hint)
     return out
 
