@@ -156,6 +156,19 @@ def test_tint_becomes_hints():
     assert hints_from_tint(np.asarray(two_regions())) == []
 
 
+def test_tint_warning_counts_only_the_hints_from_the_tint(tiny_model_file, tmp_path, capsys):
+    """With --tint-as-hints and a --hint, the warning said the print was colorized 'with 2 hints from its
+    tint' when its tint gave one: the user's own hints were counted as the photo's."""
+    from colorize.cli import main
+
+    arr = np.asarray(two_regions(128, 96)).copy()
+    arr[20:60, 10:50] = (200, 60, 50)  # one hand-tinted patch
+    Image.fromarray(arr).save(tmp_path / "p.png")
+    assert main([str(tmp_path / "p.png"), "-o", str(tmp_path / "out.png"), "--model", str(tiny_model_file),
+                 "--tint-as-hints", "--hint", "100,80,blue", "--hint", "5,5,navy"]) == 0
+    assert "with 1 hint from its tint" in capsys.readouterr().err
+
+
 def test_contract_with_the_shipped_model():
     """The same contract with the real (classification) model, whose prediction varies across a flat region
     and ripples near the frame; skipped when its weights are not installed."""

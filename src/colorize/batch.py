@@ -260,7 +260,7 @@ class FileResult:
     size: tuple[int, int]  # (width, height)
     tone: "ToneReport"  # gray, toned or color, with the statistics (both engines classify)
     passed_through: bool = False  # a color photo written unchanged (keep_color)
-    hints: int = 0  # hints applied (given and from the photo's tint)
+    tint_hints: int = 0  # hints taken from the photo's own tint (tint_as_hints), not counting those given
 
 
 @dataclass
@@ -303,7 +303,8 @@ def colorize_one(colorizer: "Colorizer | LiteColorizer", src: Source, dst: Path,
         from colorize.commands.options import torch_installed
 
         action = ("passed through unchanged (--keep-color)" if done.passed_through else
-                  f"colorized from its lightness with {done.hints} hints from its tint" if tint_as_hints
+                  f"colorized from its lightness with {done.tint_hints} hint{'s' * (done.tint_hints != 1)} from "
+                  "its tint" if tint_as_hints
                   else "colorized from its lightness; --keep-color writes such photos unchanged"
                        + (", --tint-as-hints uses their colors as hints" if torch_installed() else ""))
         outcome.warning = f"{src}: {tone.describe()}; {action}"

@@ -363,15 +363,15 @@ class Colorizer:
             pass_through(src, dst, img, quality=quality, data=data)
             return FileResult(img.size, tone, passed_through=True)
         hints = as_hints(hints)
-        if tint_as_hints and tone.kind == "color":
-            hints = hints_from_tint(img) + hints
+        tint = hints_from_tint(img) if tint_as_hints and tone.kind == "color" else []
+        hints = tint + hints
         if confidence:
             prediction = self.analyze(img, confidence=True)
             save_image(self.render(prediction, hints=hints), dst, quality=quality, metadata=img.info)
             save_image(self.confidence_image(prediction), confidence_path(dst))
         else:
             save_image(self(img, hints=hints), dst, quality=quality, metadata=img.info)
-        return FileResult(img.size, tone, hints=len(hints))
+        return FileResult(img.size, tone, tint_hints=len(tint))
 
 
 def _numpy_to_tensor(arr: np.ndarray) -> torch.Tensor:
