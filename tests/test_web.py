@@ -593,6 +593,10 @@ def test_bad_hints_and_unknown_photos(client):
     photo_id = client.post("/api/colorize", files={"file": ("p.png", png, "image/png")}).headers["x-photo-id"]
     r = client.post(f"/api/photos/{photo_id}/render", json={"hints": [{"x": 1, "y": 1, "color": "nocolor"}]})
     assert r.status_code == 422 and r.json()["error"] == "bad_hints"
+    # read as --hints and ?hints= read them: a misspelt "radus" was dropped (the hint filled its whole region)
+    for hint, field in (({"radus": 5}, "radus"), ({"x": "1"}, "x"), ({"y": True}, "y")):
+        r = client.post(f"/api/photos/{photo_id}/render", json={"hints": [{"x": 1, "y": 1, "color": "red", **hint}]})
+        assert r.status_code == 422 and r.json()["error"] == "bad_hints" and f"hints.0.{field}" in r.json()["detail"]
     r = client.get(f"/api/photos/{photo_id}/confidence")
     assert r.status_code == 422 and r.json()["error"] == "no_confidence"
 

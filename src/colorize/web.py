@@ -37,7 +37,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -83,7 +83,10 @@ COLOR_SUFFIX, CONFIDENCE_SUFFIX = "_color", ".confidence"
 
 
 class HintIn(BaseModel):
-    """A color hint, in the photo's pixels."""
+    """A color hint, in the photo's pixels. Read as ``--hints`` reads it: no other fields (a misspelt
+    "radus" is an error, not a hint without a radius), numbers as numbers."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     x: float
     y: float
@@ -604,7 +607,8 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def bad_option(_: Request, exc: RequestValidationError) -> JSONResponse:
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
-        return _error(422, "bad_option", detail)
+        hints = all(tuple(e["loc"][:2]) == ("body", "hints") for e in exc.errors())  # a render's hints
+        return _error(422, "bad_hints" if hints else "bad_option", detail)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
