@@ -205,6 +205,32 @@ def test_hints_file_name_that_picks_several_photos_is_refused(tiny_model_file, t
     assert main([*args, str(tmp_path / "h.json")]) == 0
 
 
+def test_hints_file_keys_name_photos_by_the_end_of_their_path(tiny_model_file, tmp_path, monkeypatch, capsys):
+    """Keys had to be the path exactly as the command line's folder made it: with `colorize /data/album`, neither
+    "2019/a.png" (the path within the album) nor "album/2019/a.png" (as the README showed) named a photo, and
+    neither did a Windows path; each was 'no input photo named ...'."""
+    from colorize.cli import main
+
+    for folder in ("2019", "2020"):
+        (tmp_path / "album" / folder).mkdir(parents=True)
+        two_regions().save(tmp_path / "album" / folder / "a.png")
+    monkeypatch.chdir(tmp_path / "album")
+    red, blue = [{"x": 5, "y": 5, "color": "red"}], [{"x": 5, "y": 5, "color": "blue"}]
+    for keys in ({"2019/a.png": red, "album/2020/a.png": blue}, {"album\\2019\\a.png": red, "./2020/a.png": blue},
+                 {"../album/2019/a.png": red, "2020/a.png": blue}):
+        (tmp_path / "h.json").write_text(json.dumps(keys))
+        out = tmp_path / "out"
+        assert main([str(tmp_path / "album"), "-o", str(out), "--model", str(tiny_model_file), "-q", "--overwrite",
+                     "--hints", str(tmp_path / "h.json")]) == 0, (keys, capsys.readouterr().err)
+        for folder, color in (("2019", "red"), ("2020", "blue")):
+            hue = hue_deg(lab(Image.open(out / folder / "a.png"))[1:, 5, 5])
+            assert hue_diff(hue, float(hue_deg(hint_ab([Hint(0, 0, color)])[0]))) < 10, (keys, folder, hue)
+    (tmp_path / "h.json").write_text(json.dumps({"2021/a.png": red}))
+    assert main([str(tmp_path / "album"), "-o", str(tmp_path / "out2"), "--model", str(tiny_model_file), "-q",
+                 "--hints", str(tmp_path / "h.json")]) == 2
+    assert "no input photo named 2021/a.png" in capsys.readouterr().err
+
+
 def test_keep_color_and_tint_as_hints_are_refused_together(tiny_model_file, tmp_path, capsys):
     """Both act on photos already in color, and --keep-color won: with the pair (as the README showed it) a
     hand-tinted print was passed through unchanged and its tint never became hints. The pair is a usage error."""

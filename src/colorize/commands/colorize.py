@@ -123,7 +123,7 @@ def _plain_progress(items: list):
             last = now
 
 
-def _hints_for(args: argparse.Namespace, sources: list[Path]):
+def _hints_for(args: argparse.Namespace, sources: list):
     """A function: input path -> its hints, from ``--hint`` and ``--hints`` (None without either). Hints given as a plain list
     need a single input photo; a ``{file name: [...]}`` file may name several (by name or path)."""
     hints_file = getattr(args, "hints", None)
@@ -142,22 +142,42 @@ def _hints_for(args: argparse.Namespace, sources: list[Path]):
     if given and len(sources) != 1:
         raise ValueError(f"--hint and a list of --hints are for one photo, got {len(sources)}; give a JSON "
                          'object {"photo.jpg": [...]} to hint several')
-    if per_file:
-        known = {str(s) for s in sources} | {s.name for s in sources}
-        unknown = sorted(set(per_file) - known)
-        if unknown:
-            raise ValueError(f"{hints_file}: no input photo named {', '.join(unknown)}")
-        paths = {str(s) for s in sources}
-        for name in sorted(set(per_file) - paths):  # a bare file name: it must pick one photo
-            named = [str(s) for s in sources if s.name == name]
-            if len(named) > 1:
-                raise ValueError(f"{hints_file}: '{name}' names {len(named)} input photos ({', '.join(named)}); "
-                                 "key their hints by path")
+    by_photo: dict = {}  # input (a Path or a ShardMember) -> its hints
+    photos_named = _photo_finder(sources) if per_file else None
+    for key, hints in per_file.items():  # each key picks exactly one photo
+        named = photos_named(key)
+        if not named:
+            raise ValueError(f"{hints_file}: no input photo named {key}")
+        if len(named) > 1:
+            raise ValueError(f"{hints_file}: '{key}' names {len(named)} input photos "
+                             f"({', '.join(map(str, named))}); key their hints by path")
+        by_photo.setdefault(named[0], []).extend(hints)
 
-    def hints_for(src: Path) -> list:
-        return given + per_file.get(str(src), per_file.get(src.name, []))
+    def hints_for(src) -> list:
+        return given + by_photo.get(src, [])
 
     return hints_for
+
+
+def _photo_finder(sources: list):
+    """A function: a ``{file name: [...]}`` key -> the input photos it names: the same file (however the path is
+    written, or SHARD:MEMBER as reports name it), or the photos whose path ends with it ("a.jpg", "2019/a.jpg"
+    within the folder given, "album/2019/a.jpg"; Windows' backslashes too)."""
+    paths = {s: s if isinstance(s, Path) else Path(s.shard, s.name) for s in sources}  # a shard's member in it
+    by_name: dict[str, list] = {}
+    for s, path in paths.items():
+        by_name.setdefault(path.name, []).append(s)
+    same_file = {path.absolute().resolve(): s for s, path in paths.items()} | {str(s): s for s in sources}
+
+    def named(key: str) -> list:
+        parts = Path(key.replace("\\", "/")).parts
+        if not parts:
+            return []
+        found = [s for s in by_name.get(parts[-1], []) if paths[s].parts[-len(parts):] == parts]
+        same = same_file.get(key) or same_file.get(Path(key).absolute().resolve())
+        return found if same is None or same in found else [*found, same]
+
+    return named
 
 
 def _contents(path: str | None) -> str | None:
