@@ -115,6 +115,29 @@ def test_shards_partition_the_files(photo_dir, tmp_path, tiny_model_file, counte
     assert "1 <= K <= N" in capsys.readouterr().err
 
 
+def test_each_shard_takes_its_photos_hints_from_a_file_for_the_whole_job(photo_dir, tmp_path, tiny_model_file,
+                                                                         monkeypatch):
+    """A hints file for the album, with --shard K/N: each shard failed with 'no input photo named ...' for the
+    photos of the other shards (it checked the keys against its own photos only), so no shard ran."""
+    import json
+
+    given: dict[str, list] = {}
+    real = Colorizer.colorize_file
+
+    def colorize_file(self, src, dst, **kwargs):
+        given[Path(src).relative_to(photo_dir).as_posix()] = [h.color for h in kwargs.get("hints") or []]
+        return real(self, src, dst, **kwargs)
+
+    monkeypatch.setattr(Colorizer, "colorize_file", colorize_file)
+    names = sorted(p.relative_to(photo_dir).as_posix() for p in photo_dir.rglob("*.jpg"))
+    colors = {name: f"#{i:02x}0000" for i, name in enumerate(names)}
+    (tmp_path / "h.json").write_text(json.dumps({n: [{"x": 1, "y": 1, "color": c}] for n, c in colors.items()}))
+    for k in (1, 2, 3):
+        assert main([str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file), "--shard", f"{k}/3",
+                     "--hints", str(tmp_path / "h.json"), "-q"]) == 0
+    assert given == {name: [color] for name, color in colors.items()}
+
+
 def test_record_follows_inputs_and_settings(photo_dir, tmp_path, tiny_model_file, counted, capsys):
     out = tmp_path / "out"
     args = [str(photo_dir), "-o", str(out), "--model", str(tiny_model_file), "--record", "--overwrite", "-q"]

@@ -235,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: -o {out_dir} is a file name, but the inputs are a folder or several photos; give a folder "
               "for them", file=sys.stderr)
         return 2
+    inputs = [src for src, _ in pairs]  # a hints file names photos of the whole job, not of one shard of it
     shard = getattr(args, "shard", None)
     if shard:
         found = len(pairs)
@@ -256,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2 if problems else 1
     try:
-        hints_for = _hints_for(args, [src for src, _ in pairs])
+        hints_for = _hints_for(args, inputs)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
