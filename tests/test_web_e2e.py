@@ -512,6 +512,24 @@ def test_hint_pins_rerender_without_the_network(server_url, browser, tmp_path):
     assert not [u for _, u in sent if not u.startswith((f"{server_url}/", "blob:", "data:"))]  # nothing off the machine
 
 
+def test_a_pin_added_with_the_keyboard_moves_with_the_arrow_keys(server_url, browser, tmp_path):
+    """"Add a pin at the center" left the focus on the button, so the arrow keys the help names for the selected
+    pin scrolled the page instead: a keyboard user could add a pin but not move it."""
+    Image.fromarray(np.full((120, 160), 90, np.uint8)).save(tmp_path / "flat.png")
+    open_page(browser, f"{server_url}/")
+    pick(browser, tmp_path / "flat.png")
+    wait_finished(browser, 1)
+    card = browser.find_element(By.CLASS_NAME, "card")
+    card.find_element(By.CLASS_NAME, "edit-hints").click()
+    card.find_element(By.CLASS_NAME, "add-pin").send_keys(Keys.ENTER)
+    WebDriverWait(browser, 10).until(lambda _: len(card.find_elements(By.CLASS_NAME, "pin")) == 1)
+    ActionChains(browser).send_keys(Keys.ARROW_LEFT, Keys.ARROW_LEFT, Keys.ARROW_DOWN).perform()
+    label = card.find_element(By.CLASS_NAME, "pin").get_attribute("aria-label")
+    assert "at x 78, y 61" in label, label
+    ActionChains(browser).send_keys(Keys.DELETE).perform()
+    assert not card.find_elements(By.CLASS_NAME, "pin")
+
+
 def test_confidence_overlay_shows_where_a_hint_would_help(browser, tmp_path, tiny_bins_model_file):
     make_photo(96, 64, seed=3).convert("L").save(tmp_path / "g.png")
     with uvicorn_server(create_app(str(tiny_bins_model_file), workers=1, queue_size=2)) as url:

@@ -795,6 +795,7 @@
     part(item, ".add-pin").addEventListener("click", () => {
       layoutPins(item);
       addPin(item, Math.floor(item.width / 2), Math.floor(item.height / 2));
+      part(item, ".pins").children[item.selected].focus({ preventScroll: true }); // the arrow keys move it now
     });
     part(item, ".delete-pin").addEventListener("click", () => deletePin(item));
     part(item, ".clear-pins").addEventListener("click", () => {
