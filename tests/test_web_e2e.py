@@ -530,6 +530,25 @@ def test_a_pin_added_with_the_keyboard_moves_with_the_arrow_keys(server_url, bro
     assert not card.find_elements(By.CLASS_NAME, "pin")
 
 
+def test_arrow_keys_move_a_pin_on_a_large_photo_visibly(server_url, browser, tmp_path):
+    """A step was one of the photo's pixels whatever its size: on a scan shown at a fifth of its width a press
+    moved the pin a fifth of a screen pixel (nothing to see), Shift+arrow two; crossing the photo took hundreds."""
+    Image.fromarray(np.full((1200, 2400), 90, np.uint8)).save(tmp_path / "large.png")
+    open_page(browser, f"{server_url}/")
+    pick(browser, tmp_path / "large.png")
+    wait_finished(browser, 1, timeout=60)
+    card = browser.find_element(By.CLASS_NAME, "card")
+    card.find_element(By.CLASS_NAME, "edit-hints").click()
+    card.find_element(By.CLASS_NAME, "add-pin").send_keys(Keys.ENTER)
+    pin = card.find_element(By.CLASS_NAME, "pin")
+    shown = card.find_element(By.CLASS_NAME, "pins").size["width"]
+    start = pin.location["x"]
+    ActionChains(browser).send_keys(Keys.ARROW_RIGHT).perform()
+    assert pin.location["x"] - start >= 1, (shown, pin.get_attribute("aria-label"))  # a screen pixel at least
+    ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ARROW_RIGHT).key_up(Keys.SHIFT).perform()
+    assert pin.location["x"] - start >= 10, (shown, pin.get_attribute("aria-label"))
+
+
 def test_confidence_overlay_shows_where_a_hint_would_help(browser, tmp_path, tiny_bins_model_file):
     make_photo(96, 64, seed=3).convert("L").save(tmp_path / "g.png")
     with uvicorn_server(create_app(str(tiny_bins_model_file), workers=1, queue_size=2)) as url:

@@ -606,7 +606,9 @@
   function pinKeys(item, event) {
     const pin = event.target.closest(".pin");
     if (!pin) return;
-    const step = event.shiftKey ? 10 : 1;
+    // a step of one screen pixel (a 4000-pixel scan shown 800 wide: 5 of its pixels), ten with Shift
+    const perScreenPixel = item.width / (part(item, ".pins").getBoundingClientRect().width || item.width);
+    const step = Math.max(1, Math.ceil(perScreenPixel - 1e-6)) * (event.shiftKey ? 10 : 1);
     const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
     if (event.key === "Delete" || event.key === "Backspace") {
       deletePin(item, Number(pin.dataset.index));
