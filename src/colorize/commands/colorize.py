@@ -73,8 +73,8 @@ def parser() -> argparse.ArgumentParser:
                         "rgb(..)) and optionally a radius in pixels (default: bounded by the photo's edges only)")
     g.add_argument("--hints", metavar="FILE",
                    help='hints from a JSON file: [{"x": 120, "y": 80, "color": "#2a6fdb", "radius": 40}, ...], '
-                        'or {"photo.jpg": [...], ...} for several photos (by file name, or by path as given '
-                        'where two share a name)')
+                        'or {"photo.jpg": [...], ...} for several photos (by file name, or by the end of '
+                        'the path, 2019/photo.jpg, where two share a name)')
     g.add_argument("--confidence", action="store_true",
                    help="also write NAME.confidence.png beside each output (255 = the model is sure)")
     in_color = g.add_mutually_exclusive_group()  # both act on the photos already in color: one or the other
