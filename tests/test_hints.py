@@ -244,6 +244,18 @@ def test_keep_color_and_tint_as_hints_are_refused_together(tiny_model_file, tmp_
     assert not (tmp_path / "out").exists()
 
 
+def test_hints_file_saved_with_a_bom_is_read(tmp_path):
+    """Notepad and other Windows editors start UTF-8 with a byte-order mark: the file was refused
+    ('Unexpected UTF-8 BOM'), a film's hints file too, though the web page loads it."""
+    from colorize.video import load_video_hints
+
+    hint = {"x": 1, "y": 2, "color": "red"}
+    (tmp_path / "h.json").write_text(json.dumps([hint]), encoding="utf-8-sig")
+    assert load_hints(tmp_path / "h.json") == [Hint(1, 2, "red")]
+    (tmp_path / "v.json").write_text(json.dumps([{"frame": 3, **hint}]), encoding="utf-8-sig")
+    assert load_video_hints(tmp_path / "v.json") == {3: [Hint(1, 2, "red")]}
+
+
 def test_hints_file_that_is_not_text_names_the_file(tmp_path):
     """A hints file saved as UTF-16 (or a photo given by mistake) failed with only "'utf-8' codec can't decode"."""
     (tmp_path / "h.json").write_bytes('[{"x": 1, "y": 2, "color": "red"}]'.encode("utf-16"))

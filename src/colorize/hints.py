@@ -170,7 +170,7 @@ def load_hints(path: str | Path) -> list[Hint] | dict[str, list[Hint]]:
     """Read a hints file: a list (one photo) or ``{file name: list}`` (several). See the module docstring."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: Windows editors start UTF-8 with a BOM
     except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8 text (UnicodeDecodeError)
         raise ValueError(f"{path}: cannot read hints ({e})") from None
 

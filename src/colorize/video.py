@@ -90,7 +90,7 @@ def load_video_hints(path: str | Path) -> dict[int, list[Hint]]:
     """Read a video hints file (see :func:`video_hints_from_json`)."""
     path = Path(path)
     try:
-        return video_hints_from_json(json.loads(path.read_text()))
+        return video_hints_from_json(json.loads(path.read_text(encoding="utf-8-sig")))  # as load_hints reads
     except (OSError, json.JSONDecodeError, ValueError) as e:
         raise ValueError(f"{path}: {e}") from None
 
