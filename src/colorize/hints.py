@@ -166,11 +166,17 @@ def hints_to_json(hints: Iterable[Hint]) -> list[dict[str, Any]]:
     return [h.to_json() for h in hints]
 
 
+def read_json(path: str | Path) -> Any:
+    """A hints file's JSON, for photos and films alike. OSError, or ValueError: not JSON, or not UTF-8 text
+    (UnicodeDecodeError); a byte-order mark is allowed (-sig: Windows editors start UTF-8 with one)."""
+    return json.loads(Path(path).read_text(encoding="utf-8-sig"))
+
+
 def load_hints(path: str | Path) -> list[Hint] | dict[str, list[Hint]]:
     """Read a hints file: a list (one photo) or ``{file name: list}`` (several). See the module docstring."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: Windows editors start UTF-8 with a BOM
+        data = read_json(path)
     except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8 text (UnicodeDecodeError)
         raise ValueError(f"{path}: cannot read hints ({e})") from None
 

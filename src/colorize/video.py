@@ -9,7 +9,6 @@ measures a video's flicker.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -88,10 +87,12 @@ def video_hints_from_json(data: Any) -> dict[int, list[Hint]]:
 
 def load_video_hints(path: str | Path) -> dict[int, list[Hint]]:
     """Read a video hints file (see :func:`video_hints_from_json`)."""
+    from colorize.hints import read_json
+
     path = Path(path)
     try:
-        return video_hints_from_json(json.loads(path.read_text(encoding="utf-8-sig")))  # as load_hints reads
-    except (OSError, json.JSONDecodeError, ValueError) as e:
+        return video_hints_from_json(read_json(path))
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError and UnicodeDecodeError among them
         raise ValueError(f"{path}: {e}") from None
 
 

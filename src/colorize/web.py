@@ -314,10 +314,9 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] == UPLOAD_PATH:
             return await self.app(scope, receive, send)
-        too_large = _error(413, "body_too_large", f"the request body exceeds the {self.limit:,}-byte limit")
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
-            return await too_large(scope, receive, send)
+            return await self._too_large(scope, receive, send)
         body, more = b"", True
         while more:  # whatever Content-Length claimed, or without one (chunked)
             message = await receive()
@@ -326,7 +325,7 @@ class BodyLimit:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.limit:
-                return await too_large(scope, receive, send)
+                return await self._too_large(scope, receive, send)
         sent = False
 
         async def replay() -> Message:
@@ -337,6 +336,10 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _error(413, "body_too_large", f"the request body exceeds the {self.limit:,}-byte limit")(scope, receive,
+                                                                                                      send)
 
 
 async def read_upload(request: Request, max_bytes: int, *, fields: dict[str, str] | None = None) -> tuple[bytes, str]:

@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
                    help="report folder (default: ./eval_report)")
     p.add_argument("--protocol", choices=["crop256", "original", "both"], default="crop256",
                    help="crop256: short side to 256 + centre crop; original: as is (default: crop256)")
-    p.add_argument("--limit", type=int, default=0, metavar="N",
+    p.add_argument("--limit", type=bounded(int, 0, what="--limit"), default=0, metavar="N",
                    help="score at most N photos, spread evenly over the set (default: all)")
     p.add_argument("--size", type=working_size, default=None, metavar="PX",
                    help="working size of the pipeline, as colorize --size (default: per model)")
@@ -40,8 +40,6 @@ def main(argv: list[str]) -> int:
     p.add_argument("--threads", type=threads_count, default=None, help="CPU threads for torch")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    if args.limit < 0:
-        p.error(f"--limit must be >= 0, got {args.limit}")
 
     import torch
 
