@@ -79,7 +79,8 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
     first: dict[object, Source] = {}  # the input's identity (resolved path; shard and member) -> as first met
     for raw in paths:
         root = Path(raw)
-        if is_shard_spec(raw) and not root.is_dir():
+        is_folder = root.is_dir()
+        if is_shard_spec(raw) and not is_folder:
             for member in _shard_photos(raw, plan):
                 key = (member.shard.resolve(), member.name)
                 if key in first:
@@ -88,7 +89,7 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
                 first[key] = member
                 plan.pairs.append((member, out_root / f"{member.key}{member.suffix if fmt == 'same' else '.' + fmt}"))
             continue
-        if root.is_dir():
+        if is_folder:
             files, problems = scan_folder(root)
             plan.problems += problems
             if out_root.resolve() != root.resolve() and out_root.resolve().is_relative_to(root.resolve()):
@@ -103,8 +104,8 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
             plan.problems.append((root, "broken symlink" if root.is_symlink() else "no such file or folder"))
             continue
         for f in files:
-            if not root.is_dir() and unsupported_format(f):  # named, or matched by a pattern (a folder's are reported)
-                plan.problems.append((f, unsupported_format(f)))
+            if not is_folder and (why := unsupported_format(f)):  # named, or matched by a pattern (a folder's reported)
+                plan.problems.append((f, why))
                 continue
             key = f.resolve()
             if key in first:
@@ -114,8 +115,8 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
             if named is not None:
                 plan.pairs.append((f, named))
                 continue
-            rel = f.relative_to(root) if root.is_dir() else Path(f.name)
-            if root.is_dir() and len(paths) > 1:
+            rel = f.relative_to(root) if is_folder else Path(f.name)
+            if is_folder and len(paths) > 1:
                 rel = folder_names[raw] / rel
             suffix = f.suffix if fmt == "same" else f".{fmt}"
             if suffix.lower() not in WRITABLE:

@@ -104,8 +104,8 @@ def scan_folder(root: str | Path, *, recursive: bool = True) -> tuple[list[Path]
             elif ext in IMAGE_EXTENSIONS:
                 files.append(entry)
                 found += 1
-            elif ext in UNSUPPORTED_EXTENSIONS:
-                problems.append((entry, unsupported_format(entry)))
+            elif why := unsupported_format(entry):
+                problems.append((entry, why))
         return found
 
     root = Path(root)

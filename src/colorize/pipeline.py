@@ -398,8 +398,10 @@ def _tensor_batch(rgb: torch.Tensor) -> torch.Tensor:
         return batch
     if not batch.is_floating_point():
         raise TypeError(f"{batch.dtype} tensors are not read as photos: give uint8 (0..255) or float (0..1) pixels")
-    check_unit_range(float(batch.min()), float(batch.max()), f"{batch.dtype} tensor")
-    return batch.float().clamp(0, 1)
+    low, high = float(batch.min()), float(batch.max())
+    check_unit_range(low, high, f"{batch.dtype} tensor")
+    batch = batch.float()
+    return batch if 0 <= low and high <= 1 else batch.clamp(0, 1)  # no full-size copy when nothing is out of range
 
 
 def confidence_path(dst: str | Path) -> Path:
