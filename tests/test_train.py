@@ -617,6 +617,17 @@ def test_train_cli_epochs_and_size_fit_the_recipes_schedule(photo_dir, tmp_path,
     assert "over all 1" in err and "--size 40 from the first epoch" in err
 
 
+def test_train_cli_option_completes_a_recipe_that_is_not_valid_alone(photo_dir, tmp_path, capsys):
+    """A recipe is checked with the command's options in it, not alone first: a size only --size makes valid trains."""
+    from colorize.cli import main
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({**asdict(_cfg(photo_dir, tmp_path / "unused", epochs=1)), "size": 30}))
+    assert main(["train", "--recipe", str(recipe), "--size", "32", "--out", str(tmp_path / "run")]) == 0, \
+        capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["size"] == 32
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_train_cli_device_that_is_not_there_is_named(photo_dir, tmp_path, capsys):
     """--device cuda on a machine without a GPU: an error naming the device (it was torch's traceback)."""

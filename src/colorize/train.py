@@ -173,6 +173,18 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
+        """The recipe at ``path`` with the ``overrides`` that are not None."""
+        return cls.from_recipe(cls.read_recipe(path), **overrides)
+
+    @classmethod
+    def from_recipe(cls, raw: dict, **overrides) -> "TrainConfig":
+        """A recipe as :meth:`read_recipe` gives it, with the ``overrides`` that are not None; checked as a whole."""
+        return cls(**{**raw, **{k: v for k, v in overrides.items() if v is not None}})
+
+    @classmethod
+    def read_recipe(cls, path: str | Path) -> dict:
+        """A YAML recipe's fields, not yet checked together (an option may still complete them): ValueError for a
+        file that is not YAML, not a mapping, or names fields TrainConfig does not have."""
         yaml = _yaml()
 
         try:
@@ -185,8 +197,7 @@ class TrainConfig:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"{path}: unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**raw)
+        return raw
 
     def to_yaml(self, path: str | Path) -> None:
         yaml = _yaml()
@@ -286,7 +297,10 @@ class Run:
 
 
 def _outside(paths: list[Path], out_dir: str | Path) -> list[Path]:
-    """``paths`` less those in the run folder: a run inside its data folder writes sample grids there."""
+    """``paths`` less those in the run folder: a run inside its data folder writes sample grids there. A run
+    folder not made yet holds none (and the photos' paths are not resolved: a million photos took ~20 s)."""
+    if not Path(out_dir).is_dir():
+        return paths
     out = Path(out_dir).resolve()
     return [p for p in paths if not p.resolve().is_relative_to(out)]
 

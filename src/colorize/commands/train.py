@@ -71,17 +71,19 @@ def main(argv: list[str]) -> int:
         overrides["val_data"] = []  # the recipe's validation photos go with its own data: split --data instead
     try:
         if args.recipe:
-            recipe = _recipe_path(args.recipe)
-            own = TrainConfig.from_yaml(recipe)
-            if args.epochs and own.decay_epochs > args.epochs:  # a shorter run: the LR decays over all of it
+            raw = TrainConfig.read_recipe(_recipe_path(args.recipe))
+            own = {k: raw.get(k, TrainConfig.__dataclass_fields__[k].default)  # the recipe's, before any option
+                   for k in ("decay_epochs", "early_epochs", "early_size")}
+            own = {k: v if isinstance(v, int) else 0 for k, v in own.items()}  # a mistyped one: refused by name below
+            if args.epochs and own["decay_epochs"] > args.epochs:  # a shorter run: the LR decays over all of it
                 overrides["decay_epochs"] = args.epochs
-                print(f"note: the recipe decays the learning rate over {own.decay_epochs} epochs; over all "
+                print(f"note: the recipe decays the learning rate over {own['decay_epochs']} epochs; over all "
                       f"{args.epochs} here", file=sys.stderr)
-            if args.size and own.early_epochs:  # the crop asked for, from the first epoch
+            if args.size and own["early_epochs"]:  # the crop asked for, from the first epoch
                 overrides["early_epochs"] = 0
-                print(f"note: --size {args.size} from the first epoch (the recipe's first {own.early_epochs} at "
-                      f"{own.early_size} px are not kept)", file=sys.stderr)
-            cfg = TrainConfig.from_yaml(recipe, **overrides)
+                print(f"note: --size {args.size} from the first epoch (the recipe's first {own['early_epochs']} at "
+                      f"{own['early_size']} px are not kept)", file=sys.stderr)
+            cfg = TrainConfig.from_recipe(raw, **overrides)
         else:
             cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     except (ValueError, FileNotFoundError, TypeError, ImportError) as e:
