@@ -340,7 +340,7 @@ def write_shards(folder: str | Path, out_dir: str | Path, *, max_count: int = 10
     """
     wds = _webdataset()
     folder, out_dir = Path(folder), Path(out_dir)
-    if max_count <= 0 or max_size_mb <= 0:
+    if not max_count > 0 or not max_size_mb > 0:  # NaN too
         raise ValueError(f"max_count and max_size_mb must be positive, got {max_count} and {max_size_mb}")
     files = find_images(folder)
     if not files:

@@ -302,9 +302,14 @@ def _demux(src: Path, container: av.container.InputContainer, video: av.VideoStr
     if skipped > packets / 2:
         raise VideoError(f"{src}: {skipped} of its {packets} video packets cannot be decoded; the file is corrupt")
     expected = _stream_end(video)
-    rate = video.average_rate or video.guessed_rate or Fraction(25)
+    rate = _frame_rate(video)
     if expected is not None and end < expected - 2 / float(rate):
         raise VideoError(f"{src}: the video stops at {end:.2f} s of {expected:.2f} s; the file is truncated")
+
+
+def _frame_rate(video: av.video.stream.VideoStream) -> Fraction:
+    """A video stream's frame rate: its average, else FFmpeg's guess, else 25."""
+    return video.average_rate or video.guessed_rate or Fraction(25)
 
 
 def check_output(dst: Path) -> None:
@@ -330,7 +335,7 @@ def _add_video_stream(out: av.container.OutputContainer, dst: Path, video: av.Vi
     import av
 
     width, height = geometry.shown
-    rate = video.average_rate or video.guessed_rate or Fraction(25)
+    rate = _frame_rate(video)
     errors = []
     for name in ENCODERS.get(dst.suffix.lower(), DEFAULT_ENCODERS):
         try:
@@ -567,7 +572,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     damaged: list[int] = []  # frames that an undecodable packet came before (skipped)
     # a film already in color is colorized from its lightness, as a photo is, and said so: a frame a second is looked at
     tones: Counter[str] = Counter()
-    tone_every, decoded = max(1, round(float(vin.average_rate or vin.guessed_rate or 25))), 0
+    tone_every, decoded = max(1, round(float(_frame_rate(vin)))), 0
     start = time.perf_counter()
     try:
         # the temporary has dst's extension: FFmpeg picks the container by it
