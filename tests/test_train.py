@@ -295,7 +295,7 @@ def test_mid_epoch_checkpoint_resumes_exactly(photo_dir, tmp_path, num_workers, 
     """A run killed between epochs' ends loses minutes, not the epoch, and resumes to the same weights."""
     import colorize.train as train_module
 
-    over = dict(epochs=2, epoch_images=16, num_workers=num_workers)  # 4 batches an epoch
+    over = dict(epochs=2, epoch_images=16, num_workers=num_workers, aging=0.5)  # 4 batches an epoch; aged inputs
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     train(_cfg(photo_dir, straight, **over))
 

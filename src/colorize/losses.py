@@ -3,6 +3,8 @@ frozen classifier as a loss (the write-ups' next step)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -88,33 +90,43 @@ class SemanticLoss:
 
     FEATURE_BLOCKS = (2, 4, 6)  # an EfficientNet's stage outputs at strides 8, 16 and 32
 
-    def __init__(self, name: str, *, device: torch.device, prior_correction: float, temperature: float,
-                 channels_last: bool = True, feature_weight: float = 0.0):
+    def __init__(self, name: str | Sequence[str], *, device: torch.device, prior_correction: float,
+                 temperature: float, channels_last: bool = True, feature_weight: float = 0.0):
         from colorize.evaluate import CLASSIFIER
         from colorize.models.backbones import backbone_cfg, create_backbone
 
-        if name == CLASSIFIER:
-            raise ValueError(f"semantic_net '{name}' is the evaluation's judge; choose another classifier")
-        cfg = backbone_cfg(name)
-        self.net: nn.Module = create_backbone(name, pretrained=True).to(device).eval().requires_grad_(False)
-        if channels_last:
-            self.net.to(memory_format=torch.channels_last)
-        self.mean = torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(cfg.std, device=device).view(1, 3, 1, 1)
+        names = [name] if isinstance(name, str) else list(name)
+        if not names:
+            raise ValueError("semantic_net names no classifier")
+        if CLASSIFIER in names:
+            raise ValueError(f"semantic_net '{CLASSIFIER}' is the evaluation's judge; choose another classifier")
+        if feature_weight > 0 and len(names) > 1:
+            raise ValueError("semantic_feature_weight matches one classifier's feature maps: give one semantic_net")
+        self.nets: list[nn.Module] = []
+        self.norms: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for n in names:  # several: an ensemble, whose KL terms are averaged (colors no single network is fooled by)
+            cfg = backbone_cfg(n)
+            net = create_backbone(n, pretrained=True).to(device).eval().requires_grad_(False)
+            self.nets.append(net.to(memory_format=torch.channels_last) if channels_last else net)
+            self.norms.append((torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1),
+                               torch.tensor(cfg.std, device=device).view(1, 3, 1, 1)))
+        self.net = self.nets[0]
         self.prior_correction, self.temperature = prior_correction, temperature
         self.feature_weight = feature_weight
         self._features: list[torch.Tensor] = []
         if feature_weight > 0:
             blocks = getattr(self.net, "blocks", None)
             if blocks is None or len(blocks) <= max(self.FEATURE_BLOCKS):
-                raise ValueError(f"semantic_feature_weight needs an EfficientNet classifier, not '{name}'")
+                raise ValueError(f"semantic_feature_weight needs an EfficientNet classifier, not '{names[0]}'")
             for i in self.FEATURE_BLOCKS:
                 blocks[i].register_forward_hook(lambda _m, _inp, out: self._features.append(out))
 
-    def _logp(self, rgb: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Log class probabilities, and (with ``feature_weight``) the stage outputs the hooks collected."""
+    def _logp(self, rgb: torch.Tensor, k: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Network ``k``'s log class probabilities, and (with ``feature_weight``) the stage outputs the hooks
+        collected."""
         self._features = []
-        logp = F.log_softmax(self.net((rgb - self.mean) / self.std), dim=1)
+        mean, std = self.norms[k]
+        logp = F.log_softmax(self.nets[k]((rgb - mean) / std), dim=1)
         return logp, self._features
 
     def __call__(self, model: ColorNet, logits: torch.Tensor, l_norm: torch.Tensor,
@@ -124,10 +136,13 @@ class SemanticLoss:
         ab = bins.decode(adjusted, temperature=self.temperature)
         if ab.shape[-2:] != l_norm.shape[-2:]:
             ab = F.interpolate(ab, size=l_norm.shape[-2:], mode="bilinear", align_corners=False)
-        with torch.no_grad():
-            target, target_feats = self._logp(model_lab_to_rgb(l_norm, ab_norm))
-        logp, feats = self._logp(model_lab_to_rgb(l_norm, ab))
-        loss = F.kl_div(logp, target, log_target=True, reduction="batchmean")
+        truth, colored = model_lab_to_rgb(l_norm, ab_norm), model_lab_to_rgb(l_norm, ab)
+        loss = 0.0
+        for k in range(len(self.nets)):
+            with torch.no_grad():
+                target, target_feats = self._logp(truth, k)
+            logp, feats = self._logp(colored, k)
+            loss = loss + F.kl_div(logp, target, log_target=True, reduction="batchmean") / len(self.nets)
         if self.feature_weight > 0:  # a perceptual loss: the classifier's feature maps, each relative to the truth's size
             match = sum((f - t).abs().mean() / t.abs().mean().clamp(min=1e-6) for f, t in zip(feats, target_feats))
             loss = loss + self.feature_weight * match / len(feats)

@@ -31,7 +31,8 @@ import torch.nn as nn
 
 from colorize import distributed
 from colorize.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from colorize.color import model_lab_to_rgb, rgb_to_model_lab
+from colorize.aging import age_lightness
+from colorize.color import denormalize_l, model_lab_to_rgb, normalize_l, rgb_to_model_lab
 from colorize.data import (Augment, BadFileLog, PhotoDataset, collate, find_images, require_photos, source_name,
                            split_train_val)
 from colorize.distributed import Dist, EpochSampler, pick_device  # noqa: F401 (pick_device: public here too)
@@ -89,11 +90,14 @@ class TrainConfig:
     loss: str = "auto"  # auto (by the model's output) | mse | smooth_l1 | bins
     reg_weight: float = 0.0  # bins models: weight of the smooth-L1 term on the mean ab
     semantic_weight: float = 0.0  # bins models: weight of the classifier-as-loss term (losses.SemanticLoss)
-    semantic_net: str = "tf_efficientnet_lite0"  # its frozen classifier (never the evaluation's judge)
+    semantic_net: list[str] = field(default_factory=lambda: ["tf_efficientnet_lite0"])  # its frozen classifier (never
+    # the evaluation's judge); several: an ensemble, their terms averaged
     semantic_prior_correction: float = 0.6  # the decoding it judges: as the shipped weights are exported
     semantic_temperature: float = 0.5
     semantic_feature_weight: float = 0.0  # added to the term: its classifier's feature maps matched (a perceptual loss)
     augment: bool = True
+    aging: float = 0.0  # share of training photos whose input lightness is aged like an old print (colorize.aging:
+    # fading, blur, grain); the target colors and the losses keep the clean photo
     crop_scale: tuple[float, float] = Augment.crop_scale  # area share of the photo each random crop keeps (augment)
     source_balance: float = 1.0  # photo sets in subfolders (sources) drawn in proportion to size ** this:
     # 1 = every photo alike, 0.5 = square root (large sources count less), 0 = every source alike
@@ -146,6 +150,8 @@ class TrainConfig:
             raise ValueError("init_exclude names tensors to keep from a warm start; it needs init_weights")
         if self.semantic_feature_weight < 0 or (self.semantic_feature_weight and self.semantic_weight <= 0):
             raise ValueError("semantic_feature_weight is part of the classifier-loss term: it needs semantic_weight > 0")
+        if not 0 <= self.aging <= 1:
+            raise ValueError(f"aging must be a share in [0, 1], got {self.aging}")
         if not 0 <= self.source_balance <= 1:
             raise ValueError(f"source_balance must be in [0, 1], got {self.source_balance}")
         if self.rebalance_mix is not None and not 0 < self.rebalance_mix <= 1:
@@ -160,6 +166,8 @@ class TrainConfig:
             self.data = [self.data]
         if isinstance(self.val_data, str):
             self.val_data = [self.val_data]
+        if isinstance(self.semantic_net, str):
+            self.semantic_net = [self.semantic_net]
         if self.amp not in AMP_MODES:
             raise ValueError(f"unknown amp '{self.amp}'; choose from: {', '.join(AMP_MODES)}")
         shards = [is_shard_spec(d) for d in self.data]
@@ -643,6 +651,17 @@ def to_lab(images: torch.Tensor, run: Run) -> tuple[torch.Tensor, torch.Tensor]:
     return rgb_to_model_lab(x)
 
 
+def aged_input(l_norm: torch.Tensor, share: float, seed: int) -> torch.Tensor:
+    """The network's input: ``l_norm`` with about ``share`` of the photos aged (:func:`colorize.aging.age_lightness`),
+    drawn from ``seed`` alone, so a resumed run ages each batch as the uninterrupted run did."""
+    if share <= 0:
+        return l_norm
+    gen = torch.Generator().manual_seed(seed)
+    chosen = (torch.rand(l_norm.shape[0], generator=gen) < share).to(l_norm.device).view(-1, 1, 1, 1)
+    aged = normalize_l(age_lightness(denormalize_l(l_norm), generator=gen)).to(l_norm.dtype)
+    return torch.where(chosen, aged, l_norm)
+
+
 def crop_size(cfg: TrainConfig, epoch: int) -> int:
     """The training crop of ``epoch`` (0-based): progressive resizing."""
     return cfg.early_size if cfg.early_epochs and epoch < cfg.early_epochs else cfg.size
@@ -675,8 +694,9 @@ def train_epoch(run: Run, bad: BadFileLog) -> float:
             for group in run.optimizer.param_groups:
                 group["lr"] = get_lr(run.step, cfg, run.plateau_scale, steps) * group["lr_scale"]
             l_norm, ab_norm = to_lab(images, run)
+            l_in = aged_input(l_norm, cfg.aging, cfg.seed * 1_000_003 + run.step * 7919 + run.dist.rank)
             with _autocast(run):
-                out = run.wrapped(l_norm)
+                out = run.wrapped(l_in)
             loss = color_loss(model, out.float(), l_norm, ab_norm, kind=cfg.loss, reg_weight=cfg.reg_weight)
             if run.semantic is not None:
                 semantic = run.semantic(model, out.float(), l_norm, ab_norm)
