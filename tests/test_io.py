@@ -198,3 +198,92 @@ def test_clean_stale_temporaries_removes_only_old_ones_of_ours(tmp_path):
     removed = {p.name for p in clean_stale_temporaries(tmp_path)}
     assert removed == {n for n, stale in names.items() if stale}
     assert {p.name for p in tmp_path.iterdir()} == {n for n, stale in names.items() if not stale}
+
+
+def _gradient16(width: int = 90, height: int = 60) -> np.ndarray:
+    """A 16-bit gray master's levels: smooth gradients that fall between 8-bit levels (257 apart) nearly everywhere."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    return (3000 + x / width * 50000 + 6000 * np.sin(y / height * 5) + y * 3.7).round().astype(np.uint16)
+
+
+@pytest.mark.parametrize("name, write", [
+    ("m.png", lambda path, levels: Image.fromarray(levels).save(path)),  # Pillow: I;16
+    ("m.tif", lambda path, levels: Image.fromarray(levels).save(path)),
+    ("be.tif", lambda path, levels: __import__("tifffile").imwrite(path, levels, byteorder=">")),  # I;16B
+    ("i32.tif", lambda path, levels: __import__("tifffile").imwrite(path, levels.astype(np.int32)))])  # I
+def test_16bit_gray_masters_are_read_in_16_bits_for_an_output_that_holds_them(tmp_path, name, write):
+    """An archive's 16-bit gray scan used to be brought to 8 bits on reading, whatever the output; for a PNG or TIFF
+    output the engines now get its very levels (mode I;16), and say it was 16-bit when they get 8 bits."""
+    from colorize.io import holds_16bit, load_input, written_in_8bits
+
+    levels = _gradient16()
+    write(tmp_path / name, levels)
+    deep, _ = load_input(tmp_path / name, keep_16bit=True)
+    assert deep.mode == "I;16" and np.array_equal(np.asarray(deep), levels)
+    assert written_in_8bits(deep, "out.tif") == "" and deep.info["bits"] == 16
+    shallow, _ = load_input(tmp_path / name)  # as before: 8-bit, the nearest level
+    assert shallow.mode == "RGB" and np.abs(np.asarray(shallow, int)[..., 0] - levels / 257).max() <= 0.5 + 1e-9
+    assert written_in_8bits(shallow, "out.jpg") == "format"
+    assert holds_16bit("a.TIF") and holds_16bit("a.png") and not holds_16bit("a.jpg") and not holds_16bit("a.webp")
+
+
+def test_8bit_values_in_a_32bit_mode_are_read_as_8bit(tmp_path):
+    from colorize.io import load_input
+
+    __import__("tifffile").imwrite(tmp_path / "small.tif", np.arange(200 * 10, dtype=np.int32).reshape(10, 200) % 256)
+    img, _ = load_input(tmp_path / "small.tif", keep_16bit=True)
+    assert img.mode == "RGB" and "bits" not in img.info
+
+
+@pytest.mark.parametrize("gamma", [1.0, 1.8])
+def test_a_tagged_16bit_master_is_read_through_its_profile_in_16_bits(tmp_path, gamma):
+    """A 16-bit scan tagged with a gray ICC profile (Photoshop's Gray Gamma, Dot Gain...) is made sRGB by LittleCMS in
+    16 bits (Pillow converts 16-bit gray to gray only: to a gray profile with sRGB's curve), as light as its 8-bit
+    reading, which it used to be limited to."""
+    from colorize.io import load_input, written_in_8bits
+    from helpers import icc_profile
+
+    Image.fromarray(_gradient16()).save(tmp_path / "tagged.tif", icc_profile=icc_profile("GRAY", gamma))
+    deep, _ = load_input(tmp_path / "tagged.tif", keep_16bit=True)
+    eight, _ = load_input(tmp_path / "tagged.tif")
+    assert deep.mode == "I;16" and written_in_8bits(deep, "out.tif") == ""
+    as_8bit = np.asarray(deep) / 257
+    assert np.abs(as_8bit - np.asarray(eight, float)[..., 0]).max() < 4  # the 8-bit reading: its levels rounded
+    assert abs(as_8bit.mean() - np.asarray(eight, float).mean()) < 0.5
+    assert as_8bit.mean() > _gradient16().mean() / 257 + (10 if gamma == 1.0 else 5)  # lighter, as the profile says
+    assert len(np.unique(np.asarray(deep))) > 4 * len(np.unique(np.asarray(eight)))  # tones between 8-bit levels
+
+
+@pytest.mark.parametrize("ext", ["tif", "png"])
+def test_16bit_rgb_is_written_whole_with_what_outputs_keep(tmp_path, ext):
+    """Pillow writes no 16-bit RGB: save_image writes an (H, W, 3) uint16 array as a 16-bit PNG (pypng) or TIFF
+    (tifffile), atomically and checked, with the dpi, the EXIF description and the transparency."""
+    import png
+    import tifffile
+    from PIL import ExifTags
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 65536, (30, 40, 3), dtype=np.uint16)
+    exif = Image.Exif()
+    exif[ExifTags.Base.ImageDescription] = "grandma, 1931"
+    exif[ExifTags.Base.Copyright] = "the family"
+    alpha = Image.fromarray(np.where(np.arange(40)[None, :] < 25, 255, 0).repeat(30, 0).astype(np.uint8))
+    for name, metadata in (("plain", {}), ("kept", {"dpi": (600.0, 300.0), "exif": exif.tobytes(), "alpha": alpha})):
+        dst = tmp_path / f"{name}.{ext}"
+        save_image(rgb, dst, metadata=metadata)
+        if ext == "tif":
+            back = tifffile.imread(dst)
+        else:
+            width, height, rows, info = png.Reader(filename=str(dst)).read()
+            assert info["bitdepth"] == 16
+            back = np.vstack([np.asarray(row, np.uint16) for row in rows]).reshape(height, width, -1)
+        assert back.dtype == np.uint16 and np.array_equal(back[..., :3], rgb)
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+        if name == "kept":
+            assert np.array_equal(back[..., 3], np.asarray(alpha, np.uint16) * 257)
+            with Image.open(dst) as out:
+                assert np.allclose(out.info["dpi"], (600, 300), rtol=1e-3)
+                assert out.getexif()[ExifTags.Base.ImageDescription] == "grandma, 1931"
+                assert out.getexif()[ExifTags.Base.Copyright] == "the family"
+    save_image(rgb, tmp_path / "eight.jpg", quality=100)  # a format of 8 bits: the nearest 8-bit levels
+    assert Image.open(tmp_path / "eight.jpg").mode == "RGB"

@@ -3,10 +3,12 @@
 - :func:`load_image` decodes a photo from a path or its bytes to 8-bit sRGB with EXIF orientation
   applied (:func:`to_rgb`: CMYK, palette, 16-bit, float, alpha and gray made 8-bit RGB; :func:`to_srgb`:
   an embedded ICC profile's colors made sRGB; the engines' :func:`load_input` keeps 8-bit gray as it is,
-  and what the output keeps of the metadata, :func:`kept_metadata`); an unreadable,
+  16-bit gray too for an output that holds 16 bits (:func:`gray16`), and what the output keeps of the
+  metadata, :func:`kept_metadata`); an unreadable,
   truncated, degenerate or oversized file raises :class:`ImageError` naming the file and the reason.
-- :func:`save_image` writes a photo, checked to be whole, through :func:`atomic_write` (temp file,
-  fsync, rename) or :class:`AtomicFile` for writers that need a path held open (video, tar shards).
+- :func:`save_image` writes a photo (a PIL image, or a 16-bit RGB array as PNG or TIFF), checked to be whole,
+  through :func:`atomic_write` (temp file, fsync, rename) or :class:`AtomicFile` for writers that need a path held
+  open (video, tar shards).
 """
 
 from __future__ import annotations
@@ -156,6 +158,39 @@ def _embedded_profile(img: Image.Image) -> "ImageCms.ImageCmsProfile | None":
     return None if "srgb" in description.lower() else profile
 
 
+def _icc_tags(profile: bytes) -> dict[bytes, bytes]:
+    """An ICC profile's tags by signature (its tag table, after the 128-byte header, names their offsets and sizes)."""
+    count = int.from_bytes(profile[128:132], "big")
+    entries = (profile[132 + 12 * i:144 + 12 * i] for i in range(count))
+    return {e[:4]: profile[int.from_bytes(e[4:8], "big"):][:int.from_bytes(e[8:12], "big")] for e in entries}
+
+
+_SRGB_GRAY: "ImageCms.ImageCmsProfile | None" = None
+
+
+def _srgb_gray() -> "ImageCms.ImageCmsProfile":
+    """A gray ICC profile with sRGB's tone curve (LittleCMS's own sRGB profile's, with its white and description):
+    what a tagged 16-bit gray scan is converted to, in 16 bits, where Pillow converts 16-bit gray only to gray. Its
+    levels are those of the sRGB gray that :func:`to_srgb` gives an 8-bit scan, in 16 bits."""
+    global _SRGB_GRAY
+    if _SRGB_GRAY is None:
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        tags = _icc_tags(srgb)
+        tags = {b"desc": tags[b"desc"], b"wtpt": tags[b"wtpt"], b"kTRC": tags[b"rTRC"]}
+        start = 128 + 4 + 12 * len(tags)
+        table, data = b"", b""
+        for sig, body in tags.items():
+            body += bytes(-len(body) % 4)
+            table += sig + (start + len(data)).to_bytes(4, "big") + len(body).to_bytes(4, "big")
+            data += body
+        header = bytearray(srgb[:128])
+        header[0:4] = (start + len(data)).to_bytes(4, "big")
+        header[16:20] = b"GRAY"
+        header[84:100] = bytes(16)  # the profile ID: an MD5 of the sRGB profile's bytes, not of these
+        _SRGB_GRAY = ImageCms.ImageCmsProfile(io.BytesIO(bytes(header) + len(tags).to_bytes(4, "big") + table + data))
+    return _SRGB_GRAY
+
+
 def to_srgb(img: Image.Image, *, keep_gray: bool = False) -> Image.Image:
     """Any PIL mode -> 8-bit sRGB (:func:`to_rgb`; :func:`to_8bit` with ``keep_gray``), the colors an embedded
     ICC profile describes converted to sRGB (LittleCMS): what the network and every viewer take untagged pixels
@@ -237,6 +272,37 @@ def to_8bit(img: Image.Image) -> Image.Image:
     return img if img.mode == "L" else to_rgb(img)
 
 
+GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")  # 16-bit gray as Pillow opens it (I: a 32-bit mode some readers use)
+DEEP_FORMATS = ("PNG", "TIFF")  # the output formats that hold 16 bits a channel (JPEG, WebP, BMP, GIF: 8)
+BITS = "bits"  # an engine input's ``info`` key: 16 for a photo whose file held 16-bit gray (kept or not)
+
+
+def gray16(img: Image.Image) -> Image.Image | None:
+    """A 16-bit gray photo (an archive's master scan) as mode ``I;16`` (0..65535, read as an (H, W) uint16 array),
+    or None for any other: modes ``I;16``, ``I;16B``, ``I;16L``, and ``I`` whose values go past 255 (as
+    :func:`to_rgb` tells 16-bit from 8-bit values in it; values outside 0..65535 are clipped)."""
+    if img.mode not in GRAY16_MODES:
+        return None
+    if img.mode == "I;16":
+        return img
+    levels = np.asarray(img)
+    if img.mode == "I" and (levels.size == 0 or int(levels.max()) <= 255):
+        return None  # 8-bit values in a 32-bit mode: read as 8-bit, as to_rgb reads them
+    return Image.fromarray(np.clip(levels, 0, 65535).astype(np.uint16) if img.mode == "I" else levels.astype(np.uint16))
+
+
+def _gray16_to_srgb(img: Image.Image, profile: "ImageCms.ImageCmsProfile | None") -> Image.Image | None:
+    """16-bit gray (mode I;16) in sRGB, as :func:`to_srgb` makes 8-bit gray: a gray ICC profile applied by LittleCMS
+    in 16 bits; a profile of another space (RGB, CMYK) is no gray's, and ignored, as :func:`to_srgb` does. None
+    when LittleCMS cannot apply it (read in 8 bits then)."""
+    if profile is None or profile.profile.xcolor_space.strip() != "GRAY":
+        return img
+    try:
+        return ImageCms.profileToProfile(img, profile, _srgb_gray(), outputMode="I;16")
+    except ImageCms.PyCMSError:
+        return None
+
+
 def _too_many_pixels(width: int | None = None, height: int | None = None) -> str:
     size = f"{width}x{height} = {width * height:,} pixels" if width else "more pixels than that"
     return (f"too large: {size}; the limit is {MAX_PIXELS:,} pixels (about 14,000 x 14,000); "
@@ -290,12 +356,14 @@ def kept_metadata(img: Image.Image) -> dict:
     return kept
 
 
-def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool = False,
+def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool = False, keep_16bit: bool = False,
                metadata: bool = False) -> Image.Image:
     """Open a photo as 8-bit RGB with EXIF orientation applied. Raises :class:`ImageError`.
 
     ``data``: the file's bytes (e.g. a member of a tar shard); ``path`` then only names it in errors.
     ``keep_gray``: 8-bit gray stays as it is (:func:`to_8bit`).
+    ``keep_16bit``: 16-bit gray stays 16-bit, as mode ``I;16`` (:func:`gray16`), its gray ICC profile (other than
+    sRGB's) applied in 16 bits (:func:`_srgb_gray`); should LittleCMS refuse that, read in 8 bits, as before.
     ``metadata``: the image's ``info`` is what its colorized version keeps (:func:`kept_metadata`, and the
     ``alpha`` of :func:`transparency`: the image itself is composited onto white).
     """
@@ -312,7 +380,12 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
             up = upright(img)
             if kept is not None and (alpha := transparency(up)) is not None:
                 kept["alpha"] = alpha
-            rgb = to_srgb(up, keep_gray=keep_gray)
+            deep = gray16(up)
+            if deep is not None and metadata:
+                kept[BITS] = 16
+            if deep is not None and keep_16bit:
+                deep = _gray16_to_srgb(deep, _embedded_profile(up))
+            rgb = deep if deep is not None and keep_16bit else to_srgb(up, keep_gray=keep_gray)
             if kept is not None:
                 rgb.info = kept
     except ImageError:
@@ -335,16 +408,32 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
     return rgb
 
 
-def load_input(src) -> tuple[Image.Image, bytes | None]:
+def load_input(src, *, keep_16bit: bool = False) -> tuple[Image.Image, bytes | None]:
     """A job's input photo, for both engines' ``colorize_file``: a file (a path), or a photo inside a tar
     shard (:class:`colorize.shards.ShardMember`, read by seeking to it). Returns the image as
     :func:`load_image` does, 8-bit gray kept gray (a third of the memory of RGB, and its lightness is one
-    table lookup), its ``info`` what an output keeps (:func:`kept_metadata`, the alpha), and the shard
-    member's bytes (None for a file) for :func:`pass_through`. Raises :class:`ImageError` naming it."""
+    table lookup), 16-bit gray kept 16-bit (mode ``I;16``) with ``keep_16bit`` (for an output that holds it:
+    :func:`holds_16bit`), its ``info`` what an output keeps (:func:`kept_metadata`, the alpha; ``bits``: 16 for a
+    16-bit gray file, kept or not), and the shard member's bytes (None for a file) for :func:`pass_through`.
+    Raises :class:`ImageError` naming it."""
     from colorize.shards import ShardMember
 
     data = src.read_bytes() if isinstance(src, ShardMember) else None
-    return load_image(src, data=data, keep_gray=True, metadata=True), data
+    return load_image(src, data=data, keep_gray=True, keep_16bit=keep_16bit, metadata=True), data
+
+
+def holds_16bit(dst: str | Path) -> bool:
+    """Whether an output file named ``dst`` is in a format that holds 16 bits a channel (PNG, TIFF)."""
+    return format_of(Path(dst).suffix) in DEEP_FORMATS
+
+
+def written_in_8bits(img: Image.Image, dst: str | Path) -> str:
+    """Why a photo read by :func:`load_input` for ``dst`` is written in 8 bits though its file held 16 (``format``:
+    ``dst``'s format holds 8; ``profile``: its ICC profile is applied in 8 bits), "" when it was not 16-bit or
+    keeps its 16 bits."""
+    if img.info.get(BITS) != 16 or img.mode == "I;16":
+        return ""
+    return "profile" if holds_16bit(dst) else "format"
 
 
 def decode(img: Image.Image, name: str | Path) -> Image.Image:
@@ -496,15 +585,24 @@ def format_of(suffix: str) -> str | None:
     return Image.registered_extensions().get(suffix.lower())
 
 
-def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95, metadata: dict | None = None) -> None:
+def save_image(img: Image.Image | np.ndarray, dst: str | Path, *, quality: int = 95,
+               metadata: dict | None = None) -> None:
     """Write atomically (temp file + rename): a crash never leaves a half-written image.
 
+    ``img``: a PIL image, or an (H, W, 3) uint16 RGB array (a 16-bit master's colorized version), written with 16
+    bits a channel as PNG or TIFF (:func:`_save_16bit`) and brought to 8 bits for the other formats.
     ``metadata``: ``dpi`` and ``exif`` to write (:func:`kept_metadata`) and the ``alpha`` channel
     (:func:`transparency`) to put back, where the format holds them."""
     dst = Path(dst)
     fmt = format_of(dst.suffix)
     if fmt is None:
         raise ValueError(f"{dst}: unknown image extension '{dst.suffix}'")
+    if isinstance(img, np.ndarray):
+        if img.dtype != np.uint16 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"save_image takes a PIL image or an (H, W, 3) uint16 array, got {img.dtype} {img.shape}")
+        if fmt in DEEP_FORMATS:
+            return _save_16bit(img, dst, fmt, metadata or {})
+        img = Image.fromarray(((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8))  # nearest 8-bit level
     longest = _LONGEST_SIDE.get(fmt)
     if longest is not None and max(img.size) > longest:
         raise ValueError(f"{img.width}x{img.height} is too large for {dst.suffix} (at most {longest:,} pixels a side); "
@@ -518,6 +616,67 @@ def save_image(img: Image.Image, dst: str | Path, *, quality: int = 95, metadata
         img = Image.merge("RGBA", (*img.split(), alpha))
     atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options),
                  verify=lambda tmp: verify_image(tmp, img.size))
+
+
+def _exif_tags(exif: bytes) -> list[tuple]:
+    """The first IFD of EXIF bytes (:func:`kept_metadata`: description, camera, date, author, copyright, ...) as
+    tifffile's ``extratags``. Its Exif and GPS sub-IFDs are left out: tifffile writes no sub-IFDs."""
+    tags = []
+    for tag, value in _first_ifd(exif).items():
+        if tag in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):
+            continue
+        if isinstance(value, str):
+            tags.append((tag, "s", 0, value, True))
+        elif isinstance(value, bytes):  # XPTitle, XPComment, ...: UCS-2 text as bytes
+            tags.append((tag, "B", len(value), value, True))
+        elif isinstance(value, int) and 0 <= value < 1 << 32:
+            tags.append((tag, "I", 1, value, True))
+    return tags
+
+
+def _first_ifd(exif: bytes) -> dict:
+    parsed = Image.Exif()
+    parsed.load(exif)
+    return dict(parsed)
+
+
+def _save_16bit(rgb: np.ndarray, dst: Path, fmt: str, metadata: dict) -> None:
+    """Write (H, W, 3) uint16 sRGB as a 16-bit-per-channel PNG or TIFF, atomically and checked whole, keeping what
+    :func:`save_image` keeps where the format holds it: the dpi, the EXIF (PNG: all of it, in an eXIf chunk; TIFF:
+    its first IFD), the alpha (made 16-bit). Pillow writes no 16-bit RGB; tifffile (pure Python, numpy) writes the
+    TIFF, uncompressed as Pillow's TIFFs are; pypng (one pure-Python module) the PNG, a row at a time through zlib
+    at Pillow's level 6 (a 24-megapixel scan in ~7 s on one core, nearly all of it zlib, against ~3 s for its 8 bits).
+    """
+    alpha = metadata.get("alpha")
+    if alpha is not None and alpha.size == (rgb.shape[1], rgb.shape[0]):
+        rgb = np.dstack([rgb, np.asarray(alpha, np.uint16) * np.uint16(257)])  # (H, W, 4): 8-bit alpha in 16 bits
+    height, width, channels = rgb.shape
+    dpi, exif = metadata.get("dpi"), metadata.get("exif")
+    if fmt == "TIFF":
+        import tifffile
+
+        def write(tmp: str) -> None:
+            tifffile.imwrite(tmp, rgb, photometric="rgb", extrasamples=["unassalpha"] if channels == 4 else None,
+                             resolution=tuple(dpi) if dpi else None, resolutionunit="INCH" if dpi else None,
+                             metadata=None, software=False, extratags=_exif_tags(exif) if exif else [])
+    else:
+        import png
+
+        class Writer(png.Writer):
+            def write_preamble(self, outfile) -> None:  # IHDR, pHYs, ...; then the EXIF, before the pixels
+                super().write_preamble(outfile)
+                if exif:
+                    png.write_chunk(outfile, b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif)
+
+        ppm = {"x_pixels_per_unit": round(dpi[0] / 0.0254), "y_pixels_per_unit": round(dpi[1] / 0.0254),
+               "unit_is_meter": True} if dpi else {}
+        writer = Writer(width, height, greyscale=False, alpha=channels == 4, bitdepth=16, compression=6, **ppm)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # rows packed big-endian, as PNG stores them: one row's copy at a time
+                writer.write_packed(f, (row.astype(">u2").tobytes() for row in rgb.reshape(height, -1)))
+
+    atomic_write(dst, write, verify=lambda tmp: verify_image(tmp, (width, height)))
 
 
 def verify_image(path: str | Path, size: tuple[int, int]) -> None:
