@@ -7,6 +7,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -206,3 +207,33 @@ def test_an_output_folder_that_cannot_be_written_stops_the_run(tmp_path):
     result = colorize_files(stub, pairs, workers=1)
     assert result.stopped == f"cannot write to {pairs[0][1].parent} (Permission denied)"
     assert len(stub.started) == 1 and result.left == len(pairs) - 1
+
+
+@pytest.mark.parametrize("engine", ["torch", "light"])
+def test_8bit_photos_are_written_as_before_byte_for_byte(engine, tiny_bins_model_file, tmp_path):
+    """16-bit masters have a path of their own; every 8-bit photo (gray, color, transparent, palette, tagged with a
+    profile, a 32-bit TIFF of 8-bit values) is written as colorize_file wrote it before: the engine's 8-bit
+    colorization of load_input's photo, saved by save_image, to the same bytes in every format."""
+    import tifffile
+
+    from colorize.io import load_image
+    from helpers import icc_profile
+
+    colorizer = _colorizer(engine, tiny_bins_model_file)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_photo(64, 48, seed=1).convert("L").save(folder / "gray.png")
+    make_photo(64, 48, seed=2).save(folder / "color.jpg", quality=90, dpi=(300, 300))
+    cutout = make_photo(64, 48, seed=3).convert("LA")
+    cutout.putalpha(Image.fromarray(((np.arange(64) < 40) * 255).astype(np.uint8)[None].repeat(48, 0)))
+    cutout.save(folder / "cutout.png")
+    make_photo(64, 48, seed=4).convert("P").save(folder / "palette.gif")
+    make_photo(64, 48, seed=5).convert("L").save(folder / "linear.tif", icc_profile=icc_profile("GRAY", 1.0))
+    tifffile.imwrite(folder / "i32.tif", np.asarray(make_photo(64, 48, seed=6).convert("L"), np.int32))
+    for src in sorted(folder.iterdir()):
+        for ext in ("png", "jpg", "tif", "webp"):
+            dst, before = tmp_path / "now" / f"{src.name}.{ext}", tmp_path / "before" / f"{src.name}.{ext}"
+            assert colorizer.colorize_file(src, dst).eight_bit == ""
+            img = load_image(src, keep_gray=True, metadata=True)  # what colorize_file did before 16-bit masters
+            save_image(colorizer(img), before, metadata=img.info)
+            assert dst.read_bytes() == before.read_bytes(), dst.name

@@ -225,7 +225,9 @@ def test_shipped_graphs_are_the_current_steps(tmp_path):
                                "ab": rng.normal(0, 0.4, (1, 2, 9, 13)).astype(np.float32),
                                "row": np.zeros((1, 50), np.float32)},
               "compose": {"wide": wide, "l": rng.uniform(0, 100, (1, 1, 7, 50)).astype(np.float32),
-                          "first_row": np.array(5, np.int64), "height": np.array(40, np.int64)}}
+                          "first_row": np.array(5, np.int64), "height": np.array(40, np.int64)},
+              "gray16_lightness": {"gray": rng.integers(0, 1 << 16, (1, 1, 11, 17), dtype=np.int32)}}
+    inputs["compose16"] = inputs["compose"]
     for name in layout.GRAPHS:
         shipped = ort.InferenceSession(str(graphs_dir() / f"{name}.onnx"), providers=["CPUExecutionProvider"])
         fresh = ort.InferenceSession(str(tmp_path / f"{name}.onnx"), providers=["CPUExecutionProvider"])
@@ -464,3 +466,61 @@ def test_auto_runtime_picks_the_light_engine_where_it_serves(monkeypatch):
     bolder = build_colorizer(argparse.Namespace(**{**args, "temperature": 0.3}))
     assert isinstance(bolder, LiteColorizer) and bolder.temperature == 0.3
     assert isinstance(build_colorizer(argparse.Namespace(**args), torch_options=["--hint"]), Colorizer)
+
+
+def _read16(path: Path) -> np.ndarray:
+    """A 16-bit RGB output, (H, W, 3) uint16 (Pillow reads such files in 8 bits)."""
+    if path.suffix == ".png":
+        import png
+
+        width, height, rows, info = png.Reader(filename=str(path)).read()
+        assert info["bitdepth"] == 16, path
+        return np.vstack([np.asarray(row, np.uint16) for row in rows]).reshape(height, width, -1)
+    import tifffile
+
+    return tifffile.imread(path)
+
+
+def _lightness_error(rgb16: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """How far (in 16-bit levels; an 8-bit level is 257) the lightness of each pixel of a 16-bit sRGB image is from
+    that of gray ``levels``: its CIE L made neutral gray, against the level. Pixels with a channel at 0 or 65535 are
+    left out (NaN): the gamut fit's tolerance lets a vivid color a little past the gamut, and its clipping shifts
+    the lightness (in 8 bits alike)."""
+    from colorize.color import gray_from_l, rgb_to_l
+
+    l = rgb_to_l(torch.from_numpy(rgb16.astype(np.float64) / 65535).permute(2, 0, 1))
+    error = np.abs(gray_from_l(l)[0].numpy() * 65535 - levels)
+    error[((rgb16 == 0) | (rgb16 == 65535)).any(axis=2)] = np.nan
+    assert np.isnan(error).mean() < 0.1  # nearly every pixel is inside the gamut
+    return error
+
+
+@pytest.mark.parametrize("name", ["master.png", "master.tif"])
+def test_both_engines_keep_a_16bit_masters_lightness_in_16_bits(tiny_pair, tmp_path, name):
+    """An archivist's 16-bit gray master used to come out in 8 bits, the tonal depth of the scan lost (its lightness
+    off by up to half an 8-bit level, 128 in 16-bit units). A PNG or TIFF output is now 16-bit RGB whose lightness
+    is the master's to a small fraction of an 8-bit level, on both engines, with its print size kept."""
+    model, path = tiny_pair
+    y, x = np.mgrid[0:60, 0:90].astype(np.float64)
+    levels = (3000 + x / 90 * 50000 + 6000 * np.sin(y / 12) + y * 3.7).round().astype(np.uint16)  # smooth gradients
+    Image.fromarray(levels).save(tmp_path / name, dpi=(1200, 1200))
+    outs = {}
+    for engine in (LiteColorizer(path, size=48), Colorizer(model, size=48)):
+        for ext in ("tif", "png"):
+            dst = tmp_path / type(engine).__name__ / f"out.{ext}"
+            assert engine.colorize_file(tmp_path / name, dst).eight_bit == ""
+            out = outs[type(engine).__name__, ext] = _read16(dst)
+            assert out.dtype == np.uint16 and out.shape == (60, 90, 3)
+            assert np.ptp(out.astype(int), axis=2).mean() > 257  # in color
+            assert np.nanmax(_lightness_error(out, levels)) < 2, (type(engine).__name__, ext)  # in 8 bits: ~128
+            with Image.open(dst) as written:
+                assert np.allclose(written.info["dpi"], (1200, 1200), rtol=1e-3)
+    light, torch_out = outs["LiteColorizer", "tif"], outs["Colorizer", "tif"]
+    assert np.array_equal(outs["LiteColorizer", "png"], light)
+    assert np.abs(light.astype(int) - torch_out.astype(int)).max() <= 257  # the engines agree within an 8-bit level
+    for engine in (LiteColorizer(path, size=48), Colorizer(model, size=48)):  # arrays: uint16 in, uint16 out
+        for given in (levels, levels.astype(">u2"), levels[..., None]):
+            out = engine(given)
+            assert out.dtype == np.uint16 and out.shape == (60, 90, 3)
+            assert np.nanmax(_lightness_error(out, levels)) < 2
+

@@ -262,6 +262,7 @@ class FileResult:
     tone: "ToneReport"  # gray, toned or color, with the statistics (both engines classify)
     passed_through: bool = False  # a color photo written unchanged (keep_color)
     tint_hints: int = 0  # hints taken from the photo's own tint (tint_as_hints), not counting those given
+    eight_bit: str = ""  # a 16-bit input written in 8 bits: why (colorize.io.written_in_8bits: "format", "profile")
 
 
 @dataclass
@@ -273,6 +274,7 @@ class Outcome:
     warning: str = ""  # done, and it was already in color: what was done with it
     notes: list[str] = field(default_factory=list)  # used anyway, worth knowing (only its first frame, ...)
     write_error: OSError | None = None  # failed to write: why (a full disk stops the local engine)
+    eight_bit: str = ""  # done, a 16-bit input written in 8 bits: why (FileResult.eight_bit)
 
 
 def colorize_one(colorizer: "Colorizer | LiteColorizer", src: Source, dst: Path, *, quality: int = DEFAULT_QUALITY,
@@ -299,7 +301,7 @@ def colorize_one(colorizer: "Colorizer | LiteColorizer", src: Source, dst: Path,
     except MemoryError:  # a photo too large for this machine's memory (its arrays are freed as this unwinds)
         return Outcome(error=f"{src}: not enough memory to colorize it; try fewer --workers, or scale it down")
     tone = done.tone
-    outcome = Outcome(kind=tone.kind, notes=notes)
+    outcome = Outcome(kind=tone.kind, notes=notes, eight_bit=done.eight_bit)
     if tone.kind == "color":
         from colorize.commands.options import torch_installed
 
@@ -321,6 +323,7 @@ class BatchResult:
     notes: list[str] = field(default_factory=list)  # used anyway, worth knowing (only the first frame, ...)
     warned: list[str] = field(default_factory=list)  # photos already in color: what was done with them
     kinds: dict[str, int] = field(default_factory=dict)  # inputs by tone: gray, toned, color
+    eight_bit: dict[str, int] = field(default_factory=dict)  # 16-bit inputs written in 8 bits, by why (Outcome)
     stopped: str = ""  # why the run stopped early ("interrupted", a full disk), if it did
     left: int = 0  # inputs not started when it stopped
 
@@ -335,6 +338,8 @@ class BatchResult:
             self.kinds[outcome.kind] = self.kinds.get(outcome.kind, 0) + 1
         if outcome.warning:
             self.warned.append(outcome.warning)
+        if outcome.eight_bit:
+            self.eight_bit[outcome.eight_bit] = self.eight_bit.get(outcome.eight_bit, 0) + 1
 
 
 def colorize_files(colorizer: "Colorizer | LiteColorizer", pairs: list[tuple[Source, Path]], *, quality: int = DEFAULT_QUALITY,

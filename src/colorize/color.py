@@ -158,6 +158,22 @@ def uint8_gray_to_l(gray: torch.Tensor) -> torch.Tensor:
     return _lookup(table, gray.int())
 
 
+_GRAY16_L: dict[torch.device, torch.Tensor] = {}
+GRAY16_LEVELS = 1 << 16
+
+
+def uint16_gray_to_l(gray: torch.Tensor) -> torch.Tensor:
+    """Lightness of 16-bit gray (a master scan), (..., 1, H, W) of levels 0..65535 (uint16, or int32 where ONNX has no
+    uint16) -> (..., 1, H, W) float32 in [0, 100]: :func:`rgb_to_l` of R = G = B = level / 65535 (in float64), as
+    one lookup in a 65536-entry table, as :func:`uint8_gray_to_l` does for 8 bits."""
+    table = _GRAY16_L.get(gray.device)
+    if table is None:
+        levels = (torch.arange(GRAY16_LEVELS, dtype=torch.float64) / (GRAY16_LEVELS - 1)).view(1, 1, -1)
+        table = rgb_to_l(levels.expand(3, 1, -1)).reshape(-1).float().to(gray.device)
+        _GRAY16_L[gray.device] = table
+    return _lookup(table, gray.int())
+
+
 def uint8_to_l(image: torch.Tensor) -> torch.Tensor:
     """Lightness of 8-bit sRGB (..., 3, H, W) or 8-bit gray (..., 1, H, W) -> (..., 1, H, W) in [0, 100]."""
     return uint8_gray_to_l(image) if image.shape[-3] == 1 else uint8_rgb_to_l(image)
@@ -271,6 +287,12 @@ def linear_to_srgb_uint8(lin: torch.Tensor) -> torch.Tensor:
         lut = (linear_to_srgb(grid).clamp(0.0, 1.0) * 255 + 0.5).to(torch.uint8).to(lin.device)
         _UINT8_LUT[lin.device] = lut
     return _lookup(lut, lin.clamp(0.0, 1.0).mul_(_LINEAR_LEVELS - 1).add_(0.5).to(torch.int32))
+
+
+def srgb_to_uint16(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1] -> its nearest 16-bit levels 0..65535, as int32 (torch and ONNX have no uint16 arithmetic; the
+    caller stores them as uint16)."""
+    return (rgb * (GRAY16_LEVELS - 1) + 0.5).to(torch.int32)
 
 
 def normalize_l(l: torch.Tensor) -> torch.Tensor:

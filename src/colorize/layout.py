@@ -12,7 +12,7 @@ L_SCALE = 50.0
 AB_SCALE = 128.0
 
 # the step graphs exported from colorize.steps that the light engine runs
-GRAPHS = ("lab", "lightness", "gray_lightness", "coefficients", "compose")
+GRAPHS = ("lab", "lightness", "gray_lightness", "coefficients", "compose", "gray16_lightness", "compose16")
 # full-resolution work is done a quarter megapixel at a time: flat memory for any size, and a strip's temporaries
 # (1 MB a channel) stay in the CPU's caches: on a 6000x4000 scan both engines are faster than with 1-megapixel
 # strips (torch 1.4-1.8 s -> 1.2-1.4 s, 1 core) and peak lower (torch 1230 -> 1110 MB, light 820 -> 550 MB)

@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image
 
 from colorize.batch import FileResult
-from colorize.io import ARRAY_SHAPES, load_input, pass_through, photo_array, save_image, to_srgb, upright
+from colorize.io import (ARRAY_SHAPES, holds_16bit, load_input, pass_through, photo_array, save_image, to_srgb,
+                         upright, written_in_8bits)
 from colorize.layout import GRAPHS, L_CENTER, L_SCALE, check_color_options, strips, working_shape
 
 if TYPE_CHECKING:
@@ -164,6 +165,18 @@ class LiteColorizer:
     def colorize_uint8(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 sRGB or (H, W) uint8 gray -> (H, W, 3) uint8 colorized, the same photo size and
         lightness."""
+        return self._colorize(rgb)
+
+    def colorize_uint16(self, gray: np.ndarray) -> np.ndarray:
+        """(H, W) uint16 gray (a 16-bit master scan, native byte order) -> (H, W, 3) uint16 colorized, its lightness
+        to 16-bit precision (the ``gray16_lightness`` and ``compose16`` steps)."""
+        if gray.ndim != 2 or gray.dtype != np.uint16:
+            raise ValueError(f"expected an (H, W) uint16 array, got {gray.dtype} {gray.shape}")
+        return self._colorize(gray)
+
+    def _colorize(self, rgb: np.ndarray) -> np.ndarray:
+        """:meth:`colorize_uint8` and :meth:`colorize_uint16`: the same steps, 16-bit gray through its own two."""
+        deep = rgb.dtype == np.uint16
         height, width = rgb.shape[:2]
         h, w = working_shape(height, width, self.size, self.stride)
         rows = strips(height, width)
@@ -171,7 +184,9 @@ class LiteColorizer:
         narrow = np.empty((height, w), np.float32)  # l_full shrunk along its rows
 
         def lightness(r0: int) -> None:
-            if rgb.ndim == 2:
+            if deep:  # int32 levels (ONNX graphs take no uint16): a strip's copy
+                l_strip = self._run("gray16_lightness", gray=rgb[None, None, r0:r0 + rows.step].astype(np.int32))
+            elif rgb.ndim == 2:
                 l_strip = self._run("gray_lightness", gray=rgb[None, None, r0:r0 + rows.step])
             else:
                 l_strip = self._run("lightness", rgb=rgb[None, r0:r0 + rows.step])
@@ -186,12 +201,13 @@ class LiteColorizer:
         ab = ab.astype(np.float32) * np.float32(self.saturation)
         row = np.zeros((1, width), np.float32)  # its shape gives the graph the photo's width
         wide = self._run("coefficients", l_small=l_small, ab=ab, row=row)
-        out = np.empty((height, width, 3), np.uint8)
+        out = np.empty((height, width, 3), rgb.dtype)
         size = np.array(height, np.int64)
 
-        def compose(r0: int) -> None:
-            out[r0:r0 + rows.step] = self._run("compose", wide=wide, l=l_full[:, :, r0:r0 + rows.step],
-                                               first_row=np.array(r0, np.int64), height=size)[0]
+        def compose(r0: int) -> None:  # compose16's int32 levels 0..65535 stored as uint16
+            out[r0:r0 + rows.step] = self._run("compose16" if deep else "compose", wide=wide,
+                                               l=l_full[:, :, r0:r0 + rows.step], first_row=np.array(r0, np.int64),
+                                               height=size)[0]
 
         self._each(compose, rows)
         return out
@@ -199,7 +215,8 @@ class LiteColorizer:
     def __call__(self, image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
         """Colorize one photo: a PIL image (returns an RGB one) or a uint8 array of shape (H, W), (H, W, 1),
         (H, W, 3) or (H, W, 4) (alpha left out; returns an (H, W, 3) one), as the torch engine takes them
-        (:func:`colorize.io.photo_array`)."""
+        (:func:`colorize.io.photo_array`), or a 16-bit gray one, (H, W) or (H, W, 1) uint16 (returns (H, W, 3)
+        uint16)."""
         if isinstance(image, Image.Image):
             pixels = np.asarray(to_srgb(upright(image), keep_gray=True))  # read, never written
             return Image.fromarray(self.colorize_uint8(pixels))
@@ -207,8 +224,10 @@ class LiteColorizer:
             pixels, _ = photo_array(image)  # ValueError / TypeError naming a bad shape or dtype
             if pixels.dtype == np.uint8:
                 return self.colorize_uint8(pixels)
-        raise TypeError(f"the light engine takes a PIL image or a uint8 array of shape {ARRAY_SHAPES}; other "
-                        f"arrays and tensors {TORCH_ONLY}")
+            if pixels.ndim == 2 and pixels.dtype.kind == "u" and pixels.dtype.itemsize == 2:  # either byte order
+                return self.colorize_uint16(np.ascontiguousarray(pixels, dtype=np.uint16))
+        raise TypeError(f"the light engine takes a PIL image, a uint8 array of shape {ARRAY_SHAPES} or a 16-bit gray "
+                        f"one; other arrays and tensors {TORCH_ONLY}")
 
     def to_lab(self, rgb: np.ndarray) -> np.ndarray:
         """(1, 3, h, w) float sRGB in [0, 1] -> CIE Lab (:func:`colorize.color.rgb_to_lab`, exported)."""
@@ -225,10 +244,12 @@ class LiteColorizer:
                                        ("tint_as_hints", tint_as_hints)) if on]
         if asked:
             raise ValueError(f"{', '.join(asked)} {TORCH_ONLY}")
-        img, data = load_input(src)  # a file, or a photo inside a tar shard (data: its bytes)
+        # a file, or a photo inside a tar shard (data: its bytes); 16-bit gray kept for a PNG or TIFF
+        img, data = load_input(src, keep_16bit=holds_16bit(dst))
         tone = classify(img, to_lab=self.to_lab)
         if keep_color and tone.kind == "color":
             pass_through(src, dst, img, quality=quality, data=data)
             return FileResult(img.size, tone, passed_through=True)
-        save_image(self(img), dst, quality=quality, metadata=img.info)
-        return FileResult(img.size, tone)
+        color = self.colorize_uint16(np.asarray(img, np.uint16)) if img.mode == "I;16" else self(img)
+        save_image(color, dst, quality=quality, metadata=img.info)
+        return FileResult(img.size, tone, eight_bit=written_in_8bits(img, dst))

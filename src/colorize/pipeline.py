@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from colorize import steps
-from colorize.color import normalize_l, rgb_to_l, uint8_to_l
+from colorize.color import normalize_l, rgb_to_l, uint8_to_l, uint16_gray_to_l
 from colorize.batch import FileResult
-from colorize.io import check_unit_range, pass_through, photo_array, save_image, to_srgb, upright
+from colorize.io import (check_unit_range, holds_16bit, pass_through, photo_array, save_image, to_srgb, upright,
+                         written_in_8bits)
 from colorize.layout import check_color_options, strips, working_shape
 from colorize.models.base import optimize_for_inference
 from colorize.runtime import tune_allocator
@@ -151,14 +152,15 @@ class Colorizer:
 
     # -- the three stages; video and batch code call them directly -------------------------------
     def prepare(self, rgb: torch.Tensor) -> Prepared:
-        """(1, 3, H, W) sRGB, float in [0, 1] or uint8, or (1, 1, H, W) uint8 gray -> full-size L and
+        """(1, 3, H, W) sRGB, float in [0, 1] or uint8, or (1, 1, H, W) uint8 or uint16 gray -> full-size L and
         working-size L."""
         rgb = rgb.to(self.device)
         height, width = rgb.shape[-2:]
         h, w = working_shape(height, width, self.size, self.stride)
         l_full = torch.empty(rgb.shape[0], 1, height, width, device=self.device)
         rows = strips(height, width)
-        to_l = uint8_to_l if rgb.dtype == torch.uint8 else (lambda x: rgb_to_l(x.float()))
+        to_l = (uint8_to_l if rgb.dtype == torch.uint8 else uint16_gray_to_l if rgb.dtype == torch.uint16
+                else (lambda x: rgb_to_l(x.float())))
         for r0 in rows:  # a strip at a time: small temporaries, reused by the allocator
             l_full[..., r0:r0 + rows.step, :] = to_l(rgb[..., r0:r0 + rows.step, :])
         l_small = F.interpolate(l_full, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
@@ -197,20 +199,22 @@ class Colorizer:
         return ab.float() * self.saturation, confidence.float()
 
     @torch.inference_mode()
-    def compose(self, prepared: Prepared, ab_small: torch.Tensor, *, uint8: bool = False) -> torch.Tensor:
+    def compose(self, prepared: Prepared, ab_small: torch.Tensor, *, uint8: bool = False,
+                uint16: bool = False) -> torch.Tensor:
         """Working-size ab + full-size L -> (1, 3, H, W) sRGB inside the sRGB gamut: float in [0, 1],
-        or uint8 with ``uint8=True``. Full-resolution work goes a strip of rows at a time."""
+        uint8 with ``uint8=True``, uint16 with ``uint16=True`` (a 16-bit master's lightness kept to 16 bits).
+        Full-resolution work goes a strip of rows at a time."""
         l_full = prepared.l_full
         height, width = l_full.shape[-2:]
         wide = steps.coefficients(prepared.l_small, ab_small, width, guided=self.guided)
         # laid out (H, W, 3) as a photo's array is: handed over to numpy, PIL or video frames without a copy
-        out = torch.empty(1, 3, height, width, device=l_full.device, dtype=torch.uint8 if uint8 else torch.float32,
-                          memory_format=torch.channels_last)
+        dtype = torch.uint16 if uint16 else torch.uint8 if uint8 else torch.float32
+        out = torch.empty(1, 3, height, width, device=l_full.device, dtype=dtype, memory_format=torch.channels_last)
         rows = strips(height, width)
         for r0 in rows:
             first = torch.tensor(r0, device=l_full.device)
             out[:, :, r0:r0 + rows.step] = steps.compose(wide, l_full[:, :, r0:r0 + rows.step], first, height,
-                                                         uint8=uint8)
+                                                         uint8=uint8, uint16=uint16)  # uint16: int32 levels stored
         return out
 
     def with_hints(self, prepared: Prepared, ab_small: torch.Tensor, hints: HintsLike) -> torch.Tensor:
@@ -233,6 +237,8 @@ class Colorizer:
         """
         if isinstance(image, Image.Image):
             rgb = torch.from_numpy(np.array(to_srgb(upright(image)))).permute(2, 0, 1)[None]
+        elif isinstance(image, np.ndarray) and (gray := _gray16(image)) is not None:
+            rgb = torch.from_numpy(gray)[None, None]  # 16-bit gray: its lightness a table lookup, to 16-bit precision
         elif isinstance(image, np.ndarray):
             rgb = _numpy_to_tensor(image)[None]
         elif isinstance(image, torch.Tensor):
@@ -241,7 +247,7 @@ class Colorizer:
             raise TypeError(f"expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")
         if rgb.shape[0] != 1:
             raise ValueError(f"analyze takes one photo, got a batch of {rgb.shape[0]}")
-        if rgb.shape[1] == 1:
+        if rgb.shape[1] == 1 and rgb.dtype != torch.uint16:
             rgb = rgb.expand(-1, 3, -1, -1)
         prepared = self.prepare(rgb)
         if confidence:
@@ -253,12 +259,16 @@ class Colorizer:
     def render(self, prediction: Prediction, *, hints: HintsLike = None) -> Image.Image:
         """A kept :class:`Prediction` with ``hints`` (none: as predicted) -> the colorized photo, full size.
         Costs the hints' propagation and the full-size composition, never the network."""
+        return Image.fromarray(self._render(prediction, hints=hints))
+
+    def _render(self, prediction: Prediction, *, hints: HintsLike = None, uint16: bool = False) -> np.ndarray:
+        """:meth:`render` as an (H, W, 3) array: uint8, or uint16 with ``uint16`` (a 16-bit master's)."""
         from colorize.hints import as_hints
 
         hints = as_hints(hints)
         ab = prediction.propagator().apply(prediction.ab, hints) if hints else prediction.ab
-        out = self.compose(prediction.prepared, ab, uint8=True)
-        return Image.fromarray(out[0].permute(1, 2, 0).contiguous().cpu().numpy())
+        out = self.compose(prediction.prepared, ab, uint8=not uint16, uint16=uint16)
+        return out[0].permute(1, 2, 0).contiguous().cpu().numpy()
 
     @torch.inference_mode()
     def confidence_image(self, prediction: Prediction) -> Image.Image:
@@ -326,7 +336,15 @@ class Colorizer:
         out = self.compose(prepared, self.with_hints(prepared, self.predict(prepared.l_small), hints), uint8=True)
         return out[0].permute(1, 2, 0).contiguous().cpu().numpy()  # already (H, W, 3) in memory: no copy
 
+    @torch.inference_mode()
+    def colorize_uint16(self, gray: np.ndarray, *, hints: HintsLike = None) -> np.ndarray:
+        """(H, W) uint16 gray (a 16-bit master scan) -> (H, W, 3) uint16 colorized, its lightness to 16-bit
+        precision: :meth:`colorize_uint8`'s steps in 16 bits, memory as flat (~14 bytes per pixel)."""
+        return self._render(self.analyze(gray), hints=hints, uint16=True)
+
     def _call_numpy(self, arr: np.ndarray, hints: HintsLike = None) -> np.ndarray:
+        if (gray := _gray16(arr)) is not None:
+            return self.colorize_uint16(gray, hints=hints)
         x = _numpy_to_tensor(arr)
         if x.dtype == torch.uint8:
             return self.colorize_uint8(x.permute(1, 2, 0).numpy(), hints=hints)
@@ -357,7 +375,7 @@ class Colorizer:
         from colorize.io import load_input
         from colorize.tone import classify
 
-        img, data = load_input(src)  # data: a shard member's bytes
+        img, data = load_input(src, keep_16bit=holds_16bit(dst))  # data: a shard member's bytes
         tone = classify(img)
         if keep_color and tone.kind == "color":
             pass_through(src, dst, img, quality=quality, data=data)
@@ -365,13 +383,27 @@ class Colorizer:
         hints = as_hints(hints)
         tint = hints_from_tint(img) if tint_as_hints and tone.kind == "color" else []
         hints = tint + hints
-        if confidence:
+        if img.mode == "I;16":  # a 16-bit gray master, to a PNG or TIFF: written with 16 bits a channel
+            prediction = self.analyze(np.asarray(img), confidence=confidence)
+            save_image(self._render(prediction, hints=hints, uint16=True), dst, quality=quality, metadata=img.info)
+            if confidence:
+                save_image(self.confidence_image(prediction), confidence_path(dst))
+        elif confidence:
             prediction = self.analyze(img, confidence=True)
             save_image(self.render(prediction, hints=hints), dst, quality=quality, metadata=img.info)
             save_image(self.confidence_image(prediction), confidence_path(dst))
         else:
             save_image(self(img, hints=hints), dst, quality=quality, metadata=img.info)
-        return FileResult(img.size, tone, tint_hints=len(tint))
+        return FileResult(img.size, tone, tint_hints=len(tint), eight_bit=written_in_8bits(img, dst))
+
+
+def _gray16(arr: np.ndarray) -> np.ndarray | None:
+    """A 16-bit gray photo's array, (H, W) or (H, W, 1) uint16 in either byte order, as an (H, W) native uint16 copy,
+    else None."""
+    if arr.dtype.kind != "u" or arr.dtype.itemsize != 2 or not (arr.ndim == 2 or arr.ndim == 3 and arr.shape[2] == 1):
+        return None
+    pixels, _ = photo_array(arr)  # ValueError for an array without pixels
+    return np.array(pixels, dtype=np.uint16)  # a native copy: torch takes no read-only or big-endian arrays
 
 
 def _numpy_to_tensor(arr: np.ndarray) -> torch.Tensor:

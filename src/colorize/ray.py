@@ -182,7 +182,8 @@ class _ArchiveWorker:
         return {"id": np.array(ids, dtype=np.int64), "unusable": np.array([self.unusable] * len(ids), dtype=object),
                 **{name: np.array(values, dtype=object) for name, values in [
                     ("error", [o.error for o in outcomes]), ("kind", [o.kind for o in outcomes]),
-                    ("warning", [o.warning for o in outcomes]), ("notes", ["\n".join(o.notes) for o in outcomes])]}}
+                    ("warning", [o.warning for o in outcomes]), ("notes", ["\n".join(o.notes) for o in outcomes]),
+                    ("eight_bit", [o.eight_bit for o in outcomes])]}}
 
     def _colorize_block(self, batch: dict[str, np.ndarray], ids: list[int]) -> list["Outcome"]:
         """The block's photos: in one go when none of them ever lost a worker, else photo by photo."""
@@ -400,7 +401,8 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "Colori
                     result.add(Outcome(kind=str(row["kind"]), error=_as_given(str(row["error"]), rows[photo], src),
                                        warning=_as_given(str(row["warning"]), rows[photo], src),
                                        notes=[_as_given(n, rows[photo], src)
-                                              for n in str(row["notes"]).split("\n") if n]))
+                                              for n in str(row["notes"]).split("\n") if n],
+                                       eight_bit=str(row["eight_bit"])))
                     if not row["error"] and on_done is not None:
                         on_done(src)
                     show()

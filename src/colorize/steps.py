@@ -9,7 +9,8 @@ The steps, around the network (which has its own export, :mod:`colorize.onnx`):
 
 - ``lab``: float sRGB (1, 3, h, w) -> CIE Lab, for a thumbnail's statistics (:func:`colorize.tone.classify`);
 - ``lightness``: an 8-bit RGB strip -> its CIE L (1, 1, r, W), in [0, 100]; ``gray_lightness`` the same for an
-  8-bit gray strip (1, 1, r, W): a table lookup (most inputs are gray: a third of the memory);
+  8-bit gray strip (1, 1, r, W): a table lookup (most inputs are gray: a third of the memory); ``gray16_lightness``
+  for a 16-bit gray strip (a master scan; int32 levels: ONNX graphs take no uint16), a lookup in 65536 entries;
 - the working-size lightness is an antialiased bilinear shrink of that (torch's ``F.interpolate`` with
   ``antialias=True`` here, Pillow's identical bilinear reduction in the light engine: a library operation,
   not ours to describe);
@@ -18,7 +19,7 @@ The steps, around the network (which has its own export, :mod:`colorize.onnx`):
 - ``compose``: those, one full-resolution strip of L and the strip's first row -> the strip in color,
   8-bit (1, 3, r, W): ab = A * L + B with A and B blended from two rows for each output row (a matrix product
   over the few rows the strip reads), Lab to RGB with out-of-gamut colors pulled in by their chroma (hue and
-  lightness kept), sRGB companding.
+  lightness kept), sRGB companding; ``compose16`` the same in 16 bits (int32 levels 0..65535), for 16-bit masters.
 
 Strips (:func:`colorize.layout.strips`) keep memory flat for any photo size. The exported graphs take and give
 an RGB strip as the photo's array holds it, (1, r, W, 3). The torch functions are written in operations that
@@ -37,7 +38,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from colorize.color import (denormalize_ab, lab_f_offsets, lab_fy, linear_rgb_in_gamut, linear_to_srgb,
-                            linear_to_srgb_uint8, normalize_l, rgb_to_lab, uint8_to_l)
+                            linear_to_srgb_uint8, normalize_l, rgb_to_lab, srgb_to_uint16, uint8_to_l,
+                            uint16_gray_to_l)
 from colorize.layout import GRAPHS, L_CENTER, L_SCALE
 
 GUIDE_RADIUS = 2  # guided filter window (working-size pixels) and regularization (normalized L squared)
@@ -121,7 +123,7 @@ def resize_rows(wide: torch.Tensor, first_row: torch.Tensor, rows: int, height: 
 
 
 def compose(wide: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor, height: torch.Tensor | int, *,
-            uint8: bool = True) -> torch.Tensor:
+            uint8: bool = True, uint16: bool = False) -> torch.Tensor:
     """One strip of the photo in color.
 
     Args:
@@ -130,6 +132,7 @@ def compose(wide: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor, height
         first_row: 0-d int64 tensor: the strip's first row in the photo.
         height: the photo's height in rows.
         uint8: 8-bit sRGB (a table lookup) or float sRGB in [0, 1].
+        uint16: 16-bit sRGB levels 0..65535 as int32 (:func:`colorize.color.srgb_to_uint16`), ``uint8`` aside.
     Returns:
         (1, 3, r, W) sRGB inside the gamut, lightness exactly ``l``.
     """
@@ -141,18 +144,24 @@ def compose(wide: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor, height
     intercept = lab_f_offsets(denormalize_ab(b - a * (L_CENTER / L_SCALE)))
     offsets = torch.addcmul(weights @ intercept, weights @ slope, l)  # (1, 3, r, W)
     lin = linear_rgb_in_gamut(lab_fy(l), offsets)
-    return linear_to_srgb_uint8(lin) if uint8 else linear_to_srgb(lin).clamp_(0.0, 1.0)
+    if uint8 and not uint16:
+        return linear_to_srgb_uint8(lin)
+    rgb = linear_to_srgb(lin).clamp_(0.0, 1.0)
+    return srgb_to_uint16(rgb) if uint16 else rgb
 
 
 # -- the graphs the light engine runs -------------------------------------------------------------------
 class _Lightness(nn.Module):
-    """8-bit RGB as a photo's array holds it, (1, rows, W, 3), or 8-bit gray (1, 1, rows, W) -> L (1, 1, rows, W)."""
+    """8-bit RGB as a photo's array holds it, (1, rows, W, 3), 8-bit gray (1, 1, rows, W) or 16-bit gray levels
+    (``gray16``: int32 (1, 1, rows, W)) -> L (1, 1, rows, W)."""
 
-    def __init__(self, rgb: bool):
+    def __init__(self, rgb: bool, gray16: bool = False):
         super().__init__()
-        self.rgb = rgb
+        self.rgb, self.gray16 = rgb, gray16
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.gray16:
+            return uint16_gray_to_l(image)
         return uint8_to_l(image.permute(0, 3, 1, 2) if self.rgb else image)
 
 
@@ -167,9 +176,14 @@ class _Coefficients(nn.Module):
 
 
 class _Compose(nn.Module):
+    def __init__(self, uint16: bool = False):
+        super().__init__()
+        self.uint16 = uint16
+
     def forward(self, wide: torch.Tensor, l: torch.Tensor, first_row: torch.Tensor,
                 height: torch.Tensor) -> torch.Tensor:
-        return compose(wide, l, first_row, height).permute(0, 2, 3, 1)  # (1, rows, W, 3): the photo array's layout
+        # (1, rows, W, 3): the photo array's layout
+        return compose(wide, l, first_row, height, uint16=self.uint16).permute(0, 2, 3, 1)
 
 
 def export_graphs(folder: str | Path) -> list[Path]:
@@ -194,6 +208,12 @@ def export_graphs(folder: str | Path) -> list[Path]:
         "compose": (_Compose(), (torch.rand(1, 4, h, width), l, torch.tensor(3), torch.tensor(100)),
                     ["wide", "l", "first_row", "height"], "rgb",
                     {"wide": {2: "h", 3: "width"}, "l": {2: "rows", 3: "width"}, "rgb": {1: "rows", 2: "width"}}),
+        "gray16_lightness": (_Lightness(rgb=False, gray16=True),
+                             (torch.randint(0, 1 << 16, (1, 1, rows, width), dtype=torch.int32),), ["gray"], "l",
+                             {"gray": {2: "rows", 3: "width"}, "l": {2: "rows", 3: "width"}}),
+        "compose16": (_Compose(uint16=True), (torch.rand(1, 4, h, width), l, torch.tensor(3), torch.tensor(100)),
+                      ["wide", "l", "first_row", "height"], "rgb",
+                      {"wide": {2: "h", 3: "width"}, "l": {2: "rows", 3: "width"}, "rgb": {1: "rows", 2: "width"}}),
     }
     assert set(specs) == set(GRAPHS)
     written = []

@@ -76,6 +76,14 @@ def small_rgb(image: "Image.Image | np.ndarray | Any", size: int = ANALYSIS_SIZE
         image = (image.detach().float().clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).byte().cpu().numpy()
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image if image.ndim == 2 else image[..., :3])
+    if image.mode.startswith("I;16"):  # a 16-bit gray master: reduced first (Pillow's 8-bit convert clips it)
+        from colorize.io import to_rgb
+
+        scale = size / max(image.size)  # BOX without reducing_gap: Pillow's reduce() takes no 16-bit modes
+        if scale < 1:
+            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                 Image.Resampling.BOX)
+        image = to_rgb(image)
     if image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
     scale = size / max(image.size)
