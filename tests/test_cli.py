@@ -850,3 +850,21 @@ def test_warning_format_keeps_a_library_warnings_origin_on_one_line():
         "warning: a.jpg: truncated\n"
     line = format_warning(DeprecationWarning("old"), DeprecationWarning, "/x/lib.py", 7, "code()")
     assert line.count("\n") == 1 and "old" in line and "DeprecationWarning" in line and "code()" not in line
+
+
+def test_a_16bit_master_named_as_the_output_is_16bit_or_said_once_to_be_8bit(tiny_model_file, tmp_path, capsys):
+    """The torch engine, one file: a 16-bit gray master to a .tif is 16-bit RGB; to a .jpg it is 8-bit, as before,
+    and the run says so in one warning line naming the formats that keep 16 bits."""
+    import tifffile
+
+    levels = np.linspace(1000, 64000, 96 * 64).reshape(64, 96).astype(np.uint16)
+    Image.fromarray(levels).save(tmp_path / "master.tif")
+    assert _colorize(tiny_model_file, tmp_path / "master.tif", "-o", tmp_path / "out" / "color.tif") == 0
+    out = tifffile.imread(tmp_path / "out" / "color.tif")
+    assert out.dtype == np.uint16 and out.shape == (64, 96, 3)
+    assert "16-bit" not in capsys.readouterr().err
+    assert _colorize(tiny_model_file, tmp_path / "master.tif", "-o", tmp_path / "out" / "color.jpg") == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: 1 16-bit input written in 8 bits:"), err
+    assert "--format png or --format tif" in err
+    assert Image.open(tmp_path / "out" / "color.jpg").mode == "RGB"

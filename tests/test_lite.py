@@ -524,3 +524,25 @@ def test_both_engines_keep_a_16bit_masters_lightness_in_16_bits(tiny_pair, tmp_p
             assert out.dtype == np.uint16 and out.shape == (60, 90, 3)
             assert np.nanmax(_lightness_error(out, levels)) < 2
 
+
+def test_cli_writes_16bit_masters_in_16_bits_or_says_once_why_not(tmp_path, tiny_pair):
+    """A folder of 16-bit masters on the light install: TIFF outputs are 16-bit RGB; JPEG ones stay 8-bit (as before)
+    and the run says once, not once a photo, that they were written in 8 bits and which --format keeps them."""
+    _, path = tiny_pair
+    (tmp_path / "in").mkdir()
+    for i in range(2):
+        levels = (np.linspace(2000, 60000, 80 * 60).reshape(60, 80) + 900 * i).astype(np.uint16)
+        Image.fromarray(levels).save(tmp_path / "in" / f"m{i}.{('png', 'tif')[i]}")
+    make_photo(80, 60).convert("L").save(tmp_path / "in" / "eight.png")
+    run = _colorize_without_torch(str(tmp_path / "in"), "-o", str(tmp_path / "jpg"), "--format", "jpg",
+                                  "--model", str(path))
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("16-bit") == 1 and "warning: 2 16-bit inputs written in 8 bits" in run.stderr, run.stderr
+    assert "--format png or --format tif" in run.stderr
+    assert {Image.open(tmp_path / "jpg" / f"m{i}.jpg").mode for i in range(2)} == {"RGB"}
+    run = _colorize_without_torch(str(tmp_path / "in"), "-o", str(tmp_path / "tif"), "--format", "tif",
+                                  "--model", str(path))
+    assert run.returncode == 0 and "16-bit" not in run.stderr, run.stderr
+    for i in range(2):
+        assert _read16(tmp_path / "tif" / f"m{i}.tif").dtype == np.uint16
+    assert _read16(tmp_path / "tif" / "eight.tif").dtype == np.uint8  # 8-bit in, 8-bit out

@@ -43,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.add_argument("--format", choices=["same", "jpg", "png", "webp", "tif", "bmp"], default="same",
                    help="output format (same: as the input's, PNG for formats that cannot be written; an output file "
-                        "named with -o is in the format of its extension)")
+                        "named with -o is in the format of its extension). 16-bit gray scans come out as 16-bit RGB "
+                        "in png and tif, in 8 bits in jpg, webp and bmp")
     p.add_argument("--quality", type=_quality, default=DEFAULT_QUALITY, metavar="Q",
                    help=f"JPEG, WebP and AVIF quality, 1-100 (default {DEFAULT_QUALITY})")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
@@ -316,15 +317,31 @@ def run(args: argparse.Namespace) -> int:
     notes = [f"{d}: same file as {first}; done once" for d, first in plan.duplicates] + result.notes
     return _report(args, result.done, skipped, list(problems) + result.failed, record, recorded, notes=notes,
                    stopped=result.stopped, left=result.left, destination=named or out_dir, kinds=result.kinds,
-                   warned=result.warned)
+                   warned=result.warned, eight_bit=result.eight_bit)
+
+
+def _eight_bit_message(why: str, count: int) -> str:
+    """What the summary says, once a run, of the ``count`` 16-bit inputs written in 8 bits for reason ``why``
+    (:func:`colorize.io.written_in_8bits`)."""
+    inputs = f"{count} 16-bit input{'s' * (count != 1)}"
+    if why == "profile":
+        return (f"{inputs} written in 8 bits: an ICC profile other than sRGB is applied in 8 bits (convert the "
+                "scans to sRGB or untagged gray to keep 16 bits)")
+    return (f"{inputs} written in 8 bits: JPEG, WebP and BMP hold 8 bits a channel; --format png or --format tif "
+            "keeps 16 bits")
 
 
 def _report(args: argparse.Namespace, done: int, skipped: int, failed: list[str], record, recorded: int, *,
             notes: list[str] = (), stopped: str = "", left: int = 0, destination: Path | None = None,
-            kinds: dict[str, int] | None = None, warned: list[str] = ()) -> int:
+            kinds: dict[str, int] | None = None, warned: list[str] = (),
+            eight_bit: dict[str, int] | None = None) -> int:
     """Close the record, print the summary (with the inputs by tone: gray, toned, color), each note,
-    warning and failure; exit 130 after Ctrl-C, 1 if any failed."""
+    warning and failure, and once what of the 16-bit inputs was written in 8 bits; exit 130 after Ctrl-C, 1 if
+    any failed."""
     import sqlite3
+
+    from colorize.cli import format_warning
+    from colorize.io import Notice
 
     if record is not None:
         try:
@@ -340,6 +357,8 @@ def _report(args: argparse.Namespace, done: int, skipped: int, failed: list[str]
         print(f"  note: {msg}")
     for msg in warned:
         print(f"  warning: {msg}", file=sys.stderr)
+    for why, count in sorted((eight_bit or {}).items()):
+        print(format_warning(_eight_bit_message(why, count), Notice, __file__, 0), end="", file=sys.stderr)
     for msg in failed:
         print(f"  failed: {msg}", file=sys.stderr)
     if stopped:
