@@ -257,7 +257,8 @@ def test_a_tagged_16bit_master_is_read_through_its_profile_in_16_bits(tmp_path, 
 @pytest.mark.parametrize("ext", ["tif", "png"])
 def test_16bit_rgb_is_written_whole_with_what_outputs_keep(tmp_path, ext):
     """Pillow writes no 16-bit RGB: save_image writes an (H, W, 3) uint16 array as a 16-bit PNG (pypng) or TIFF
-    (tifffile), atomically and checked, with the dpi, the EXIF description and the transparency."""
+    (tifffile), atomically and checked, with the dpi, the EXIF description (its Exif and GPS IFDs too, which
+    tifffile does not write) and the transparency."""
     import png
     import tifffile
     from PIL import ExifTags
@@ -267,6 +268,8 @@ def test_16bit_rgb_is_written_whole_with_what_outputs_keep(tmp_path, ext):
     exif = Image.Exif()
     exif[ExifTags.Base.ImageDescription] = "grandma, 1931"
     exif[ExifTags.Base.Copyright] = "the family"
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "1931:05:01 10:00:00"  # sub-IFDs, in TIFF too
+    exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 30.0)
     alpha = Image.fromarray(np.where(np.arange(40)[None, :] < 25, 255, 0).repeat(30, 0).astype(np.uint8))
     for name, metadata in (("plain", {}), ("kept", {"dpi": (600.0, 300.0), "exif": exif.tobytes(), "alpha": alpha})):
         dst = tmp_path / f"{name}.{ext}"
@@ -285,5 +288,7 @@ def test_16bit_rgb_is_written_whole_with_what_outputs_keep(tmp_path, ext):
                 assert np.allclose(out.info["dpi"], (600, 300), rtol=1e-3)
                 assert out.getexif()[ExifTags.Base.ImageDescription] == "grandma, 1931"
                 assert out.getexif()[ExifTags.Base.Copyright] == "the family"
+                assert out.getexif().get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] == "1931:05:01 10:00:00"
+                assert out.getexif().get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] == (48.0, 51.0, 30.0)
     save_image(rgb, tmp_path / "eight.jpg", quality=100)  # a format of 8 bits: the nearest 8-bit levels
     assert Image.open(tmp_path / "eight.jpg").mode == "RGB"

@@ -17,6 +17,7 @@ import errno
 import io
 import os
 import re
+import struct
 import tempfile
 import threading
 import time
@@ -618,12 +619,15 @@ def save_image(img: Image.Image | np.ndarray, dst: str | Path, *, quality: int =
                  verify=lambda tmp: verify_image(tmp, img.size))
 
 
-def _exif_tags(exif: bytes) -> list[tuple]:
-    """The first IFD of EXIF bytes (:func:`kept_metadata`: description, camera, date, author, copyright, ...) as
-    tifffile's ``extratags``. Its Exif and GPS sub-IFDs are left out: tifffile writes no sub-IFDs."""
+_SUB_IFDS = (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)  # the EXIF's own IFDs an output keeps (kept_metadata)
+
+
+def _exif_tags(exif: Image.Exif) -> list[tuple]:
+    """The first IFD of kept EXIF (:func:`kept_metadata`: description, camera, date, author, copyright, ...) as
+    tifffile's ``extratags`` (its Exif and GPS IFDs: :func:`_append_sub_ifds`)."""
     tags = []
-    for tag, value in _first_ifd(exif).items():
-        if tag in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):
+    for tag, value in exif.items():
+        if tag in _SUB_IFDS:
             continue
         if isinstance(value, str):
             tags.append((tag, "s", 0, value, True))
@@ -634,16 +638,47 @@ def _exif_tags(exif: bytes) -> list[tuple]:
     return tags
 
 
-def _first_ifd(exif: bytes) -> dict:
-    parsed = Image.Exif()
-    parsed.load(exif)
-    return dict(parsed)
+def _append_sub_ifds(path: str, exif: Image.Exif) -> None:
+    """Add the EXIF's Exif and GPS IFDs (date taken, GPS, ...) to a classic little-endian TIFF tifffile wrote (it
+    writes no sub-IFDs, nor their pointers): each appended as Pillow's own TIFF writer serializes it, then a copy of
+    the first IFD with the pointers among its entries, which the header is made to point at (the old one is left,
+    unread: a few hundred bytes)."""
+    from PIL import TiffImagePlugin
+
+    subs = [tag for tag in _SUB_IFDS if exif.get_ifd(tag)]
+    if not subs:
+        return
+    with open(path, "r+b") as f:
+        head = f.read(8)
+        if head[:4] != b"II*\0":
+            raise ValueError("not the classic little-endian TIFF tifffile writes")
+        f.seek(int.from_bytes(head[4:], "little"))
+        count = int.from_bytes(f.read(2), "little")
+        entries = {int.from_bytes(e[:2], "little"): e for e in (f.read(12) for _ in range(count))}
+        following = f.read(4)  # the next IFD's offset (0: none)
+
+        def append(data: bytes) -> int:
+            end = f.seek(0, os.SEEK_END)
+            f.write(bytes(end % 2))  # IFDs start on a word boundary
+            f.write(data)
+            return end + end % 2
+
+        for tag in subs:
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(ifh=head, group=tag)
+            for key, value in exif.get_ifd(tag).items():
+                ifd[key] = value
+            end = f.seek(0, os.SEEK_END)
+            at = append(ifd.tobytes(end + end % 2))
+            entries[tag] = struct.pack("<HHII", tag, 4, 1, at)  # LONG: the sub-IFD's offset
+        first = append(struct.pack("<H", len(entries)) + b"".join(entries[t] for t in sorted(entries)) + following)
+        f.seek(4)
+        f.write(first.to_bytes(4, "little"))
 
 
 def _save_16bit(rgb: np.ndarray, dst: Path, fmt: str, metadata: dict) -> None:
     """Write (H, W, 3) uint16 sRGB as a 16-bit-per-channel PNG or TIFF, atomically and checked whole, keeping what
-    :func:`save_image` keeps where the format holds it: the dpi, the EXIF (PNG: all of it, in an eXIf chunk; TIFF:
-    its first IFD), the alpha (made 16-bit). Pillow writes no 16-bit RGB; tifffile (pure Python, numpy) writes the
+    :func:`save_image` keeps where the format holds it: the dpi, the EXIF (PNG: in an eXIf chunk; TIFF: its tags,
+    the Exif and GPS IFDs appended), the alpha (made 16-bit). Pillow writes no 16-bit RGB; tifffile (pure Python, numpy) writes the
     TIFF, uncompressed as Pillow's TIFFs are; pypng (one pure-Python module) the PNG, a row at a time through zlib
     at Pillow's level 6 (a 24-megapixel scan in ~7 s on one core, nearly all of it zlib, against ~3 s for its 8 bits).
     """
@@ -655,10 +690,15 @@ def _save_16bit(rgb: np.ndarray, dst: Path, fmt: str, metadata: dict) -> None:
     if fmt == "TIFF":
         import tifffile
 
+        parsed = Image.Exif()
+        parsed.load(exif or b"")
+
         def write(tmp: str) -> None:
             tifffile.imwrite(tmp, rgb, photometric="rgb", extrasamples=["unassalpha"] if channels == 4 else None,
                              resolution=tuple(dpi) if dpi else None, resolutionunit="INCH" if dpi else None,
-                             metadata=None, software=False, extratags=_exif_tags(exif) if exif else [])
+                             metadata=None, software=False, bigtiff=False, byteorder="<",
+                             extratags=_exif_tags(parsed))
+            _append_sub_ifds(tmp, parsed)
     else:
         import png
 
