@@ -381,11 +381,11 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
             up = upright(img)
             if kept is not None and (alpha := transparency(up)) is not None:
                 kept["alpha"] = alpha
-            deep = gray16(up)
+            deep = gray16(up) if keep_16bit or metadata else None
             if deep is not None and metadata:
                 kept[BITS] = 16
             if deep is not None and keep_16bit:
-                deep = _gray16_to_srgb(deep, _embedded_profile(up))
+                deep = _gray16_to_srgb(deep, _embedded_profile(up))  # None: LittleCMS refused its profile
             rgb = deep if deep is not None and keep_16bit else to_srgb(up, keep_gray=keep_gray)
             if kept is not None:
                 rgb.info = kept
