@@ -866,5 +866,5 @@ def test_a_16bit_master_named_as_the_output_is_16bit_or_said_once_to_be_8bit(tin
     assert _colorize(tiny_model_file, tmp_path / "master.tif", "-o", tmp_path / "out" / "color.jpg") == 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: 1 16-bit input written in 8 bits, "), err
-    assert "PNG and TIFF keep 16 bits: --format png or --format tif" in err
+    assert "PNG and TIFF keep 16 bits: --format png or --format tif (or an output named .png or .tif)" in err
     assert Image.open(tmp_path / "out" / "color.jpg").mode == "RGB"

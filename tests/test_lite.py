@@ -538,7 +538,7 @@ def test_cli_writes_16bit_masters_in_16_bits_or_says_once_why_not(tmp_path, tiny
                                   "--model", str(path))
     assert run.returncode == 0, run.stderr
     assert run.stderr.count("16-bit") == 1 and "warning: 2 16-bit inputs written in 8 bits" in run.stderr, run.stderr
-    assert "PNG and TIFF keep 16 bits: --format png or --format tif" in run.stderr
+    assert "PNG and TIFF keep 16 bits: --format png or --format tif (or an output named .png or .tif)" in run.stderr
     assert {Image.open(tmp_path / "jpg" / f"m{i}.jpg").mode for i in range(2)} == {"RGB"}
     run = _colorize_without_torch(str(tmp_path / "in"), "-o", str(tmp_path / "tif"), "--format", "tif",
                                   "--model", str(path))

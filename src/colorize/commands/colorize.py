@@ -327,8 +327,8 @@ def _eight_bit_message(why: str, count: int) -> str:
     if why == "profile":
         return (f"{inputs} written in 8 bits: an ICC profile other than sRGB is applied in 8 bits (convert the "
                 "scans to sRGB or untagged gray to keep 16 bits)")
-    return (f"{inputs} written in 8 bits, as their output format holds no more (JPEG, WebP, BMP); PNG and TIFF keep "
-            "16 bits: --format png or --format tif")
+    return (f"{inputs} written in 8 bits, which JPEG, WebP and BMP hold at most; PNG and TIFF keep 16 bits: "
+            "--format png or --format tif (or an output named .png or .tif)")
 
 
 def _report(args: argparse.Namespace, done: int, skipped: int, failed: list[str], record, recorded: int, *,
