@@ -3,13 +3,14 @@
 Genuine old photographs differ from a clean photo's lightness in ways a network trained on clean photos
 never saw: faded, lifted blacks and dull whites (a tone curve), soft focus and lens blur, film grain, and
 uneven fading across the print. :func:`age_lightness` draws such damage at random per photo, in torch (on
-the batch's device, differentiable-free and cheap). Training uses it on the network's *input* only (the
+the batch's device, cheap). Training uses it on the network's *input* only (the
 target colors stay the clean photo's: the network learns to see through the damage); ``benchmarks/
 aged_bench.py`` uses it to ask how well colors hold on aged inputs.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -68,8 +69,7 @@ def age_lightness(l: torch.Tensor, aging: Aging = Aging(), *, generator: torch.G
         return x * 100.0
     # tone: a gamma curve, then the range squeezed between lifted blacks and dulled whites
     tone = _chosen(aging.tone_p, n, generator, dev)
-    lo, hi = torch.log(torch.tensor(aging.gamma[0])), torch.log(torch.tensor(aging.gamma[1]))
-    gamma = torch.exp(_uniform((lo.item(), hi.item()), n, generator, dev))
+    gamma = torch.exp(_uniform((math.log(aging.gamma[0]), math.log(aging.gamma[1])), n, generator, dev))
     black, white = _uniform(aging.black, n, generator, dev), _uniform(aging.white, n, generator, dev)
     toned = black + (white - black) * x.clamp(0, 1).pow(gamma)
     x = torch.where(tone, toned, x)
