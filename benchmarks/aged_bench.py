@@ -26,7 +26,7 @@ from colorize import metrics
 from colorize.aging import age_lightness
 from colorize.color import rgb_to_l
 from colorize.data import find_images
-from colorize.evaluate import ImageNetClassifier, gray_baseline, load_truth, select
+from colorize.evaluate import ImageNetClassifier, format_interval, gray_baseline, load_truth, score_photo, select
 from colorize.pipeline import Colorizer, Prepared
 from colorize.shipped import resolve_model
 from tune_decoding import decoded  # benchmarks/: one way to decode a model for scoring
@@ -58,6 +58,7 @@ def main() -> None:
     torch.set_num_threads(2)
     paths = select(sorted(find_images(args.data)), args.limit)
     judge = ImageNetClassifier()
+
     def load(spec: str) -> Colorizer:
         if args.prior_correction is None and args.temperature is None:
             return Colorizer(spec)
@@ -69,24 +70,21 @@ def main() -> None:
     colorizers = {m: load(m) for m in args.models}
     gen = torch.Generator().manual_seed(args.seed)
     rows: dict[str, dict[str, list]] = {}
-
-    def add(name: str, rgb: torch.Tensor, truth: torch.Tensor, truth_logits: torch.Tensor) -> None:
-        logits, _ = judge(rgb)
-        r = rows.setdefault(name, {"psnr": [], "top1": [], "cf": [], "cf_truth": []})
-        r["psnr"].append(float(metrics.psnr(rgb[0], truth)))
-        r["top1"].append(float(metrics.top1_agreement(logits, truth_logits)[0]))
-        r["cf"].append(float(metrics.colorfulness(rgb[0])))
-        r["cf_truth"].append(float(metrics.colorfulness(truth)))
-
     for i, path in enumerate(paths):
         truth = load_truth(path, "crop256")
-        truth_logits, _ = judge(truth[None])
         l_clean = rgb_to_l(truth[None])
         l_aged = age_lightness(l_clean, generator=gen)
-        add("gray", gray_baseline(truth)[None], truth, truth_logits)
+        methods = {"gray": gray_baseline(truth)[None]}
         for m, c in colorizers.items():
-            add(f"{label(m)} clean", colorize_from(c, l_clean, l_clean), truth, truth_logits)
-            add(f"{label(m)} aged", colorize_from(c, l_clean, l_aged), truth, truth_logits)
+            methods[f"{label(m)} clean"] = colorize_from(c, l_clean, l_clean)
+            methods[f"{label(m)} aged"] = colorize_from(c, l_clean, l_aged)
+        scores = score_photo(torch.cat(list(methods.values())), truth, judge)  # one pass of the judge a photo
+        for j, name in enumerate(methods):
+            r = rows.setdefault(name, {"psnr": [], "top1": [], "cf": [], "cf_truth": []})
+            r["psnr"].append(float(scores["psnr"][j]))
+            r["top1"].append(float(scores["top1_agree"][j]))
+            r["cf"].append(float(scores["colorfulness"][j]))
+            r["cf_truth"].append(float(scores["colorfulness_truth"]))
         if (i + 1) % 50 == 0:
             print(f"{i + 1}/{len(paths)}", flush=True)
 
@@ -104,8 +102,7 @@ def main() -> None:
         dcf = metrics.delta_colorfulness(r["cf"], r["cf_truth"])
         summary["methods"][name] = {"psnr": np.mean(r["psnr"]), "top1": np.mean(r["top1"]), "delta_cf": dcf,
                                     "vs_gray_psnr": dp, "vs_gray_top1": dt}
-        print(f"| {name} | {dp['mean']:+.2f} [{dp['low']:+.2f}, {dp['high']:+.2f}] | "
-              f"{100 * dt['mean']:+.1f} [{100 * dt['low']:+.1f}, {100 * dt['high']:+.1f}] | {dcf:.1f} |")
+        print(f"| {name} | {format_interval(dp)} | {format_interval(dt, '+.1f', 100)} | {dcf:.1f} |")
     summary["gray"] = {"psnr": np.mean(gray["psnr"]), "top1": np.mean(gray["top1"])}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(summary, indent=1, default=float))
