@@ -259,6 +259,11 @@ def photo_array(arr: np.ndarray) -> tuple[np.ndarray, float]:
                     "(0..1) pixels, e.g. arr.astype(np.uint8)")
 
 
+def is_gray16(arr: np.ndarray) -> bool:
+    """Whether an array is a 16-bit gray photo (a master scan): (H, W) or (H, W, 1) uint16, in either byte order."""
+    return arr.dtype.kind == "u" and arr.dtype.itemsize == 2 and (arr.ndim == 2 or arr.ndim == 3 and arr.shape[2] == 1)
+
+
 def upright(img: Image.Image) -> Image.Image:
     """``img`` with its EXIF orientation applied (:func:`PIL.ImageOps.exif_transpose`), or ``img`` itself when
     there is none to apply (Pillow would copy it: 96 MB for a 24-megapixel photo)."""

@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 
 from colorize.batch import FileResult
-from colorize.io import (ARRAY_SHAPES, holds_16bit, load_input, pass_through, photo_array, save_image, to_srgb,
-                         upright, written_in_8bits)
+from colorize.io import (ARRAY_SHAPES, holds_16bit, is_gray16, load_input, pass_through, photo_array, save_image,
+                         to_srgb, upright, written_in_8bits)
 from colorize.layout import GRAPHS, L_CENTER, L_SCALE, check_color_options, strips, working_shape
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ class LiteColorizer:
             pixels, _ = photo_array(image)  # ValueError / TypeError naming a bad shape or dtype
             if pixels.dtype == np.uint8:
                 return self.colorize_uint8(pixels)
-            if pixels.ndim == 2 and pixels.dtype.kind == "u" and pixels.dtype.itemsize == 2:  # either byte order
+            if is_gray16(image):
                 return self.colorize_uint16(np.ascontiguousarray(pixels, dtype=np.uint16))
         raise TypeError(f"the light engine takes a PIL image, a uint8 array of shape {ARRAY_SHAPES} or a 16-bit gray "
                         f"one; other arrays and tensors {TORCH_ONLY}")

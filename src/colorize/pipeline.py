@@ -20,8 +20,8 @@ from PIL import Image
 from colorize import steps
 from colorize.color import normalize_l, rgb_to_l, uint8_to_l, uint16_gray_to_l
 from colorize.batch import FileResult
-from colorize.io import (check_unit_range, holds_16bit, pass_through, photo_array, save_image, to_srgb, upright,
-                         written_in_8bits)
+from colorize.io import (check_unit_range, holds_16bit, is_gray16, pass_through, photo_array, save_image, to_srgb,
+                         upright, written_in_8bits)
 from colorize.layout import check_color_options, strips, working_shape
 from colorize.models.base import optimize_for_inference
 from colorize.runtime import tune_allocator
@@ -398,9 +398,8 @@ class Colorizer:
 
 
 def _gray16(arr: np.ndarray) -> np.ndarray | None:
-    """A 16-bit gray photo's array, (H, W) or (H, W, 1) uint16 in either byte order, as an (H, W) native uint16 copy,
-    else None."""
-    if arr.dtype.kind != "u" or arr.dtype.itemsize != 2 or not (arr.ndim == 2 or arr.ndim == 3 and arr.shape[2] == 1):
+    """A 16-bit gray photo's array (:func:`colorize.io.is_gray16`) as an (H, W) native uint16 copy, else None."""
+    if not is_gray16(arr):
         return None
     pixels, _ = photo_array(arr)  # ValueError for an array without pixels
     return np.array(pixels, dtype=np.uint16)  # a native copy: torch takes no read-only or big-endian arrays
