@@ -105,3 +105,38 @@ def uvicorn_server(app, **config) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+# An archive's XMP catalogue entry for a gray scan, as Lightroom or Bridge writes it: properties as attributes and as
+# elements, a language alternative, a keyword bag, a struct; and what is not true of a colorized version (layout,
+# gray color mode, the scan's identity, Camera Raw's gray conversion), which must not reach it.
+ARCHIVE_XMP = b"""<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+ <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"
+   xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/"
+   xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" xmlns:stRef="http://ns.adobe.com/xap/1.0/sType/ResourceRef#"
+   xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/"
+   photoshop:Credit="Smith family archive" photoshop:ColorMode="1" tiff:Orientation="6"
+   xmpMM:DocumentID="xmp.did:scan-1931" xmpMM:InstanceID="xmp.iid:scan-1931" crs:ConvertToGrayscale="True">
+  <dc:title><rdf:Alt><rdf:li xml:lang="x-default">Grandma at the seaside, 1931</rdf:li></rdf:Alt></dc:title>
+  <dc:subject><rdf:Bag><rdf:li>family</rdf:li><rdf:li>Brighton</rdf:li></rdf:Bag></dc:subject>
+  <xmpMM:DerivedFrom rdf:parseType="Resource"><stRef:documentID>xmp.did:print-0042</stRef:documentID></xmpMM:DerivedFrom>
+  <crs:ToneCurve><rdf:Seq><rdf:li>0, 0</rdf:li><rdf:li>255, 255</rdf:li></rdf:Seq></crs:ToneCurve>
+ </rdf:Description>
+</rdf:RDF></x:xmpmeta>
+<?xpacket end="w"?>"""
+
+
+def assert_archive_xmp_kept(packet: bytes) -> None:
+    """``packet`` (an output's XMP) holds ARCHIVE_XMP's catalogue and none of what is not true of the output."""
+    from defusedxml import ElementTree
+
+    root = ElementTree.fromstring(packet)
+    found = {el.tag.rpartition("}")[2]: el for el in root.iter()}
+    names = {n.rpartition("}")[2]: v for el in root.iter() for n, v in el.attrib.items()}
+    texts = [el.text for el in root.iter() if el.text and el.text.strip()]
+    assert names["Credit"] == "Smith family archive"
+    assert {"Grandma at the seaside, 1931", "family", "Brighton", "xmp.did:print-0042"} <= set(texts)
+    assert "DerivedFrom" in found and "title" in found
+    for gone in ("ColorMode", "Orientation", "DocumentID", "InstanceID", "ConvertToGrayscale", "ToneCurve"):
+        assert gone not in names and gone not in found, gone

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from colorize.io import AtomicFile, ImageError, atomic_write, clean_stale_temporaries, decode, load_image, save_image
-from helpers import icc_profile, make_photo
+from helpers import ARCHIVE_XMP, assert_archive_xmp_kept, icc_profile, make_photo
 
 
 def test_decode_bytes_and_path_alike(tmp_path):
@@ -258,7 +258,7 @@ def test_a_tagged_16bit_master_is_read_through_its_profile_in_16_bits(tmp_path, 
 def test_16bit_rgb_is_written_whole_with_what_outputs_keep(tmp_path, ext):
     """Pillow writes no 16-bit RGB: save_image writes an (H, W, 3) uint16 array as a 16-bit PNG (pypng) or TIFF
     (tifffile), atomically and checked, with the dpi, the EXIF description (its Exif and GPS IFDs too, which
-    tifffile does not write) and the transparency."""
+    tifffile does not write), the XMP and the transparency."""
     import png
     import tifffile
     from PIL import ExifTags
@@ -271,7 +271,10 @@ def test_16bit_rgb_is_written_whole_with_what_outputs_keep(tmp_path, ext):
     exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "1931:05:01 10:00:00"  # sub-IFDs, in TIFF too
     exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 30.0)
     alpha = Image.fromarray(np.where(np.arange(40)[None, :] < 25, 255, 0).repeat(30, 0).astype(np.uint8))
-    for name, metadata in (("plain", {}), ("kept", {"dpi": (600.0, 300.0), "exif": exif.tobytes(), "alpha": alpha})):
+    from colorize.io import kept_xmp
+
+    kept = {"dpi": (600.0, 300.0), "exif": exif.tobytes(), "alpha": alpha, "xmp": kept_xmp(ARCHIVE_XMP)}
+    for name, metadata in (("plain", {}), ("kept", kept)):
         dst = tmp_path / f"{name}.{ext}"
         save_image(rgb, dst, metadata=metadata)
         if ext == "tif":
@@ -290,5 +293,51 @@ def test_16bit_rgb_is_written_whole_with_what_outputs_keep(tmp_path, ext):
                 assert out.getexif()[ExifTags.Base.Copyright] == "the family"
                 assert out.getexif().get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] == "1931:05:01 10:00:00"
                 assert out.getexif().get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] == (48.0, 51.0, 30.0)
+                assert_archive_xmp_kept(out.info["xmp"])
     save_image(rgb, tmp_path / "eight.jpg", quality=100)  # a format of 8 bits: the nearest 8-bit levels
     assert Image.open(tmp_path / "eight.jpg").mode == "RGB"
+
+
+@pytest.mark.parametrize("ext", ["png", "tif", "webp", "jpg"])
+def test_xmp_is_read_from_and_written_to_every_format_that_holds_it(tmp_path, ext):
+    """An XMP packet read from a photo of each format, with its EXIF, reaches a colorized version of each format
+    (a TIFF's XMP is a tag beside its EXIF tags: both kept), cleaned; BMP holds none and is written without."""
+    from PIL import ExifTags
+
+    from colorize.io import _xmp_options, format_of
+
+    exif = Image.Exif()
+    exif[ExifTags.Base.Copyright] = "the family"
+    src = tmp_path / f"scan.{ext}"
+    fmt = format_of(src.suffix)
+    make_photo(40, 30).convert("L").save(src, **{"exif": exif.tobytes(), **_xmp_options(fmt, ARCHIVE_XMP, exif.tobytes())})
+    photo = load_image(src, metadata=True)
+    for out_ext in ("png", "tif", "webp", "jpg", "bmp"):
+        dst = tmp_path / "out" / f"{ext}.{out_ext}"
+        save_image(photo, dst, metadata=photo.info)
+        with Image.open(dst) as out:
+            assert out.size == (30, 40)  # turned upright by the XMP's orientation (Pillow reads it), as viewers do
+            if out_ext == "bmp":
+                assert "xmp" not in out.info
+                continue
+            assert_archive_xmp_kept(out.info["xmp"])
+            assert out.getexif()[ExifTags.Base.Copyright] == "the family", (ext, out_ext)
+
+
+def test_xmp_that_cannot_be_kept_is_left_out():
+    """Malformed XML, a DTD's entity expansion ("billion laughs"), and a packet with nothing true of the output
+    give no XMP: the photo is still colorized, without it. A packet past a JPEG segment is not written there."""
+    from colorize.io import _xmp_options, kept_xmp
+
+    assert kept_xmp(ARCHIVE_XMP.replace(b"</rdf:RDF>", b"")) is None
+    laughs = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+              b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" dc:format="&b;"/></rdf:RDF></x:xmpmeta>')
+    assert kept_xmp(laughs) is None and kept_xmp(laughs.replace(b"&b;", b"image/jpeg")) is None  # any DTD
+    assert kept_xmp(laughs.split(b"]>")[1].replace(b"&b;", b"image/jpeg")) is not None  # the same without one
+    only_layout = (b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+                   b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF>')
+    assert kept_xmp(only_layout) is None
+    assert kept_xmp(ARCHIVE_XMP.decode("utf-8") + "\0\0  ") is not None  # text, padded out, is read too
+    huge = kept_xmp(ARCHIVE_XMP.replace(b"family</rdf:li>", b"family</rdf:li>" + b"<rdf:li>x</rdf:li>" * 5000))
+    assert len(huge) > 65_535 and _xmp_options("JPEG", huge) == {} and _xmp_options("PNG", huge)

@@ -339,7 +339,8 @@ def kept_metadata(img: Image.Image) -> dict:
     """What a colorized version of ``img`` (as opened, before :func:`upright`) keeps of its metadata, as
     ``save`` options for :func:`save_image`: ``dpi`` (its print size; turned with the photo) and ``exif``: the
     description (date, camera, author, copyright, GPS, ...), without the orientation (applied: a viewer would turn
-    it twice), the thumbnail (of the gray photo) and the color space (the output is sRGB)."""
+    it twice), the thumbnail (of the gray photo) and the color space (the output is sRGB); and ``xmp``: the XMP
+    packet (captions, keywords, credits, rights), less the same things (:func:`kept_xmp`)."""
     kept: dict = {}
     try:  # metadata is kept where it can be read: a photo is never refused for it
         source = img.getexif()
@@ -359,7 +360,73 @@ def kept_metadata(img: Image.Image) -> dict:
             kept["exif"] = exif.tobytes()
     except Exception:  # Pillow's parsers raise many kinds on damaged EXIF
         pass
+    packet = img.info.get("xmp")  # JPEG, PNG, WebP, TIFF, AVIF
+    if isinstance(packet, (bytes, str)) and (xmp := kept_xmp(packet)):
+        kept["xmp"] = xmp
     return kept
+
+
+# What of a photo's XMP its colorized version keeps: all of it (title, caption, keywords, people, places, credit,
+# rights, an archive's own fields) but what is not true of the output, by namespace: its layout and size (the
+# orientation is applied), its gray color mode and profile, its identity (the output is a new document; where it
+# came from stays), its thumbnail, and Camera Raw's develop settings, all of them: Lightroom applies those it finds
+# in a JPEG's or TIFF's XMP, a conversion to black and white among them.
+_XMP_ALL = None
+_XMP_DROPPED: dict[str, set[str] | None] = {
+    "http://ns.adobe.com/tiff/1.0/": {
+        "Orientation", "ImageWidth", "ImageLength", "BitsPerSample", "PhotometricInterpretation", "SamplesPerPixel",
+        "Compression", "PlanarConfiguration", "YCbCrSubSampling", "YCbCrPositioning"},
+    "http://ns.adobe.com/exif/1.0/": {
+        "PixelXDimension", "PixelYDimension", "ColorSpace", "ComponentsConfiguration", "CompressedBitsPerPixel"},
+    "http://ns.adobe.com/photoshop/1.0/": {"ColorMode", "ICCProfile"},
+    "http://ns.adobe.com/xap/1.0/mm/": {"InstanceID", "DocumentID"},
+    "http://ns.adobe.com/xap/1.0/": {"Thumbnails"},
+    "http://ns.adobe.com/xmp/note/": {"HasExtendedXMP"},  # the extended packet (other JPEG segments) is not read
+    "http://ns.adobe.com/camera-raw-settings/1.0/": _XMP_ALL,
+}
+_RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+_XPACKET = (b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n', b'\n<?xpacket end="w"?>')
+
+
+def kept_xmp(packet: bytes | str) -> bytes | None:
+    """The XMP packet a colorized version of a photo keeps (``_XMP_DROPPED`` left out), as UTF-8 in an
+    ``xpacket`` wrapper; None when nothing is left or the packet is not well-formed XML (it is then not copied).
+
+    Parsed by defusedxml, which refuses a DTD's entities (an XMP packet has none: a "billion laughs" file is
+    refused, not expanded); written by ElementTree under the packet's own namespace prefixes."""
+    import xml.etree.ElementTree as ET
+
+    from defusedxml import ElementTree as SafeET
+
+    data = packet.encode("utf-8") if isinstance(packet, str) else packet
+    data = data.rstrip(b"\0 \t\r\n")  # packets are often padded out
+    try:
+        prefixes = {prefix: uri for _, (prefix, uri) in SafeET.iterparse(io.BytesIO(data), events=("start-ns",))}
+        root = SafeET.fromstring(data)
+    except Exception:  # malformed XML, a DTD, a wrong encoding: defusedxml's and expat's errors are many
+        return None
+
+    def dropped(name: str) -> bool:
+        uri, _, local = name[1:].partition("}") if name.startswith("{") else ("", "", name)
+        names = _XMP_DROPPED.get(uri, set())
+        return names is _XMP_ALL or local in names
+
+    kept = 0
+    for description in root.iter(_RDF + "Description"):
+        for name in [n for n in description.attrib if dropped(n)]:
+            del description.attrib[name]
+        for child in [c for c in description if dropped(c.tag)]:
+            description.remove(child)
+        kept += len(description) + sum(not n.startswith(_RDF) for n in description.attrib)
+    if not kept:
+        return None
+    for prefix, uri in prefixes.items():
+        if prefix and not re.fullmatch(r"ns\d+", prefix):
+            try:  # ElementTree names namespaces by a global table: the packet's own prefixes are put in it
+                ET.register_namespace(prefix, uri)
+            except ValueError:
+                pass
+    return _XPACKET[0] + ET.tostring(root, encoding="utf-8", xml_declaration=False) + _XPACKET[1]
 
 
 def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool = False, keep_16bit: bool = False,
@@ -597,7 +664,7 @@ def save_image(img: Image.Image | np.ndarray, dst: str | Path, *, quality: int =
 
     ``img``: a PIL image, or an (H, W, 3) uint16 RGB array (a 16-bit master's colorized version), written with 16
     bits a channel as PNG or TIFF (:func:`_save_16bit`) and brought to 8 bits for the other formats.
-    ``metadata``: ``dpi`` and ``exif`` to write (:func:`kept_metadata`) and the ``alpha`` channel
+    ``metadata``: ``dpi``, ``exif`` and ``xmp`` to write (:func:`kept_metadata`) and the ``alpha`` channel
     (:func:`transparency`) to put back, where the format holds them."""
     dst = Path(dst)
     fmt = format_of(dst.suffix)
@@ -617,6 +684,7 @@ def save_image(img: Image.Image | np.ndarray, dst: str | Path, *, quality: int =
     options.update({k: v for k, v in (metadata or {}).items() if k in ("dpi", "exif")})
     if fmt == "JPEG" and len(options.get("exif", b"")) > _JPEG_EXIF_BYTES:
         del options["exif"]  # a PNG's or TIFF's long description: past what a JPEG holds, it is left out
+    options.update(_xmp_options(fmt, (metadata or {}).get("xmp"), options.get("exif")))
     alpha = (metadata or {}).get("alpha")
     if alpha is not None and fmt in _WITH_ALPHA and img.mode == "RGB" and alpha.size == img.size:
         img = Image.merge("RGBA", (*img.split(), alpha))
@@ -624,6 +692,29 @@ def save_image(img: Image.Image | np.ndarray, dst: str | Path, *, quality: int =
                  verify=lambda tmp: verify_image(tmp, img.size))
 
 
+def _xmp_options(fmt: str, xmp: bytes | None, exif: bytes | None = None) -> dict:
+    """Pillow's ``save`` options that write an XMP packet (:func:`kept_xmp`) into a file of format ``fmt`` beside
+    the ``exif`` of the other options: none for BMP, which holds none, nor for a packet past what a JPEG's one
+    segment holds (Extended XMP is not written)."""
+    if not xmp or (fmt == "JPEG" and len(xmp) > _JPEG_XMP_BYTES):
+        return {}
+    if fmt == "PNG":
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(_PNG_XMP_KEY, xmp.decode("utf-8"))
+        return {"pnginfo": info}
+    if fmt == "TIFF":  # a tag of the first IFD, which Pillow writes from the EXIF (a tiffinfo would replace it)
+        tags = Image.Exif()
+        tags.load(exif or b"")
+        tags[_TIFF_XMP_TAG] = xmp
+        return {"exif": tags.tobytes()}
+    return {"xmp": xmp} if fmt in ("JPEG", "WEBP", "AVIF") else {}
+
+
+_JPEG_XMP_BYTES = _JPEG_EXIF_BYTES - len(b"http://ns.adobe.com/xap/1.0/\0")  # the segment names its namespace
+_PNG_XMP_KEY = "XML:com.adobe.xmp"  # an iTXt chunk's keyword for XMP
+_TIFF_XMP_TAG = 700  # XMLPacket, bytes
 _SUB_IFDS = (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)  # the EXIF's own IFDs an output keeps (kept_metadata)
 
 
@@ -683,7 +774,7 @@ def _append_sub_ifds(path: str, exif: Image.Exif) -> None:
 def _save_16bit(rgb: np.ndarray, dst: Path, fmt: str, metadata: dict) -> None:
     """Write (H, W, 3) uint16 sRGB as a 16-bit-per-channel PNG or TIFF, atomically and checked whole, keeping what
     :func:`save_image` keeps where the format holds it: the dpi, the EXIF (PNG: in an eXIf chunk; TIFF: its tags,
-    the Exif and GPS IFDs appended), the alpha (made 16-bit).
+    the Exif and GPS IFDs appended), the XMP, the alpha (made 16-bit).
 
     Pillow writes no 16-bit RGB. tifffile (pure Python over numpy) writes the TIFF, uncompressed as Pillow's TIFFs
     are; pypng (one pure-Python module) the PNG, a row at a time through zlib at Pillow's level 6. A 6000x4000
@@ -695,7 +786,7 @@ def _save_16bit(rgb: np.ndarray, dst: Path, fmt: str, metadata: dict) -> None:
     if alpha is not None and alpha.size == (rgb.shape[1], rgb.shape[0]):
         rgb = np.dstack([rgb, np.asarray(alpha, np.uint16) * np.uint16(257)])  # (H, W, 4): 8-bit alpha in 16 bits
     height, width, channels = rgb.shape
-    dpi, exif = metadata.get("dpi"), metadata.get("exif")
+    dpi, exif, xmp = metadata.get("dpi"), metadata.get("exif"), metadata.get("xmp")
     if fmt == "TIFF":
         import tifffile
 
@@ -706,16 +797,18 @@ def _save_16bit(rgb: np.ndarray, dst: Path, fmt: str, metadata: dict) -> None:
             tifffile.imwrite(tmp, rgb, photometric="rgb", extrasamples=["unassalpha"] if channels == 4 else None,
                              resolution=tuple(dpi) if dpi else None, resolutionunit="INCH" if dpi else None,
                              metadata=None, software=False, bigtiff=False, byteorder="<",
-                             extratags=_exif_tags(parsed))
+                             extratags=_exif_tags(parsed) + ([(_TIFF_XMP_TAG, "B", len(xmp), xmp, True)] if xmp else []))
             _append_sub_ifds(tmp, parsed)
     else:
         import png
 
         class Writer(png.Writer):
-            def write_preamble(self, outfile) -> None:  # IHDR, pHYs, ...; then the EXIF, before the pixels
+            def write_preamble(self, outfile) -> None:  # IHDR, pHYs, ...; then the EXIF and XMP, before the pixels
                 super().write_preamble(outfile)
                 if exif:
                     png.write_chunk(outfile, b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif)
+                if xmp:  # iTXt: keyword, uncompressed, no language, no translated keyword, UTF-8 text
+                    png.write_chunk(outfile, b"iTXt", _PNG_XMP_KEY.encode("latin-1") + b"\0\0\0\0\0" + xmp)
 
         ppm = {"x_pixels_per_unit": round(dpi[0] / 0.0254), "y_pixels_per_unit": round(dpi[1] / 0.0254),
                "unit_is_meter": True} if dpi else {}
