@@ -156,6 +156,26 @@ def test_record_follows_inputs_and_settings(photo_dir, tmp_path, tiny_model_file
         assert "starting a new record" in capsys.readouterr().out
 
 
+def test_record_follows_the_weights_behind_the_model(photo_dir, tmp_path, tiny_model_file, counted, capsys):
+    """The record keyed the model by its name or path: a retrained file at the same path (or a release's new shipped
+    weights under the same name) found every photo 'done before (record)' and kept the old model's colors."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "mine.safetensors"
+    shutil.copy(tiny_model_file, weights)
+    args = [str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(weights), "--record", "--overwrite", "-q"]
+    assert main(args) == 0 and sum(counted.values()) == 12
+    assert main(args) == 0 and sum(counted.values()) == 12  # the same weights: all recorded
+    with safe_open(weights, "pt") as f:  # retrained: other weights at the same path
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    save_file({k: v + 1 if v.is_floating_point() else v for k, v in tensors.items()}, weights, metadata=meta)
+    assert main(args) == 0 and sum(counted.values()) == 24
+    assert "starting a new record" in capsys.readouterr().out
+
+
 def test_record_follows_the_contents_of_the_hints_file(photo_dir, tmp_path, tiny_model_file, counted, capsys):
     """The record held the --hints file's name alone: after editing its colors, a rerun with --overwrite found every
     photo 'done before (record)' and wrote none of the new colors."""

@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from colorize import __version__
+from colorize import __version__, shipped
 from colorize.batch import (DEFAULT_OUTPUT, DEFAULT_QUALITY, LOCAL_WORKERS, MODEL_ERRORS, colorize_files,
                             conflicts, output_file, plan_outputs, usable_colorizer)
 from colorize.cli import SUBCOMMANDS
@@ -267,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {len(stale)} temporary file(s) left by an interrupted run (e.g. {stale[0]})")
     record, recorded = None, 0
     if shard or getattr(args, "record", False):
-        settings = {k: getattr(args, k) for k in ("model", "size", "temperature", "saturation", "format")}
+        settings = {k: getattr(args, k) for k in ("size", "temperature", "saturation", "format")}
+        settings["model"] = shipped.model_identity(args.model)  # its weights: new ones behind the name redo all
         # what else changes the files, named only away from its default (a record made without them still holds)
         settings.update({k: v for k, v, default in [("quality", args.quality, DEFAULT_QUALITY),
                                                     ("keep_color", args.keep_color, False),
