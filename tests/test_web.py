@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageOps
 
-from helpers import make_photo, tiny_bins_model, uvicorn_server
+from helpers import ARCHIVE_XMP, assert_archive_xmp_kept, make_photo, tiny_bins_model, uvicorn_server
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -132,6 +132,35 @@ def test_exif_orientation_applied(client):
     r = post_file(client, gray_jpeg(96, 64, exif=exif))
     assert r.status_code == 200
     assert Image.open(io.BytesIO(r.content)).size == (64, 96)
+
+
+def test_the_answer_keeps_what_the_clis_files_keep(client):
+    """The page's answer, first and re-rendered with hints, keeps the upload's date, caption, GPS, XMP catalogue and
+    print size, as the CLI's files do, and a cut-out stays transparent in PNG; the web app used to drop them all."""
+    from PIL import ExifTags
+
+    exif = Image.Exif()
+    exif[ExifTags.Base.ImageDescription] = "grandma, 1931"
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "1931:05:01 10:00:00"
+    exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 30.0)
+    r = post_file(client, gray_jpeg(96, 64, exif=exif, xmp=ARCHIVE_XMP, dpi=(600, 600)))
+    rendered = client.post(f"/api/photos/{r.headers['x-photo-id']}/render", json={"hints": [{"x": 5, "y": 5,
+                                                                                             "color": "red"}]})
+    for answer in (r, rendered):
+        assert answer.status_code == 200, answer.text
+        with Image.open(io.BytesIO(answer.content)) as out:
+            kept = out.getexif()
+            assert out.size == (64, 96)  # turned upright by the XMP's orientation, which is not kept
+            assert kept[ExifTags.Base.ImageDescription] == "grandma, 1931"
+            assert kept.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] == "1931:05:01 10:00:00"
+            assert kept.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] == (48.0, 51.0, 30.0)
+            assert np.allclose(out.info["dpi"], (600, 600))
+            assert_archive_xmp_kept(out.info["xmp"])
+    cutout = make_photo(96, 64).convert("LA")
+    cutout.putalpha(Image.fromarray(np.where(np.arange(96)[None, :] < 40, 255, 0).repeat(64, 0).astype(np.uint8)))
+    r = post_file(client, encode(cutout, "PNG"), name="cutout.png", mime="image/png")
+    with Image.open(io.BytesIO(r.content)) as out:
+        assert out.mode == "RGBA" and np.array_equal(np.asarray(out.getchannel("A")), np.asarray(cutout.getchannel("A")))
 
 
 def test_request_options(client):

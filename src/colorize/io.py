@@ -449,10 +449,8 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
                 warnings.warn(ImageNote(f"{path}: has {frames} frames (pages); only the first is colorized"),
                               stacklevel=2)
             img.load()
-            kept = kept_metadata(img) if metadata else None
             up = upright(img)
-            if kept is not None and (alpha := transparency(up)) is not None:
-                kept["alpha"] = alpha
+            kept = _kept(img, up) if metadata else None
             deep = gray16(up) if keep_16bit or metadata else None
             if deep is not None and metadata:
                 kept[BITS] = 16
@@ -509,18 +507,31 @@ def written_in_8bits(img: Image.Image, dst: str | Path) -> str:
     return "profile" if holds_16bit(dst) else "format"
 
 
-def decode(img: Image.Image, name: str | Path) -> Image.Image:
+def decode(img: Image.Image, name: str | Path, *, metadata: bool = False) -> Image.Image:
     """An opened image (e.g. identified from its header alone) decoded to 8-bit RGB with EXIF orientation
-    applied, then closed, as :func:`load_image` does for files. Raises :class:`ImageError` (naming
-    ``name``) for truncated, corrupt or too small images."""
+    applied, then closed, as :func:`load_image` does for files (``metadata``: its ``info`` is what a colorized
+    version keeps, as there). Raises :class:`ImageError` (naming ``name``) for truncated, corrupt or too small
+    images."""
     try:
         with img:
             img.load()
-            rgb = to_srgb(upright(img))
+            up = upright(img)
+            rgb = to_srgb(up)
+            if metadata:
+                rgb.info = _kept(img, up)
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(name, decode_failure(e)) from None
     check_size(rgb, name)
     return rgb
+
+
+def _kept(img: Image.Image, up: Image.Image) -> dict:
+    """What a colorized version keeps of a photo opened as ``img`` and turned upright as ``up``: its metadata
+    (:func:`kept_metadata`) and its ``alpha`` (:func:`transparency`), the image itself being composited onto white."""
+    kept = kept_metadata(img)
+    if (alpha := transparency(up)) is not None:
+        kept["alpha"] = alpha
+    return kept
 
 
 def decode_failure(e: BaseException) -> str:
@@ -680,16 +691,27 @@ def save_image(img: Image.Image | np.ndarray, dst: str | Path, *, quality: int =
     if longest is not None and max(img.size) > longest:
         raise ValueError(f"{img.width}x{img.height} is too large for {dst.suffix} (at most {longest:,} pixels a side); "
                          "write it as PNG or TIFF (--format png)")
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP", "AVIF") else {}
-    options.update({k: v for k, v in (metadata or {}).items() if k in ("dpi", "exif")})
-    if fmt == "JPEG" and len(options.get("exif", b"")) > _JPEG_EXIF_BYTES:
-        del options["exif"]  # a PNG's or TIFF's long description: past what a JPEG holds, it is left out
-    options.update(_xmp_options(fmt, (metadata or {}).get("xmp"), options.get("exif")))
-    alpha = (metadata or {}).get("alpha")
-    if alpha is not None and fmt in _WITH_ALPHA and img.mode == "RGB" and alpha.size == img.size:
-        img = Image.merge("RGBA", (*img.split(), alpha))
+    img, options = prepared_for(img, fmt, quality=quality, metadata=metadata)
     atomic_write(dst, lambda tmp: img.save(tmp, format=fmt, **options),
                  verify=lambda tmp: verify_image(tmp, img.size))
+
+
+def prepared_for(img: Image.Image, fmt: str, *, quality: int = 95, metadata: dict | None = None
+                 ) -> tuple[Image.Image, dict]:
+    """An 8-bit photo and Pillow's ``save`` options to write it as ``fmt`` (a Pillow format name) with what
+    :func:`kept_metadata` kept of its source, where the format holds it: the dpi, the EXIF (left out of a JPEG past
+    what one segment holds), the XMP, and the ``alpha`` put back (PNG, WebP, TIFF). :func:`save_image` writes files
+    with it, the web app its answers."""
+    metadata = metadata or {}
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP", "AVIF") else {}
+    options.update({k: v for k, v in metadata.items() if k in ("dpi", "exif")})
+    if fmt == "JPEG" and len(options.get("exif", b"")) > _JPEG_EXIF_BYTES:
+        del options["exif"]  # a PNG's or TIFF's long description: past what a JPEG holds, it is left out
+    options.update(_xmp_options(fmt, metadata.get("xmp"), options.get("exif")))
+    alpha = metadata.get("alpha")
+    if alpha is not None and fmt in _WITH_ALPHA and img.mode == "RGB" and alpha.size == img.size:
+        img = Image.merge("RGBA", (*img.split(), alpha))
+    return img, options
 
 
 def _xmp_options(fmt: str, xmp: bytes | None, exif: bytes | None = None) -> dict:

@@ -44,7 +44,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colorize import __version__
-from colorize.io import ImageError, decode
+from colorize.io import ImageError, decode, prepared_for
 from colorize.hints import Hint, as_hints, hints_from_json, hints_from_tint, hints_to_json
 from colorize.pipeline import Colorizer, Prediction
 from colorize.tone import ToneReport, classify
@@ -155,14 +155,14 @@ def open_upload(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
 
 
 def decode_upload(img: Image.Image, name: str) -> Image.Image:
-    """Decode an opened upload to 8-bit RGB with EXIF orientation applied, as
-    :func:`colorize.io.load_image` does for files (:func:`colorize.io.decode`).
+    """Decode an opened upload to 8-bit RGB with EXIF orientation applied, its ``info`` what the colorized version
+    keeps (metadata, transparency), as :func:`colorize.io.load_image` does for files (:func:`colorize.io.decode`).
 
     Raises:
         UploadRejected: 422 for truncated, corrupt or too small images.
     """
     try:
-        return decode(img, name)
+        return decode(img, name, metadata=True)
     except ImageError as e:
         raise UploadRejected(name, e.reason, 422) from None
 
@@ -172,15 +172,19 @@ def load_image_bytes(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PI
     return decode_upload(open_upload(data, name, max_pixels=max_pixels), name)
 
 
-def encode_image(img: Image.Image, source_format: str | None) -> tuple[bytes, str, str]:
-    """Encode in the upload's format when it is JPEG, PNG or WebP, else as PNG.
+def encode_image(img: Image.Image, source_format: str | None, metadata: dict | None = None
+                 ) -> tuple[bytes, str, str]:
+    """Encode in the upload's format when it is JPEG, PNG or WebP, else as PNG, with what the CLI's files keep of
+    the upload (``metadata``, :func:`colorize.io.prepared_for`: date, caption, GPS, XMP, dpi, transparency).
 
     Returns:
         (bytes, media type, extension)
     """
     fmt, media_type, ext = OUTPUT_FORMATS.get(source_format or "", OUTPUT_FORMATS["PNG"])
+    img, options = prepared_for(img, fmt, quality=JPEG_QUALITY, metadata=metadata)
+    if fmt == "PNG":
+        options["compress_level"] = 3  # an answer waited for: a 1280x800 photo in 0.10 s, 15% larger, against 0.24 s
     buf = io.BytesIO()
-    options: dict[str, Any] = {"quality": JPEG_QUALITY} if fmt in ("JPEG", "WEBP") else {"compress_level": 3}
     img.save(buf, format=fmt, **options)
     return buf.getvalue(), media_type, ext
 
@@ -400,12 +404,14 @@ class Photo:
     colorizer: Colorizer  # the request's options (working size, temperature, saturation)
     tint: list[Hint] | None = None  # a hand-tinted photo's own colors as hints (empty unless tone.kind is "color")
     frames: int = 1  # frames (pages) in the upload; only the first was colorized
+    metadata: dict | None = None  # what its colorized version keeps (colorize.io.decode): EXIF, XMP, alpha, ...
 
     @property
     def nbytes(self) -> int:
         p = self.prediction
         tensors = [p.prepared.l_full, p.prepared.l_small, p.ab] + ([p.confidence] if p.confidence is not None else [])
-        return sum(t.numel() * t.element_size() for t in tensors)
+        alpha = (self.metadata or {}).get("alpha")  # a transparent upload's alpha, one byte a pixel
+        return sum(t.numel() * t.element_size() for t in tensors) + (alpha.width * alpha.height if alpha else 0)
 
 
 class PhotoCache:
@@ -463,7 +469,7 @@ def analyze_upload(colorizer: Colorizer, img: Image.Image, name: str, pid: str) 
     tint = hints_from_tint(rgb) if tone.kind == "color" else []
     with_confidence = colorizer.has_confidence
     prediction = colorizer.analyze(rgb, confidence=with_confidence)
-    return Photo(pid, prediction, source_format, name, tone, colorizer, tint, frames)
+    return Photo(pid, prediction, source_format, name, tone, colorizer, tint, frames, rgb.info)
 
 
 def render_photo(photo: Photo, hints: list[Hint], *, tint_as_hints: bool = False) -> tuple[bytes, str, str]:
@@ -474,7 +480,7 @@ def render_photo(photo: Photo, hints: list[Hint], *, tint_as_hints: bool = False
         img = photo.colorizer.render(photo.prediction, hints=hints)
     except ValueError as e:
         raise ApiError(422, "bad_hints", str(e)) from None
-    return encode_image(img, photo.source_format)
+    return encode_image(img, photo.source_format, photo.metadata)
 
 
 def confidence_png(photo: Photo) -> bytes:
