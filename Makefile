@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned: this machine ships these wheels; never let pip pick an unpinned torch
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[torch,train,web,video,eval,onnx,ray,dev]'
+	$(BIN)/pip install -q -e '.[torch,train,web,video,eval,onnx,ray,heif,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -362,7 +362,8 @@ def test_every_input_is_accounted_for_by_name(tiny_model_file, tmp_path, capsys)
     from colorize.data import IMAGE_EXTENSIONS
 
     avif = "" if ".avif" in IMAGE_EXTENSIONS else "unsupported"  # read by this Pillow: a broken file, here
-    expected = {"folder.jpg": "folder", "phone.heic": "unsupported", "modern.avif": avif,
+    heic = "" if ".heic" in IMAGE_EXTENSIONS else "unsupported"  # read with the heif extra: a broken file, here
+    expected = {"folder.jpg": "folder", "phone.heic": heic, "modern.avif": avif,
                 "gone.jpg": "broken symlink", "loop": "symlink loop", "self.jpg": "symlink loop"}
     for name, reason in expected.items():
         assert any(name in ln and reason in ln for ln in failures), (name, captured.err)
@@ -370,9 +371,41 @@ def test_every_input_is_accounted_for_by_name(tiny_model_file, tmp_path, capsys)
     assert "done: 2" in captured.out and f"failed: {len(expected)}" in captured.out
 
     # named one by one, or by a pattern, the same reason (it used to be "not an image file (unrecognized format)")
-    for named in ([src / "phone.heic", src / "a.jpg"], [str(src / "*.heic"), src / "a.jpg"]):
+    (src / "camera.dng").write_bytes(b"II*\x00")
+    for named in ([src / "camera.dng", src / "a.jpg"], [str(src / "*.dng"), src / "a.jpg"]):
         assert _colorize(tiny_model_file, *named, "-o", tmp_path / "named") == 1
-        assert "phone.heic: unsupported format (.heic); convert it" in capsys.readouterr().err
+        assert "camera.dng: unsupported format (.dng); convert it" in capsys.readouterr().err
+
+
+def test_phone_photos_in_heic_are_colorized_to_jpeg(tiny_model_file, tmp_path, capsys, monkeypatch):
+    """A phone's photos of an album are HEIC: read with the heif extra (pillow-heif, which turns them upright
+    itself), colorized to JPEG by default with their EXIF kept; without the extra, named with the way to get it.
+    They used to be refused, to be converted first."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import ExifTags
+
+    from colorize import data
+
+    src = tmp_path / "album"
+    src.mkdir()
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    exif[ExifTags.Base.ImageDescription] = "grandma, 1931"
+    pillow_heif.from_pillow(make_photo(64, 48).convert("L").convert("RGB")).save(src / "IMG_0001.HEIC", quality=90,
+                                                                               exif=exif.tobytes())
+    make_photo(48, 32).save(src / "scan.jpg")
+    assert _colorize(tiny_model_file, src, "-o", tmp_path / "out") == 0
+    assert _files(tmp_path / "out") == {"IMG_0001.jpg", "scan.jpg"}
+    with Image.open(tmp_path / "out" / "IMG_0001.jpg") as out:
+        assert out.size == (48, 64) and out.getexif()[ExifTags.Base.ImageDescription] == "grandma, 1931"
+        assert out.getexif().get(ExifTags.Base.Orientation, 1) == 1
+
+    monkeypatch.setattr(data, "UNSUPPORTED_EXTENSIONS", data.UNSUPPORTED_EXTENSIONS + data.HEIF_EXTENSIONS)
+    monkeypatch.setattr(data, "IMAGE_EXTENSIONS", tuple(e for e in data.IMAGE_EXTENSIONS
+                                                          if e not in data.HEIF_EXTENSIONS))  # as without the extra
+    assert _colorize(tiny_model_file, src / "IMG_0001.HEIC", "-o", tmp_path / "without") == 2  # nothing to do
+    assert "IMG_0001.HEIC: unsupported format (.heic) without the heif extra: pip install 'colorize[heif]'" in (
+        capsys.readouterr().err)
 
 
 def test_avif_photos_are_colorized_where_pillow_reads_them(tiny_model_file, tmp_path, capsys):

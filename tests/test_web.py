@@ -163,6 +163,18 @@ def test_the_answer_keeps_what_the_clis_files_keep(client):
         assert out.mode == "RGBA" and np.array_equal(np.asarray(out.getchannel("A")), np.asarray(cutout.getchannel("A")))
 
 
+def test_a_phones_heic_photo_comes_back_as_jpeg(client):
+    """A HEIC upload (a phone's photo of a print) is colorized where the heif extra is installed, and answered as
+    JPEG, which every browser shows; it used to be refused as not an image."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(make_photo(96, 64).convert("L").convert("RGB")).save(buf, quality=90)
+    r = post_file(client, buf.getvalue(), name="IMG_0001.HEIC", mime="image/heic")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg" and "IMG_0001_color.jpg" in r.headers["content-disposition"]
+    assert Image.open(io.BytesIO(r.content)).size == (96, 64)
+
+
 def test_request_options(client):
     gray = post_file(client, gray_jpeg(), saturation=0)
     assert gray.status_code == 200

@@ -67,9 +67,10 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
     Args:
         paths: files, folders (recursive), glob patterns or tar shards.
         output: the output folder (None: ``colorized``), or for a single input file an output file name.
-        fmt: ``"same"`` (the input's format, PNG where it cannot be written) or an extension without dot.
+        fmt: ``"same"`` (the input's format; where it cannot be written, PNG, or JPEG for a phone's HEIC) or an
+            extension without dot.
     """
-    from colorize.data import scan_folder, unsupported_format
+    from colorize.data import HEIF_EXTENSIONS, scan_folder, unsupported_format
     from colorize.shards import is_shard_spec
 
     out_root = Path(output) if output else Path(DEFAULT_OUTPUT)
@@ -120,7 +121,7 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
                 rel = folder_names[raw] / rel
             suffix = f.suffix if fmt == "same" else f".{fmt}"
             if suffix.lower() not in WRITABLE:
-                suffix = ".png"
+                suffix = ".jpg" if suffix.lower() in HEIF_EXTENSIONS else ".png"  # a phone's photo: JPEG, as it was lossy
             plan.pairs.append((f, out_root / rel.with_suffix(suffix)))
     return plan
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import importlib.util
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from colorize.io import ImageError, Notice, load_image
+from colorize.io import HEIF_PLUGIN, ImageError, Notice, load_image
 
 
 def _pillow_reads(feature: str) -> bool:
@@ -28,11 +29,13 @@ def _pillow_reads(feature: str) -> bool:
 
 _AVIF = (".avif",) if _pillow_reads("avif") else ()
 _JPEG_2000 = (".jp2", ".j2k", ".jpf", ".jpx") if _pillow_reads("jpg_2000") else ()  # digital archives' masters
+HEIF_EXTENSIONS = (".heic", ".heif", ".hif")  # phones' photos: read when the `heif` extra is installed
+_HEIF = HEIF_EXTENSIONS if importlib.util.find_spec(HEIF_PLUGIN) else ()  # found without importing it (io.with_plugins)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm",
-                    ".pbm", ".pnm") + _AVIF + _JPEG_2000
+                    ".pbm", ".pnm") + _AVIF + _JPEG_2000 + _HEIF
 # photo formats we recognize but cannot read: reported by name instead of passed over
-UNSUPPORTED_EXTENSIONS = tuple(ext for ext in (".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef",
-                                               ".arw", ".raf", ".orf", ".rw2", ".psd") if ext not in _AVIF)
+UNSUPPORTED_EXTENSIONS = tuple(ext for ext in (*HEIF_EXTENSIONS, ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef",
+                                               ".arw", ".raf", ".orf", ".rw2", ".psd") if ext not in IMAGE_EXTENSIONS)
 
 
 def unsupported_format(path: Path) -> str | None:
@@ -40,6 +43,8 @@ def unsupported_format(path: Path) -> str | None:
     ext = path.suffix.lower()
     if ext not in UNSUPPORTED_EXTENSIONS:
         return None
+    if ext in HEIF_EXTENSIONS:
+        return f"unsupported format ({ext}) without the heif extra: pip install 'colorize[heif]', or convert it to JPEG"
     return f"unsupported format ({ext}); convert it to JPEG, PNG or TIFF first"
 
 

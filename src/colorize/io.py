@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import re
@@ -315,10 +316,27 @@ def _too_many_pixels(width: int | None = None, height: int | None = None) -> str
             "scale it down first")
 
 
+HEIF_PLUGIN = "pillow_heif"  # HEIC/HEIF (phones' photos): the `heif` extra's Pillow plugin
+
+
+@functools.cache
+def with_plugins() -> tuple[str, ...]:
+    """Register the Pillow openers of the installed plugins (HEIC and HEIF by pillow-heif, the ``heif`` extra), once,
+    when a photo is first opened: importing it costs ~35 ms, which ``colorize --help`` need not pay. Returns the
+    Pillow formats they add."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return ()
+    pillow_heif.register_heif_opener()
+    return ("HEIF",)
+
+
 def _open(source) -> Image.Image:
     """``Image.open`` without Pillow's warning for sizes between MAX_PIXELS and twice it: the check
     right after opening refuses them with the one message. Threads take turns (see :func:`notes_by_thread`):
     opening reads the header only."""
+    with_plugins()
     with _swapping, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         return Image.open(source)

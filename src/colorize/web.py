@@ -44,7 +44,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colorize import __version__
-from colorize.io import ImageError, decode, prepared_for
+from colorize.io import ImageError, decode, prepared_for, with_plugins
 from colorize.hints import Hint, as_hints, hints_from_json, hints_from_tint, hints_to_json
 from colorize.pipeline import Colorizer, Prediction
 from colorize.tone import ToneReport, classify
@@ -57,10 +57,13 @@ DEFAULT_MAX_UPLOAD_MB = 25.0
 DEFAULT_MAX_PIXELS = 16_000_000  # the pipeline peaks near 170 bytes/pixel: ~2.7 GB per worker at this size
 MAX_WORK_SIZE = 2048  # cap on the per-request working size: compute grows with its square
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers allowed on top of the file itself
-ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM")  # no EPS/PDF-style plugins
-# the upload's own format where a browser shows it; anything else (GIF's 256 colors, TIFF, BMP) as PNG
+# no EPS/PDF-style plugins; HEIF (a phone's photos) where the heif extra is installed (colorize.io.with_plugins)
+ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM", "HEIF")
+# the upload's own format where a browser shows it, a phone's HEIF as JPEG; anything else (GIF's 256 colors, TIFF,
+# BMP) as PNG
 OUTPUT_FORMATS = {"JPEG": ("JPEG", "image/jpeg", ".jpg"), "MPO": ("JPEG", "image/jpeg", ".jpg"),
-                  "PNG": ("PNG", "image/png", ".png"), "WEBP": ("WEBP", "image/webp", ".webp")}
+                  "PNG": ("PNG", "image/png", ".png"), "WEBP": ("WEBP", "image/webp", ".webp"),
+                  "HEIF": ("JPEG", "image/jpeg", ".jpg")}
 JPEG_QUALITY = 95  # also WebP's
 DEFAULT_CACHE_MB = 512.0  # kept predictions (re-rendering with hints skips the network): ~4.5 bytes/pixel each
 MAX_HINTS = 256
@@ -129,6 +132,7 @@ class UploadRejected(ImageError):
 # -- images from bytes ---------------------------------------------------------------------------
 def _accepted_formats() -> list[str]:
     Image.init()
+    with_plugins()
     return [f for f in ACCEPTED_FORMATS if f in Image.OPEN]
 
 
