@@ -140,3 +140,28 @@ def assert_archive_xmp_kept(packet: bytes) -> None:
     assert "DerivedFrom" in found and "title" in found
     for gone in ("ColorMode", "Orientation", "DocumentID", "InstanceID", "ConvertToGrayscale", "ToneCurve"):
         assert gone not in names and gone not in found, gone
+
+
+def _iim(record: int, dataset: int, value: bytes) -> bytes:
+    return b"\x1c" + bytes([record, dataset]) + len(value).to_bytes(2, "big") + value
+
+
+# The same entry as IPTC-IIM records (the older catalogue): UTF-8 declared, a version, title, keywords, by-line,
+# caption, copyright; and what is not true of a colorized version: image type "1M" (monochrome), orientation, and a
+# newsphoto record of the scan's pixel layout.
+ARCHIVE_IPTC = b"".join([
+    _iim(1, 90, b"\x1b%G"), _iim(2, 0, b"\x00\x04"), _iim(2, 5, b"Grandma at the seaside"), _iim(2, 25, b"family"),
+    _iim(2, 25, b"Brighton"), _iim(2, 80, b"Ann Smith"), _iim(2, 120, "Grand-mère, 1931".encode()),
+    _iim(2, 116, b"Smith family archive"), _iim(2, 130, b"1M"), _iim(2, 131, b"L"), _iim(3, 20, b"\x00\x01")])
+
+
+def assert_archive_iptc_kept(img) -> None:
+    """``img`` (an opened output) holds ARCHIVE_IPTC's catalogue and none of what is not true of it."""
+    from PIL import IptcImagePlugin
+
+    info = IptcImagePlugin.getiptcinfo(img)
+    assert info is not None, "no IPTC"
+    assert info[(2, 5)] == b"Grandma at the seaside" and info[(2, 25)] == [b"family", b"Brighton"]
+    assert info[(2, 120)].decode() == "Grand-mère, 1931" and info[(1, 90)] == b"\x1b%G"
+    assert info[(2, 116)] == b"Smith family archive" and info[(2, 80)] == b"Ann Smith"
+    assert not {(2, 130), (2, 131), (3, 20)} & set(info)

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from colorize.io import AtomicFile, ImageError, atomic_write, clean_stale_temporaries, decode, load_image, save_image
-from helpers import ARCHIVE_XMP, assert_archive_xmp_kept, icc_profile, make_photo
+from helpers import (ARCHIVE_IPTC, ARCHIVE_XMP, assert_archive_iptc_kept, assert_archive_xmp_kept, icc_profile,
+                     make_photo)
 
 
 def test_decode_bytes_and_path_alike(tmp_path):
@@ -271,9 +272,10 @@ def test_16bit_rgb_is_written_whole_with_what_outputs_keep(tmp_path, ext):
     exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "1931:05:01 10:00:00"  # sub-IFDs, in TIFF too
     exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 30.0)
     alpha = Image.fromarray(np.where(np.arange(40)[None, :] < 25, 255, 0).repeat(30, 0).astype(np.uint8))
-    from colorize.io import kept_xmp
+    from colorize.io import kept_iptc, kept_xmp
 
-    kept = {"dpi": (600.0, 300.0), "exif": exif.tobytes(), "alpha": alpha, "xmp": kept_xmp(ARCHIVE_XMP)}
+    kept = {"dpi": (600.0, 300.0), "exif": exif.tobytes(), "alpha": alpha, "xmp": kept_xmp(ARCHIVE_XMP),
+            "iptc": kept_iptc(ARCHIVE_IPTC)}
     for name, metadata in (("plain", {}), ("kept", kept)):
         dst = tmp_path / f"{name}.{ext}"
         save_image(rgb, dst, metadata=metadata)
@@ -294,24 +296,30 @@ def test_16bit_rgb_is_written_whole_with_what_outputs_keep(tmp_path, ext):
                 assert out.getexif().get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] == "1931:05:01 10:00:00"
                 assert out.getexif().get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] == (48.0, 51.0, 30.0)
                 assert_archive_xmp_kept(out.info["xmp"])
+                if ext == "tif":
+                    assert_archive_iptc_kept(out)
     save_image(rgb, tmp_path / "eight.jpg", quality=100)  # a format of 8 bits: the nearest 8-bit levels
     assert Image.open(tmp_path / "eight.jpg").mode == "RGB"
 
 
 @pytest.mark.parametrize("ext", ["png", "tif", "webp", "jpg"])
-def test_xmp_is_read_from_and_written_to_every_format_that_holds_it(tmp_path, ext):
+def test_catalogues_are_read_from_and_written_to_every_format_that_holds_them(tmp_path, ext):
     """An XMP packet read from a photo of each format, with its EXIF, reaches a colorized version of each format
-    (a TIFF's XMP is a tag beside its EXIF tags: both kept), cleaned; BMP holds none and is written without."""
+    (a TIFF's XMP is a tag beside its EXIF tags: both kept), cleaned; so do IPTC-IIM records, from and to JPEG and
+    TIFF. BMP holds neither and is written without."""
     from PIL import ExifTags
 
-    from colorize.io import _xmp_options, format_of
+    from colorize.io import _catalogue_options, format_of
 
     exif = Image.Exif()
     exif[ExifTags.Base.Copyright] = "the family"
     src = tmp_path / f"scan.{ext}"
     fmt = format_of(src.suffix)
-    make_photo(40, 30).convert("L").save(src, **{"exif": exif.tobytes(), **_xmp_options(fmt, ARCHIVE_XMP, exif.tobytes())})
+    iptc = ARCHIVE_IPTC if ext in ("jpg", "tif") else None
+    options = _catalogue_options(fmt, ARCHIVE_XMP, iptc, exif=exif.tobytes())
+    make_photo(40, 30).convert("L").save(src, **{"exif": exif.tobytes(), **options})
     photo = load_image(src, metadata=True)
+    assert ("iptc" in photo.info) == (iptc is not None)
     for out_ext in ("png", "tif", "webp", "jpg", "bmp"):
         dst = tmp_path / "out" / f"{ext}.{out_ext}"
         save_image(photo, dst, metadata=photo.info)
@@ -322,12 +330,28 @@ def test_xmp_is_read_from_and_written_to_every_format_that_holds_it(tmp_path, ex
                 continue
             assert_archive_xmp_kept(out.info["xmp"])
             assert out.getexif()[ExifTags.Base.Copyright] == "the family", (ext, out_ext)
+            if iptc and out_ext in ("jpg", "tif"):
+                assert_archive_iptc_kept(out)
+
+
+def test_iptc_records_that_cannot_be_kept_are_left_out():
+    """Records cut short, or with nothing but their version and what is not true of a colorized version, give no
+    IPTC; an extended dataset (a length past 32 KB) is read through; padding after the last is ignored."""
+    from colorize.io import kept_iptc
+
+    assert kept_iptc(ARCHIVE_IPTC[:-3]) is None and kept_iptc(b"junk" + ARCHIVE_IPTC) is None
+    assert kept_iptc(ARCHIVE_IPTC + bytes(3)) == kept_iptc(ARCHIVE_IPTC)
+    layout_only = b"\x1c\x02\x00\x00\x02\x00\x04" + b"\x1c\x02\x82\x00\x021M"
+    assert kept_iptc(layout_only) is None
+    caption = "x" * 40_000
+    extended = b"\x1c\x02\x78\x80\x04" + len(caption).to_bytes(4, "big") + caption.encode()
+    assert kept_iptc(extended + layout_only) == extended + layout_only[:7]  # the record version stays
 
 
 def test_xmp_that_cannot_be_kept_is_left_out():
     """Malformed XML, a DTD's entity expansion ("billion laughs"), and a packet with nothing true of the output
     give no XMP: the photo is still colorized, without it. A packet past a JPEG segment is not written there."""
-    from colorize.io import _xmp_options, kept_xmp
+    from colorize.io import _catalogue_options, kept_xmp
 
     assert kept_xmp(ARCHIVE_XMP.replace(b"</rdf:RDF>", b"")) is None
     laughs = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
@@ -340,4 +364,4 @@ def test_xmp_that_cannot_be_kept_is_left_out():
     assert kept_xmp(only_layout) is None
     assert kept_xmp(ARCHIVE_XMP.decode("utf-8") + "\0\0  ") is not None  # text, padded out, is read too
     huge = kept_xmp(ARCHIVE_XMP.replace(b"family</rdf:li>", b"family</rdf:li>" + b"<rdf:li>x</rdf:li>" * 5000))
-    assert len(huge) > 65_535 and _xmp_options("JPEG", huge) == {} and _xmp_options("PNG", huge)
+    assert len(huge) > 65_535 and _catalogue_options("JPEG", huge) == {} and _catalogue_options("PNG", huge)

@@ -15,7 +15,8 @@ from PIL import Image
 from colorize import shipped, layout, steps
 from colorize.lite import LiteColorizer, graphs_dir
 from colorize.pipeline import Colorizer
-from helpers import ARCHIVE_XMP, assert_archive_xmp_kept, make_photo, tiny_bins_model
+from helpers import (ARCHIVE_IPTC, ARCHIVE_XMP, assert_archive_iptc_kept, assert_archive_xmp_kept, make_photo,
+                     tiny_bins_model)
 
 pytest.importorskip("onnx")  # exporting: the torch install's onnx extra
 
@@ -109,9 +110,11 @@ def test_both_engines_refuse_settings_of_the_wrong_kind_alike(tiny_pair, options
 def test_both_engines_keep_the_photos_description_and_print_size(tiny_pair, tmp_path, fmt):
     """A phone scan turned by its EXIF orientation: the output is upright, keeps its resolution (dpi, turned with
     it), date, caption and copyright, and drops the orientation (a viewer would turn it again). Both engines used
-    to drop all of it. Its XMP (an archive's catalogue: title, keywords, credit) is kept, less what is not true of
+    to drop all of it. Its catalogue, XMP and IPTC (title, keywords, credit), is kept, less what is not true of
     the output."""
     from PIL import ExifTags
+
+    from colorize.io import _photoshop_segment
 
     model, path = tiny_pair
     exif = Image.Exif()
@@ -121,7 +124,8 @@ def test_both_engines_keep_the_photos_description_and_print_size(tiny_pair, tmp_
     exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "1931:05:01 10:00:00"
     exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.ImageUniqueID] = "0123456789abcdef0123456789abcdef"  # the scan's
     src = tmp_path / "scan.jpg"
-    make_photo(64, 48).convert("L").save(src, exif=exif, dpi=(600, 300), xmp=ARCHIVE_XMP)
+    make_photo(64, 48).convert("L").save(src, exif=exif, dpi=(600, 300), xmp=ARCHIVE_XMP,
+                                         extra=_photoshop_segment(ARCHIVE_IPTC))
     for name, engine in (("light", LiteColorizer(path)), ("torch", Colorizer(model))):
         dst = tmp_path / name / f"scan.{fmt}"
         engine.colorize_file(src, dst)
@@ -135,6 +139,8 @@ def test_both_engines_keep_the_photos_description_and_print_size(tiny_pair, tmp_
             if fmt != "webp":  # WebP has no resolution
                 assert np.allclose(out.info["dpi"], (300, 600), rtol=1e-3), (name, out.info["dpi"])
             assert_archive_xmp_kept(out.info["xmp"])
+            if fmt in ("jpg", "tif"):
+                assert_archive_iptc_kept(out)
     long = Image.Exif()
     long[ExifTags.Base.ImageDescription] = "a caption longer than a JPEG holds " * 2000
     make_photo(64, 48).convert("L").save(tmp_path / "long.png", exif=long)

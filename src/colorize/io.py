@@ -357,8 +357,9 @@ def kept_metadata(img: Image.Image) -> dict:
     """What a colorized version of ``img`` (as opened, before :func:`upright`) keeps of its metadata, as
     ``save`` options for :func:`save_image`: ``dpi`` (its print size; turned with the photo) and ``exif``: the
     description (date, camera, author, copyright, GPS, ...), without the orientation (applied: a viewer would turn
-    it twice), the thumbnail (of the gray photo) and the color space (the output is sRGB); and ``xmp``: the XMP
-    packet (captions, keywords, credits, rights), less the same things (:func:`kept_xmp`)."""
+    it twice), the thumbnail (of the gray photo) and the color space (the output is sRGB); ``xmp``: the XMP
+    packet (captions, keywords, credits, rights), less the same things (:func:`kept_xmp`); ``iptc``: the IPTC-IIM
+    records, the older catalogue (:func:`kept_iptc`)."""
     kept: dict = {}
     try:  # metadata is kept where it can be read: a photo is never refused for it
         source = img.getexif()
@@ -381,6 +382,8 @@ def kept_metadata(img: Image.Image) -> dict:
     packet = img.info.get("xmp")  # JPEG, PNG, WebP, TIFF, AVIF
     if isinstance(packet, (bytes, str)) and (xmp := kept_xmp(packet)):
         kept["xmp"] = xmp
+    if (records := _iptc_of(img)) and (iptc := kept_iptc(records)):
+        kept["iptc"] = iptc
     return kept
 
 
@@ -445,6 +448,64 @@ def kept_xmp(packet: bytes | str) -> bytes | None:
             except ValueError:
                 pass
     return _XPACKET[0] + ET.tostring(root, encoding="utf-8", xml_declaration=False) + _XPACKET[1]
+
+
+# IPTC-IIM, the older catalogue many archives' JPEGs and TIFFs still carry (caption, keywords, by-line, credit,
+# copyright, dates, places): its envelope and application records are kept but for the image type ("1M": one
+# component, monochrome) and orientation; the later records (the newsphoto's pixel layout, a preview) are not.
+_IPTC_DROPPED = {(2, 130), (2, 131)}
+_IPTC_KEPT_RECORDS = (1, 2)
+_IPTC_RESOURCE = 0x0404  # the Photoshop image resource that holds it in a JPEG's APP13 segment
+_TIFF_IPTC_TAG = 33723  # IPTC-NAA: the same records as a TIFF tag
+
+
+def _iptc_of(img: Image.Image) -> bytes | None:
+    """A photo's IPTC-IIM records: a JPEG's Photoshop resource, a TIFF's tag (bytes, or the 32-bit words Photoshop
+    declares it as)."""
+    resources = img.info.get("photoshop")
+    if isinstance(resources, dict) and isinstance(resources.get(_IPTC_RESOURCE), bytes):
+        return resources[_IPTC_RESOURCE]
+    tags = getattr(img, "tag_v2", None)
+    value = tags.get(_TIFF_IPTC_TAG) if tags is not None else None
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, tuple) and all(isinstance(v, int) and 0 <= v < 1 << 32 for v in value):
+        return struct.pack(f"{tags._endian}{len(value)}L", *value)
+    return None
+
+
+def kept_iptc(data: bytes) -> bytes | None:
+    """The IPTC-IIM datasets a colorized version of a photo keeps (``_IPTC_DROPPED`` and later records left out);
+    None when no catalogue field is left or the records are not well formed (they are then not copied)."""
+    kept, at = [], 0
+    while at < len(data):
+        if data[at] != 0x1C:  # every dataset starts with its tag marker; what follows the last is padding
+            if data[at:].strip(b"\0"):
+                return None
+            break
+        if at + 5 > len(data):
+            return None
+        record, dataset, size, head = data[at + 1], data[at + 2], int.from_bytes(data[at + 3:at + 5], "big"), 5
+        if size & 0x8000:  # an extended dataset: its length in the next (size & 0x7FFF) bytes
+            head += size & 0x7FFF
+            size = int.from_bytes(data[at + 5:at + head], "big")
+        end = at + head + size
+        if end > len(data):
+            return None
+        if record in _IPTC_KEPT_RECORDS and (record, dataset) not in _IPTC_DROPPED:
+            kept.append((record, dataset, data[at:end]))
+        at = end
+    if not any(record == 2 and dataset != 0 for record, dataset, _ in kept):  # 2:00 is the record's version
+        return None
+    return b"".join(raw for _, _, raw in kept)
+
+
+def _photoshop_segment(iptc: bytes) -> bytes:
+    """A JPEG APP13 segment that holds ``iptc`` as Photoshop's IPTC-NAA image resource (no name; data padded to
+    an even length), as Photoshop, Lightroom and exiftool write it."""
+    resource = b"8BIM" + struct.pack(">HHI", _IPTC_RESOURCE, 0, len(iptc)) + iptc + bytes(len(iptc) % 2)
+    body = b"Photoshop 3.0\0" + resource
+    return b"\xff\xed" + struct.pack(">H", len(body) + 2) + body
 
 
 def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool = False, keep_16bit: bool = False,
@@ -693,7 +754,7 @@ def save_image(img: Image.Image | np.ndarray, dst: str | Path, *, quality: int =
 
     ``img``: a PIL image, or an (H, W, 3) uint16 RGB array (a 16-bit master's colorized version), written with 16
     bits a channel as PNG or TIFF (:func:`_save_16bit`) and brought to 8 bits for the other formats.
-    ``metadata``: ``dpi``, ``exif`` and ``xmp`` to write (:func:`kept_metadata`) and the ``alpha`` channel
+    ``metadata``: ``dpi``, ``exif``, ``xmp`` and ``iptc`` to write (:func:`kept_metadata`) and the ``alpha`` channel
     (:func:`transparency`) to put back, where the format holds them."""
     dst = Path(dst)
     fmt = format_of(dst.suffix)
@@ -725,31 +786,41 @@ def prepared_for(img: Image.Image, fmt: str, *, quality: int = 95, metadata: dic
     options.update({k: v for k, v in metadata.items() if k in ("dpi", "exif")})
     if fmt == "JPEG" and len(options.get("exif", b"")) > _JPEG_EXIF_BYTES:
         del options["exif"]  # a PNG's or TIFF's long description: past what a JPEG holds, it is left out
-    options.update(_xmp_options(fmt, metadata.get("xmp"), options.get("exif")))
+    options.update(_catalogue_options(fmt, metadata.get("xmp"), metadata.get("iptc"), options.get("exif")))
     alpha = metadata.get("alpha")
     if alpha is not None and fmt in _WITH_ALPHA and img.mode == "RGB" and alpha.size == img.size:
         img = Image.merge("RGBA", (*img.split(), alpha))
     return img, options
 
 
-def _xmp_options(fmt: str, xmp: bytes | None, exif: bytes | None = None) -> dict:
-    """Pillow's ``save`` options that write an XMP packet (:func:`kept_xmp`) into a file of format ``fmt`` beside
-    the ``exif`` of the other options: none for BMP, which holds none, nor for a packet past what a JPEG's one
-    segment holds (Extended XMP is not written)."""
-    if not xmp or (fmt == "JPEG" and len(xmp) > _JPEG_XMP_BYTES):
-        return {}
-    if fmt == "PNG":
+def _catalogue_options(fmt: str, xmp: bytes | None, iptc: bytes | None = None, exif: bytes | None = None) -> dict:
+    """Pillow's ``save`` options that write a photo's catalogue, an XMP packet (:func:`kept_xmp`) and IPTC-IIM
+    records (:func:`kept_iptc`), into a file of format ``fmt`` beside the ``exif`` of the other options: XMP in
+    JPEG, PNG, WebP, TIFF and AVIF, IPTC in JPEG and TIFF (elsewhere the XMP, which tools write beside it, carries
+    the same fields); none in BMP. What passes a JPEG segment's size is left out (Extended XMP is not written)."""
+    if fmt == "JPEG":
+        xmp = xmp if xmp and len(xmp) <= _JPEG_XMP_BYTES else None
+        iptc = iptc if iptc and len(iptc) <= _JPEG_EXIF_BYTES - 28 else None  # the segment's names and sizes
+    options: dict = {}
+    if xmp and fmt in ("JPEG", "WEBP", "AVIF"):
+        options["xmp"] = xmp
+    if iptc and fmt == "JPEG":  # Pillow writes these bytes as they are, after its own segments (its ICC's way)
+        options["extra"] = _photoshop_segment(iptc)
+    if xmp and fmt == "PNG":
         from PIL import PngImagePlugin
 
         info = PngImagePlugin.PngInfo()
         info.add_itxt(_PNG_XMP_KEY, xmp.decode("utf-8"))
-        return {"pnginfo": info}
-    if fmt == "TIFF":  # a tag of the first IFD, which Pillow writes from the EXIF (a tiffinfo would replace it)
-        tags = Image.Exif()
+        options["pnginfo"] = info
+    if (xmp or iptc) and fmt == "TIFF":  # tags of the first IFD, which Pillow writes from the EXIF (not a tiffinfo,
+        tags = Image.Exif()  # which would replace it)
         tags.load(exif or b"")
-        tags[_TIFF_XMP_TAG] = xmp
-        return {"exif": tags.tobytes()}
-    return {"xmp": xmp} if fmt in ("JPEG", "WEBP", "AVIF") else {}
+        if xmp:
+            tags[_TIFF_XMP_TAG] = xmp
+        if iptc:
+            tags[_TIFF_IPTC_TAG] = iptc
+        options["exif"] = tags.tobytes()
+    return options
 
 
 _JPEG_XMP_BYTES = _JPEG_EXIF_BYTES - len(b"http://ns.adobe.com/xap/1.0/\0")  # the segment names its namespace
@@ -814,7 +885,7 @@ def _append_sub_ifds(path: str, exif: Image.Exif) -> None:
 def _save_16bit(rgb: np.ndarray, dst: Path, fmt: str, metadata: dict) -> None:
     """Write (H, W, 3) uint16 sRGB as a 16-bit-per-channel PNG or TIFF, atomically and checked whole, keeping what
     :func:`save_image` keeps where the format holds it: the dpi, the EXIF (PNG: in an eXIf chunk; TIFF: its tags,
-    the Exif and GPS IFDs appended), the XMP, the alpha (made 16-bit).
+    the Exif and GPS IFDs appended), the XMP (and in TIFF the IPTC), the alpha (made 16-bit).
 
     Pillow writes no 16-bit RGB. tifffile (pure Python over numpy) writes the TIFF, uncompressed as Pillow's TIFFs
     are; pypng (one pure-Python module) the PNG, a row at a time through zlib at Pillow's level 6. A 6000x4000
@@ -826,7 +897,7 @@ def _save_16bit(rgb: np.ndarray, dst: Path, fmt: str, metadata: dict) -> None:
     if alpha is not None and alpha.size == (rgb.shape[1], rgb.shape[0]):
         rgb = np.dstack([rgb, np.asarray(alpha, np.uint16) * np.uint16(257)])  # (H, W, 4): 8-bit alpha in 16 bits
     height, width, channels = rgb.shape
-    dpi, exif, xmp = metadata.get("dpi"), metadata.get("exif"), metadata.get("xmp")
+    dpi, exif, xmp, iptc = metadata.get("dpi"), metadata.get("exif"), metadata.get("xmp"), metadata.get("iptc")
     if fmt == "TIFF":
         import tifffile
 
@@ -837,7 +908,8 @@ def _save_16bit(rgb: np.ndarray, dst: Path, fmt: str, metadata: dict) -> None:
             tifffile.imwrite(tmp, rgb, photometric="rgb", extrasamples=["unassalpha"] if channels == 4 else None,
                              resolution=tuple(dpi) if dpi else None, resolutionunit="INCH" if dpi else None,
                              metadata=None, software=False, bigtiff=False, byteorder="<",
-                             extratags=_exif_tags(parsed) + ([(_TIFF_XMP_TAG, "B", len(xmp), xmp, True)] if xmp else []))
+                             extratags=_exif_tags(parsed) + [(tag, "B", len(data), data, True) for tag, data in
+                                                             ((_TIFF_XMP_TAG, xmp), (_TIFF_IPTC_TAG, iptc)) if data])
             _append_sub_ifds(tmp, parsed)
     else:
         import png
