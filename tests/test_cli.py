@@ -399,6 +399,9 @@ def test_phone_photos_in_heic_are_colorized_to_jpeg(tiny_model_file, tmp_path, c
     with Image.open(tmp_path / "out" / "IMG_0001.jpg") as out:
         assert out.size == (48, 64) and out.getexif()[ExifTags.Base.ImageDescription] == "grandma, 1931"
         assert out.getexif().get(ExifTags.Base.Orientation, 1) == 1
+    assert _colorize(tiny_model_file, src / "IMG_0001.HEIC", "-o", tmp_path / "named.heic") == 0  # named: HEIC out
+    with Image.open(tmp_path / "named.heic") as out:
+        assert out.format == "HEIF" and out.getexif()[ExifTags.Base.ImageDescription] == "grandma, 1931"
 
     monkeypatch.setattr(data, "UNSUPPORTED_EXTENSIONS", data.UNSUPPORTED_EXTENSIONS + data.HEIF_EXTENSIONS)
     monkeypatch.setattr(data, "IMAGE_EXTENSIONS", tuple(e for e in data.IMAGE_EXTENSIONS

@@ -737,6 +737,7 @@ def clean_stale_temporaries(folder: str | Path, *, older_than: float = STALE_SEC
     return removed
 
 
+_LOSSY = ("JPEG", "WEBP", "AVIF", "HEIF")  # formats written at a --quality (HEIF: with the heif extra)
 _JPEG_EXIF_BYTES = 65_533  # a JPEG marker segment's 65,535 bytes less its length field (Pillow refuses more)
 _WITH_ALPHA = ("PNG", "WEBP", "TIFF")  # formats that keep a photo's transparency (JPEG and BMP: on white)
 _LONGEST_SIDE = {"JPEG": 65_500, "WEBP": 16_383}  # what the formats' encoders can write (libjpeg, libwebp)
@@ -782,7 +783,7 @@ def prepared_for(img: Image.Image, fmt: str, *, quality: int = 95, metadata: dic
     what one segment holds), the XMP, and the ``alpha`` put back (PNG, WebP, TIFF). :func:`save_image` writes files
     with it, the web app its answers."""
     metadata = metadata or {}
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP", "AVIF") else {}
+    options = {"quality": quality} if fmt in _LOSSY else {}
     options.update({k: v for k, v in metadata.items() if k in ("dpi", "exif")})
     if fmt == "JPEG" and len(options.get("exif", b"")) > _JPEG_EXIF_BYTES:
         del options["exif"]  # a PNG's or TIFF's long description: past what a JPEG holds, it is left out
@@ -802,7 +803,7 @@ def _catalogue_options(fmt: str, xmp: bytes | None, iptc: bytes | None = None, e
         xmp = xmp if xmp and len(xmp) <= _JPEG_XMP_BYTES else None
         iptc = iptc if iptc and len(iptc) <= _JPEG_EXIF_BYTES - 28 else None  # the segment's names and sizes
     options: dict = {}
-    if xmp and fmt in ("JPEG", "WEBP", "AVIF"):
+    if xmp and fmt in _LOSSY:  # their writers take the packet
         options["xmp"] = xmp
     if iptc and fmt == "JPEG":  # Pillow writes these bytes as they are, after its own segments (its ICC's way)
         options["extra"] = _photoshop_segment(iptc)
