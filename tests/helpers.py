@@ -140,6 +140,19 @@ def assert_archive_xmp_kept(packet: bytes) -> None:
     assert "DerivedFrom" in found and "title" in found
     for gone in ("ColorMode", "Orientation", "DocumentID", "InstanceID", "ConvertToGrayscale", "ToneCurve"):
         assert gone not in names and gone not in found, gone
+    assert_marked_colorized(packet)
+
+
+def assert_marked_colorized(packet: bytes) -> None:
+    """``packet`` (an output's XMP) says the photo was colorized by this program, in IPTC's terms."""
+    from defusedxml import ElementTree
+
+    from colorize import __version__
+
+    names = {n: v for el in ElementTree.fromstring(packet).iter() for n, v in el.attrib.items()}
+    assert names["{http://ns.adobe.com/xap/1.0/}CreatorTool"] == f"colorize {__version__}"
+    assert names["{http://iptc.org/std/Iptc4xmpExt/2008-02-29/}DigitalSourceType"] == (
+        "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia")
 
 
 def _iim(record: int, dataset: int, value: bytes) -> bytes:

@@ -348,20 +348,35 @@ def test_iptc_records_that_cannot_be_kept_are_left_out():
     assert kept_iptc(extended + layout_only) == extended + layout_only[:7]  # the record version stays
 
 
-def test_xmp_that_cannot_be_kept_is_left_out():
-    """Malformed XML, a DTD's entity expansion ("billion laughs"), and a packet with nothing true of the output
-    give no XMP: the photo is still colorized, without it. A packet past a JPEG segment is not written there."""
-    from colorize.io import _catalogue_options, kept_xmp
+def _properties(packet: bytes) -> dict[str, str]:
+    """An XMP packet's simple properties, by local name."""
+    from defusedxml import ElementTree
 
-    assert kept_xmp(ARCHIVE_XMP.replace(b"</rdf:RDF>", b"")) is None
+    root = ElementTree.fromstring(packet)
+    return {name.rpartition("}")[2]: value for el in root.iter() for name, value in el.attrib.items()}
+
+
+def test_xmp_that_cannot_be_kept_is_left_out_and_the_marks_are_always_there():
+    """Malformed XML, a DTD's entity expansion ("billion laughs"), and XML that is not XMP are not copied; what
+    the output's packet says of it then is that it is colorized, as it does when the photo had no XMP. A packet past
+    a JPEG segment is not written there."""
+    from colorize.io import PROVENANCE, _catalogue_options, kept_xmp
+
+    marks = {name: value for (_, name), value in PROVENANCE.items()}
     laughs = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
               b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
               b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" dc:format="&b;"/></rdf:RDF></x:xmpmeta>')
-    assert kept_xmp(laughs) is None and kept_xmp(laughs.replace(b"&b;", b"image/jpeg")) is None  # any DTD
-    assert kept_xmp(laughs.split(b"]>")[1].replace(b"&b;", b"image/jpeg")) is not None  # the same without one
-    only_layout = (b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
-                   b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF>')
-    assert kept_xmp(only_layout) is None
-    assert kept_xmp(ARCHIVE_XMP.decode("utf-8") + "\0\0  ") is not None  # text, padded out, is read too
+    refused = [ARCHIVE_XMP.replace(b"</rdf:RDF>", b""), laughs, laughs.replace(b"&b;", b"image/jpeg"),  # any DTD
+               b"<html><body>not XMP</body></html>", None]
+    for packet in refused:
+        kept = _properties(kept_xmp(packet))
+        assert {k: v for k, v in kept.items() if k != "about"} == marks, packet
+    assert _properties(kept_xmp(laughs.split(b"]>")[1].replace(b"&b;", b"image/jpeg")))["format"] == "image/jpeg"
+    scan = (b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            b'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="ScanSoft 2.1" '
+            b'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+            b'Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/print"/></rdf:RDF>')
+    assert {k: v for k, v in _properties(kept_xmp(scan)).items() if k != "about"} == marks  # the scan's, replaced
+    assert b"Grandma at the seaside" in kept_xmp(ARCHIVE_XMP.decode("utf-8") + "\0\0  ")  # text, padded out
     huge = kept_xmp(ARCHIVE_XMP.replace(b"family</rdf:li>", b"family</rdf:li>" + b"<rdf:li>x</rdf:li>" * 5000))
     assert len(huge) > 65_535 and _catalogue_options("JPEG", huge) == {} and _catalogue_options("PNG", huge)

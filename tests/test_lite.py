@@ -15,8 +15,8 @@ from PIL import Image
 from colorize import shipped, layout, steps
 from colorize.lite import LiteColorizer, graphs_dir
 from colorize.pipeline import Colorizer
-from helpers import (ARCHIVE_IPTC, ARCHIVE_XMP, assert_archive_iptc_kept, assert_archive_xmp_kept, make_photo,
-                     tiny_bins_model)
+from helpers import (ARCHIVE_IPTC, ARCHIVE_XMP, assert_archive_iptc_kept, assert_archive_xmp_kept,
+                     assert_marked_colorized, make_photo, tiny_bins_model)
 
 pytest.importorskip("onnx")  # exporting: the torch install's onnx extra
 
@@ -146,6 +146,24 @@ def test_both_engines_keep_the_photos_description_and_print_size(tiny_pair, tmp_
     make_photo(64, 48).convert("L").save(tmp_path / "long.png", exif=long)
     LiteColorizer(path).colorize_file(tmp_path / "long.png", tmp_path / "long.jpg")  # written, without it
     assert Image.open(tmp_path / "long.jpg").size == (64, 48)
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "png", "tif", "webp"])
+def test_every_output_says_it_was_colorized(tiny_pair, tmp_path, fmt):
+    """A photo with no metadata at all comes out saying what it is, where catalogues and viewers read it: the EXIF's
+    Software names this program, the XMP too, with IPTC's digital source type for a capture combined with a trained
+    model's output. Colorized photos used to be indistinguishable from color photographs by their files."""
+    from PIL import ExifTags
+
+    from colorize import __version__
+
+    model, path = tiny_pair
+    make_photo(64, 48).convert("L").save(tmp_path / "plain.png")
+    for name, engine in (("light", LiteColorizer(path)), ("torch", Colorizer(model))):
+        engine.colorize_file(tmp_path / "plain.png", tmp_path / name / f"plain.{fmt}")
+        with Image.open(tmp_path / name / f"plain.{fmt}") as out:
+            assert out.getexif()[ExifTags.Base.Software] == f"colorize {__version__}", name
+            assert_marked_colorized(out.info["xmp"])
 
 
 def test_both_engines_keep_a_photos_transparency(tiny_pair, tmp_path):

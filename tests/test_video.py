@@ -48,9 +48,12 @@ def clip_frames(width: int = W, height: int = H, frames: int = FRAMES) -> list[n
     return out
 
 
-def write_clip(path: Path, *, audio: str | None = None, frames: int = FRAMES, rate: int = 16000) -> Path:
-    """Encode the test clip (H.264) with an optional 1 s sine audio track in codec ``audio`` at ``rate`` Hz."""
+def write_clip(path: Path, *, audio: str | None = None, frames: int = FRAMES, rate: int = 16000,
+               tags: dict[str, str] | None = None) -> Path:
+    """Encode the test clip (H.264) with an optional 1 s sine audio track in codec ``audio`` at ``rate`` Hz, and the
+    container ``tags``."""
     container = av.open(str(path), "w")
+    container.metadata.update(tags or {})
     video = container.add_stream("libx264", rate=FPS)
     video.width, video.height, video.pix_fmt = W, H, "yuv420p"
     video.options = {"crf": "10"}
@@ -208,6 +211,23 @@ def test_video_keeps_frames_size_rate_duration_and_audio(clip, tmp_path, tiny_mo
     with av.open(str(out)) as c:
         frame = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(np.float32)
     assert np.abs(frame[..., 0] - frame[..., 1]).mean() > 5  # colorized, not gray
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv", "mov"])
+def test_a_films_title_date_and_rights_are_kept_and_it_says_it_was_colorized(tmp_path, tiny_model_file, ext):
+    """The container's title, date and copyright reach the colorized film (they used to be dropped), with a comment
+    saying it was colorized, after the film's own."""
+    from colorize import __version__
+
+    tagged = write_clip(tmp_path / f"reel.{ext}", frames=6, tags={
+        "title": "Brighton, 1931", "date": "1931", "copyright": "Smith family archive", "comment": "reel 3 of 5"})
+    dst = tmp_path / f"color.{ext}"
+    colorize_video(tagged, dst, Colorizer(tiny_model_file), temporal=False)
+    with av.open(str(dst)) as c:
+        tags = {k.lower(): v for k, v in c.metadata.items()}
+    assert tags["title"] == "Brighton, 1931" and tags["date"].startswith("1931")
+    assert tags["copyright"] == "Smith family archive"
+    assert tags["comment"].startswith("reel 3 of 5. Colorized by colorize " + __version__)
 
 
 def test_audio_the_container_cannot_hold_is_reencoded(tmp_path, tiny_model_file):

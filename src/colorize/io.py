@@ -30,6 +30,8 @@ from typing import Iterator
 import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from colorize import __version__
+
 MIN_SIDE = 8  # smaller images carry no usable content
 # The one limit on a photo's pixels (decompression-bomb guard): ~14,000 x 14,000, a 600 dpi scan of a
 # 23 x 23 inch print. Pillow's own guard is raised to it, so every file past it gets the same message.
@@ -345,7 +347,7 @@ def _open(source) -> Image.Image:
 # What of a photo's EXIF its colorized version keeps: the description of the photo (who, when, where, what with),
 # not the layout of the file it came in (a TIFF's strips, its thumbnail) nor what the colorizing changes
 _KEPT_TAGS = {ExifTags.Base[name] for name in (
-    "ImageDescription", "Make", "Model", "Software", "DateTime", "Artist", "Copyright", "HostComputer", "DocumentName",
+    "ImageDescription", "Make", "Model", "DateTime", "Artist", "Copyright", "HostComputer", "DocumentName",
     "PageName", "Rating", "RatingPercent", "XPTitle", "XPComment", "XPAuthor", "XPKeywords", "XPSubject")}
 _KEPT_IFDS = (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)
 _CHANGED_EXIF = {ExifTags.Base[name] for name in (  # not true of the output (a new image, sRGB, maybe turned upright)
@@ -357,9 +359,10 @@ def kept_metadata(img: Image.Image) -> dict:
     """What a colorized version of ``img`` (as opened, before :func:`upright`) keeps of its metadata, as
     ``save`` options for :func:`save_image`: ``dpi`` (its print size; turned with the photo) and ``exif``: the
     description (date, camera, author, copyright, GPS, ...), without the orientation (applied: a viewer would turn
-    it twice), the thumbnail (of the gray photo) and the color space (the output is sRGB); ``xmp``: the XMP
-    packet (captions, keywords, credits, rights), less the same things (:func:`kept_xmp`); ``iptc``: the IPTC-IIM
-    records, the older catalogue (:func:`kept_iptc`)."""
+    it twice), the thumbnail (of the gray photo) and the color space (the output is sRGB), with this program as its
+    Software; ``xmp``: the XMP packet (captions, keywords, credits, rights), less the same things, with the marks of
+    a colorized image (:func:`kept_xmp`); ``iptc``: the IPTC-IIM records, the older catalogue (:func:`kept_iptc`).
+    Every colorized photo has ``exif`` and ``xmp``, which say it is one, in the formats that hold them."""
     kept: dict = {}
     try:  # metadata is kept where it can be read: a photo is never refused for it
         source = img.getexif()
@@ -375,13 +378,12 @@ def kept_metadata(img: Image.Image) -> dict:
             entries = {tag: value for tag, value in source.get_ifd(ifd).items() if tag not in _CHANGED_EXIF}
             if entries:
                 exif.get_ifd(ifd).update(entries)
-        if len(exif) or any(exif.get_ifd(ifd) for ifd in _KEPT_IFDS):
-            kept["exif"] = exif.tobytes()
     except Exception:  # Pillow's parsers raise many kinds on damaged EXIF
-        pass
+        exif = Image.Exif()
+    exif[ExifTags.Base.Software] = SOFTWARE  # what made this image (the scanner's software made the gray one)
+    kept["exif"] = exif.tobytes()
     packet = img.info.get("xmp")  # JPEG, PNG, WebP, TIFF, AVIF
-    if isinstance(packet, (bytes, str)) and (xmp := kept_xmp(packet)):
-        kept["xmp"] = xmp
+    kept["xmp"] = kept_xmp(packet if isinstance(packet, (bytes, str)) else None)
     if (records := _iptc_of(img)) and (iptc := kept_iptc(records)):
         kept["iptc"] = iptc
     return kept
@@ -392,6 +394,17 @@ def kept_metadata(img: Image.Image) -> dict:
 # orientation is applied), its gray color mode and profile, its identity (the output is a new document; where it
 # came from stays), its thumbnail, and Camera Raw's develop settings, all of them: Lightroom applies those it finds
 # in a JPEG's or TIFF's XMP, a conversion to black and white among them.
+# A colorized version says so, in the terms catalogues read: its colors were guessed by a trained model, not seen
+# (historians' concern, and IPTC's: a capture combined with a trained model's output); the EXIF's Software names
+# this program (kept_metadata), the XMP the same and the digital source type (kept_xmp).
+SOFTWARE = f"colorize {__version__}"
+_IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
+PROVENANCE = {
+    ("http://ns.adobe.com/xap/1.0/", "CreatorTool"): SOFTWARE,
+    (_IPTC_EXT, "DigitalSourceType"):
+        "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia",
+}
+_PROVENANCE_PREFIXES = (("xmp", "http://ns.adobe.com/xap/1.0/"), ("Iptc4xmpExt", _IPTC_EXT))
 _XMP_ALL = None
 _XMP_DROPPED: dict[str, set[str] | None] = {
     "http://ns.adobe.com/tiff/1.0/": {
@@ -401,17 +414,21 @@ _XMP_DROPPED: dict[str, set[str] | None] = {
         "PixelXDimension", "PixelYDimension", "ColorSpace", "ComponentsConfiguration", "CompressedBitsPerPixel"},
     "http://ns.adobe.com/photoshop/1.0/": {"ColorMode", "ICCProfile"},
     "http://ns.adobe.com/xap/1.0/mm/": {"InstanceID", "DocumentID"},
-    "http://ns.adobe.com/xap/1.0/": {"Thumbnails"},
+    "http://ns.adobe.com/xap/1.0/": {"Thumbnails", "CreatorTool"},
     "http://ns.adobe.com/xmp/note/": {"HasExtendedXMP"},  # the extended packet (other JPEG segments) is not read
     "http://ns.adobe.com/camera-raw-settings/1.0/": _XMP_ALL,
+    _IPTC_EXT: {"DigitalSourceType"},  # the scan's ("print", "negativeFilm"): the output's is PROVENANCE's
 }
 _RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 _XPACKET = (b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n', b'\n<?xpacket end="w"?>')
+_EMPTY_XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              b'<rdf:Description rdf:about=""/></rdf:RDF></x:xmpmeta>')
 
 
-def kept_xmp(packet: bytes | str) -> bytes | None:
-    """The XMP packet a colorized version of a photo keeps (``_XMP_DROPPED`` left out), as UTF-8 in an
-    ``xpacket`` wrapper; None when nothing is left or the packet is not well-formed XML (it is then not copied).
+def kept_xmp(packet: bytes | str | None) -> bytes:
+    """The XMP packet of a colorized version of a photo whose packet is ``packet`` (None: it has none): all of it
+    but ``_XMP_DROPPED``, and the marks that say it is colorized (:data:`PROVENANCE`), as UTF-8 in an ``xpacket``
+    wrapper. A packet that is not well-formed XML is not copied: the output has the marks alone.
 
     Parsed by defusedxml, which refuses a DTD's entities (an XMP packet has none: a "billion laughs" file is
     refused, not expanded); written by ElementTree under the packet's own namespace prefixes."""
@@ -419,29 +436,33 @@ def kept_xmp(packet: bytes | str) -> bytes | None:
 
     from defusedxml import ElementTree as SafeET
 
-    data = packet.encode("utf-8") if isinstance(packet, str) else packet
+    data = packet.encode("utf-8") if isinstance(packet, str) else packet or _EMPTY_XMP
     data = data.rstrip(b"\0 \t\r\n")  # packets are often padded out
     try:
         prefixes = {prefix: uri for _, (prefix, uri) in SafeET.iterparse(io.BytesIO(data), events=("start-ns",))}
         root = SafeET.fromstring(data)
     except Exception:  # malformed XML, a DTD, a wrong encoding: defusedxml's and expat's errors are many
-        return None
+        prefixes, root = {}, SafeET.fromstring(_EMPTY_XMP)
 
     def dropped(name: str) -> bool:
         uri, _, local = name[1:].partition("}") if name.startswith("{") else ("", "", name)
         names = _XMP_DROPPED.get(uri, set())
         return names is _XMP_ALL or local in names
 
-    kept = 0
     for description in root.iter(_RDF + "Description"):
         for name in [n for n in description.attrib if dropped(n)]:
             del description.attrib[name]
         for child in [c for c in description if dropped(c.tag)]:
             description.remove(child)
-        kept += len(description) + sum(not n.startswith(_RDF) for n in description.attrib)
-    if not kept:
-        return None
-    for prefix, uri in prefixes.items():
+    rdf = root if root.tag == _RDF + "RDF" else root.find(_RDF + "RDF")
+    if rdf is None:  # XML, but not XMP's shape: not copied
+        return kept_xmp(None)
+    top = rdf.find(_RDF + "Description")
+    if top is None:
+        top = ET.SubElement(rdf, _RDF + "Description", {_RDF + "about": ""})
+    for (uri, name), value in PROVENANCE.items():
+        top.set(f"{{{uri}}}{name}", value)
+    for prefix, uri in (*prefixes.items(), *_PROVENANCE_PREFIXES):
         if prefix and not re.fullmatch(r"ns\d+", prefix):
             try:  # ElementTree names namespaces by a global table: the packet's own prefixes are put in it
                 ET.register_namespace(prefix, uri)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from colorize.color import normalize_ab, rgb_to_lab
-from colorize.io import AtomicFile
+from colorize.io import SOFTWARE, AtomicFile
 from colorize.layout import working_shape
 from colorize.pipeline import Colorizer, Prepared
 from colorize.temporal import KeyframePlan, Motion, TemporalConfig, TemporalSmoother, estimate_motion, is_scene_cut
@@ -366,12 +366,30 @@ def _add_video_stream(out: av.container.OutputContainer, dst: Path, video: av.Vi
     raise VideoError(f"{dst}: no video encoder for '{dst.suffix}' files ({'; '.join(errors)})")
 
 
-def _open_output(tmp: Path, dst: Path, video: av.VideoStream, audio: Sequence[av.AudioStream], geometry: _Geometry
+# What a colorized film keeps of its container's tags: what it is and whose (title, date, place, rights), not how it
+# was written (encoder, handler, brands); and its comment says it was colorized (as a photo's EXIF and XMP do)
+_KEPT_FILM_TAGS = ("title", "artist", "author", "album", "album_artist", "composer", "date", "year", "creation_time",
+                   "copyright", "description", "synopsis", "comment", "genre", "keywords", "language", "location",
+                   "location-eng", "com.apple.quicktime.location.iso6709")
+
+
+def film_tags(container: av.container.InputContainer) -> dict[str, str]:
+    """The container tags a colorized version of a film keeps (``_KEPT_FILM_TAGS``), its ``comment`` saying it was
+    colorized, by what (:data:`colorize.io.SOFTWARE`)."""
+    tags = {k: v for k, v in container.metadata.items() if k.lower() in _KEPT_FILM_TAGS and v}
+    note = f"Colorized by {SOFTWARE}: its colors were guessed by a trained model"
+    comment = next((k for k in tags if k.lower() == "comment"), "comment")
+    tags[comment] = f"{tags[comment]}. {note}" if tags.get(comment) else note
+    return tags
+
+
+def _open_output(tmp: Path, dst: Path, video: av.VideoStream, audio: Sequence[av.AudioStream], geometry: _Geometry,
+                 tags: dict[str, str] | None = None
                  ) -> tuple[av.container.OutputContainer, av.VideoStream, dict[int, tuple[av.AudioStream, bool]]]:
-    """The output at ``tmp`` (a container of ``dst``'s kind) with its streams, its header written: (container, video
-    stream, {input audio stream's index: (its output stream, whether it is copied)}). Each audio track is copied
-    where the container takes its codec, else re-encoded; some containers refuse a codec only when the header is
-    written (Opus in .mov): then every track is re-encoded."""
+    """The output at ``tmp`` (a container of ``dst``'s kind) with its streams and ``tags`` (:func:`film_tags`), its
+    header written: (container, video stream, {input audio stream's index: (its output stream, whether it is
+    copied)}). Each audio track is copied where the container takes its codec, else re-encoded; some containers
+    refuse a codec only when the header is written (Opus in .mov): then every track is re-encoded."""
     import av
 
     for copy in (True, False):
@@ -379,6 +397,7 @@ def _open_output(tmp: Path, dst: Path, video: av.VideoStream, audio: Sequence[av
             out = av.open(str(tmp), "w")
         except (av.FFmpegError, ValueError) as e:
             raise VideoError(f"{dst}: cannot write a video with extension '{dst.suffix}' ({e})") from e
+        out.metadata.update(tags or {})
         if out.format.name.startswith("image2"):  # FFmpeg writes .jpg, .png... as a sequence of pictures
             out.close()
             raise VideoError(f"{dst}: '{dst.suffix}' is a picture format, not a video's; name the output {WRITABLE}")
@@ -577,7 +596,7 @@ def colorize_video(src: str | Path, dst: str | Path, colorizer: Colorizer, *, te
     try:
         # the temporary has dst's extension: FFmpeg picks the container by it
         with _torch_threads(torch_threads), AtomicFile(dst, suffix=dst.suffix) as tmp:
-            out, vout, tracks = _open_output(tmp, dst, vin, ains, geometry)
+            out, vout, tracks = _open_output(tmp, dst, vin, ains, geometry, film_tags(inp))
             try:
                 audio_mode = "; ".join(f"copied ({a.codec_context.name})" if tracks[a.index][1] else
                                        f"re-encoded to {tracks[a.index][0].name}" for a in ains) or "none"
