@@ -322,16 +322,14 @@ HEIF_PLUGIN = "pillow_heif"  # HEIC/HEIF (phones' photos): the `heif` extra's Pi
 
 
 @functools.cache
-def with_plugins() -> tuple[str, ...]:
+def with_plugins() -> None:
     """Register the Pillow openers of the installed plugins (HEIC and HEIF by pillow-heif, the ``heif`` extra), once,
-    when a photo is first opened: importing it costs ~35 ms, which ``colorize --help`` need not pay. Returns the
-    Pillow formats they add."""
+    when a photo is first opened: importing it costs ~35 ms, which ``colorize --help`` need not pay."""
     try:
         import pillow_heif
     except ImportError:
-        return ()
+        return
     pillow_heif.register_heif_opener()
-    return ("HEIF",)
 
 
 def _open(source) -> Image.Image:
@@ -389,11 +387,6 @@ def kept_metadata(img: Image.Image) -> dict:
     return kept
 
 
-# What of a photo's XMP its colorized version keeps: all of it (title, caption, keywords, people, places, credit,
-# rights, an archive's own fields) but what is not true of the output, by namespace: its layout and size (the
-# orientation is applied), its gray color mode and profile, its identity (the output is a new document; where it
-# came from stays), its thumbnail, and Camera Raw's develop settings, all of them: Lightroom applies those it finds
-# in a JPEG's or TIFF's XMP, a conversion to black and white among them.
 # A colorized version says so, in the terms catalogues read: its colors were guessed by a trained model, not seen
 # (historians' concern, and IPTC's: a capture combined with a trained model's output); the EXIF's Software names
 # this program (kept_metadata), the XMP the same and the digital source type (kept_xmp).
@@ -405,6 +398,12 @@ PROVENANCE = {
         "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia",
 }
 _PROVENANCE_PREFIXES = (("xmp", "http://ns.adobe.com/xap/1.0/"), ("Iptc4xmpExt", _IPTC_EXT))
+
+# What of a photo's XMP its colorized version keeps: all of it (title, caption, keywords, people, places, credit,
+# rights, an archive's own fields) but what is not true of the output, by namespace: its layout and size (the
+# orientation is applied), its gray color mode and profile, its identity (the output is a new document; where it
+# came from stays), its thumbnail, and Camera Raw's develop settings, all of them: Lightroom applies those it finds
+# in a JPEG's or TIFF's XMP, a conversion to black and white among them; and what PROVENANCE replaces.
 _XMP_ALL = None
 _XMP_DROPPED: dict[str, set[str] | None] = {
     "http://ns.adobe.com/tiff/1.0/": {
@@ -481,18 +480,14 @@ _TIFF_IPTC_TAG = 33723  # IPTC-NAA: the same records as a TIFF tag
 
 
 def _iptc_of(img: Image.Image) -> bytes | None:
-    """A photo's IPTC-IIM records: a JPEG's Photoshop resource, a TIFF's tag (bytes, or the 32-bit words Photoshop
-    declares it as)."""
+    """A photo's IPTC-IIM records: a JPEG's Photoshop resource, a TIFF's tag. (Where Photoshop declared the tag as
+    32-bit words, Pillow reads the first word alone: that TIFF's IPTC is not kept; its XMP, beside it, is.)"""
     resources = img.info.get("photoshop")
     if isinstance(resources, dict) and isinstance(resources.get(_IPTC_RESOURCE), bytes):
         return resources[_IPTC_RESOURCE]
     tags = getattr(img, "tag_v2", None)
     value = tags.get(_TIFF_IPTC_TAG) if tags is not None else None
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, tuple) and all(isinstance(v, int) and 0 <= v < 1 << 32 for v in value):
-        return struct.pack(f"{tags._endian}{len(value)}L", *value)
-    return None
+    return value if isinstance(value, bytes) else None
 
 
 def kept_iptc(data: bytes) -> bytes | None:
