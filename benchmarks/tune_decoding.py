@@ -23,16 +23,14 @@ from pathlib import Path
 
 from colorize.evaluate import GRAY, evaluate
 from colorize.shipped import resolve_model
-from colorize.models.base import correct_prior, optimize_for_inference
+from colorize.models.base import correct_prior_to, optimize_for_inference
 
 
 def decoded(model, correction: float, temperature: float, name: str, size: int | None = None):
     """``model`` made inference-ready with a prior correction of ``correction`` in all (a shipped file that
     has some folded in already gets only the difference), a temperature and (optionally) a working size
     recorded, labelled ``name`` for the evaluation report (changes and returns ``model``)."""
-    extra = correction - getattr(model, "prior_correction", 0.0)
-    if abs(extra) > 1e-9:
-        correct_prior(model, extra)
+    correct_prior_to(model, correction)
     optimize_for_inference(model)
     model.default_temperature = temperature
     if size:

@@ -351,6 +351,44 @@ def test_warm_start_continues_from_shipped_weights_with_a_fresh_optimizer(photo_
         setup(_cfg(photo_dir, tmp_path / "other", model="alpha", init_weights=str(shipped)))
 
 
+def test_a_warm_started_run_decodes_as_the_weights_it_started_from(photo_dir, tmp_path):
+    """A run fine-tuned from tuned weights (the shipped ones: a prior correction, a temperature, a working size)
+    writes files that decode alike, on load and through `colorize export` without options; they used to decode at
+    the defaults of a model that records nothing (no correction, T 0.38) unless the user re-typed the options, and an
+    export given them again on a corrected file corrected it twice."""
+    from colorize.checkpoint import save_weights
+    from colorize.cli import main
+    from colorize.models.base import correct_prior
+
+    first = setup(_cfg(photo_dir, tmp_path / "first", model="unet_lite0", size=64))
+    fit(first)
+    shipped = tmp_path / "shipped.safetensors"
+    correct_prior(first.model, 0.3)
+    save_weights(shipped, first.model, metadata={"prior_correction": "0.3", "temperature": "0.5",
+                                                 "working_size": "96"})
+    run = setup(_cfg(photo_dir, tmp_path / "warm", model="unet_lite0", size=64, init_weights=str(shipped),
+                     snapshot_every=1))
+    fit(run)
+    log_w = run.model.bins.rebalance.log()
+    raw_bias = run.model.head.proj.bias.detach().clone()  # the run trains without the correction
+    for name in ("best.safetensors", "best.pt", "epoch001.safetensors"):
+        model = load_model(tmp_path / "warm" / name)
+        assert (model.prior_correction, model.default_temperature, model.default_size) == (0.3, 0.5, 96), name
+        assert torch.allclose(model.head.proj.bias, raw_bias - 0.3 * log_w, atol=1e-6), name
+    resumed = setup(_cfg(photo_dir, tmp_path / "warm", model="unet_lite0", size=64, init_weights=str(shipped),
+                         snapshot_every=1, epochs=2), resume=True)
+    assert resumed.decoding == run.decoding  # kept across a resume, from the checkpoint
+    for options, total in (([], 0.3), (["--prior-correction", "0.3"], 0.3), (["--prior-correction", "0.5"], 0.5)):
+        out = tmp_path / f"export{len(options)}{total}.safetensors"
+        assert main(["export", str(tmp_path / "warm" / "best.pt"), "-o", str(out), *options]) == 0
+        exported = load_model(out)
+        assert exported.prior_correction == pytest.approx(total) and exported.default_temperature == 0.5
+        assert torch.allclose(exported.head.proj.bias, raw_bias - total * log_w, atol=1e-5), options
+    rewarm = setup(_cfg(photo_dir, tmp_path / "rewarm", model="unet_lite0", size=64,
+                        init_weights=str(tmp_path / "warm" / "best.safetensors")))
+    assert torch.allclose(rewarm.model.head.proj.bias, raw_bias, atol=1e-6)  # a run from a run: raw weights again
+
+
 def test_warm_start_into_another_rebalancing_keeps_the_learnt_color_probabilities(photo_dir, tmp_path):
     """rebalance_mix on a warm start: the prior is estimated again with that mix and the head moved to the new
     weights, so the net predicts the same colors' probabilities under the new tilt; without it, the file's own

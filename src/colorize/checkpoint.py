@@ -122,11 +122,45 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
         model.load_state_dict(state)
     except RuntimeError:
         raise ValueError(f"{path}: {_state_mismatch(model, state, name)}") from None
-    if path.suffix == ".safetensors":  # inference defaults tuned for these weights, if recorded
-        if "temperature" in meta:
-            model.default_temperature = float(meta["temperature"])
-        if "working_size" in meta:
-            model.default_size = int(meta["working_size"])
-        if "prior_correction" in meta:  # already folded into the weights; kept to describe them
-            model.prior_correction = float(meta["prior_correction"])
+    recorded = meta if path.suffix == ".safetensors" else ckpt.get("decoding")
+    try:
+        _apply_decoding(model, recorded)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: its recorded decoding cannot be used ({e})") from None
     return model.to(map_location).eval()
+
+
+# The decoding a model's weights were tuned for, recorded beside them (a weight file's metadata, a checkpoint's
+# "decoding"): the annealed-mean temperature and working size (defaults at run time) and the prior correction, either
+# folded into the weights already (``colorize export``) or, in a run warm-started from tuned weights, to fold on load
+# (the run trains without it and inherits its source's decoding: its files decode as the source does).
+
+
+def _apply_decoding(model: nn.Module, recorded: dict | None) -> None:
+    """Give a just-built model the decoding ``recorded`` for its weights."""
+    if not isinstance(recorded, dict):
+        return
+    if "temperature" in recorded:
+        model.default_temperature = float(recorded["temperature"])
+    if "working_size" in recorded:
+        model.default_size = int(recorded["working_size"])
+    if "prior_correction" in recorded:  # already folded into the weights; kept to describe them
+        model.prior_correction = float(recorded["prior_correction"])
+    elif float(recorded.get("unfolded_prior_correction", 0)):
+        from colorize.models.base import correct_prior
+
+        correct_prior(model, float(recorded["unfolded_prior_correction"]))
+
+
+def decoding_of(model: nn.Module, *, unfolded: bool = False) -> dict[str, str]:
+    """The decoding a loaded model carries (recorded in its file: :func:`load_model`), as the metadata that records
+    it again: a warm start's run passes its source's on (``unfolded``: its weights lack the prior correction, which
+    its files then record as to be folded on load)."""
+    out = {}
+    if "default_temperature" in vars(model):  # recorded, not the class's default
+        out["temperature"] = f"{model.default_temperature:g}"
+    if getattr(model, "default_size", None):
+        out["working_size"] = str(int(model.default_size))
+    if getattr(model, "prior_correction", 0.0):
+        out["unfolded_prior_correction" if unfolded else "prior_correction"] = f"{model.prior_correction:g}"
+    return out

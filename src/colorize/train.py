@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from colorize import distributed
-from colorize.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from colorize.checkpoint import decoding_of, load_checkpoint, save_checkpoint, save_weights
 from colorize.aging import age_lightness
 from colorize.color import denormalize_l, model_lab_to_rgb, normalize_l, rgb_to_model_lab
 from colorize.data import (Augment, BadFileLog, PhotoDataset, collate, find_images, require_photos, source_name,
@@ -296,6 +296,7 @@ class Run:
     epoch_step: int = 0  # batches of the current epoch already trained on (a mid-epoch checkpoint)
     epoch_loss: tuple[float, int] = (0.0, 0)  # their summed loss and photo count
     semantic: SemanticLoss | None = None  # the classifier-as-loss term, when the recipe weighs it
+    decoding: dict[str, str] = field(default_factory=dict)  # inherited by a warm start: its files record it
 
     def __post_init__(self):
         if self.wrapped is None:
@@ -411,8 +412,10 @@ def setup(cfg: TrainConfig, *, resume: bool = False) -> Run:
                + (f" (batch {run.epoch_step} of epoch {run.epoch + 1})" if run.epoch_step else ""))
     elif resume:
         _print(run, f"no checkpoint at {last}; starting fresh")
+    if ckpt is not None:
+        run.decoding = ckpt.get("decoding") or {}
     if ckpt is None and cfg.init_weights:
-        kept = warm_start(model, cfg.init_weights, exclude=cfg.init_exclude)
+        kept, run.decoding = warm_start(model, cfg.init_weights, exclude=cfg.init_exclude)
         own = f"; {kept} tensors under {', '.join(cfg.init_exclude)} kept from the model's own init" if kept else ""
         _print(run, f"warm start from {cfg.init_weights} (fresh optimizer, {cfg.warmup_steps} warmup steps{own})")
         if cfg.rebalance_mix is not None and getattr(model, "output", "") == "bins":
@@ -453,18 +456,21 @@ def load_raw_model(path: str | Path) -> nn.Module:
     if Path(path).suffix.lower() == ".onnx":
         raise ValueError(f"{path}: an ONNX export holds no trainable weights; give its .safetensors or .pt file")
     model = resolve_model(str(path))
+    model.tuned_decoding = decoding_of(model, unfolded=True)  # what the file decodes with: a warm start's run keeps it
     strength = getattr(model, "prior_correction", 0.0)
     if strength:
         correct_prior(model, -strength)
     return model
 
 
-def warm_start(model: nn.Module, path: str | Path, *, exclude: list[str] | tuple[str, ...] = ()) -> int:
+def warm_start(model: nn.Module, path: str | Path, *, exclude: list[str] | tuple[str, ...] = ()
+               ) -> tuple[int, dict[str, str]]:
     """Load a shipped or exported weight file into ``model`` to continue training it: the architecture and
     options must match; its class-rebalancing weights come with it (no new prior), and a prior correction
     folded into its head for inference (``colorize export --prior-correction``) is taken back out. Tensors
     whose names start with a prefix in ``exclude`` keep ``model``'s own values (and may be missing from the file: a
-    module the new model adds, e.g. ``imagenet_context.``); returns how many did."""
+    module the new model adds, e.g. ``imagenet_context.``). Returns how many did, and the decoding the file was tuned
+    for, which the run's files record as theirs (:func:`colorize.checkpoint.decoding_of`, unfolded)."""
     src = load_raw_model(path)
     own = model.state_dict()
     excluded = tuple(exclude)  # str.startswith(()) is False: no prefix excludes nothing
@@ -484,7 +490,7 @@ def warm_start(model: nn.Module, path: str | Path, *, exclude: list[str] | tuple
         model.load_state_dict(state)
     except RuntimeError as e:  # same names, other shapes
         raise ValueError(f"{path}: its tensors do not fit this run's model ({str(e).splitlines()[0]})") from None
-    return len(kept)
+    return len(kept), src.tuned_decoding
 
 
 def _print(run: Run, *args) -> None:
@@ -778,7 +784,7 @@ def save_samples(run: Run, path: Path) -> None:
 def _checkpoint(run: Run, path: Path) -> None:
     scaler = {"scaler": run.scaler.state_dict()} if run.scaler.is_enabled() else {}
     save_checkpoint(path, run.model, optimizer=run.optimizer.state_dict(), config=asdict(run.cfg),
-                    epoch=run.epoch, step=run.step, best=run.best, bad_epochs=run.bad_epochs,
+                    decoding=run.decoding, epoch=run.epoch, step=run.step, best=run.best, bad_epochs=run.bad_epochs,
                     plateau_bad=run.plateau_bad, plateau_scale=run.plateau_scale, history=run.history,
                     epoch_step=run.epoch_step, epoch_loss=list(run.epoch_loss), **scaler)
 
@@ -830,7 +836,7 @@ def fit(run: Run) -> dict:
                 writer.flush()
             save_samples(run, run.out_dir / "samples" / f"epoch{run.epoch:03d}.png")
             # every weight file says how far into the run it is (the learning curve's x axis)
-            meta = {"epoch": str(run.epoch), "photos_seen": str(run.epoch * steps_photos(run))}
+            meta = {"epoch": str(run.epoch), "photos_seen": str(run.epoch * steps_photos(run)), **run.decoding}
             if improved:
                 _checkpoint(run, run.out_dir / "best.pt")
                 save_weights(run.out_dir / "best.safetensors", run.model,

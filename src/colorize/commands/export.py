@@ -37,16 +37,19 @@ def main(argv: list[str]) -> int:
                    "model's default (the ONNX graph takes any other at run time)")
     p.add_argument("--working-size", type=working_size,
                    help="record the working size the pipeline should use by default")
-    p.add_argument("--prior-correction", type=_share, default=0.0,
+    p.add_argument("--prior-correction", type=_share,
                    help="classification models: undo this share (0..1) of class rebalancing's pull toward rare, "
-                        "saturated colors, folded into the weights (see models.base.correct_prior)")
+                        "saturated colors, folded into the weights (see models.base.correct_prior); in all: a "
+                        "file that has one already gets the difference (default: the file's own, or the one a "
+                        "warm-started run inherited)")
     args = p.parse_args(argv)
     suffix = Path(args.output).suffix.lower().lstrip(".")
     if args.format and suffix in FORMATS and suffix != args.format:
         p.error(f"--format {args.format} and an output named .{suffix} ({args.output}) disagree")
     args.format = args.format or ("onnx" if suffix == "onnx" else "safetensors")
 
-    from colorize.shipped import recorded_defaults, resolve_model
+    from colorize.checkpoint import decoding_of
+    from colorize.shipped import resolve_model
 
     if Path(args.model).suffix.lower() == ".onnx":  # already an export: its graph holds no model to rebuild
         print(f"error: {args.model} is an ONNX export already; export its .safetensors or .pt file", file=sys.stderr)
@@ -56,23 +59,23 @@ def main(argv: list[str]) -> int:
     except (ValueError, FileNotFoundError) as e:  # names the file and the reason
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.prior_correction:
-        from colorize.models.base import correct_prior
+    if args.prior_correction is not None:
+        from colorize.models.base import correct_prior_to
 
         try:
-            correct_prior(model, args.prior_correction)
+            correct_prior_to(model, args.prior_correction)
         except ValueError as e:  # a regression model: no bins to correct
             print(f"error: {args.model}: --prior-correction: {e}", file=sys.stderr)
             return 2
     if args.format == "safetensors":
         from colorize.checkpoint import save_weights
 
-        kept = recorded_defaults(args.model)  # the source file's own defaults are kept
-        recorded = {"temperature": args.temperature or kept.get("temperature"),
-                    "working_size": args.working_size or (int(kept["working_size"]) if "working_size" in kept
-                                                          else None),
-                    "prior_correction": getattr(model, "prior_correction", None)}
-        save_weights(args.output, model, metadata={k: str(v) for k, v in recorded.items() if v is not None})
+        recorded = decoding_of(model)  # the file's own decoding (or the one its run inherited) is kept
+        if args.temperature:
+            recorded["temperature"] = f"{args.temperature:g}"
+        if args.working_size:
+            recorded["working_size"] = str(args.working_size)
+        save_weights(args.output, model, metadata=recorded)
     else:
         from colorize.models.base import optimize_for_inference
         from colorize.onnx import export_onnx

@@ -236,6 +236,13 @@ def correct_prior(model: nn.Module, strength: float) -> nn.Module:
     return model
 
 
+def correct_prior_to(model: nn.Module, total: float) -> nn.Module:
+    """:func:`correct_prior` by what brings ``model.prior_correction`` (what its file had folded in, if any) to
+    ``total``: a shipped file decoded at another correction gets only the difference. Returns the model."""
+    extra = total - getattr(model, "prior_correction", 0.0)
+    return correct_prior(model, extra) if abs(extra) > 1e-9 else model
+
+
 @torch.no_grad()
 def rebalance_head(model: nn.Module, weights: torch.Tensor) -> nn.Module:
     """Give a classification model new class-rebalancing weights (Q,) without changing what it has learnt.
