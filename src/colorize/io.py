@@ -322,24 +322,33 @@ HEIF_PLUGIN = "pillow_heif"  # HEIC/HEIF (phones' photos): the `heif` extra's Pi
 
 
 @functools.cache
-def with_plugins() -> None:
-    """Register the Pillow openers of the installed plugins (HEIC and HEIF by pillow-heif, the ``heif`` extra), once,
-    when a photo is first opened: importing it costs ~35 ms, which ``colorize --help`` need not pay."""
+def with_plugins() -> bool:
+    """Register the Pillow openers of the installed plugins (HEIC and HEIF by pillow-heif, the ``heif`` extra), once;
+    whether there are any. Importing pillow-heif costs ~35 ms, which a run of JPEGs need not pay: :func:`_open` calls
+    this for a file Pillow alone does not know."""
     try:
         import pillow_heif
     except ImportError:
-        return
+        return False
     pillow_heif.register_heif_opener()
+    return True
 
 
 def _open(source) -> Image.Image:
     """``Image.open`` without Pillow's warning for sizes between MAX_PIXELS and twice it: the check
-    right after opening refuses them with the one message. Threads take turns (see :func:`notes_by_thread`):
-    opening reads the header only."""
-    with_plugins()
+    right after opening refuses them with the one message; a format Pillow does not know is tried again with the
+    installed plugins (:func:`with_plugins`). Threads take turns (see :func:`notes_by_thread`): opening reads the
+    header only."""
     with _swapping, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(source)
+        try:
+            return Image.open(source)
+        except UnidentifiedImageError:
+            if not with_plugins():
+                raise
+            if hasattr(source, "seek"):
+                source.seek(0)
+            return Image.open(source)
 
 
 # What of a photo's EXIF its colorized version keeps: the description of the photo (who, when, where, what with),
