@@ -163,6 +163,30 @@ def test_the_answer_keeps_what_the_clis_files_keep(client):
         assert out.mode == "RGBA" and np.array_equal(np.asarray(out.getchannel("A")), np.asarray(cutout.getchannel("A")))
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_a_16bit_master_comes_back_in_16_bits_as_the_clis_file_does(client, fmt, tmp_path):
+    """A 16-bit gray scan dropped on the page comes back as a 16-bit PNG, first and re-rendered with hints, the same
+    pixels as `colorize scan.tif -o scan.png` writes; it used to come back in 8 bits."""
+    import png
+
+    ramp = (np.linspace(0, 65535, 96)[None, :] * np.linspace(0.3, 1, 64)[:, None]).astype(np.uint16)
+    scan = tmp_path / f"scan.{fmt.lower()}"
+    Image.fromarray(ramp).save(scan, format=fmt)
+    r = post_file(client, scan.read_bytes(), name=scan.name, mime="image/x")
+    rendered = client.post(f"/api/photos/{r.headers['x-photo-id']}/render", json={"hints": []})
+    client.app.state.colorizer.colorize_file(scan, tmp_path / "cli.png")
+
+    def pixels(reader: "png.Reader") -> np.ndarray:
+        width, height, rows, info = reader.read()
+        assert info["bitdepth"] == 16 and (width, height) == (96, 64)
+        return np.vstack([np.asarray(row, np.uint16) for row in rows])
+
+    cli = pixels(png.Reader(filename=str(tmp_path / "cli.png")))
+    for answer in (r, rendered):
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/png", answer.text
+        assert np.array_equal(pixels(png.Reader(bytes=answer.content)), cli)
+
+
 def test_a_phones_heic_photo_comes_back_as_jpeg(client):
     """A HEIC upload (a phone's photo of a print) is colorized where the heif extra is installed, and answered as
     JPEG, which every browser shows; it used to be refused as not an image."""

@@ -552,17 +552,7 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
             if frames > 1:
                 warnings.warn(ImageNote(f"{path}: has {frames} frames (pages); only the first is colorized"),
                               stacklevel=2)
-            img.load()
-            up = upright(img)
-            kept = _kept(img, up) if metadata else None
-            deep = gray16(up) if keep_16bit or metadata else None
-            if deep is not None and metadata:
-                kept[BITS] = 16
-            if deep is not None and keep_16bit:
-                deep = _gray16_to_srgb(deep, _embedded_profile(up))  # None: LittleCMS refused its profile
-            rgb = deep if deep is not None and keep_16bit else to_srgb(up, keep_gray=keep_gray)
-            if kept is not None:
-                rgb.info = kept
+            rgb = _decoded(img, keep_gray=keep_gray, keep_16bit=keep_16bit, metadata=metadata)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -611,31 +601,41 @@ def written_in_8bits(img: Image.Image, dst: str | Path) -> str:
     return "profile" if holds_16bit(dst) else "format"
 
 
-def decode(img: Image.Image, name: str | Path, *, metadata: bool = False) -> Image.Image:
+def decode(img: Image.Image, name: str | Path, *, keep_16bit: bool = False, metadata: bool = False) -> Image.Image:
     """An opened image (e.g. identified from its header alone) decoded to 8-bit RGB with EXIF orientation
-    applied, then closed, as :func:`load_image` does for files (``metadata``: its ``info`` is what a colorized
-    version keeps, as there). Raises :class:`ImageError` (naming ``name``) for truncated, corrupt or too small
-    images."""
+    applied, then closed, as :func:`load_image` does for files, with the same ``keep_16bit`` and ``metadata``.
+    Raises :class:`ImageError` (naming ``name``) for truncated, corrupt or too small images."""
     try:
         with img:
-            img.load()
-            up = upright(img)
-            rgb = to_srgb(up)
-            if metadata:
-                rgb.info = _kept(img, up)
+            rgb = _decoded(img, keep_16bit=keep_16bit, metadata=metadata)
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(name, decode_failure(e)) from None
     check_size(rgb, name)
     return rgb
 
 
-def _kept(img: Image.Image, up: Image.Image) -> dict:
-    """What a colorized version keeps of a photo opened as ``img`` and turned upright as ``up``: its metadata
-    (:func:`kept_metadata`) and its ``alpha`` (:func:`transparency`), the image itself being composited onto white."""
-    kept = kept_metadata(img)
-    if (alpha := transparency(up)) is not None:
-        kept["alpha"] = alpha
-    return kept
+def _decoded(img: Image.Image, *, keep_gray: bool = False, keep_16bit: bool = False,
+             metadata: bool = False) -> Image.Image:
+    """:func:`load_image`'s and :func:`decode`'s work on an opened image: loaded, turned upright, in sRGB, 8-bit
+    (16-bit gray kept with ``keep_16bit``), its ``info`` what a colorized version keeps with ``metadata``: the
+    metadata (:func:`kept_metadata`), the ``alpha`` (:func:`transparency`: the image itself is composited onto
+    white) and, for a 16-bit gray file, ``BITS``."""
+    img.load()
+    up = upright(img)
+    kept = None
+    if metadata:
+        kept = kept_metadata(img)
+        if (alpha := transparency(up)) is not None:
+            kept["alpha"] = alpha
+    deep = gray16(up) if keep_16bit or metadata else None
+    if deep is not None and metadata:
+        kept[BITS] = 16
+    if deep is not None and keep_16bit:
+        deep = _gray16_to_srgb(deep, _embedded_profile(up))  # None: LittleCMS refused its profile
+    rgb = deep if deep is not None and keep_16bit else to_srgb(up, keep_gray=keep_gray)
+    if kept is not None:
+        rgb.info = kept
+    return rgb
 
 
 def decode_failure(e: BaseException) -> str:
@@ -919,44 +919,61 @@ def _save_16bit(rgb: np.ndarray, dst: Path, fmt: str, metadata: dict) -> None:
     nearly all of it zlib on twice the bytes: no native encoder (OpenCV: tens of MB) is worth adding to the light
     install for it.
     """
-    alpha = metadata.get("alpha")
-    if alpha is not None and alpha.size == (rgb.shape[1], rgb.shape[0]):
-        rgb = np.dstack([rgb, np.asarray(alpha, np.uint16) * np.uint16(257)])  # (H, W, 4): 8-bit alpha in 16 bits
-    height, width, channels = rgb.shape
-    dpi, exif, xmp, iptc = metadata.get("dpi"), metadata.get("exif"), metadata.get("xmp"), metadata.get("iptc")
+    height, width = rgb.shape[:2]
     if fmt == "TIFF":
         import tifffile
 
+        dpi, exif, xmp, iptc = metadata.get("dpi"), metadata.get("exif"), metadata.get("xmp"), metadata.get("iptc")
+        rgba = _with_alpha16(rgb, metadata)
         parsed = Image.Exif()
         parsed.load(exif or b"")
 
         def write(tmp: str) -> None:
-            tifffile.imwrite(tmp, rgb, photometric="rgb", extrasamples=["unassalpha"] if channels == 4 else None,
+            tifffile.imwrite(tmp, rgba, photometric="rgb", extrasamples=["unassalpha"] if rgba.shape[2] == 4 else None,
                              resolution=tuple(dpi) if dpi else None, resolutionunit="INCH" if dpi else None,
                              metadata=None, software=False, bigtiff=False, byteorder="<",
                              extratags=_exif_tags(parsed) + [(tag, "B", len(data), data, True) for tag, data in
                                                              ((_TIFF_XMP_TAG, xmp), (_TIFF_IPTC_TAG, iptc)) if data])
             _append_sub_ifds(tmp, parsed)
     else:
-        import png
-
-        class Writer(png.Writer):
-            def write_preamble(self, outfile) -> None:  # IHDR, pHYs, ...; then the EXIF and XMP, before the pixels
-                super().write_preamble(outfile)
-                if exif:
-                    png.write_chunk(outfile, b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif)
-                if xmp:  # iTXt: keyword, uncompressed, no language, no translated keyword, UTF-8 text
-                    png.write_chunk(outfile, b"iTXt", _PNG_XMP_KEY.encode("latin-1") + b"\0\0\0\0\0" + xmp)
-
-        ppm = {"x_pixels_per_unit": round(dpi[0] / 0.0254), "y_pixels_per_unit": round(dpi[1] / 0.0254),
-               "unit_is_meter": True} if dpi else {}
-        writer = Writer(width, height, greyscale=False, alpha=channels == 4, bitdepth=16, compression=6, **ppm)
-
         def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:  # rows packed big-endian, as PNG stores them: one row's copy at a time
-                writer.write_packed(f, (row.astype(">u2").tobytes() for row in rgb.reshape(height, -1)))
+            with open(tmp, "wb") as f:
+                write_png16(f, rgb, metadata)
 
     atomic_write(dst, write, verify=lambda tmp: verify_image(tmp, (width, height)))
+
+
+def _with_alpha16(rgb: np.ndarray, metadata: dict) -> np.ndarray:
+    """(H, W, 3) uint16 with the kept ``alpha`` (8-bit, made 16) as a fourth channel, when there is one."""
+    alpha = metadata.get("alpha")
+    if alpha is not None and alpha.size == (rgb.shape[1], rgb.shape[0]):
+        return np.dstack([rgb, np.asarray(alpha, np.uint16) * np.uint16(257)])
+    return rgb
+
+
+def write_png16(f, rgb: np.ndarray, metadata: dict, *, compression: int = 6) -> None:
+    """(H, W, 3) uint16 sRGB as a 16-bit PNG into the binary file ``f`` (pypng, a row at a time through zlib at
+    ``compression``), with what :func:`save_image` keeps: the dpi, the EXIF (an eXIf chunk), the XMP, the alpha.
+    :func:`save_image` writes files with it, the web app its answers for 16-bit masters."""
+    import png
+
+    rgb = _with_alpha16(rgb, metadata)
+    height, width, channels = rgb.shape
+    dpi, exif, xmp = metadata.get("dpi"), metadata.get("exif"), metadata.get("xmp")
+
+    class Writer(png.Writer):
+        def write_preamble(self, outfile) -> None:  # IHDR, pHYs, ...; then the EXIF and XMP, before the pixels
+            super().write_preamble(outfile)
+            if exif:
+                png.write_chunk(outfile, b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif)
+            if xmp:  # iTXt: keyword, uncompressed, no language, no translated keyword, UTF-8 text
+                png.write_chunk(outfile, b"iTXt", _PNG_XMP_KEY.encode("latin-1") + b"\0\0\0\0\0" + xmp)
+
+    ppm = {"x_pixels_per_unit": round(dpi[0] / 0.0254), "y_pixels_per_unit": round(dpi[1] / 0.0254),
+           "unit_is_meter": True} if dpi else {}
+    writer = Writer(width, height, greyscale=False, alpha=channels == 4, bitdepth=16, compression=compression, **ppm)
+    # rows packed big-endian, as PNG stores them: one row's copy at a time
+    writer.write_packed(f, (row.astype(">u2").tobytes() for row in rgb.reshape(height, -1)))
 
 
 def verify_image(path: str | Path, size: tuple[int, int]) -> None:

@@ -261,6 +261,11 @@ class Colorizer:
         Costs the hints' propagation and the full-size composition, never the network."""
         return Image.fromarray(self._render(prediction, hints=hints))
 
+    def render_uint16(self, prediction: Prediction, *, hints: HintsLike = None) -> np.ndarray:
+        """:meth:`render` of an :meth:`analyze` of 16-bit gray (a master scan) as (H, W, 3) uint16, its lightness to
+        16-bit precision."""
+        return self._render(prediction, hints=hints, uint16=True)
+
     def _render(self, prediction: Prediction, *, hints: HintsLike = None, uint16: bool = False) -> np.ndarray:
         """:meth:`render` as an (H, W, 3) array: uint8, or uint16 with ``uint16`` (a 16-bit master's)."""
         from colorize.hints import as_hints
@@ -340,7 +345,7 @@ class Colorizer:
     def colorize_uint16(self, gray: np.ndarray, *, hints: HintsLike = None) -> np.ndarray:
         """(H, W) uint16 gray (a 16-bit master scan) -> (H, W, 3) uint16 colorized, its lightness to 16-bit
         precision: :meth:`colorize_uint8`'s steps in 16 bits, memory as flat (~14 bytes per pixel)."""
-        return self._render(self.analyze(gray), hints=hints, uint16=True)
+        return self.render_uint16(self.analyze(gray), hints=hints)
 
     def _call_numpy(self, arr: np.ndarray, hints: HintsLike = None) -> np.ndarray:
         if (gray := _gray16(arr)) is not None:
@@ -385,7 +390,7 @@ class Colorizer:
         hints = tint + hints
         if img.mode == "I;16":  # a 16-bit gray master, to a PNG or TIFF: written with 16 bits a channel
             prediction = self.analyze(np.asarray(img), confidence=confidence)
-            save_image(self._render(prediction, hints=hints, uint16=True), dst, quality=quality, metadata=img.info)
+            save_image(self.render_uint16(prediction, hints=hints), dst, quality=quality, metadata=img.info)
             if confidence:
                 save_image(self.confidence_image(prediction), confidence_path(dst))
         elif confidence:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, NamedTuple, Sequence, TypeVar
 from urllib.parse import quote, urlsplit
 
+import numpy as np
 import torch.nn as nn
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,7 +45,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colorize import __version__
-from colorize.io import ImageError, decode, prepared_for, with_plugins
+from colorize.io import ImageError, decode, prepared_for, with_plugins, write_png16
 from colorize.hints import Hint, as_hints, hints_from_json, hints_from_tint, hints_to_json
 from colorize.pipeline import Colorizer, Prediction
 from colorize.tone import ToneReport, classify
@@ -158,15 +159,16 @@ def open_upload(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
     return img
 
 
-def decode_upload(img: Image.Image, name: str) -> Image.Image:
-    """Decode an opened upload to 8-bit RGB with EXIF orientation applied, its ``info`` what the colorized version
-    keeps (metadata, transparency), as :func:`colorize.io.load_image` does for files (:func:`colorize.io.decode`).
+def decode_upload(img: Image.Image, name: str, *, keep_16bit: bool = False) -> Image.Image:
+    """Decode an opened upload to 8-bit RGB (16-bit gray kept as mode ``I;16`` with ``keep_16bit``) with EXIF
+    orientation applied, its ``info`` what the colorized version keeps (metadata, transparency), as
+    :func:`colorize.io.load_image` does for files (:func:`colorize.io.decode`).
 
     Raises:
         UploadRejected: 422 for truncated, corrupt or too small images.
     """
     try:
-        return decode(img, name, metadata=True)
+        return decode(img, name, keep_16bit=keep_16bit, metadata=True)
     except ImageError as e:
         raise UploadRejected(name, e.reason, 422) from None
 
@@ -176,15 +178,20 @@ def load_image_bytes(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PI
     return decode_upload(open_upload(data, name, max_pixels=max_pixels), name)
 
 
-def encode_image(img: Image.Image, source_format: str | None, metadata: dict | None = None
+def encode_image(img: Image.Image | np.ndarray, source_format: str | None, metadata: dict | None = None
                  ) -> tuple[bytes, str, str]:
     """Encode in the upload's format when it is JPEG, PNG or WebP, else as PNG, with what the CLI's files keep of
-    the upload (``metadata``, :func:`colorize.io.prepared_for`: date, caption, GPS, XMP, dpi, transparency).
+    the upload (``metadata``, :func:`colorize.io.prepared_for`: date, caption, GPS, XMP, dpi, transparency). A
+    16-bit master's colors (an (H, W, 3) uint16 array; its upload was a PNG or TIFF) come back as a 16-bit PNG.
 
     Returns:
         (bytes, media type, extension)
     """
     fmt, media_type, ext = OUTPUT_FORMATS.get(source_format or "", OUTPUT_FORMATS["PNG"])
+    if isinstance(img, np.ndarray):
+        buf = io.BytesIO()
+        write_png16(buf, img, metadata or {}, compression=3)
+        return buf.getvalue(), *OUTPUT_FORMATS["PNG"][1:]
     img, options = prepared_for(img, fmt, quality=JPEG_QUALITY, metadata=metadata)
     if fmt == "PNG":
         options["compress_level"] = 3  # an answer waited for: a 1280x800 photo in 0.10 s, 15% larger, against 0.24 s
@@ -409,6 +416,7 @@ class Photo:
     tint: list[Hint] | None = None  # a hand-tinted photo's own colors as hints (empty unless tone.kind is "color")
     frames: int = 1  # frames (pages) in the upload; only the first was colorized
     metadata: dict | None = None  # what its colorized version keeps (colorize.io.decode): EXIF, XMP, alpha, ...
+    deep: bool = False  # a 16-bit gray master: rendered and answered in 16 bits
 
     @property
     def nbytes(self) -> int:
@@ -468,12 +476,13 @@ def analyze_upload(colorizer: Colorizer, img: Image.Image, name: str, pid: str) 
     """Decode an opened upload, classify its colors and run the network once (on a worker thread); with a
     classification model the confidence is measured in the same pass."""
     source_format, frames = img.format, getattr(img, "n_frames", 1)
-    rgb = decode_upload(img, name)
+    rgb = decode_upload(img, name, keep_16bit=True)  # a 16-bit master (PNG or TIFF) is answered in 16 bits
+    deep = rgb.mode == "I;16"
     tone = classify(rgb)
     tint = hints_from_tint(rgb) if tone.kind == "color" else []
     with_confidence = colorizer.has_confidence
-    prediction = colorizer.analyze(rgb, confidence=with_confidence)
-    return Photo(pid, prediction, source_format, name, tone, colorizer, tint, frames, rgb.info)
+    prediction = colorizer.analyze(np.asarray(rgb) if deep else rgb, confidence=with_confidence)
+    return Photo(pid, prediction, source_format, name, tone, colorizer, tint, frames, rgb.info, deep)
 
 
 def render_photo(photo: Photo, hints: list[Hint], *, tint_as_hints: bool = False) -> tuple[bytes, str, str]:
@@ -481,7 +490,8 @@ def render_photo(photo: Photo, hints: list[Hint], *, tint_as_hints: bool = False
     if tint_as_hints:
         hints = list(photo.tint or []) + hints
     try:
-        img = photo.colorizer.render(photo.prediction, hints=hints)
+        colorizer = photo.colorizer
+        img = (colorizer.render_uint16 if photo.deep else colorizer.render)(photo.prediction, hints=hints)
     except ValueError as e:
         raise ApiError(422, "bad_hints", str(e)) from None
     return encode_image(img, photo.source_format, photo.metadata)
