@@ -377,6 +377,19 @@ def test_every_input_is_accounted_for_by_name(tiny_model_file, tmp_path, capsys)
         assert "camera.dng: unsupported format (.dng); convert it" in capsys.readouterr().err
 
 
+def test_a_converted_photo_beside_its_namesake_keeps_its_extension_in_its_name(tiny_model_file, tmp_path):
+    """IMG_0001.heic beside IMG_0001.jpg (a phone's export), scan.gif beside scan.png: the one written in another
+    format than its own would have taken the other's output name, and the whole run was refused; now it is named
+    IMG_0001.heic.jpg, scan.gif.png."""
+    src = tmp_path / "album"
+    src.mkdir()
+    make_photo(48, 32, seed=1).convert("L").save(src / "scan.png")
+    make_photo(48, 32, seed=2).convert("L").save(src / "scan.gif")
+    make_photo(48, 32, seed=3).convert("L").save(src / "other.gif")
+    assert _colorize(tiny_model_file, src, "-o", tmp_path / "out") == 0
+    assert _files(tmp_path / "out") == {"scan.png", "scan.gif.png", "other.png"}
+
+
 def test_phone_photos_in_heic_are_colorized_to_jpeg(tiny_model_file, tmp_path, capsys, monkeypatch):
     """A phone's photos of an album are HEIC: read with the heif extra (pillow-heif, which turns them upright
     itself), colorized to JPEG by default with their EXIF kept; without the extra, named with the way to get it.
@@ -396,6 +409,9 @@ def test_phone_photos_in_heic_are_colorized_to_jpeg(tiny_model_file, tmp_path, c
     make_photo(48, 32).save(src / "scan.jpg")
     assert _colorize(tiny_model_file, src, "-o", tmp_path / "out") == 0
     assert _files(tmp_path / "out") == {"IMG_0001.jpg", "scan.jpg"}
+    make_photo(48, 32).convert("L").save(src / "IMG_0001.jpg")  # the phone's JPEG of it too
+    assert _colorize(tiny_model_file, src, "-o", tmp_path / "both") == 0
+    assert _files(tmp_path / "both") == {"IMG_0001.jpg", "IMG_0001.HEIC.jpg", "scan.jpg"}
     with Image.open(tmp_path / "out" / "IMG_0001.jpg") as out:
         assert out.size == (48, 64) and out.getexif()[ExifTags.Base.ImageDescription] == "grandma, 1931"
         assert out.getexif().get(ExifTags.Base.Orientation, 1) == 1

@@ -334,6 +334,44 @@ def test_catalogues_are_read_from_and_written_to_every_format_that_holds_them(tm
                 assert_archive_iptc_kept(out)
 
 
+def test_iptc_a_tiff_declares_as_32_bit_words_is_kept(tmp_path):
+    """Photoshop declares a TIFF's IPTC tag as LONG words, of which Pillow's value keeps the first alone: the bytes
+    as the file holds them are kept (they used to be dropped)."""
+    import tifffile
+
+    from colorize.io import kept_iptc
+
+    words = np.frombuffer(ARCHIVE_IPTC + bytes(-len(ARCHIVE_IPTC) % 4), "<u4")
+    tifffile.imwrite(tmp_path / "scan.tif", np.full((30, 40), 128, np.uint8), byteorder="<",
+                     extratags=[(33723, "I", len(words), tuple(int(w) for w in words), True)])
+    with pytest.warns(UserWarning, match="Metadata Warning"):  # Pillow's; the CLI does not show it
+        assert load_image(tmp_path / "scan.tif", metadata=True).info["iptc"] == kept_iptc(ARCHIVE_IPTC)
+
+
+def test_metadata_that_cannot_be_written_back_never_refuses_a_photo(tmp_path):
+    """EXIF Pillow reads but cannot write back (a GPS tag holding text) is left out, the photo colorized with the
+    marks alone; it used to stop the batch with a TypeError. A JPEG's description past one segment leaves the
+    Software mark."""
+    from PIL import ExifTags
+
+    from colorize import __version__
+
+    exif = Image.Exif()
+    exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitudeRef] = "N"
+    # the same entry made GPSLongitude (tag 4, numbers expected) holding the text: Pillow reads it, cannot write it
+    raw = exif.tobytes().replace(b"\x00\x01\x00\x02\x00\x00\x00\x02N", b"\x00\x04\x00\x02\x00\x00\x00\x02N")
+    make_photo(40, 30).convert("L").save(tmp_path / "gps.jpg", exif=raw)
+    photo = load_image(tmp_path / "gps.jpg", metadata=True)
+    long = Image.Exif()
+    long[ExifTags.Base.ImageDescription] = "a caption longer than a JPEG holds " * 2000
+    make_photo(40, 30).convert("L").save(tmp_path / "long.png", exif=long.tobytes())
+    for src in (photo, load_image(tmp_path / "long.png", metadata=True)):
+        save_image(src, tmp_path / "out.jpg", metadata=src.info)
+        with Image.open(tmp_path / "out.jpg") as out:
+            assert out.getexif()[ExifTags.Base.Software] == f"colorize {__version__}"
+            assert ExifTags.Base.ImageDescription not in out.getexif()
+
+
 def test_iptc_records_that_cannot_be_kept_are_left_out():
     """Records cut short, or with nothing but their version and what is not true of a colorized version, give no
     IPTC; an extended dataset (a length past 32 KB) is read through; padding after the last is ignored."""
@@ -379,4 +417,13 @@ def test_xmp_that_cannot_be_kept_is_left_out_and_the_marks_are_always_there():
     assert {k: v for k, v in _properties(kept_xmp(scan)).items() if k != "about"} == marks  # the scan's, replaced
     assert b"Grandma at the seaside" in kept_xmp(ARCHIVE_XMP.decode("utf-8") + "\0\0  ")  # text, padded out
     huge = kept_xmp(ARCHIVE_XMP.replace(b"family</rdf:li>", b"family</rdf:li>" + b"<rdf:li>x</rdf:li>" * 5000))
-    assert len(huge) > 65_535 and _catalogue_options("JPEG", huge) == {} and _catalogue_options("PNG", huge)
+    assert len(huge) > 65_535 and _catalogue_options("PNG", huge)
+    assert _catalogue_options("JPEG", huge)["xmp"] == kept_xmp(None)  # past a JPEG segment: the marks alone
+    deep = b"<a>" * 3000 + b"</a>" * 3000  # deeper than ElementTree's writer recurses
+    deep_xmp = ARCHIVE_XMP.replace(b"<dc:title>", b"<dc:source>" + deep + b"</dc:source><dc:title>")
+    assert {k for k in _properties(kept_xmp(deep_xmp)) if k != "about"} == set(marks)
+    utf16 = ARCHIVE_XMP.decode("utf-8").encode("utf-16")  # the spec allows it outside JPEG; it ends in a NUL byte
+    assert _properties(kept_xmp(utf16))["Credit"] == "Smith family archive"
+    pantry = ARCHIVE_XMP.replace(b"<dc:title>", b'<xmpMM:Pantry><rdf:Bag><rdf:li><rdf:Description '
+                                 b'xmpMM:InstanceID="xmp.iid:placed-1"/></rdf:li></rdf:Bag></xmpMM:Pantry><dc:title>')
+    assert b"xmp.iid:placed-1" in kept_xmp(pantry)  # a placed document's own identity: not the photo's, kept

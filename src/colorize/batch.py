@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Union
@@ -67,8 +68,8 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
     Args:
         paths: files, folders (recursive), glob patterns or tar shards.
         output: the output folder (None: ``colorized``), or for a single input file an output file name.
-        fmt: ``"same"`` (the input's format; where it cannot be written, PNG, or JPEG for a phone's HEIC) or an
-            extension without dot.
+        fmt: ``"same"`` (the input's format; where it cannot be written, PNG, or JPEG for a phone's HEIC, named
+            ``IMG_0001.heic.jpg`` where ``IMG_0001.jpg`` is another input's output) or an extension without dot.
     """
     from colorize.data import HEIF_EXTENSIONS, scan_folder, unsupported_format
     from colorize.shards import is_shard_spec
@@ -78,6 +79,7 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
     folder_names = _folder_names(paths)
     plan = Plan()
     first: dict[object, Source] = {}  # the input's identity (resolved path; shard and member) -> as first met
+    converted: list[int] = []  # pairs whose output is in another format than their input's, which it cannot be in
     for raw in paths:
         root = Path(raw)
         is_folder = root.is_dir()
@@ -121,8 +123,16 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
                 rel = folder_names[raw] / rel
             suffix = f.suffix if fmt == "same" else f".{fmt}"
             if suffix.lower() not in WRITABLE:
-                suffix = ".jpg" if suffix.lower() in HEIF_EXTENSIONS else ".png"  # a phone's photo: JPEG, as it was lossy
+                suffix = ".jpg" if suffix.lower() in HEIF_EXTENSIONS else ".png"  # a phone's photo: JPEG, lossy as it
+                converted.append(len(plan.pairs))
             plan.pairs.append((f, out_root / rel.with_suffix(suffix)))
+    # IMG_0001.heic beside IMG_0001.jpg (a phone's export), scan.gif beside scan.png: the converted one keeps its
+    # own extension in its output's name (IMG_0001.heic.jpg) rather than both being refused as one output
+    taken = Counter(dst for _, dst in plan.pairs)
+    for i in converted:
+        src, dst = plan.pairs[i]
+        if taken[dst] > 1:
+            plan.pairs[i] = (src, dst.with_name(src.name + dst.suffix))
     return plan
 
 

@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     formatted, warnings.formatwarning = warnings.formatwarning, format_warning  # put back for a caller in Python
     try:
-        return _route(list(sys.argv[1:] if argv is None else argv))
+        with warnings.catch_warnings():
+            # Pillow reading a TIFF tag longer than it expects (Photoshop's IPTC): the photo is read, the tag kept
+            # where it is (colorize.io._iptc_of); a warning per file would only alarm
+            warnings.filterwarnings("ignore", message="Metadata Warning", category=UserWarning)
+            return _route(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

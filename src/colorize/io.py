@@ -369,9 +369,13 @@ def kept_metadata(img: Image.Image) -> dict:
     it twice), the thumbnail (of the gray photo) and the color space (the output is sRGB), with this program as its
     Software; ``xmp``: the XMP packet (captions, keywords, credits, rights), less the same things, with the marks of
     a colorized image (:func:`kept_xmp`); ``iptc``: the IPTC-IIM records, the older catalogue (:func:`kept_iptc`).
-    Every colorized photo has ``exif`` and ``xmp``, which say it is one, in the formats that hold them."""
+    Every colorized photo has ``exif`` and ``xmp``, which say it is one (in the formats that hold them: not BMP).
+
+    Metadata is kept where it can be read and written again: a photo is never refused for it. EXIF that Pillow reads
+    but cannot write back (a GPS tag holding text) is left out whole, XMP that cannot be parsed or written leaves the
+    marks alone, IPTC that is not well formed is left out."""
     kept: dict = {}
-    try:  # metadata is kept where it can be read: a photo is never refused for it
+    try:
         source = img.getexif()
         turned = source.get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
         dpi = tuple(float(v) for v in img.info.get("dpi", ()))  # TIFF's are rationals
@@ -385,14 +389,17 @@ def kept_metadata(img: Image.Image) -> dict:
             entries = {tag: value for tag, value in source.get_ifd(ifd).items() if tag not in _CHANGED_EXIF}
             if entries:
                 exif.get_ifd(ifd).update(entries)
-    except Exception:  # Pillow's parsers raise many kinds on damaged EXIF
-        exif = Image.Exif()
-    exif[ExifTags.Base.Software] = SOFTWARE  # what made this image (the scanner's software made the gray one)
-    kept["exif"] = exif.tobytes()
+        exif[ExifTags.Base.Software] = SOFTWARE  # what made this image (the scanner's software made the gray one)
+        kept["exif"] = exif.tobytes()
+    except Exception:  # Pillow's parsers and writer raise many kinds on damaged EXIF
+        kept["exif"] = _software_exif()
     packet = img.info.get("xmp")  # JPEG, PNG, WebP, TIFF, AVIF
     kept["xmp"] = kept_xmp(packet if isinstance(packet, (bytes, str)) else None)
-    if (records := _iptc_of(img)) and (iptc := kept_iptc(records)):
-        kept["iptc"] = iptc
+    try:
+        if (records := _iptc_of(img)) and (iptc := kept_iptc(records)):
+            kept["iptc"] = iptc
+    except Exception:  # a TIFF directory Pillow cannot read back
+        pass
     return kept
 
 
@@ -407,6 +414,13 @@ PROVENANCE = {
         "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia",
 }
 _PROVENANCE_PREFIXES = (("xmp", "http://ns.adobe.com/xap/1.0/"), ("Iptc4xmpExt", _IPTC_EXT))
+
+
+def _software_exif() -> bytes:
+    """An EXIF that says only what made the image: a colorized photo's where its own cannot be kept."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Software] = SOFTWARE
+    return exif.tobytes()
 
 # What of a photo's XMP its colorized version keeps: all of it (title, caption, keywords, people, places, credit,
 # rights, an archive's own fields) but what is not true of the output, by namespace: its layout and size (the
@@ -445,10 +459,16 @@ def kept_xmp(packet: bytes | str | None) -> bytes:
     from defusedxml import ElementTree as SafeET
 
     data = packet.encode("utf-8") if isinstance(packet, str) else packet or _EMPTY_XMP
-    data = data.rstrip(b"\0 \t\r\n")  # packets are often padded out
-    try:
+
+    def parse(data: bytes) -> tuple[dict, ET.Element]:
         prefixes = {prefix: uri for _, (prefix, uri) in SafeET.iterparse(io.BytesIO(data), events=("start-ns",))}
-        root = SafeET.fromstring(data)
+        return prefixes, SafeET.fromstring(data)
+
+    try:
+        try:
+            prefixes, root = parse(data)
+        except SafeET.ParseError:  # an 8-bit packet padded out with NULs (a UTF-16 one ends in a NUL byte: tried first)
+            prefixes, root = parse(data.rstrip(b"\0 \t\r\n"))
     except Exception:  # malformed XML, a DTD, a wrong encoding: defusedxml's and expat's errors are many
         prefixes, root = {}, SafeET.fromstring(_EMPTY_XMP)
 
@@ -457,14 +477,14 @@ def kept_xmp(packet: bytes | str | None) -> bytes:
         names = _XMP_DROPPED.get(uri, set())
         return names is _XMP_ALL or local in names
 
-    for description in root.iter(_RDF + "Description"):
+    rdf = root if root.tag == _RDF + "RDF" else root.find(_RDF + "RDF")
+    if rdf is None:  # XML, but not XMP's shape: not copied
+        return kept_xmp(None)
+    for description in rdf.findall(_RDF + "Description"):  # the photo's own; nested ones describe other documents
         for name in [n for n in description.attrib if dropped(n)]:
             del description.attrib[name]
         for child in [c for c in description if dropped(c.tag)]:
             description.remove(child)
-    rdf = root if root.tag == _RDF + "RDF" else root.find(_RDF + "RDF")
-    if rdf is None:  # XML, but not XMP's shape: not copied
-        return kept_xmp(None)
     top = rdf.find(_RDF + "Description")
     if top is None:
         top = ET.SubElement(rdf, _RDF + "Description", {_RDF + "about": ""})
@@ -476,7 +496,10 @@ def kept_xmp(packet: bytes | str | None) -> bytes:
                 ET.register_namespace(prefix, uri)
             except ValueError:
                 pass
-    return _XPACKET[0] + ET.tostring(root, encoding="utf-8", xml_declaration=False) + _XPACKET[1]
+    try:
+        return _XPACKET[0] + ET.tostring(root, encoding="utf-8", xml_declaration=False) + _XPACKET[1]
+    except RecursionError:  # nesting deeper than ElementTree's writer recurses: not copied
+        return kept_xmp(None)
 
 
 # IPTC-IIM, the older catalogue many archives' JPEGs and TIFFs still carry (caption, keywords, by-line, credit,
@@ -489,14 +512,14 @@ _TIFF_IPTC_TAG = 33723  # IPTC-NAA: the same records as a TIFF tag
 
 
 def _iptc_of(img: Image.Image) -> bytes | None:
-    """A photo's IPTC-IIM records: a JPEG's Photoshop resource, a TIFF's tag. (Where Photoshop declared the tag as
-    32-bit words, Pillow reads the first word alone: that TIFF's IPTC is not kept; its XMP, beside it, is.)"""
+    """A photo's IPTC-IIM records: a JPEG's Photoshop resource, a TIFF's tag. Photoshop declares the tag as 32-bit
+    words, of which Pillow's value keeps the first alone: its bytes as the file holds them are read instead, where
+    Pillow's own IPTC reader (``IptcImagePlugin.getiptcinfo``) reads them."""
     resources = img.info.get("photoshop")
     if isinstance(resources, dict) and isinstance(resources.get(_IPTC_RESOURCE), bytes):
         return resources[_IPTC_RESOURCE]
-    tags = getattr(img, "tag_v2", None)
-    value = tags.get(_TIFF_IPTC_TAG) if tags is not None else None
-    return value if isinstance(value, bytes) else None
+    raw = getattr(getattr(img, "tag_v2", None), "_tagdata", {}).get(_TIFF_IPTC_TAG)
+    return raw if isinstance(raw, bytes) else None
 
 
 def kept_iptc(data: bytes) -> bytes | None:
@@ -762,8 +785,13 @@ def clean_stale_temporaries(folder: str | Path, *, older_than: float = STALE_SEC
     return removed
 
 
-_LOSSY = ("JPEG", "WEBP", "AVIF", "HEIF")  # formats written at a --quality (HEIF: with the heif extra)
+# formats written at a --quality, whose Pillow writers also take an XMP packet (HEIF: with the heif extra)
+_LOSSY = ("JPEG", "WEBP", "AVIF", "HEIF")
 _JPEG_EXIF_BYTES = 65_533  # a JPEG marker segment's 65,535 bytes less its length field (Pillow refuses more)
+_JPEG_XMP_BYTES = _JPEG_EXIF_BYTES - len(b"http://ns.adobe.com/xap/1.0/\0")  # the segment names its namespace
+_JPEG_SEGMENT_BYTES = 2 + 2 + _JPEG_EXIF_BYTES  # a whole marker segment: marker, length, at most 65,533 bytes
+_PNG_XMP_KEY = "XML:com.adobe.xmp"  # an iTXt chunk's keyword for XMP
+_TIFF_XMP_TAG = 700  # XMLPacket, bytes
 _WITH_ALPHA = ("PNG", "WEBP", "TIFF")  # formats that keep a photo's transparency (JPEG and BMP: on white)
 _LONGEST_SIDE = {"JPEG": 65_500, "WEBP": 16_383}  # what the formats' encoders can write (libjpeg, libwebp)
 
@@ -811,7 +839,7 @@ def prepared_for(img: Image.Image, fmt: str, *, quality: int = 95, metadata: dic
     options = {"quality": quality} if fmt in _LOSSY else {}
     options.update({k: v for k, v in metadata.items() if k in ("dpi", "exif")})
     if fmt == "JPEG" and len(options.get("exif", b"")) > _JPEG_EXIF_BYTES:
-        del options["exif"]  # a PNG's or TIFF's long description: past what a JPEG holds, it is left out
+        options["exif"] = _software_exif()  # a PNG's or TIFF's long description: past what a JPEG holds, left out
     options.update(_catalogue_options(fmt, metadata.get("xmp"), metadata.get("iptc"), options.get("exif")))
     alpha = metadata.get("alpha")
     if alpha is not None and fmt in _WITH_ALPHA and img.mode == "RGB" and alpha.size == img.size:
@@ -822,11 +850,12 @@ def prepared_for(img: Image.Image, fmt: str, *, quality: int = 95, metadata: dic
 def _catalogue_options(fmt: str, xmp: bytes | None, iptc: bytes | None = None, exif: bytes | None = None) -> dict:
     """Pillow's ``save`` options that write a photo's catalogue, an XMP packet (:func:`kept_xmp`) and IPTC-IIM
     records (:func:`kept_iptc`), into a file of format ``fmt`` beside the ``exif`` of the other options: XMP in
-    JPEG, PNG, WebP, TIFF and AVIF, IPTC in JPEG and TIFF (elsewhere the XMP, which tools write beside it, carries
-    the same fields); none in BMP. What passes a JPEG segment's size is left out (Extended XMP is not written)."""
-    if fmt == "JPEG":
-        xmp = xmp if xmp and len(xmp) <= _JPEG_XMP_BYTES else None
-        iptc = iptc if iptc and len(iptc) <= _JPEG_EXIF_BYTES - 28 else None  # the segment's names and sizes
+    JPEG, PNG, WebP, TIFF, AVIF and HEIF, IPTC in JPEG and TIFF (elsewhere the XMP, which tools write beside it,
+    carries the same fields); none in BMP. What passes a JPEG segment's size is left out (Extended XMP is not
+    written), but for the XMP's marks of a colorized photo."""
+    if fmt == "JPEG":  # what passes one segment is left out; the marks that say it is colorized stay
+        xmp = xmp if not xmp or len(xmp) <= _JPEG_XMP_BYTES else kept_xmp(None)
+        iptc = iptc if iptc and len(_photoshop_segment(iptc)) <= _JPEG_SEGMENT_BYTES else None
     options: dict = {}
     if xmp and fmt in _LOSSY:  # their writers take the packet
         options["xmp"] = xmp
@@ -849,9 +878,6 @@ def _catalogue_options(fmt: str, xmp: bytes | None, iptc: bytes | None = None, e
     return options
 
 
-_JPEG_XMP_BYTES = _JPEG_EXIF_BYTES - len(b"http://ns.adobe.com/xap/1.0/\0")  # the segment names its namespace
-_PNG_XMP_KEY = "XML:com.adobe.xmp"  # an iTXt chunk's keyword for XMP
-_TIFF_XMP_TAG = 700  # XMLPacket, bytes
 _SUB_IFDS = (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)  # the EXIF's own IFDs an output keeps (kept_metadata)
 
 

@@ -78,18 +78,18 @@ def weight_file(model: str | Path | None = None) -> Path:
 
 
 def model_identity(model: str | Path | None = None) -> str:
-    """A model spec with the sha256 of the weights behind it: what a record of finished files (``--record``) keys
-    the model by, so new weights behind the same name (a release's) or path (a retrained file) start a new record
-    instead of finding every photo done. A shipped name's digest is its registered one (checked on load); a file's
-    is read (the spec alone when it cannot be: loading it names the problem)."""
+    """The sha256 of the weights behind a model spec: what a record of finished files (``--record``) keys the model
+    by, so new weights behind the same name (a release's) or path (a retrained file) start a new record instead of
+    finding every photo done. A shipped name's digest is its registered one (checked on load), with the name; a
+    file's is read, without its path (the spec alone when it cannot be read: loading it names the problem)."""
     import hashlib
 
     name = DEFAULT_MODEL if model is None else str(model)
     spec = SHIPPED.get(name)
     if spec is not None and spec.sha256:
         return f"{name} sha256:{spec.sha256}"
-    try:
-        return f"{name} sha256:{hashlib.sha256(weight_file(name).read_bytes()).hexdigest()}"
+    try:  # a file by its contents alone: moved, or named by another path, it is the same model
+        return f"sha256:{hashlib.sha256(weight_file(name).read_bytes()).hexdigest()}"
     except OSError:
         return name
 

@@ -422,8 +422,11 @@ class Photo:
     def nbytes(self) -> int:
         p = self.prediction
         tensors = [p.prepared.l_full, p.prepared.l_small, p.ab] + ([p.confidence] if p.confidence is not None else [])
-        alpha = (self.metadata or {}).get("alpha")  # a transparent upload's alpha, one byte a pixel
-        return sum(t.numel() * t.element_size() for t in tensors) + (alpha.width * alpha.height if alpha else 0)
+        kept = self.metadata or {}
+        alpha = kept.get("alpha")  # a transparent upload's alpha, one byte a pixel; its EXIF, XMP and IPTC
+        catalogue = sum(len(kept.get(k) or b"") for k in ("exif", "xmp", "iptc"))
+        pixels = sum(t.numel() * t.element_size() for t in tensors) + (alpha.width * alpha.height if alpha else 0)
+        return pixels + catalogue
 
 
 class PhotoCache:
