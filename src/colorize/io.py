@@ -425,8 +425,9 @@ def _software_exif() -> bytes:
 # What of a photo's XMP its colorized version keeps: all of it (title, caption, keywords, people, places, credit,
 # rights, an archive's own fields) but what is not true of the output, by namespace: its layout and size (the
 # orientation is applied), its gray color mode and profile, its identity (the output is a new document; where it
-# came from stays), its thumbnail, and Camera Raw's develop settings, all of them: Lightroom applies those it finds
-# in a JPEG's or TIFF's XMP, a conversion to black and white among them; and what PROVENANCE replaces.
+# came from stays), its thumbnail, and Camera Raw's develop settings, all of them: Adobe's tools read those from a
+# JPEG's or TIFF's XMP, a conversion to black and white among them, made for the gray scan; and what PROVENANCE
+# replaces.
 _XMP_ALL = None
 _XMP_DROPPED: dict[str, set[str] | None] = {
     "http://ns.adobe.com/tiff/1.0/": {
