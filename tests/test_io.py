@@ -272,7 +272,7 @@ def test_16bit_rgb_is_written_whole_with_what_outputs_keep(tmp_path, ext):
     exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "1931:05:01 10:00:00"  # sub-IFDs, in TIFF too
     exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 30.0)
     alpha = Image.fromarray(np.where(np.arange(40)[None, :] < 25, 255, 0).repeat(30, 0).astype(np.uint8))
-    from colorize.io import kept_iptc, kept_xmp
+    from colorize.metadata import kept_iptc, kept_xmp
 
     kept = {"dpi": (600.0, 300.0), "exif": exif.tobytes(), "alpha": alpha, "xmp": kept_xmp(ARCHIVE_XMP),
             "iptc": kept_iptc(ARCHIVE_IPTC)}
@@ -309,7 +309,8 @@ def test_catalogues_are_read_from_and_written_to_every_format_that_holds_them(tm
     TIFF. BMP holds neither and is written without."""
     from PIL import ExifTags
 
-    from colorize.io import _catalogue_options, format_of
+    from colorize.io import format_of
+    from colorize.metadata import _catalogue_options
 
     exif = Image.Exif()
     exif[ExifTags.Base.Copyright] = "the family"
@@ -339,7 +340,7 @@ def test_iptc_a_tiff_declares_as_32_bit_words_is_kept(tmp_path):
     as the file holds them are kept (they used to be dropped)."""
     import tifffile
 
-    from colorize.io import kept_iptc
+    from colorize.metadata import kept_iptc
 
     words = np.frombuffer(ARCHIVE_IPTC + bytes(-len(ARCHIVE_IPTC) % 4), "<u4")
     tifffile.imwrite(tmp_path / "scan.tif", np.full((30, 40), 128, np.uint8), byteorder="<",
@@ -375,7 +376,7 @@ def test_metadata_that_cannot_be_written_back_never_refuses_a_photo(tmp_path):
 def test_iptc_records_that_cannot_be_kept_are_left_out():
     """Records cut short, or with nothing but their version and what is not true of a colorized version, give no
     IPTC; an extended dataset (a length past 32 KB) is read through; padding after the last is ignored."""
-    from colorize.io import kept_iptc
+    from colorize.metadata import kept_iptc
 
     assert kept_iptc(ARCHIVE_IPTC[:-3]) is None and kept_iptc(b"junk" + ARCHIVE_IPTC) is None
     assert kept_iptc(ARCHIVE_IPTC + bytes(3)) == kept_iptc(ARCHIVE_IPTC)
@@ -398,7 +399,7 @@ def test_xmp_that_cannot_be_kept_is_left_out_and_the_marks_are_always_there():
     """Malformed XML, a DTD's entity expansion ("billion laughs"), and XML that is not XMP are not copied; what
     the output's packet says of it then is that it is colorized, as it does when the photo had no XMP. A packet past
     a JPEG segment is not written there."""
-    from colorize.io import PROVENANCE, _catalogue_options, kept_xmp
+    from colorize.metadata import PROVENANCE, _catalogue_options, kept_xmp
 
     marks = {name: value for (_, name), value in PROVENANCE.items()}
     laughs = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'

@@ -114,7 +114,7 @@ def test_both_engines_keep_the_photos_description_and_print_size(tiny_pair, tmp_
     the output."""
     from PIL import ExifTags
 
-    from colorize.io import _photoshop_segment
+    from colorize.metadata import _photoshop_segment
 
     model, path = tiny_pair
     exif = Image.Exif()
