@@ -41,13 +41,14 @@ _CHANGED_EXIF = {ExifTags.Base[name] for name in (  # not true of the output (a 
 
 
 def kept_metadata(img: Image.Image) -> dict:
-    """What a colorized version of ``img`` (as opened, before :func:`upright`) keeps of its metadata, as
-    ``save`` options for :func:`save_image`: ``dpi`` (its print size; turned with the photo) and ``exif``: the
-    description (date, camera, author, copyright, GPS, ...), without the orientation (applied: a viewer would turn
-    it twice), the thumbnail (of the gray photo) and the color space (the output is sRGB), with this program as its
-    Software; ``xmp``: the XMP packet (captions, keywords, credits, rights), less the same things, with the marks of
-    a colorized image (:func:`kept_xmp`); ``iptc``: the IPTC-IIM records, the older catalogue (:func:`kept_iptc`).
-    Every colorized photo has ``exif`` and ``xmp``, which say it is one (in the formats that hold them: not BMP).
+    """What a colorized version of ``img`` (as opened, before :func:`colorize.io.upright`) keeps of its metadata,
+    for :func:`colorize.io.save_image` (:func:`save_options`): ``dpi`` (its print size; turned with the photo)
+    and ``exif``: the description (date, camera, author, copyright, GPS, ...), without the orientation (applied:
+    a viewer would turn it twice), the thumbnail (of the gray photo) and the color space (the output is sRGB),
+    with this program as its Software; ``xmp``: the XMP packet (captions, keywords, credits, rights), less the
+    same things, with the marks of a colorized image (:func:`kept_xmp`); ``iptc``: the IPTC-IIM records, the
+    older catalogue (:func:`kept_iptc`). Every colorized photo has ``exif`` and ``xmp``, which say it is one (in
+    the formats that hold them: not BMP).
 
     Metadata is kept where it can be read and written again: a photo is never refused for it. EXIF that Pillow reads
     but cannot write back (a GPS tag holding text) is left out whole, XMP that cannot be parsed or written leaves the
@@ -99,6 +100,7 @@ def _software_exif() -> bytes:
     exif = Image.Exif()
     exif[ExifTags.Base.Software] = SOFTWARE
     return exif.tobytes()
+
 
 # What of a photo's XMP its colorized version keeps: all of it (title, caption, keywords, people, places, credit,
 # rights, an archive's own fields) but what is not true of the output, by namespace: its layout and size (the
@@ -272,7 +274,8 @@ def tiff16_tags(kept: dict) -> list[tuple]:
 
 
 def append_sub_ifds(path: str, kept: dict) -> None:
-    """Add ``kept``'s EXIF Exif and GPS IFDs to a TIFF tifffile wrote with :func:`tiff16_tags` (:func:`_append_sub_ifds`)."""
+    """Add ``kept``'s EXIF Exif and GPS IFDs to a TIFF tifffile wrote with :func:`tiff16_tags`
+    (:func:`_append_sub_ifds`)."""
     exif = Image.Exif()
     exif.load(kept.get("exif") or b"")
     _append_sub_ifds(path, exif)
