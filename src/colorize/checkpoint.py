@@ -134,8 +134,6 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
 # "decoding"): the annealed-mean temperature and working size (defaults at run time) and the prior correction, either
 # folded into the weights already (``colorize export``) or, in a run warm-started from tuned weights, to fold on load
 # (the run trains without it and inherits its source's decoding: its files decode as the source does).
-
-
 def _apply_decoding(model: nn.Module, recorded: dict | None) -> None:
     """Give a just-built model the decoding ``recorded`` for its weights."""
     if not isinstance(recorded, dict):
