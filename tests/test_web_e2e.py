@@ -282,6 +282,32 @@ def test_a_photo_the_browser_cannot_show_still_shows_its_result(server_url, brow
     assert not console_errors(browser)
 
 
+def test_before_and_after_download_side_by_side(server_url, browser, tmp_path):
+    """A finished photo downloads as one JPEG to share: the original on the left, the colorized photo on the right;
+    a scan the browser cannot show (TIFF) has the colorized photo's lightness on the left, which is its own."""
+    gray = make_photo(160, 112, seed=7).convert("L")
+    gray.save(tmp_path / "grandma.jpg", quality=95)
+    gray.save(tmp_path / "scan.tif")
+    open_page(browser, f"{server_url}/")
+    pick(browser, tmp_path / "grandma.jpg", tmp_path / "scan.tif")
+    wait_finished(browser, 2)
+    for card in browser.find_elements(By.CLASS_NAME, "card"):
+        name = card.find_element(By.CLASS_NAME, "name").text
+        button = card.find_element(By.CLASS_NAME, "before-after")
+        assert button.is_displayed() and button.get_attribute("aria-label").startswith(f"Download {name} before")
+        button.click()
+        saved = browser.download_dir / f"{Path(name).stem}_before_after.jpg"
+        WebDriverWait(browser, 20).until(lambda _: saved.is_file() and saved.stat().st_size > 0)
+        both = Image.open(saved)
+        assert both.format == "JPEG" and both.size == (320, 112)
+        left, right = both.crop((0, 0, 160, 112)), both.crop((160, 0, 320, 112))
+        assert chroma(left) < 3 and chroma(right) > 10, name  # gray, then colorized
+        lightness = np.abs(np.asarray(left.convert("L"), np.float32) - np.asarray(gray, np.float32)).mean()
+        assert lightness < 6, (name, lightness)  # the original's
+        assert f"{name}: before and after saved as {saved.name}" in announcements(browser)
+    assert not console_errors(browser)
+
+
 # Drop a folder on the page as a browser does: entries (webkitGetAsEntry) to walk; its dataTransfer.files
 # would hold one unreadable 0-byte "file" named after the folder. Photos are drawn on a canvas.
 DROP_FOLDERS = """

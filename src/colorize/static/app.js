@@ -127,6 +127,7 @@
     moveDivider(card, slider.value);
     card.querySelector(".remove").setAttribute("aria-label", `Remove ${file.name}`);
     card.querySelector(".rerun").setAttribute("aria-label", `Re-run ${file.name} with the current settings`);
+    card.querySelector(".before-after").setAttribute("aria-label", `Download ${file.name} before and after, side by side`);
     card.querySelector(".edit-hints").setAttribute("aria-label", `Color hints for ${file.name}`);
     card.querySelector(".pins").setAttribute("aria-label", `Hint pins on ${file.name}`);
     card.querySelector(".hints-title").textContent = `Color hints for ${file.name}`;
@@ -197,6 +198,61 @@
     link.download = item.downloadName;
     link.textContent = `Download ${item.downloadName}`;
     link.hidden = false;
+    part(item, ".before-after").hidden = false;
+  }
+
+  const SIDE_BY_SIDE_WIDTH = 4096; // px at most: an image to share, not an archive's master
+
+  /** sRGB pixels made the gray of the same CIE lightness: their luminance, in linear light, encoded again (CSS's
+   * grayscale() weighs the encoded values, which is not the lightness the photo was colorized from). */
+  function lightnessOf(image) {
+    const linear = new Float32Array(256);
+    for (let v = 0; v < 256; v++) {
+      const c = v / 255;
+      linear[v] = c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    }
+    const encode = (y) => 255 * (y <= 0.0031308 ? 12.92 * y : 1.055 * y ** (1 / 2.4) - 0.055);
+    const px = image.data;
+    for (let i = 0; i < px.length; i += 4) {
+      const y = 0.2126 * linear[px[i]] + 0.7152 * linear[px[i + 1]] + 0.0722 * linear[px[i + 2]];
+      px[i] = px[i + 1] = px[i + 2] = Math.round(encode(y));
+    }
+    return image;
+  }
+
+  /** Download the original and the colorized photo side by side, as one JPEG to share. The original is the upload
+   * as the browser shows it; where it cannot show it (TIFF, HEIC), the colorized photo's own lightness, which is
+   * the original's. */
+  function downloadBeforeAfter(item) {
+    const after = part(item, ".after");
+    const before = part(item, ".before");
+    const width = after.naturalWidth;
+    const height = after.naturalHeight;
+    if (!width || !height) return;
+    const scale = Math.min(1, SIDE_BY_SIDE_WIDTH / (2 * width));
+    const w = Math.round(width * scale);
+    const h = Math.round(height * scale);
+    const canvas = document.createElement("canvas");
+    canvas.width = 2 * w;
+    canvas.height = h;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(after, w, 0, w, h);
+    if (item.card.classList.contains("no-preview") || !before.naturalWidth) {
+      ctx.putImageData(lightnessOf(ctx.getImageData(w, 0, w, h)), 0, 0);
+    } else {
+      ctx.drawImage(before, 0, 0, w, h);
+    }
+    canvas.toBlob((blob) => {
+      const url = URL.createObjectURL(blob);
+      const a = document.createElement("a");
+      a.href = url;
+      a.download = `${stem(item.file.name)}_before_after.jpg`;
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      announce(`${item.file.name}: before and after saved as ${a.download}`);
+    }, "image/jpeg", 0.92);
   }
 
   function updateSummary() {
@@ -362,6 +418,7 @@
         inputColor: null, downloadName: "", xhr: null, removed: false, photoId: null, width: 0, height: 0,
         hints: [], selected: -1, renderTimer: 0, renderAbort: null, confidenceUrl: "" };
       part(item, ".rerun").addEventListener("click", () => rerun(item));
+      part(item, ".before-after").addEventListener("click", () => downloadBeforeAfter(item));
       part(item, ".remove").addEventListener("click", () => remove(item));
       bindHints(item);
       items.push(item);
