@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import logging
@@ -380,6 +381,8 @@ def test_models_and_healthz(client):
     assert [m["name"] for m in info["models"]] == ["alpha"]
     assert info["options"]["size"]["min"] == 8
     assert info["limits"] == {"max_upload_bytes": int(MAX_UPLOAD_MB * 2**20), "max_pixels": MAX_PIXELS}
+    heif = importlib.util.find_spec("pillow_heif") is not None
+    assert {"JPEG", "PNG", "TIFF"} <= set(info["formats"]) and ("HEIF" in info["formats"]) == heif
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["model"] == "alpha" and health["capacity"] == 5
 

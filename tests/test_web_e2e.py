@@ -9,6 +9,7 @@ Needs the Debian packages ``chromium`` and ``chromium-driver`` and the pip packa
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import json
 import re
@@ -398,6 +399,9 @@ def test_a_limit_under_a_megapixel_is_not_shown_as_0(browser, tiny_model_file):
         limits = browser.find_element(By.ID, "limits")
         WebDriverWait(browser, 10).until(lambda _: "pixels" in limits.text)
     assert "0.5 megapixels each" in limits.text
+    heic = importlib.util.find_spec("pillow_heif") is not None  # the heif extra: the page names what it reads
+    named = "JPEG, PNG, WebP, TIFF, BMP, GIF or HEIC" if heic else "JPEG, PNG, WebP, TIFF, BMP or GIF"
+    assert limits.text.startswith(named)
 
 
 # Redoc shows its makers' logo from their CDN and drops it when it cannot load (as offline); the CSP blocks it

@@ -697,6 +697,7 @@ def create_app(
                 "temperature": {"default": base.temperature, "min": 0.01, "max": 4.0},
             },
             "limits": {"max_upload_bytes": max_bytes, "max_pixels": max_pixels},
+            "formats": _accepted_formats(),  # Pillow's names; HEIF where the heif extra is installed
             "hints": {"max": MAX_HINTS},
             "confidence": base.has_confidence,
         }

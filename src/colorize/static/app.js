@@ -72,8 +72,9 @@
     limits = info.limits;
     serverConfidence = Boolean(info.confidence);
     els.model.textContent = `model: ${info.default}`;
-    els.limits.textContent = `JPEG, PNG, WebP, TIFF, BMP or GIF, up to ${formatBytes(limits.max_upload_bytes)} ` +
-      `and ${formatPixels(limits.max_pixels)} each`;
+    const heic = (info.formats || []).includes("HEIF"); // a phone's photos, where the server reads them
+    els.limits.textContent = `JPEG, PNG, WebP, TIFF, BMP${heic ? ", GIF or HEIC" : " or GIF"}, up to ` +
+      `${formatBytes(limits.max_upload_bytes)} and ${formatPixels(limits.max_pixels)} each`;
     const size = info.options.size;
     defaultSize = size.default;
     els.size.options[0].textContent = `model default (${size.default})`;
