@@ -310,15 +310,15 @@ def test_catalogues_are_read_from_and_written_to_every_format_that_holds_them(tm
     from PIL import ExifTags
 
     from colorize.io import format_of
-    from colorize.metadata import _catalogue_options
+    from colorize.metadata import save_options
 
     exif = Image.Exif()
     exif[ExifTags.Base.Copyright] = "the family"
     src = tmp_path / f"scan.{ext}"
     fmt = format_of(src.suffix)
     iptc = ARCHIVE_IPTC if ext in ("jpg", "tif") else None
-    options = _catalogue_options(fmt, ARCHIVE_XMP, iptc, exif=exif.tobytes())
-    make_photo(40, 30).convert("L").save(src, **{"exif": exif.tobytes(), **options})
+    options = save_options(fmt, {"xmp": ARCHIVE_XMP, "iptc": iptc, "exif": exif.tobytes()})
+    make_photo(40, 30).convert("L").save(src, **options)
     photo = load_image(src, metadata=True)
     assert ("iptc" in photo.info) == (iptc is not None)
     for out_ext in ("png", "tif", "webp", "jpg", "bmp"):
@@ -399,7 +399,7 @@ def test_xmp_that_cannot_be_kept_is_left_out_and_the_marks_are_always_there():
     """Malformed XML, a DTD's entity expansion ("billion laughs"), and XML that is not XMP are not copied; what
     the output's packet says of it then is that it is colorized, as it does when the photo had no XMP. A packet past
     a JPEG segment is not written there."""
-    from colorize.metadata import PROVENANCE, _catalogue_options, kept_xmp
+    from colorize.metadata import PROVENANCE, kept_xmp, save_options
 
     marks = {name: value for (_, name), value in PROVENANCE.items()}
     laughs = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
@@ -418,8 +418,8 @@ def test_xmp_that_cannot_be_kept_is_left_out_and_the_marks_are_always_there():
     assert {k: v for k, v in _properties(kept_xmp(scan)).items() if k != "about"} == marks  # the scan's, replaced
     assert b"Grandma at the seaside" in kept_xmp(ARCHIVE_XMP.decode("utf-8") + "\0\0  ")  # text, padded out
     huge = kept_xmp(ARCHIVE_XMP.replace(b"family</rdf:li>", b"family</rdf:li>" + b"<rdf:li>x</rdf:li>" * 5000))
-    assert len(huge) > 65_535 and _catalogue_options("PNG", huge)
-    assert _catalogue_options("JPEG", huge)["xmp"] == kept_xmp(None)  # past a JPEG segment: the marks alone
+    assert len(huge) > 65_535 and save_options("PNG", {"xmp": huge})
+    assert save_options("JPEG", {"xmp": huge})["xmp"] == kept_xmp(None)  # past a JPEG segment: the marks alone
     deep = b"<a>" * 3000 + b"</a>" * 3000  # deeper than ElementTree's writer recurses
     deep_xmp = ARCHIVE_XMP.replace(b"<dc:title>", b"<dc:source>" + deep + b"</dc:source><dc:title>")
     assert {k for k in _properties(kept_xmp(deep_xmp)) if k != "about"} == set(marks)

@@ -168,30 +168,25 @@ def _icc_tags(profile: bytes) -> dict[bytes, bytes]:
     return {e[:4]: profile[int.from_bytes(e[4:8], "big"):][:int.from_bytes(e[8:12], "big")] for e in entries}
 
 
-_SRGB_GRAY: "ImageCms.ImageCmsProfile | None" = None
-
-
+@functools.cache
 def _srgb_gray() -> "ImageCms.ImageCmsProfile":
     """A gray ICC profile with sRGB's tone curve (LittleCMS's own sRGB profile's, with its white and description):
     what a tagged 16-bit gray scan is converted to, in 16 bits, where Pillow converts 16-bit gray only to gray. Its
     levels are those of the sRGB gray that :func:`to_srgb` gives an 8-bit scan, in 16 bits."""
-    global _SRGB_GRAY
-    if _SRGB_GRAY is None:
-        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-        tags = _icc_tags(srgb)
-        tags = {b"desc": tags[b"desc"], b"wtpt": tags[b"wtpt"], b"kTRC": tags[b"rTRC"]}
-        start = 128 + 4 + 12 * len(tags)
-        table, data = b"", b""
-        for sig, body in tags.items():
-            body += bytes(-len(body) % 4)
-            table += sig + (start + len(data)).to_bytes(4, "big") + len(body).to_bytes(4, "big")
-            data += body
-        header = bytearray(srgb[:128])
-        header[0:4] = (start + len(data)).to_bytes(4, "big")
-        header[16:20] = b"GRAY"
-        header[84:100] = bytes(16)  # the profile ID: an MD5 of the sRGB profile's bytes, not of these
-        _SRGB_GRAY = ImageCms.ImageCmsProfile(io.BytesIO(bytes(header) + len(tags).to_bytes(4, "big") + table + data))
-    return _SRGB_GRAY
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    tags = _icc_tags(srgb)
+    tags = {b"desc": tags[b"desc"], b"wtpt": tags[b"wtpt"], b"kTRC": tags[b"rTRC"]}
+    start = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags.items():
+        body += bytes(-len(body) % 4)
+        table += sig + (start + len(data)).to_bytes(4, "big") + len(body).to_bytes(4, "big")
+        data += body
+    header = bytearray(srgb[:128])
+    header[0:4] = (start + len(data)).to_bytes(4, "big")
+    header[16:20] = b"GRAY"
+    header[84:100] = bytes(16)  # the profile ID: an MD5 of the sRGB profile's bytes, not of these
+    return ImageCms.ImageCmsProfile(io.BytesIO(bytes(header) + len(tags).to_bytes(4, "big") + table + data))
 
 
 def to_srgb(img: Image.Image, *, keep_gray: bool = False) -> Image.Image:

@@ -243,12 +243,36 @@ _XMP_OPTION = ("JPEG", "WEBP", "AVIF", "HEIF")
 
 def save_options(fmt: str, kept: dict) -> dict:
     """Pillow's ``save`` options that write ``kept`` (:func:`kept_metadata`) into a file of format ``fmt`` (a Pillow
-    format name), where the format holds it: the dpi, the EXIF (a JPEG's description past one segment left out, its
-    Software mark kept), the XMP and IPTC (:func:`_catalogue_options`)."""
+    format name), where the format holds it: the dpi; the EXIF; the catalogue, an XMP packet (:func:`kept_xmp`) in
+    JPEG, PNG, WebP, TIFF, AVIF and HEIF and IPTC-IIM records (:func:`kept_iptc`) in JPEG and TIFF (elsewhere the
+    XMP, which tools write beside it, carries the same fields); none of these in BMP. What passes a JPEG segment's
+    size is left out (Extended XMP is not written), but for the marks of a colorized photo: the EXIF's Software,
+    the XMP's :data:`PROVENANCE`."""
     options = {k: v for k, v in kept.items() if k in ("dpi", "exif")}
-    if fmt == "JPEG" and len(options.get("exif", b"")) > _JPEG_EXIF_BYTES:
-        options["exif"] = _software_exif()  # a PNG's or TIFF's long description: past what a JPEG holds, left out
-    options.update(_catalogue_options(fmt, kept.get("xmp"), kept.get("iptc"), options.get("exif")))
+    xmp, iptc = kept.get("xmp"), kept.get("iptc")
+    if fmt == "JPEG":
+        if len(options.get("exif", b"")) > _JPEG_EXIF_BYTES:
+            options["exif"] = _software_exif()  # a PNG's or TIFF's long description: past what a JPEG holds
+        xmp = xmp if not xmp or len(xmp) <= _JPEG_XMP_BYTES else kept_xmp(None)
+        iptc = iptc if iptc and len(_photoshop_segment(iptc)) <= _JPEG_SEGMENT_BYTES else None
+    if xmp and fmt in _XMP_OPTION:
+        options["xmp"] = xmp
+    if iptc and fmt == "JPEG":  # Pillow writes these bytes as they are, after its own segments (its ICC's way)
+        options["extra"] = _photoshop_segment(iptc)
+    if xmp and fmt == "PNG":
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(_PNG_XMP_KEY, xmp.decode("utf-8"))
+        options["pnginfo"] = info
+    if (xmp or iptc) and fmt == "TIFF":  # tags of the first IFD, which Pillow writes from the EXIF (not a tiffinfo,
+        tags = Image.Exif()  # which would replace it)
+        tags.load(options.get("exif") or b"")
+        if xmp:
+            tags[_TIFF_XMP_TAG] = xmp
+        if iptc:
+            tags[_TIFF_IPTC_TAG] = iptc
+        options["exif"] = tags.tobytes()
     return options
 
 
@@ -279,37 +303,6 @@ def append_sub_ifds(path: str, kept: dict) -> None:
     exif = Image.Exif()
     exif.load(kept.get("exif") or b"")
     _append_sub_ifds(path, exif)
-
-
-def _catalogue_options(fmt: str, xmp: bytes | None, iptc: bytes | None = None, exif: bytes | None = None) -> dict:
-    """Pillow's ``save`` options that write a photo's catalogue, an XMP packet (:func:`kept_xmp`) and IPTC-IIM
-    records (:func:`kept_iptc`), into a file of format ``fmt`` beside the ``exif`` of the other options: XMP in
-    JPEG, PNG, WebP, TIFF, AVIF and HEIF, IPTC in JPEG and TIFF (elsewhere the XMP, which tools write beside it,
-    carries the same fields); none in BMP. What passes a JPEG segment's size is left out (Extended XMP is not
-    written), but for the XMP's marks of a colorized photo."""
-    if fmt == "JPEG":  # what passes one segment is left out; the marks that say it is colorized stay
-        xmp = xmp if not xmp or len(xmp) <= _JPEG_XMP_BYTES else kept_xmp(None)
-        iptc = iptc if iptc and len(_photoshop_segment(iptc)) <= _JPEG_SEGMENT_BYTES else None
-    options: dict = {}
-    if xmp and fmt in _XMP_OPTION:
-        options["xmp"] = xmp
-    if iptc and fmt == "JPEG":  # Pillow writes these bytes as they are, after its own segments (its ICC's way)
-        options["extra"] = _photoshop_segment(iptc)
-    if xmp and fmt == "PNG":
-        from PIL import PngImagePlugin
-
-        info = PngImagePlugin.PngInfo()
-        info.add_itxt(_PNG_XMP_KEY, xmp.decode("utf-8"))
-        options["pnginfo"] = info
-    if (xmp or iptc) and fmt == "TIFF":  # tags of the first IFD, which Pillow writes from the EXIF (not a tiffinfo,
-        tags = Image.Exif()  # which would replace it)
-        tags.load(exif or b"")
-        if xmp:
-            tags[_TIFF_XMP_TAG] = xmp
-        if iptc:
-            tags[_TIFF_IPTC_TAG] = iptc
-        options["exif"] = tags.tobytes()
-    return options
 
 
 _SUB_IFDS = (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)  # the EXIF's own IFDs an output keeps (kept_metadata)

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 from colorize.color import normalize_ab, rgb_to_lab
 from colorize.io import AtomicFile
-from colorize.metadata import SOFTWARE
 from colorize.layout import working_shape
+from colorize.metadata import SOFTWARE
 from colorize.pipeline import Colorizer, Prepared
 from colorize.temporal import KeyframePlan, Motion, TemporalConfig, TemporalSmoother, estimate_motion, is_scene_cut
 
