@@ -69,7 +69,8 @@ def main() -> None:
             methods[name] = ours
             methods[f"truth at {name}'s chroma"] = with_chroma(lab, share)  # more than the truth's, if ours is
         scores = score_photo(torch.cat(list(methods.values())), truth[0], judge)
-        source = path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else "."
+        parts = path.relative_to(root).parts
+        source = parts[0] if len(parts) > 1 else "."
         for j, method in enumerate(methods):
             for group in ("all", source):
                 r = rows[group][method]

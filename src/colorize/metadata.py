@@ -288,32 +288,19 @@ def png16_chunks(kept: dict) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
+def _kept_exif(kept: dict) -> Image.Exif:
+    """``kept``'s EXIF (:func:`kept_metadata`) as Pillow holds it."""
+    exif = Image.Exif()
+    exif.load(kept.get("exif") or b"")
+    return exif
+
+
 def tiff16_tags(kept: dict) -> list[tuple]:
-    """tifffile's ``extratags`` for ``kept``: the EXIF's first IFD, the XMP and the IPTC (the Exif and GPS IFDs are
-    appended after the write: :func:`append_sub_ifds`)."""
-    exif = Image.Exif()
-    exif.load(kept.get("exif") or b"")
-    return _exif_tags(exif) + [(tag, "B", len(data), data, True) for tag, data in
-                               ((_TIFF_XMP_TAG, kept.get("xmp")), (_TIFF_IPTC_TAG, kept.get("iptc"))) if data]
-
-
-def append_sub_ifds(path: str, kept: dict) -> None:
-    """Add ``kept``'s EXIF Exif and GPS IFDs to a TIFF tifffile wrote with :func:`tiff16_tags`
-    (:func:`_append_sub_ifds`)."""
-    exif = Image.Exif()
-    exif.load(kept.get("exif") or b"")
-    _append_sub_ifds(path, exif)
-
-
-_SUB_IFDS = (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)  # the EXIF's own IFDs an output keeps (kept_metadata)
-
-
-def _exif_tags(exif: Image.Exif) -> list[tuple]:
-    """The first IFD of kept EXIF (:func:`kept_metadata`: description, camera, date, author, copyright, ...) as
-    tifffile's ``extratags`` (its Exif and GPS IFDs: :func:`append_sub_ifds`)."""
+    """tifffile's ``extratags`` for ``kept``: the EXIF's first IFD (description, camera, date, author, copyright,
+    ...), the XMP and the IPTC (the Exif and GPS IFDs are appended after the write: :func:`append_sub_ifds`)."""
     tags = []
-    for tag, value in exif.items():
-        if tag in _SUB_IFDS:
+    for tag, value in _kept_exif(kept).items():
+        if tag in _KEPT_IFDS:
             continue
         if isinstance(value, str):
             tags.append((tag, "s", 0, value, True))
@@ -321,17 +308,19 @@ def _exif_tags(exif: Image.Exif) -> list[tuple]:
             tags.append((tag, "B", len(value), value, True))
         elif isinstance(value, int) and 0 <= value < 1 << 32:
             tags.append((tag, "I", 1, value, True))
-    return tags
+    return tags + [(tag, "B", len(data), data, True) for tag, data in
+                   ((_TIFF_XMP_TAG, kept.get("xmp")), (_TIFF_IPTC_TAG, kept.get("iptc"))) if data]
 
 
-def _append_sub_ifds(path: str, exif: Image.Exif) -> None:
-    """Add the EXIF's Exif and GPS IFDs (date taken, GPS, ...) to a classic little-endian TIFF tifffile wrote (it
-    writes no sub-IFDs, nor their pointers): each appended as Pillow's own TIFF writer serializes it, then a copy of
-    the first IFD with the pointers among its entries, which the header is made to point at (the old one is left,
-    unread: a few hundred bytes)."""
+def append_sub_ifds(path: str, kept: dict) -> None:
+    """Add ``kept``'s EXIF Exif and GPS IFDs (date taken, GPS, ...) to the classic little-endian TIFF tifffile wrote
+    with :func:`tiff16_tags` (it writes no sub-IFDs, nor their pointers): each appended as Pillow's own TIFF writer
+    serializes it, then a copy of the first IFD with the pointers among its entries, which the header is made to
+    point at (the old one is left, unread: a few hundred bytes)."""
     from PIL import TiffImagePlugin
 
-    subs = [tag for tag in _SUB_IFDS if exif.get_ifd(tag)]
+    exif = _kept_exif(kept)
+    subs = [tag for tag in _KEPT_IFDS if exif.get_ifd(tag)]
     if not subs:
         return
     with open(path, "r+b") as f:
