@@ -228,7 +228,7 @@ def test_worker_killed_mid_job_finishes_and_rerun_skips(local_ray, tmp_path, tin
         while time.monotonic() < deadline and not killed:
             present = len(list(out.glob("*.jpg"))) if out.exists() else 0
             pids = _actor_pids("_ArchiveWorker")
-            if present >= 1 and len(pids) == 2:
+            if present >= 1 and pids:  # not waiting for the second actor: on a busy machine it may start last
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append((pids[0], present))
             time.sleep(0.02)
