@@ -214,6 +214,17 @@ def test_progress_is_the_local_engines(local_ray, photo_dir, tmp_path, tiny_mode
 
 
 @needs_ray
+def test_local_ray_workers_run_at_the_local_engines_priority(local_ray):
+    """Ray's own default (niceness 15) starves a job's actors whenever anything else keeps the cores busy."""
+
+    @local_ray.remote(num_cpus=0)
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert local_ray.get(niceness.remote()) == os.nice(0)
+
+
+@needs_ray
 def test_worker_killed_mid_job_finishes_and_rerun_skips(local_ray, tmp_path, tiny_model_file, capfd):
     photos = tmp_path / "photos"
     photos.mkdir()
