@@ -491,7 +491,15 @@ def test_auto_runtime_picks_the_light_engine_where_it_serves(monkeypatch):
     assert isinstance(build_colorizer(argparse.Namespace(**args)), LiteColorizer)
     bolder = build_colorizer(argparse.Namespace(**{**args, "temperature": 0.3}))
     assert isinstance(bolder, LiteColorizer) and bolder.temperature == 0.3
-    assert isinstance(build_colorizer(argparse.Namespace(**args), torch_options=["--hint"]), Colorizer)
+    # an option only the torch pipeline serves: that pipeline, its network still on onnxruntime (no timm import,
+    # no model build: a hinted photo in about half the time), unless an option needs the torch network itself
+    from colorize.onnx import OnnxModel
+
+    hinted = build_colorizer(argparse.Namespace(**args), torch_options=["--hint"])
+    assert isinstance(hinted, Colorizer) and isinstance(hinted.model, OnnxModel)
+    sure = build_colorizer(argparse.Namespace(**args), torch_options=["--hint", "--confidence"],
+                           network_options=["--confidence"])
+    assert isinstance(sure, Colorizer) and not isinstance(sure.model, OnnxModel) and sure.has_confidence
 
 
 def _read16(path: Path) -> np.ndarray:

@@ -18,6 +18,7 @@ import shlex
 import signal
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -321,9 +322,14 @@ def test_an_address_where_nothing_answers_fails_at_once(photo_dir, tmp_path, tin
         port = sock.getsockname()[1]
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: pytest.fail("Ray was asked to connect"))
+    temp = tmp_path / "temp"  # where the job's log of Ray's own messages goes
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     args = [str(photo_dir), "-o", str(tmp_path / "out"), "--model", str(tiny_model_file), "-q", "--engine", "ray"]
     assert main([*args, "--address", f"127.0.0.1:{port}"]) == 2
-    assert f"cannot reach the Ray cluster at 127.0.0.1:{port} (Connection refused)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port} (Connection refused)" in err
+    assert "Ray's own messages" not in err and not list(temp.iterdir())  # Ray wrote nothing: no log named or left
     assert main([*args, "--address", "head-node"]) == 2  # no port
     assert "--address must be auto, HOST:PORT or ray://HOST:PORT, got 'head-node'" in capsys.readouterr().err
 

@@ -260,8 +260,13 @@ def usable_colorizer(spec: ColorizerSpec, *, confidence: bool = False) -> "Color
     """
     colorizer = spec.build()
     if confidence and not colorizer.has_confidence:
+        from colorize.onnx import OnnxModel
+
+        if isinstance(getattr(colorizer, "model", None), OnnxModel):
+            raise ValueError("--confidence needs the network run by torch from a weight file (an ONNX network gives "
+                             "colors, not how sure it is of them): leave out --runtime onnx")
         raise ValueError(f"--confidence needs a classification (bins) model; {colorizer.model_name} predicts "
-                         "colors directly (the onnx runtime too)")
+                         "colors directly")
     return colorizer
 
 

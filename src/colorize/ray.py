@@ -22,7 +22,7 @@ the file and the reason, like the local engine's.
 
 While the job runs, what Ray itself prints (its C++ logs, the errors it forwards to the driver, its
 loggers) goes to a log file, not the terminal: the user sees our progress bar and our summary. The
-log is kept, and named, only when the job failed or a worker died on a photo.
+log is kept, and named, only when the job failed or a worker died on a photo, and Ray wrote to it.
 
 ``ray`` is imported only inside functions: this module (and :class:`ColorizeBatch`) imports without it.
 """
@@ -421,19 +421,32 @@ def colorize_pairs(pairs: Sequence[tuple["Source", Path]], *, colorizer: "Colori
         result.failed += [f"{src}: its block of photos failed in Ray as a whole (a rerun with --record retries only "
                           "such files)" for src in lost]
         keep_log = bool(lost) or any(WORKER_DIED in msg for msg in result.failed)
-        if keep_log:
+        if keep_log and _written(log):
             result.notes.append(f"Ray's own messages (workers that died, blocks that failed): {log}")
     except UnusableModel:
         keep_log = False  # ours is the message
         raise
     except RayEngineError as e:
-        raise RayEngineError(f"{e}; Ray's own messages: {log}") from None
+        raise RayEngineError(f"{e}{_named(log)}") from None
     except Exception as e:  # the pipeline as a whole
-        raise RayEngineError(f"the Ray job failed: {_first_line(e)}; Ray's own messages: {log}") from None
+        raise RayEngineError(f"the Ray job failed: {_first_line(e)}{_named(log)}") from None
     finally:
-        if not keep_log:
+        if not keep_log or not _written(log):  # an empty log is neither kept nor named (a cluster never reached)
             log.unlink(missing_ok=True)
     return result
+
+
+def _written(log: Path) -> bool:
+    """Whether Ray wrote anything to ``log``."""
+    try:
+        return log.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _named(log: Path) -> str:
+    """How an error names Ray's log: "; Ray's own messages: LOG", or nothing where the log is empty."""
+    return f"; Ray's own messages: {log}" if _written(log) else ""
 
 
 def _outcome_rows(rows: list[dict], actor: dict, *, workers: int | None) -> Iterator[dict]:

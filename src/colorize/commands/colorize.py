@@ -293,7 +293,8 @@ def run(args: argparse.Namespace) -> int:
                    keep_color=args.keep_color, tint_as_hints=args.tint_as_hints)
     ray_job = engine == "ray" and bool(todo)  # nothing to do: no Ray job, the model checked here as by the local engine
     try:
-        spec = colorizer_spec(args, torch_options=torch_options)
+        spec = colorizer_spec(args, torch_options=torch_options,
+                              network_options=[flag for flag in torch_options if flag == "--confidence"])
         if ray_job:
             from colorize.ray import colorize_pairs
 

@@ -61,7 +61,8 @@ def add_model_options(p: argparse.ArgumentParser, *, device: bool = True, runtim
                        help="inference engine: torch, or onnx (onnxruntime alone: the light install's engine; a "
                             "weight file is exported to ONNX once and cached, or give --model FILE.onnx). "
                             "Default auto: onnx for a shipped model or .onnx file where no option needs torch (the same "
-                            "photos within one 8-bit level, a start seconds sooner, faster photos), else torch")
+                            "photos within one 8-bit level, a start seconds sooner, faster photos); with hints, the "
+                            "torch pipeline with that network on onnx; else torch")
     if device:
         p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
 
@@ -92,14 +93,18 @@ def network_runtime(runtime: str, model: str | None, device: str = "cpu") -> str
     return "onnx" if device == "cpu" and _has_onnx(model) else "torch"
 
 
-def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = ()) -> "ColorizerSpec":
+def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = (),
+                   network_options: list[str] = ()) -> "ColorizerSpec":
     """Which colorizer the options of :func:`add_model_options` describe: the torch pipeline
     (:class:`colorize.pipeline.Colorizer`), or with ``--runtime onnx`` (``auto`` without torch) the light
     engine (:class:`colorize.lite.LiteColorizer`).
 
     Args:
         torch_options: the command's options in use that only the torch pipeline serves (``--hint``, ...);
-            with them, ``--runtime onnx`` runs the network on onnxruntime inside the torch pipeline.
+            with them, ``--runtime onnx`` runs the network on onnxruntime inside the torch pipeline, and so
+            does ``auto`` where the model has an ONNX export (:func:`network_runtime`).
+        network_options: those of them that need the torch network itself (``--confidence``: an ONNX export
+            gives colors, not their distribution): with one, ``auto`` runs the network on torch.
     Raises:
         ValueError: an option needs torch and this is the light install.
     """
@@ -114,9 +119,12 @@ def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = ()) -
         raise ValueError(f"--runtime torch: {TORCH_ONLY}")
     if runtime == "auto":  # the light engine where it serves: the same photos (within a level), a sooner start and
         # faster photos at every size (benchmarks/light.py, two runs: 1024x768 70-82 ms vs torch 91-142; a 6000x4000
-        # scan 0.7-1.1 s vs 1.4-1.5)
-        light = not needs_torch and _has_onnx(args.model)
-        runtime = "onnx" if not torch_installed() or light else "torch"
+        # scan 0.7-1.1 s vs 1.4-1.5). Else the torch pipeline, its network on onnxruntime where it can be: a
+        # photo with a hint in 2.2 s instead of 4.0 (no timm import, no model build)
+        if not torch_installed() or (not needs_torch and _has_onnx(args.model)):
+            runtime = "onnx"
+        else:
+            runtime = "torch" if network_options else network_runtime("auto", args.model, device)
     if runtime == "onnx" and not (needs_torch and torch_installed()):
         if needs_torch:
             from colorize.lite import TORCH_ONLY
@@ -128,10 +136,10 @@ def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = ()) -
                          threads=args.threads, device=device, runtime=runtime)
 
 
-def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = ()):
+def build_colorizer(args: argparse.Namespace, *, torch_options: list[str] = (), network_options: list[str] = ()):
     """The colorizer :func:`colorizer_spec` describes, built (its model loaded).
 
     Raises:
         one of :data:`colorize.batch.MODEL_ERRORS`, naming what is wrong.
     """
-    return colorizer_spec(args, torch_options=torch_options).build()
+    return colorizer_spec(args, torch_options=torch_options, network_options=network_options).build()

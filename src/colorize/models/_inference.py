@@ -10,6 +10,7 @@ network can go through them; a layer they do not know stays as it is.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -62,11 +63,10 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
 
 
 def _conv2d_same_type() -> type | None:
-    try:
-        from timm.layers import Conv2dSame
-    except ImportError:  # pragma: no cover - timm is a dependency; plain convolutions still fuse
-        return None
-    return Conv2dSame
+    """timm's ``Conv2dSame``, where timm is loaded: a model holding one imported it, and importing it for a model
+    that holds none (an ONNX network inside the torch pipeline) cost 2 s of the start-up (torchvision, dynamo)."""
+    layers = sys.modules.get("timm.layers")
+    return getattr(layers, "Conv2dSame", None)
 
 
 def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
