@@ -2,8 +2,8 @@
 
 - start-up: ``colorize photo.jpg -o out.jpg`` on one 1024x768 JPEG, median wall time of fresh processes,
   beside ``python -c pass``: the default (``--runtime auto``: the light engine for the shipped model),
-  ``--runtime torch``, and, with ``--light-python``, the same command in a light install (a venv made by
-  ``pip install colorize``, no torch);
+  ``--runtime torch``, with a hint (``--hint``: the torch pipeline, its network on onnxruntime), and, with
+  ``--light-python``, the same command in a light install (a venv made by ``pip install colorize``, no torch);
 - scans: a 6000x4000 photo (decoded, in memory) colorized in a fresh process: wall time of the first and a
   second call, and the process's peak RSS, per engine;
 - latency at 1024x768 in one process (p50), and the two engines' agreement (max 8-bit level difference).
@@ -109,7 +109,8 @@ def markdown(r: dict[str, Any]) -> str:
              "| install / engine | command | median wall (s) | target |", "|---|---|---|---|"]
     for key, label, target in (("light_install", "light install (no torch)", "<= 1.0"),
                                ("auto", "torch install, default (light engine)", "<= 2.0"),
-                               ("torch", "torch install, torch engine", "<= 2.0")):
+                               ("torch", "torch install, torch engine", "<= 2.0"),
+                               ("hint", "torch install, a hint (torch pipeline, network on onnxruntime)", "-")):
         if key in s:
             lines.append(f"| {label} | `{s[key]['command']}` | {s[key]['median_s']:.2f} | {target} |")
     lines += ["", f"Scans: a decoded {SCAN[0]}x{SCAN[1]} photo in a fresh process (target <= 1.0 s, <= 1 GB peak RSS):",
@@ -150,7 +151,7 @@ def main() -> int:
         if args.light_python:
             print("start-up: light install", flush=True)
             result["startup"]["light_install"] = startup(args.light_python, [], photo, Path(tmp) / "o.jpg", args.runs)
-        for key, extra in (("auto", []), ("torch", ["--runtime", "torch"])):
+        for key, extra in (("auto", []), ("torch", ["--runtime", "torch"]), ("hint", ["--hint", "500,300,red"])):
             print(f"start-up: {key}", flush=True)
             result["startup"][key] = startup(sys.executable, extra, photo, Path(tmp) / "o.jpg", args.runs)
     for engine in ("light", "torch"):
