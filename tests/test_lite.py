@@ -385,10 +385,10 @@ NO_TORCH = textwrap.dedent("""
 """)
 
 
-def _colorize_without_torch(*args: str) -> subprocess.CompletedProcess:
+def _colorize_without_torch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, timeout=120,
                           env={"PATH": "/usr/bin:/bin", "COLORIZE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1",
-                               "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
+                               "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), **(env or {})})
 
 
 def test_cli_colorizes_a_folder_without_torch(tmp_path, tiny_pair):
@@ -443,6 +443,27 @@ def test_cli_colorizes_tar_shards_without_torch(tmp_path, tiny_pair):
     for name in ("sub/p0.png", "p1.png"):
         out = Image.open(tmp_path / "out" / name)
         assert out.mode == "RGB" and out.size == (80, 60) and np.ptp(np.asarray(out).astype(int), axis=2).mean() > 1
+
+
+def test_a_weight_files_cached_export_serves_without_torch(tmp_path, tiny_model_file, monkeypatch):
+    """Your own weights, exported once (``--runtime onnx`` on the torch install), then start as fast as a shipped
+    model: the cached export is found without importing torch, also on the light install."""
+    from colorize.cli import main
+    from colorize.shipped import cached_onnx
+
+    photo = tmp_path / "p.png"
+    make_photo(80, 60, seed=3).convert("L").save(photo)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    args = [str(photo), "--model", str(tiny_model_file), "-q"]
+    run = _colorize_without_torch(*args, "-o", str(tmp_path / "before.png"), env={"XDG_CACHE_HOME": str(cache)})
+    assert run.returncode == 2 and "exported to ONNX first" in run.stderr, run.stderr
+    exported = cached_onnx(tiny_model_file, folder=cache / "colorize" / "onnx")
+    assert main([*args, "-o", str(tmp_path / "torch.png"), "--runtime", "onnx"]) == 0  # the torch install's
+    run = _colorize_without_torch(*args, "-o", str(tmp_path / "light.png"), env={"XDG_CACHE_HOME": str(cache)})
+    assert run.returncode == 0, run.stderr  # NO_TORCH asserts that torch was not imported
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "light.png")), np.asarray(Image.open(tmp_path / "torch.png")))
+    assert sorted(cache.rglob("*.onnx")) == [exported]  # found, not exported again
 
 
 def test_cli_without_torch_names_what_needs_it(tmp_path):

@@ -18,7 +18,6 @@ import torch.nn as nn
 from colorize.models.base import DEFAULT_TEMPERATURE, as_model
 
 OPSET = 17
-EXPORT_VERSION = 4  # part of cached file names: bump when the export of the same weights changes
 INPUT, TEMPERATURE, OUTPUT = "l_norm", "temperature", "ab_norm"
 
 

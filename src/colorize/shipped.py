@@ -166,6 +166,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "colorize" / "onnx"
 
 
+EXPORT_VERSION = 4  # part of cached exports' names: bump when colorize.onnx exports the same weights differently
+
+
 def cached_onnx(spec: str | Path | None = None, *, folder: str | Path | None = None) -> Path:
     """The ``.onnx`` file for a model spec: the spec itself if it is one; a shipped model's own export
     (checked against its sha256); otherwise the model (a weight or checkpoint file) exported once and
@@ -182,15 +185,15 @@ def cached_onnx(spec: str | Path | None = None, *, folder: str | Path | None = N
         return Path(spec)
     if str(spec) in SHIPPED and SHIPPED[str(spec)].onnx is not None:
         return shipped_file(str(spec), onnx=True)
-    from colorize.models.base import optimize_for_inference
-    from colorize.onnx import EXPORT_VERSION, export_onnx
-
     weights = weight_file(spec)
     if not weights.is_file():
         resolve_model(spec)  # raises the usual error naming the valid choices
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
     out = Path(folder or cache_dir()) / f"{weights.stem}-{digest}-e{EXPORT_VERSION}.onnx"
-    if not out.is_file():
+    if not out.is_file():  # only an export needs torch: a cached one starts as fast as a shipped model's
+        from colorize.models.base import optimize_for_inference
+        from colorize.onnx import export_onnx
+
         # the weight file's header holds the tuned temperature, which the export records as its default
         export_onnx(optimize_for_inference(resolve_model(spec)), out)
     return out
