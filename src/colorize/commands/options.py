@@ -61,7 +61,7 @@ def add_model_options(p: argparse.ArgumentParser, *, device: bool = True, runtim
                        help="inference engine: torch, or onnx (onnxruntime alone: the light install's engine; a "
                             "weight file is exported to ONNX once and cached, or give --model FILE.onnx). "
                             "Default auto: onnx for a shipped model or .onnx file where no option needs torch (the same "
-                            "photos within one 8-bit level, a start seconds sooner, faster photos); with hints, the "
+                            "photos within one 8-bit level, a start seconds sooner, less memory); with hints, the "
                             "torch pipeline with that network on onnx; else torch")
     if device:
         p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
@@ -86,7 +86,7 @@ def _has_onnx(model: str | None) -> bool:
 
 
 def network_runtime(runtime: str, model: str | None, device: str = "cpu") -> str:
-    """The engine ``--runtime`` picks for the network inside the torch pipeline (``colorize video``): ``auto``
+    """The engine ``--runtime`` picks for the network inside the torch pipeline (films, photos with hints): ``auto``
     is onnx where the model has an ONNX export (a shipped model, an .onnx file) and runs on the CPU, else torch."""
     if runtime != "auto":
         return runtime
@@ -117,10 +117,11 @@ def colorizer_spec(args: argparse.Namespace, *, torch_options: list[str] = (),
         from colorize.lite import TORCH_ONLY
 
         raise ValueError(f"--runtime torch: {TORCH_ONLY}")
-    if runtime == "auto":  # the light engine where it serves: the same photos (within a level), a sooner start and
-        # faster photos at every size (benchmarks/light.py, two runs: 1024x768 70-82 ms vs torch 91-142; a 6000x4000
-        # scan 0.7-1.1 s vs 1.4-1.5). Else the torch pipeline, its network on onnxruntime where it can be: a
-        # photo with a hint in 2.2 s instead of 4.0 (no timm import, no model build)
+    if runtime == "auto":  # the light engine where it serves: the same photos (within a level), a start seconds
+        # sooner, half the memory on a scan, about torch's speed per photo (benchmarks/light.py: 0.44 s against 3.6;
+        # 6000x4000 in 470 MB against 1,037 and 0.78 s against 0.67; 1024x768 56 ms against 45). Else the torch
+        # pipeline, its network on onnxruntime where it can be: a photo with a hint in 2.0 s instead of 4.0 (no timm
+        # import, no model build)
         if not torch_installed() or (not needs_torch and _has_onnx(args.model)):
             runtime = "onnx"
         else:
