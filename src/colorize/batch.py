@@ -263,8 +263,10 @@ def usable_colorizer(spec: ColorizerSpec, *, confidence: bool = False) -> "Color
         from colorize.onnx import OnnxModel
 
         if isinstance(getattr(colorizer, "model", None), OnnxModel):
+            given_onnx = str(spec.model or "").lower().endswith(".onnx")
             raise ValueError("--confidence needs the network run by torch from a weight file (an ONNX network gives "
-                             "colors, not how sure it is of them): leave out --runtime onnx")
+                             "colors, not how sure it is of them): " +
+                             ("give the model's .safetensors file instead" if given_onnx else "leave out --runtime onnx"))
         raise ValueError(f"--confidence needs a classification (bins) model; {colorizer.model_name} predicts "
                          "colors directly")
     return colorizer

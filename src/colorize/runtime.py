@@ -13,7 +13,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 def pick_device(name: str, *, local_rank: int = 0) -> torch.device:
     """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps`` -> a torch device; plain ``cuda`` is this
-    process's GPU (``local_rank``) under ``torchrun``."""
+    process's GPU (``local_rank``) under ``torchrun``. ValueError on an unknown name or a GPU torch cannot use."""
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"
@@ -21,8 +21,14 @@ def pick_device(name: str, *, local_rank: int = 0) -> torch.device:
             name = "mps"
         else:
             name = "cpu"
-    if name.split(":")[0] not in DEVICES[1:]:
+    kind = name.split(":")[0]
+    if kind not in DEVICES[1:]:
         raise ValueError(f"unknown device '{name}'; choose from: {', '.join(DEVICES)} (or cuda:N)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}': torch sees no CUDA GPU here (no NVIDIA driver, or a torch built without "
+                         "CUDA); --device cpu runs on the processor")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device '{name}': torch has no Apple GPU (MPS) here; --device cpu runs on the processor")
     if name == "cuda":
         return torch.device("cuda", local_rank)
     return torch.device(name)
