@@ -523,6 +523,19 @@ def test_auto_runtime_picks_the_light_engine_where_it_serves(monkeypatch):
     assert isinstance(sure, Colorizer) and not isinstance(sure.model, OnnxModel) and sure.has_confidence
 
 
+def test_a_hinted_photo_does_not_import_timm(tmp_path):
+    """The torch pipeline around an ONNX network builds no torch model: it leaves timm's import (2 s of start-up)
+    alone, as the first hint's start-up depends on it."""
+    photo = tmp_path / "p.png"
+    make_photo(80, 60, seed=1).convert("L").save(photo)
+    code = ("import sys; from colorize.cli import main; code = main(sys.argv[1:]); "
+            "assert 'timm' not in sys.modules, 'timm was imported'; sys.exit(code)")
+    run = subprocess.run([sys.executable, "-c", code, str(photo), "-o", str(tmp_path / "out.png"), "-q",
+                          "--hint", "10,10,red"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert Image.open(tmp_path / "out.png").size == (80, 60)
+
+
 def _read16(path: Path) -> np.ndarray:
     """A 16-bit RGB output, (H, W, 3) uint16 (Pillow reads such files in 8 bits)."""
     if path.suffix == ".png":
