@@ -920,3 +920,24 @@ def test_a_16bit_master_named_as_the_output_is_16bit_or_said_once_to_be_8bit(tin
     assert err.count("\n") == 1 and err.startswith("warning: 1 16-bit input written in 8 bits, "), err
     assert "PNG and TIFF keep 16 bits: --format png or --format tif (or an output named .png or .tif)" in err
     assert Image.open(tmp_path / "out" / "color.jpg").mode == "RGB"
+
+
+def test_films_in_a_folder_are_named_and_left_to_colorize_video(tiny_model_file, tmp_path, capsys):
+    """A folder of an album holds films too: the run says which it left out and what colorizes them, and that is
+    neither a failure nor a photo; a folder of films alone says so instead of just 'no images found'."""
+    album = tmp_path / "album"
+    (album / "1968").mkdir(parents=True)
+    make_photo(64, 48, seed=1).convert("L").save(album / "p.jpg")
+    for name in ("1968/party.MP4", "1968/beach.mov"):
+        (album / name).write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(32))
+    (album / "notes.txt").write_text("not a film either")
+    assert _colorize(tiny_model_file, album, "-o", tmp_path / "out") == 0
+    out = capsys.readouterr().out
+    assert "done: 1, skipped (exists, use --overwrite): 0, failed: 0" in out
+    assert (f"note: 2 videos left out ({album / '1968' / 'beach.mov'}, {album / '1968' / 'party.MP4'}): "
+            "`colorize video FILM -o OUT` colorizes a film") in out
+    assert _files(tmp_path / "out") == {"p.jpg"}
+
+    (album / "p.jpg").unlink()
+    assert _colorize(tiny_model_file, album, "-o", tmp_path / "none") == 1
+    assert "no images found" in (err := capsys.readouterr().err) and "; 2 videos left out (" in err

@@ -104,6 +104,11 @@ def test_a_film_given_as_a_photo_is_told_to_use_colorize_video(tmp_path):
     (tmp_path / "notes.jpg").write_bytes(b"not an image")
     with pytest.raises(ImageError, match="notes.jpg: not an image file"):
         load_image(tmp_path / "notes.jpg")
+    (tmp_path / "cut.jpg").write_bytes(b"")  # a copy that never finished: said as such, file or shard member
+    with pytest.raises(ImageError, match="cut.jpg: empty file"):
+        load_image(tmp_path / "cut.jpg")
+    with pytest.raises(ImageError, match="a.tar:cut.jpg: empty file"):
+        load_image("a.tar:cut.jpg", data=b"")
 
 
 def test_atomic_file_keeps_a_suffix_and_discards_on_error(tmp_path):

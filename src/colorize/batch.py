@@ -39,6 +39,7 @@ class Plan:
 
     pairs: list[tuple[Source, Path]] = field(default_factory=list)  # (input, output)
     problems: list[tuple[Path | str, str]] = field(default_factory=list)  # inputs that cannot be used, and why
+    videos: list[Path] = field(default_factory=list)  # films met in the folders: left to `colorize video`
     duplicates: list[tuple[Source, Source]] = field(default_factory=list)  # (input, the same photo met first)
 
 
@@ -93,8 +94,9 @@ def plan_outputs(paths: list[str], output: str | None, fmt: str) -> Plan:
                 plan.pairs.append((member, out_root / f"{member.key}{member.suffix if fmt == 'same' else '.' + fmt}"))
             continue
         if is_folder:
-            files, problems = scan_folder(root)
+            files, problems, videos = scan_folder(root)
             plan.problems += problems
+            plan.videos += videos
             if out_root.resolve() != root.resolve() and out_root.resolve().is_relative_to(root.resolve()):
                 files = [f for f in files if not f.resolve().is_relative_to(out_root.resolve())]  # earlier outputs
         elif root.is_file():

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from colorize.io import HEIF_PLUGIN, ImageError, Notice, load_image
+from colorize.io import HEIF_PLUGIN, VIDEO_EXTENSIONS, ImageError, Notice, load_image
 
 
 def _pillow_reads(feature: str) -> bool:
@@ -52,18 +52,21 @@ def unsupported_format(path: Path) -> str | None:
 SYSTEM_FOLDERS = ("@eaDir", "__MACOSX")
 
 
-def scan_folder(root: str | Path, *, recursive: bool = True) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """The images under a folder, and every entry that looks like one but cannot be used, with the reason.
+def scan_folder(root: str | Path, *, recursive: bool = True
+                ) -> tuple[list[Path], list[tuple[Path, str]], list[Path]]:
+    """The images under a folder, every entry that looks like one but cannot be used, with the reason, and the
+    videos among the other files (``colorize video`` colorizes those: a run over the folder says it left them).
 
     Hidden entries (``.name``: macOS's ``._photo.jpg`` resource forks, thumbnail caches) and
     :data:`SYSTEM_FOLDERS` are not photos of the folder's and are passed over. Symlinks are followed (a link back into a folder already being walked is reported, not looped);
     broken links, links that loop, unreadable folders, folders named like an image with no image in
     them, and files of unsupported formats (HEIC, AVIF, raw, ...) each give one ``(path, reason)``.
     Returns:
-        (sorted image files, [(path, reason), ...])
+        (sorted image files, [(path, reason), ...], sorted videos)
     """
     files: list[Path] = []
     problems: list[tuple[Path, str]] = []
+    videos: list[Path] = []
 
     def walk(folder: Path, ancestors: frozenset[Path]) -> int:
         try:
@@ -111,11 +114,13 @@ def scan_folder(root: str | Path, *, recursive: bool = True) -> tuple[list[Path]
                 found += 1
             elif why := unsupported_format(entry):
                 problems.append((entry, why))
+            elif ext in VIDEO_EXTENSIONS:
+                videos.append(entry)
         return found
 
     root = Path(root)
     walk(root, frozenset({root.resolve()}))
-    return sorted(files), problems
+    return sorted(files), problems, sorted(videos)
 
 
 def find_images(paths: str | Path | Iterable[str | Path], *, recursive: bool = True) -> list[Path]:

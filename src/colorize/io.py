@@ -376,6 +376,8 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
     except UnidentifiedImageError:
         if os.path.splitext(str(path))[1].lower() in VIDEO_EXTENSIONS:  # a path, or a photo in a tar shard
             raise ImageError(path, "a video, not a photo: colorize it with `colorize video`") from None
+        if (len(data) if data is not None else _size(path)) == 0:  # a copy or download that never finished
+            raise ImageError(path, "empty file (0 bytes)") from None
         raise ImageError(path, "not an image file (unrecognized format)") from None
     except Image.DecompressionBombError:  # Pillow refused it while opening: past twice MAX_PIXELS
         raise ImageError(path, _too_many_pixels()) from None
@@ -383,6 +385,14 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
         raise ImageError(path, decode_failure(e)) from None
     check_size(rgb, path)
     return rgb
+
+
+def _size(path) -> int | None:
+    """A file's size in bytes, None where it cannot be told."""
+    try:
+        return os.path.getsize(path)
+    except (OSError, TypeError):
+        return None
 
 
 def load_input(src, *, keep_16bit: bool = False) -> tuple[Image.Image, bytes | None]:

@@ -254,8 +254,8 @@ def run(args: argparse.Namespace) -> int:
     if not pairs:
         for msg in problems:
             print(f"error: {msg}", file=sys.stderr)
-        print(f"no images found in {', '.join(args.paths)} (photos: {', '.join(e[1:] for e in IMAGE_EXTENSIONS)})",
-              file=sys.stderr)
+        print(f"no images found in {', '.join(args.paths)} (photos: {', '.join(e[1:] for e in IMAGE_EXTENSIONS)})"
+              + (f"; {_videos_left(plan.videos)}" if plan.videos else ""), file=sys.stderr)
         return 2 if problems else 1
     try:
         hints_for = _hints_for(args, inputs)
@@ -317,9 +317,18 @@ def run(args: argparse.Namespace) -> int:
         result = colorize_files(colorizer, todo, record=record, workers=workers,
                                 progress=lambda items: _progress(items, quiet=args.quiet), **options)
     notes = [f"{d}: same file as {first}; done once" for d, first in plan.duplicates] + result.notes
+    if plan.videos:
+        notes.append(_videos_left(plan.videos))
     return _report(args, result.done, skipped, list(problems) + result.failed, record, recorded, notes=notes,
                    stopped=result.stopped, left=result.left, destination=named or out_dir, kinds=result.kinds,
                    warned=result.warned, eight_bit=result.eight_bit)
+
+
+def _videos_left(videos: list[Path], shown: int = 3) -> str:
+    """What a run over folders says of the films in them, which it leaves to ``colorize video``."""
+    names = ", ".join(str(v) for v in videos[:shown]) + (f" and {len(videos) - shown} more" if len(videos) > shown else "")
+    return (f"{len(videos)} video{'s' * (len(videos) != 1)} left out ({names}): "
+            "`colorize video FILM -o OUT` colorizes a film")
 
 
 def _eight_bit_message(why: str, count: int) -> str:
