@@ -303,6 +303,13 @@ def test_not_an_image_415(client, data):
     assert r.json() == {"error": "not_an_image", "detail": "notes.txt: not an image file (unrecognized format)"}
 
 
+def test_a_film_dropped_on_the_page_is_told_to_use_colorize_video(client):
+    r = post_file(client, b"\x00\x00\x00\x18ftypmp42" + bytes(32), name="wedding.MOV", mime="video/quicktime")
+    assert r.status_code == 415
+    assert r.json() == {"error": "not_an_image",
+                        "detail": "wedding.MOV: a video, not a photo: colorize it with `colorize video`"}
+
+
 def test_empty_upload_is_called_empty(client):
     r = post_file(client, b"", name="IMG_0007.jpg")  # e.g. a synced folder's placeholder
     assert r.status_code == 415 and r.json()["detail"] == "IMG_0007.jpg: empty: 0 bytes were sent"
