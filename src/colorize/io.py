@@ -40,6 +40,7 @@ if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
 # a film named where a photo is expected is told apart from a bad photo: `colorize video` is its command
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts",
                     ".m2ts", ".3gp", ".ogv", ".h264")
+NOT_A_PHOTO = "a video, not a photo: colorize it with `colorize video`"  # why such a file, named as a photo, is refused
 
 
 class Notice(UserWarning):
@@ -375,7 +376,7 @@ def load_image(path: str | Path, *, data: bytes | None = None, keep_gray: bool =
         raise ImageError(path, "cannot read it (permission denied)") from None
     except UnidentifiedImageError:
         if os.path.splitext(str(path))[1].lower() in VIDEO_EXTENSIONS:  # a path, or a photo in a tar shard
-            raise ImageError(path, "a video, not a photo: colorize it with `colorize video`") from None
+            raise ImageError(path, NOT_A_PHOTO) from None
         if (len(data) if data is not None else _size(path)) == 0:  # a copy or download that never finished
             raise ImageError(path, "empty file (0 bytes)") from None
         raise ImageError(path, "not an image file (unrecognized format)") from None

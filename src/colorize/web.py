@@ -45,7 +45,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colorize import __version__
-from colorize.io import VIDEO_EXTENSIONS, ImageError, decode, prepared_for, with_plugins, write_png16
+from colorize.io import NOT_A_PHOTO, VIDEO_EXTENSIONS, ImageError, decode, prepared_for, with_plugins, write_png16
 from colorize.hints import Hint, as_hints, hints_from_json, hints_from_tint, hints_to_json
 from colorize.pipeline import Colorizer, Prediction
 from colorize.tone import ToneReport, classify
@@ -150,7 +150,7 @@ def open_upload(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
         img = Image.open(io.BytesIO(data), formats=_accepted_formats())
     except UnidentifiedImageError:
         if Path(name).suffix.lower() in VIDEO_EXTENSIONS:  # as the CLI tells a film from a bad photo
-            raise UploadRejected(name, "a video, not a photo: colorize it with `colorize video`", 415) from None
+            raise UploadRejected(name, NOT_A_PHOTO, 415) from None
         raise UploadRejected(name, "not an image file (unrecognized format)", 415) from None
     except Image.DecompressionBombError as e:
         raise UploadRejected(name, f"too many pixels ({e})", 413) from None

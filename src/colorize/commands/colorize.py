@@ -326,7 +326,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _videos_left(videos: list[Path], shown: int = 3) -> str:
     """What a run over folders says of the films in them, which it leaves to ``colorize video``."""
-    names = ", ".join(str(v) for v in videos[:shown]) + (f" and {len(videos) - shown} more" if len(videos) > shown else "")
+    names = ", ".join(str(v) for v in videos[:shown])
+    names += f" and {len(videos) - shown} more" if len(videos) > shown else ""
     return (f"{len(videos)} video{'s' * (len(videos) != 1)} left out ({names}): "
             "`colorize video FILM -o OUT` colorizes a film")
 
