@@ -44,11 +44,7 @@ def init(device_name: str) -> tuple[Dist, torch.device]:
     """Pick this process's device and, under ``torchrun``, join the process group (NCCL on CUDA,
     Gloo otherwise)."""
     dist = from_env()
-    device = pick_device(device_name, local_rank=dist.local_rank)
-    usable = {"cuda": torch.cuda.is_available, "mps": lambda: torch.backends.mps.is_available()}.get(device.type)
-    if usable is not None and not usable():
-        raise ValueError(f"device '{device_name}': torch finds no usable {device.type.upper()} device here; "
-                         "use --device cpu, or auto for the best one there is")
+    device = pick_device(device_name, local_rank=dist.local_rank)  # ValueError on a GPU torch cannot use
     if dist.enabled and not tdist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

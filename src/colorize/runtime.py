@@ -11,13 +11,18 @@ import torch
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+def _mps_available() -> bool:
+    """Whether torch can run on an Apple GPU here."""
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
 def pick_device(name: str, *, local_rank: int = 0) -> torch.device:
     """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps`` -> a torch device; plain ``cuda`` is this
     process's GPU (``local_rank``) under ``torchrun``. ValueError on an unknown name or a GPU torch cannot use."""
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        elif _mps_available():
             name = "mps"
         else:
             name = "cpu"
@@ -26,9 +31,10 @@ def pick_device(name: str, *, local_rank: int = 0) -> torch.device:
         raise ValueError(f"unknown device '{name}'; choose from: {', '.join(DEVICES)} (or cuda:N)")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device '{name}': torch sees no CUDA GPU here (no NVIDIA driver, or a torch built without "
-                         "CUDA); --device cpu runs on the processor")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device '{name}': torch has no Apple GPU (MPS) here; --device cpu runs on the processor")
+                         "CUDA); --device cpu runs on the processor, auto on the best device there is")
+    if kind == "mps" and not _mps_available():
+        raise ValueError(f"device '{name}': torch has no Apple GPU (MPS) here; --device cpu runs on the processor, "
+                         "auto on the best device there is")
     if name == "cuda":
         return torch.device("cuda", local_rank)
     return torch.device(name)
